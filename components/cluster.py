@@ -1,0 +1,17 @@
+"""cluster: seeded k-means bins over the instruction vectors."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Output
+
+from components.images import image_for
+
+
+@dsl.component(base_image=image_for("cluster"), install_kfp_package=False)
+def cluster(embeddings: Input[Dataset], clusters: Output[Dataset], count: int, seed: int) -> int:
+    """Write int32 [N] bin ids as .npy; returns the number of bins used."""
+    from adg.clustering import cluster_file
+
+    used = cluster_file(embeddings.path, clusters.path, count=count, seed=seed)
+    print(f"cluster: {used} bins")
+    clusters.metadata["bins"] = used
+    return used

@@ -1,0 +1,16 @@
+"""embed: instruction vectors from the model's hidden states, for binning."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Output
+
+from components.images import image_for
+
+
+@dsl.component(base_image=image_for("embed"), install_kfp_package=False)
+def embed(pool: Input[Dataset], embeddings: Output[Dataset], model: str):
+    """Write float32 [N, hidden] unit-norm instruction vectors as .npy."""
+    from adg.scoring import embed_file
+
+    shape = embed_file(pool.path, embeddings.path, model=model)
+    print(f"embed: {shape[0]} x {shape[1]}")
+    embeddings.metadata.update(rows=shape[0], dim=shape[1])

@@ -1,0 +1,36 @@
+"""Stage → container image, read once from `images/images.env` (overridable by environment)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+IMAGES_ENV = Path(__file__).resolve().parent.parent / "images" / "images.env"
+
+# Which image family serves each stage; the Dockerfiles in images/ install the extras each needs.
+STAGE_FAMILY = {
+    "ingest": "cpu",
+    "cluster": "cpu",
+    "select": "cpu",
+    "generate": "generate",
+    "embed": "generate",
+    "score": "generate",
+    "train": "train",
+    "evaluate": "eval",
+}
+
+
+def read_images_env(path: Path = IMAGES_ENV) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def image_for(stage: str) -> str:
+    """The image reference for a stage: env var ADG_IMAGE_<FAMILY> wins over images.env."""
+    key = f"ADG_IMAGE_{STAGE_FAMILY[stage].upper()}"
+    return os.environ.get(key) or read_images_env()[key]

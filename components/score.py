@@ -1,0 +1,27 @@
+"""score: dispersion, anisotropy and the ADG score of each record's K answers."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Output
+
+from components.images import image_for
+
+
+@dsl.component(base_image=image_for("score"), install_kfp_package=False)
+def score(
+    generated: Input[Dataset],
+    scored: Output[Dataset],
+    model: str,
+    dispersion_weight: float,
+    anisotropy_weight: float,
+    all_metrics: bool,
+):
+    """Append `dispersion`, `anisotropy`, `score` to each record; resumes a half-done output."""
+    from adg.divergence import ScoreWeights
+    from adg.scoring import score_file
+
+    weights = ScoreWeights(dispersion=dispersion_weight, anisotropy=anisotropy_weight)
+    summary = score_file(
+        generated.path, scored.path, model=model, weights=weights, all_metrics=all_metrics
+    )
+    print(summary.line())
+    scored.metadata["records"] = summary.total

@@ -1,0 +1,234 @@
+"""`adg`: one sub-command per stage, plus `run` (the whole pipeline locally) and `compile`.
+
+Every stage command reads and writes files; bad input ends in one line on stderr naming the file,
+line and field, and exit status 2 — never a traceback. `adg run` and `adg compile` import the KFP
+pipeline lazily, so the stage commands work without the pipeline packages on the path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from adg import records as rec
+
+DEFAULT_POOL = Path(__file__).resolve().parents[2] / "data" / "alpaca_gpt4_sample_200.jsonl"
+DEFAULT_PIPELINE_YAML = "pipelines/adg_pipeline.yaml"
+
+
+class UsageError(Exception):
+    """A problem with the user's input that deserves one line, not a traceback."""
+
+
+def _model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default="",
+        help="HF folder or .gguf file (default: the embedded SmolLM2-135M-Instruct)",
+    )
+
+
+def _sampling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-samples", type=int, default=5, help="answers per instruction (K)")
+    p.add_argument("--temperature", type=float, default=1.4)
+    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=8, help="instructions per batch")
+    p.add_argument("--backend", choices=("auto", "hf", "vllm"), default="auto")
+    p.add_argument("--prompt-format", choices=("alpaca", "chat"), default="alpaca")
+
+
+def _weight_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dispersion-weight", type=float, default=0.6)
+    p.add_argument("--anisotropy-weight", type=float, default=0.4)
+
+
+def cmd_ingest(a: argparse.Namespace) -> None:
+    summary = rec.ingest(a.input, a.output, a.rejects, limit=a.limit)
+    print(summary.line())
+    if summary.rejected:
+        print(f"rejects written to {a.rejects}" if a.rejects else "rejects not kept (no --rejects)")
+
+
+def _sampling_config(a: argparse.Namespace):
+    from adg.generation import SamplingConfig
+
+    return SamplingConfig(
+        num_samples=a.num_samples,
+        temperature=a.temperature,
+        top_p=a.top_p,
+        max_new_tokens=a.max_new_tokens,
+        seed=a.seed,
+        batch_size=a.batch_size,
+        prompt_format=a.prompt_format,
+    )
+
+
+def cmd_generate(a: argparse.Namespace) -> None:
+    from adg.generation import generate_file
+
+    summary = generate_file(
+        a.input, a.output, model=a.model, cfg=_sampling_config(a), backend=a.backend, limit=a.limit
+    )
+    print(summary.line())
+
+
+def cmd_embed(a: argparse.Namespace) -> None:
+    from adg.scoring import embed_file
+
+    n, h = embed_file(a.input, a.output, model=a.model)
+    print(f"embed: {n} x {h} float32 -> {a.output}")
+
+
+def cmd_cluster(a: argparse.Namespace) -> None:
+    from adg.clustering import cluster_file
+
+    used = cluster_file(a.embeddings, a.output, count=a.count, seed=a.seed)
+    print(f"cluster: {used} bins -> {a.output}")
+
+
+def cmd_score(a: argparse.Namespace) -> None:
+    from adg.divergence import ScoreWeights
+    from adg.scoring import score_file
+
+    summary = score_file(
+        a.input,
+        a.output,
+        model=a.model,
+        weights=ScoreWeights(a.dispersion_weight, a.anisotropy_weight),
+        all_metrics=a.all_metrics,
+    )
+    print(summary.line())
+
+
+def cmd_select(a: argparse.Namespace) -> None:
+    from adg.subsets import select_file, summary_lines
+
+    report = select_file(a.input, a.clusters, a.budget, a.output_dir, strategy=a.strategy)
+    print("\n".join(summary_lines(report, a.output_dir)))
+
+
+def cmd_compile(a: argparse.Namespace) -> None:
+    from pipelines.local import compile_pipeline
+
+    compile_pipeline(a.output)
+    print(f"compiled pipeline -> {a.output}")
+
+
+def cmd_run(a: argparse.Namespace) -> None:
+    from pipelines.local import LocalRunOptions, run_local
+
+    opts = LocalRunOptions(
+        input=a.input,
+        model=a.model,
+        budget=a.budget,
+        output_dir=a.output_dir,
+        limit=a.limit,
+        cluster_count=a.cluster_count,
+        strategy=a.strategy,
+        sampling=_sampling_config(a),
+        backend=a.backend,
+        dispersion_weight=a.dispersion_weight,
+        anisotropy_weight=a.anisotropy_weight,
+        all_metrics=a.all_metrics,
+    )
+    run_local(opts)
+
+
+def cmd_prepare_model(_a: argparse.Namespace) -> None:
+    from adg.models import prepare_embedded_model
+
+    print(f"embedded model ready: {prepare_embedded_model()}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adg", description="Answer Divergence-Guided selection of instruction-tuning data"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="validate a pool; bad records go to a rejects file")
+    p.add_argument("input", help="JSON array or JSONL pool (.gz accepted)")
+    p.add_argument("--output", required=True)
+    p.add_argument("--rejects", default=None)
+    p.add_argument("--limit", type=int, default=0, help="keep the first N valid records")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("generate", help="sample K answers per instruction")
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    _model_arg(p)
+    _sampling_args(p)
+    p.add_argument("--limit", type=int, default=0, help="only the first N records")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("embed", help="instruction vectors for binning")
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    _model_arg(p)
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("cluster", help="k-means bins over instruction vectors")
+    p.add_argument("--embeddings", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--count", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=cmd_cluster)
+
+    p = sub.add_parser("score", help="dispersion, anisotropy and score of the K answers")
+    p.add_argument("--input", required=True, help="generated.jsonl (ours or the original ADG's)")
+    p.add_argument("--output", required=True)
+    _model_arg(p)
+    _weight_args(p)
+    p.add_argument("--all-metrics", action="store_true", help="also write diagnostic metrics")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("select", help="bin-wise top / middle / bottom within a budget")
+    p.add_argument("--input", required=True, help="scored.jsonl")
+    p.add_argument("--clusters", required=True, help="clusters.npy")
+    p.add_argument("--budget", type=int, required=True)
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--strategy", choices=("exact", "reference"), default="exact")
+    p.set_defaults(func=cmd_select)
+
+    p = sub.add_parser("run", help="run the whole KFP pipeline locally (kfp.local)")
+    p.add_argument("--input", default=str(DEFAULT_POOL), help="pool (default: in-repo sample)")
+    _model_arg(p)
+    p.add_argument("--budget", type=int, default=0, help="records to select (default: 20%%)")
+    p.add_argument("--output-dir", default="runs/latest")
+    p.add_argument("--limit", type=int, default=0, help="only the first N valid records")
+    p.add_argument(
+        "--cluster-count", type=int, default=0, help="bins (default: one per ~52 records)"
+    )
+    p.add_argument("--strategy", choices=("exact", "reference"), default="exact")
+    _sampling_args(p)
+    _weight_args(p)
+    p.add_argument("--all-metrics", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compile", help="compile the pipeline to YAML for Kubeflow")
+    p.add_argument("--output", default=DEFAULT_PIPELINE_YAML)
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("prepare-model", help="convert the embedded model once (make setup)")
+    p.set_defaults(func=cmd_prepare_model)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (rec.PoolError, UsageError, FileNotFoundError, ValueError) as err:
+        print(f"adg {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"adg {args.command}: interrupted; re-run to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Semantic bins: seeded k-means over unit-norm instruction vectors.
+
+embeddings float32 [N, H] → bins int32 [N] (bin id per record, same order). Bin ids are
+renumbered by first appearance in the pool so they do not depend on k-means' internal label order.
+The bin count is clamped to N (k-means cannot make more bins than points). Small problems use exact
+Lloyd k-means; large ones (N · bins above `MINIBATCH_ABOVE`) use MiniBatchKMeans, which keeps the
+2-core case of 52K × 1000 bins tractable. Both are seeded, so the same input gives the same bins.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+# Above this many (points x bins) distance evaluations per iteration, full Lloyd iterations are too
+# slow on a laptop; mini-batches of 4096 converge to similar inertia.
+MINIBATCH_ABOVE = 20_000_000
+
+
+def auto_bin_count(n: int, per_bin: int = 52, maximum: int = 1000) -> int:
+    """A bin count for pools of any size: about `per_bin` records per bin (52K / 1000 in the
+    paper), at least 1 and at most `maximum`."""
+    return max(1, min(maximum, n // per_bin))
+
+
+def _renumber(labels: np.ndarray) -> np.ndarray:
+    _, first = np.unique(labels, return_index=True)
+    order = np.argsort(first)
+    mapping = np.empty(labels.max() + 1, dtype=np.int32)
+    mapping[np.unique(labels)[order]] = np.arange(len(order), dtype=np.int32)
+    return mapping[labels]
+
+
+def kmeans_bins(embeddings: np.ndarray, count: int = 1000, seed: int = 42) -> np.ndarray:
+    """Assign each row of `embeddings` to one of at most `count` bins."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    x = np.asarray(embeddings, dtype=np.float32)
+    n = len(x)
+    if n == 0:
+        raise ValueError("no embeddings to cluster")
+    if count <= 0:
+        raise ValueError(f"bin count must be positive, got {count}")
+    k = min(count, n)
+    if k < count:
+        print(f"cluster: {count} bins requested for {n} records; using {k}", file=sys.stderr)
+    if k == 1:
+        return np.zeros(n, dtype=np.int32)
+    if n * k > MINIBATCH_ABOVE:
+        model = MiniBatchKMeans(
+            n_clusters=k, random_state=seed, batch_size=4096, n_init=3, max_no_improvement=20
+        )
+    else:
+        model = KMeans(n_clusters=k, random_state=seed, n_init=1)
+    labels = model.fit_predict(x)
+    return _renumber(labels.astype(np.int64))
+
+
+def cluster_file(embeddings_path: str, output: str, count: int = 1000, seed: int = 42) -> int:
+    """The cluster stage: `embeddings.npy` → `clusters.npy`; returns the number of bins used."""
+    emb = np.load(embeddings_path, mmap_mode="r")
+    bins = kmeans_bins(emb, count=count, seed=seed)
+    tmp = f"{output}.tmp"
+    with open(tmp, "wb") as fh:
+        np.save(fh, bins)
+    os.replace(tmp, output)
+    return int(bins.max()) + 1

@@ -1,0 +1,191 @@
+"""Sampling K answers per instruction: a transformers backend (CPU/GPU) and a vLLM backend (GPU).
+
+Each output record is the input record plus `generated_answers` (a list of K strings). Output is
+appended batch by batch and flushed, so a run killed half-way resumes on the next call: ids already
+in the output are skipped and a half-written last line is cut off. Batches are fixed slices of the
+pool and each is seeded from (`seed`, batch index), so the same pool, model and seed give the same
+answers on the transformers backend.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from adg import models
+from adg.prompts import build_prompt
+from adg.records import dumps, id_key, iter_jsonl_tolerant, read_records, truncate_partial_line
+
+BACKENDS = ("auto", "hf", "vllm")
+
+
+@dataclass
+class SamplingConfig:
+    num_samples: int = 5
+    temperature: float = 1.4
+    top_p: float = 0.9
+    max_new_tokens: int = 256
+    seed: int = 0
+    batch_size: int = 8
+    prompt_format: str = "alpaca"
+
+
+@dataclass
+class GenerateSummary:
+    total: int
+    generated: int
+    resumed: int
+    backend: str
+
+    def line(self) -> str:
+        return (
+            f"generate: {self.generated} generated, {self.resumed} already done "
+            f"({self.total} records, backend {self.backend})"
+        )
+
+
+def resolve_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    if backend != "auto":
+        return backend
+    import importlib.util
+
+    import torch
+
+    return "vllm" if torch.cuda.is_available() and importlib.util.find_spec("vllm") else "hf"
+
+
+def batch_seed(seed: int, batch_index: int) -> int:
+    return (seed * 1_000_003 + batch_index) % (2**63)
+
+
+class HFSampler:
+    """Batched sampling with `transformers.generate` (left padding, K return sequences)."""
+
+    name = "hf"
+
+    def __init__(self, model_spec: str | None, cfg: SamplingConfig):
+        self.tokenizer, self.model = models.load(model_spec)
+        self.tokenizer.padding_side = "left"
+        self.cfg = cfg
+
+    def sample(self, records: list[dict[str, Any]], batch_index: int) -> list[list[str]]:
+        import torch
+
+        cfg = self.cfg
+        prompts = [build_prompt(r, cfg.prompt_format, self.tokenizer) for r in records]
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = enc.to(self.model.device)
+        torch.manual_seed(batch_seed(cfg.seed, batch_index))
+        with torch.inference_mode():
+            out = self.model.generate(
+                **enc,
+                do_sample=True,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                max_new_tokens=cfg.max_new_tokens,
+                num_return_sequences=cfg.num_samples,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        texts = self.tokenizer.batch_decode(
+            out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True
+        )
+        k = cfg.num_samples
+        return [[t.strip() for t in texts[i * k : (i + 1) * k]] for i in range(len(records))]
+
+
+class VLLMSampler:
+    """vLLM sampling: one engine per process, n=K samples per prompt, tensor parallel on request."""
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model_spec: str | None,
+        cfg: SamplingConfig,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+    ):
+        from vllm import LLM  # optional extra: `pip install adg[generate]`
+
+        path = models.resolve_model(model_spec)
+        kwargs: dict[str, Any] = {}
+        if path.is_file() and path.suffix == ".gguf":
+            kwargs["tokenizer"] = str(path.parent)
+        self.llm = LLM(
+            model=str(path),
+            seed=cfg.seed,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            **kwargs,
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+        self.cfg = cfg
+
+    def sample(self, records: list[dict[str, Any]], batch_index: int) -> list[list[str]]:
+        from vllm import SamplingParams
+
+        cfg = self.cfg
+        params = SamplingParams(
+            n=cfg.num_samples,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_tokens=cfg.max_new_tokens,
+            seed=batch_seed(cfg.seed, batch_index),
+        )
+        prompts = [build_prompt(r, cfg.prompt_format, self.tokenizer) for r in records]
+        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        return [[c.text.strip() for c in o.outputs] for o in outs]
+
+
+def _pending_batches(
+    records: list[dict[str, Any]], done: set, batch_size: int
+) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    for b, start in enumerate(range(0, len(records), batch_size)):
+        todo = [r for r in records[start : start + batch_size] if id_key(r["id"]) not in done]
+        if todo:
+            yield b, todo
+
+
+
+def generate_file(
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    model: str | None = None,
+    cfg: SamplingConfig | None = None,
+    backend: str = "auto",
+    limit: int = 0,
+    **backend_kwargs: Any,
+) -> GenerateSummary:
+    """The generate stage: `pool.jsonl` → `generated.jsonl`, resumable."""
+    cfg = cfg or SamplingConfig()
+    if cfg.num_samples < 2:
+        raise ValueError("--num-samples must be at least 2 (divergence needs several answers)")
+    records = read_records(input_path)
+    if limit:
+        records = records[:limit]
+    truncate_partial_line(output_path)
+    done = {id_key(r["id"]) for r in iter_jsonl_tolerant(output_path)}
+    resumed = sum(1 for r in records if id_key(r["id"]) in done)
+    name = resolve_backend(backend)
+    pending = list(_pending_batches(records, done, cfg.batch_size))
+    generated = 0
+    if pending:
+        if name == "vllm":
+            sampler = VLLMSampler(model, cfg, **backend_kwargs)
+        else:
+            sampler = HFSampler(model, cfg)
+        with open(output_path, "a", encoding="utf-8") as fh:
+            for b, batch in pending:
+                answers = sampler.sample(batch, b)
+                for rec, ans in zip(batch, answers, strict=True):
+                    fh.write(dumps({**rec, "generated_answers": ans}) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+                generated += len(batch)
+                print(f"generate: {resumed + generated}/{len(records)}", file=sys.stderr)
+    return GenerateSummary(len(records), generated, resumed, name)

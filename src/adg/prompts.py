@@ -1,0 +1,51 @@
+"""Prompt templates: the Alpaca prompt (with and without `input`) and the model's chat template.
+
+The Alpaca prompt is the one the published recipe trains and samples with; the `input` field is
+used when present (the original sampler dropped it). `chat` wraps the same request as one user turn
+in the tokenizer's own chat template, for instruction-tuned backbones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ALPACA_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further "
+    "context. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
+ALPACA_NO_INPUT = (
+    "Below is an instruction that describes a task. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Response:\n"
+)
+
+PROMPT_FORMATS = ("alpaca", "chat")
+
+
+def alpaca_prompt(record: dict[str, Any]) -> str:
+    instruction = record["instruction"]
+    extra = record.get("input") or ""
+    if extra.strip():
+        return ALPACA_WITH_INPUT.format(instruction=instruction, input=extra)
+    return ALPACA_NO_INPUT.format(instruction=instruction)
+
+
+def chat_prompt(record: dict[str, Any], tokenizer) -> str:
+    content = record["instruction"]
+    extra = record.get("input") or ""
+    if extra.strip():
+        content = f"{content}\n\n{extra}"
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("--prompt-format chat needs a tokenizer with a chat template")
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+    )
+
+
+def build_prompt(record: dict[str, Any], prompt_format: str, tokenizer=None) -> str:
+    if prompt_format == "alpaca":
+        return alpaca_prompt(record)
+    if prompt_format == "chat":
+        return chat_prompt(record, tokenizer)
+    raise ValueError(f"unknown prompt format {prompt_format!r}; choose one of {PROMPT_FORMATS}")

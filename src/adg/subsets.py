@@ -1,0 +1,115 @@
+"""The select stage's files: scored records + bins + budget → top / middle / bottom JSON and a report.
+
+`top.json`, `middle.json`, `bottom.json` are JSON arrays of scored records (the original ADG
+repository's format), each ordered by score, highest first. `selection_report.json` holds the
+counts, bins used, budget fill and score ranges per group that the CLI and the pipeline print.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adg.records import PoolError, read_records, write_json_array
+from adg.selection import select
+
+GROUPS = ("top", "middle", "bottom")
+
+
+def _stats(values: np.ndarray) -> dict[str, float | None]:
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return {"min": None, "mean": None, "max": None}
+    return {"min": float(values.min()), "mean": float(values.mean()), "max": float(values.max())}
+
+
+def select_records(
+    scored_path: str | os.PathLike,
+    clusters_path: str | os.PathLike,
+    budget: int,
+    strategy: str = "exact",
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """Split the scored pool into the three groups; return them and the selection report."""
+    records = read_records(scored_path)
+    bins = np.load(clusters_path)
+    if len(bins) != len(records):
+        raise PoolError(
+            f"{clusters_path}: {len(bins)} bin labels for {len(records)} scored records in "
+            f"{scored_path}; both must come from the same pool"
+        )
+    for n, r in enumerate(records):
+        if not isinstance(r.get("score"), int | float):
+            raise PoolError(f"{scored_path}: record {n} (id {r.get('id')!r}): field 'score' missing")
+    scores = np.array([float(r["score"]) for r in records], dtype=np.float64)
+    if budget > len(records):
+        raise PoolError(f"budget {budget} is larger than the pool ({len(records)} records)")
+    sel = select(scores, bins, budget, strategy)
+    report: dict[str, Any] = {
+        "records": len(records),
+        "budget": budget,
+        "strategy": strategy,
+        "bins": int((sel.bin_sizes > 0).sum()),
+        "bins_in_top": int(len(np.unique(bins[sel.top]))) if len(sel.top) else 0,
+        "budget_fill": len(sel.top) / budget,
+        "pool": {
+            "score": _stats(scores),
+            "dispersion": _stats(_field(records, "dispersion")),
+            "anisotropy": _stats(_field(records, "anisotropy")),
+        },
+    }
+    groups = {}
+    for name in GROUPS:
+        idx = getattr(sel, name)
+        groups[name] = [records[i] for i in idx]
+        report[name] = {"count": len(idx), "score": _stats(scores[idx]), "file": f"{name}.json"}
+    return groups, report
+
+
+def select_file(
+    scored_path: str | os.PathLike,
+    clusters_path: str | os.PathLike,
+    budget: int,
+    output_dir: str | os.PathLike,
+    strategy: str = "exact",
+) -> dict[str, Any]:
+    """Write the three groups and `selection_report.json` into `output_dir`; return the report."""
+    groups, report = select_records(scored_path, clusters_path, budget, strategy)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, records in groups.items():
+        write_json_array(out / f"{name}.json", records)
+    with open(out / "selection_report.json", "w", encoding="utf-8") as fh:
+        json.dump(report, fh, indent=2)
+        fh.write("\n")
+    return report
+
+
+def _field(records: list[dict[str, Any]], name: str) -> np.ndarray:
+    return np.array([float(r.get(name, np.nan)) for r in records], dtype=np.float64)
+
+
+def summary_lines(report: dict[str, Any], where: str | os.PathLike) -> list[str]:
+    """A short human summary of a selection report."""
+
+    def rng(s: dict[str, float | None]) -> str:
+        if s["min"] is None:
+            return "-"
+        return f"{s['min']:.4f}..{s['max']:.4f} (mean {s['mean']:.4f})"
+
+    lines = [
+        f"selected {report['top']['count']} of {report['records']} records "
+        f"(budget {report['budget']}, strategy {report['strategy']}, "
+        f"{report['bins_in_top']} of {report['bins']} bins in top)",
+        f"pool score {rng(report['pool']['score'])}",
+    ]
+    for name in GROUPS:
+        g = report[name]
+        lines.append(
+            f"  {name:<6} {g['count']:>6} records  score {rng(g['score'])}  "
+            f"{Path(where) / g['file']}"
+        )
+    return lines
