@@ -1,4 +1,4 @@
-"""ingest: a JSON/JSONL pool (local path or s3:// URI) → validated `pool.jsonl` + `rejects.jsonl`."""
+"""ingest: a JSON/JSONL pool (path or s3:// URI) → validated `pool.jsonl` + `rejects.jsonl`."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Output

@@ -16,7 +16,13 @@ from components.score import score
 from components.select import select
 
 PIPELINE_NAME = "adg-selection"
-Subsets = NamedTuple("Subsets", top=Dataset, middle=Dataset, bottom=Dataset, report=Dataset)
+
+
+class Subsets(NamedTuple):
+    top: Dataset
+    middle: Dataset
+    bottom: Dataset
+    report: Dataset
 
 
 @dsl.pipeline(name=PIPELINE_NAME)

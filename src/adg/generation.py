@@ -151,7 +151,6 @@ def _pending_batches(
             yield b, todo
 
 
-
 def generate_file(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,

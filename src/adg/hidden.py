@@ -59,7 +59,7 @@ def decoder_layers(model):
 
 
 class HiddenStateEncoder:
-    """Encodes texts into pooled vectors with one model; reuse it across calls (table built once)."""
+    """Encodes texts into pooled vectors with one model; reuse it (the table is built once)."""
 
     def __init__(
         self,
@@ -197,7 +197,7 @@ class HiddenStateEncoder:
         return out
 
     def instruction_vectors(self, instructions: Sequence[str]) -> np.ndarray:
-        """[n, H] instruction embeddings for binning (special tokens, 512 tokens, uniform fallback)."""
+        """[n, H] instruction vectors for binning (special tokens, 512 tokens, uniform fallback)."""
         return self.encode(
             instructions, add_special_tokens=True, max_length=512, uniform_fallback=True
         )

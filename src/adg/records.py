@@ -69,7 +69,7 @@ def open_text(path: str | os.PathLike, mode: str = "r") -> io.TextIOBase:
     path = str(path)
     if path.endswith(".gz"):
         return gzip.open(path, mode + "t", encoding="utf-8")  # type: ignore[return-value]
-    return open(path, mode, encoding="utf-8")  # noqa: SIM115 - caller closes
+    return open(path, mode, encoding="utf-8")
 
 
 def _format_validation_error(err: ValidationError) -> str:
@@ -160,7 +160,7 @@ def iter_raw(path: str | os.PathLike) -> Iterator[tuple[int, str, Any | Exceptio
 
 
 def read_pool(path: str | os.PathLike) -> ReadResult:
-    """Read and validate a pool; bad records become rejects, records without `id` get their position.
+    """Read and validate a pool; bad records become rejects, a missing `id` becomes the position.
 
     Ids are unique: a second record with an id already seen is rejected. Assigned ids are the
     record's 0-based position among the file's elements, so they are stable across re-runs; an

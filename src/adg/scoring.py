@@ -73,7 +73,11 @@ def score_vectors(
         s = divergence.combine(d, a, weights)
         extra = divergence.diagnostics(v) if all_metrics else {}
         for j, i in enumerate(idx):
-            results[i] = {"dispersion": float(d[j]), "anisotropy": float(a[j]), "score": float(s[j])}
+            results[i] = {
+                "dispersion": float(d[j]),
+                "anisotropy": float(a[j]),
+                "score": float(s[j]),
+            }
             results[i].update({name: float(vals[j]) for name, vals in extra.items()})
     return results
 
@@ -137,4 +141,3 @@ def embed_file(
     del out
     os.replace(tmp, output_path)
     return shape
-

@@ -40,7 +40,8 @@ class Selection:
 def rank_within_bins(scores: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Order of the pool by (bin, score desc, position) and the start offset of each bin.
 
-    Returns (order [N], starts [n_bins + 1]) so bin b's ranked members are order[starts[b]:starts[b+1]].
+    Returns (order [N], starts [n_bins + 1]): bin b's ranked members are
+    order[starts[b] : starts[b + 1]].
     """
     scores = np.asarray(scores, dtype=np.float64)
     key = np.where(np.isnan(scores), -np.inf, scores)
@@ -114,9 +115,7 @@ def _cut_reference(top, middle, bottom, scores, budget):
     return top, middle, bottom
 
 
-def select(
-    scores: np.ndarray, bins: np.ndarray, budget: int, strategy: str = "exact"
-) -> Selection:
+def select(scores: np.ndarray, bins: np.ndarray, budget: int, strategy: str = "exact") -> Selection:
     """Split the pool into top / middle / bottom index arrays (see the module docstring)."""
     scores = np.asarray(scores, dtype=np.float64)
     bins = np.asarray(bins, dtype=np.int64)

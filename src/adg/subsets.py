@@ -1,4 +1,4 @@
-"""The select stage's files: scored records + bins + budget → top / middle / bottom JSON and a report.
+"""The select stage's files: scored records + bins + budget → top/middle/bottom JSON + a report.
 
 `top.json`, `middle.json`, `bottom.json` are JSON arrays of scored records (the original ADG
 repository's format), each ordered by score, highest first. `selection_report.json` holds the
@@ -43,7 +43,9 @@ def select_records(
         )
     for n, r in enumerate(records):
         if not isinstance(r.get("score"), int | float):
-            raise PoolError(f"{scored_path}: record {n} (id {r.get('id')!r}): field 'score' missing")
+            raise PoolError(
+                f"{scored_path}: record {n} (id {r.get('id')!r}): field 'score' missing"
+            )
     scores = np.array([float(r["score"]) for r in records], dtype=np.float64)
     if budget > len(records):
         raise PoolError(f"budget {budget} is larger than the pool ({len(records)} records)")
@@ -53,7 +55,7 @@ def select_records(
         "budget": budget,
         "strategy": strategy,
         "bins": int((sel.bin_sizes > 0).sum()),
-        "bins_in_top": int(len(np.unique(bins[sel.top]))) if len(sel.top) else 0,
+        "bins_in_top": len(np.unique(bins[sel.top])) if len(sel.top) else 0,
         "budget_fill": len(sel.top) / budget,
         "pool": {
             "score": _stats(scores),
