@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,8 @@ def run_local(opts: LocalRunOptions) -> dict:
     # Resolve (and on first use, convert) the model once here, not in each component.
     model = str(resolve_model(opts.model).resolve())
     out.mkdir(parents=True, exist_ok=True)
+    # Running the stages in this Python environment instead of their images is the point here.
+    warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(out / "kfp-local"),

@@ -1,0 +1,74 @@
+"""Score and embed stages on files: fields, resume, the original ADG file format, errors."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import sample_records, write_jsonl
+
+from adg.cli import main
+from adg.scoring import embed_file, score_file
+
+
+def generated_records(n):
+    recs = sample_records(n)
+    for r in recs:
+        out = r["output"]
+        r["generated_answers"] = [out[:60], out[30:160], out[-80:], out[:10]]
+    return recs
+
+
+def read(path):
+    return [json.loads(line) for line in open(path, encoding="utf-8")]
+
+
+def test_score_file_fields_and_all_metrics(tmp_path, tiny_model_dir):
+    src = write_jsonl(tmp_path / "gen.jsonl", generated_records(5))
+    out = tmp_path / "scored.jsonl"
+    s = score_file(src, out, model=str(tiny_model_dir), all_metrics=True, chunk_records=2)
+    assert (s.scored, s.resumed) == (5, 0)
+    rows = read(out)
+    assert [r["id"] for r in rows] == list(range(5))
+    for r in rows:
+        assert 0 <= r["dispersion"] <= 1 and 0 <= r["anisotropy"] <= 1
+        assert r["score"] == pytest.approx(0.6 * r["dispersion"] + 0.4 * r["anisotropy"])
+        for key in ("spectral_entropy", "top_eig_share", "mean_pairwise_cosine", "eig_ratio_12"):
+            assert key in r
+        assert "dispersion_loo_std" in r and r["generated_answers"]
+
+
+def test_original_adg_generated_file_scores_as_is(tmp_path, tiny_model_dir):
+    # The original repository's files: a JSON array, no ids, answers under generated_answers.
+    recs = [{k: v for k, v in r.items() if k != "id"} for r in generated_records(3)]
+    src = tmp_path / "alpaca_generated.json"
+    src.write_text(json.dumps(recs))
+    out = tmp_path / "scored.jsonl"
+    score_file(src, out, model=str(tiny_model_dir))
+    assert [r["id"] for r in read(out)] == [0, 1, 2]
+
+
+def test_score_resumes(tmp_path, tiny_model_dir):
+    src = write_jsonl(tmp_path / "gen.jsonl", generated_records(6))
+    full, part = tmp_path / "full.jsonl", tmp_path / "part.jsonl"
+    score_file(src, full, model=str(tiny_model_dir))
+    lines = full.read_text().splitlines(keepends=True)
+    part.write_text("".join(lines[:3]) + lines[3][:10])
+    s = score_file(src, part, model=str(tiny_model_dir))
+    assert (s.resumed, s.scored) == (3, 3)
+    assert read(part) == read(full)
+
+
+def test_missing_answers_is_a_clear_error(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "gen.jsonl", [{"id": 1, "instruction": "x"}])
+    code = main(["score", "--input", str(src), "--output", str(tmp_path / "s.jsonl")])
+    err = capsys.readouterr().err
+    assert code == 2 and "generated_answers" in err and "id 1" in err
+
+
+def test_embed_file_unit_norm_rows(tmp_path, tiny_model_dir):
+    src = write_jsonl(tmp_path / "pool.jsonl", sample_records(9))
+    out = tmp_path / "embeddings.npy"
+    assert embed_file(src, out, model=str(tiny_model_dir), chunk_records=4) == (9, 32)
+    emb = np.load(out)
+    assert emb.dtype == np.float32 and emb.shape == (9, 32)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
