@@ -16,7 +16,7 @@ STAGES = ("ingest", "generate", "embed", "cluster", "score", "select")
 def compiled(tmp_path_factory):
     out = tmp_path_factory.mktemp("compiled") / "pipeline.yaml"
     assert main(["compile", "--output", str(out)]) == 0
-    return list(yaml.safe_load_all(out.read_text()))[0]
+    return next(yaml.safe_load_all(out.read_text()))
 
 
 def test_every_stage_runs_in_its_image(compiled):
