@@ -30,9 +30,9 @@ def pooled_vector(tokenizer, model, text: str, special: bool, max_length: int, u
     ids = tokenizer(text, add_special_tokens=special, truncation=True, max_length=max_length)[
         "input_ids"
     ]
-    out = model(input_ids=torch.tensor([ids]), output_hidden_states=True)
+    out = model(input_ids=torch.tensor([ids], device=model.device), output_hidden_states=True)
     hs = out.hidden_states
-    h = ((hs[-4] + hs[-3] + hs[-2]) / 3.0)[0].float().numpy()
+    h = ((hs[-4].float() + hs[-3].float() + hs[-2].float()) / 3.0)[0].cpu().numpy()
     w = np.array([weight_of(tokenizer, t) for t in ids], dtype=np.float64)
     if w.sum() == 0:
         if not uniform_fallback:

@@ -9,15 +9,22 @@ answers on the transformers backend.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from adg import models
 from adg.prompts import build_prompt
-from adg.records import dumps, id_key, iter_jsonl_tolerant, read_records, truncate_partial_line
+from adg.records import (
+    batched,
+    dumps,
+    id_key,
+    iter_jsonl_tolerant,
+    iter_records,
+    truncate_partial_line,
+)
 
 BACKENDS = ("auto", "hf", "vllm")
 
@@ -142,15 +149,6 @@ class VLLMSampler:
         return [[c.text.strip() for c in o.outputs] for o in outs]
 
 
-def _pending_batches(
-    records: list[dict[str, Any]], done: set, batch_size: int
-) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    for b, start in enumerate(range(0, len(records), batch_size)):
-        todo = [r for r in records[start : start + batch_size] if id_key(r["id"]) not in done]
-        if todo:
-            yield b, todo
-
-
 def generate_file(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
@@ -164,27 +162,31 @@ def generate_file(
     cfg = cfg or SamplingConfig()
     if cfg.num_samples < 2:
         raise ValueError("--num-samples must be at least 2 (divergence needs several answers)")
-    records = read_records(input_path)
+    records = iter_records(input_path)
     if limit:
-        records = records[:limit]
+        records = itertools.islice(records, limit)
     truncate_partial_line(output_path)
     done = {id_key(r["id"]) for r in iter_jsonl_tolerant(output_path)}
-    resumed = sum(1 for r in records if id_key(r["id"]) in done)
     name = resolve_backend(backend)
-    pending = list(_pending_batches(records, done, cfg.batch_size))
-    generated = 0
-    if pending:
-        if name == "vllm":
-            sampler = VLLMSampler(model, cfg, **backend_kwargs)
-        else:
-            sampler = HFSampler(model, cfg)
-        with open(output_path, "a", encoding="utf-8") as fh:
-            for b, batch in pending:
-                answers = sampler.sample(batch, b)
-                for rec, ans in zip(batch, answers, strict=True):
-                    fh.write(dumps({**rec, "generated_answers": ans}) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-                generated += len(batch)
-                print(f"generate: {resumed + generated}/{len(records)}", file=sys.stderr)
-    return GenerateSummary(len(records), generated, resumed, name)
+    sampler = None
+    total = generated = 0
+    with open(output_path, "a", encoding="utf-8") as fh:
+        # Fixed slices of the pool, so batch b (and its seed) is the same on every resume.
+        for b, batch in enumerate(batched(records, cfg.batch_size)):
+            total += len(batch)
+            todo = [r for r in batch if id_key(r["id"]) not in done]
+            if not todo:
+                continue
+            if sampler is None:
+                if name == "vllm":
+                    sampler = VLLMSampler(model, cfg, **backend_kwargs)
+                else:
+                    sampler = HFSampler(model, cfg)
+            answers = sampler.sample(todo, b)
+            for rec, ans in zip(todo, answers, strict=True):
+                fh.write(dumps({**rec, "generated_answers": ans}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            generated += len(todo)
+            print(f"generate: {total} records read, {generated} generated", file=sys.stderr)
+    return GenerateSummary(total, generated, total - generated, name)

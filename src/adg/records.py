@@ -94,8 +94,9 @@ def validate_record(obj: Any) -> dict[str, Any]:
     return obj
 
 
-def _iter_jsonl(text: str) -> Iterator[tuple[int, str, Any | Exception]]:
-    for lineno, line in enumerate(text.splitlines(), start=1):
+def _iter_jsonl(lines: Iterable[str]) -> Iterator[tuple[int, str, Any | Exception]]:
+    for lineno, line in enumerate(lines, start=1):
+        line = line.rstrip("\n")
         if not line.strip():
             continue
         try:
@@ -139,7 +140,11 @@ def _iter_json_array(text: str, path: str) -> Iterator[tuple[int, str, Any | Exc
 
 
 def iter_raw(path: str | os.PathLike) -> Iterator[tuple[int, str, Any | Exception]]:
-    """Yield (line number, raw text, parsed value or the parse error) for each element of a pool."""
+    """Yield (line number, raw text, parsed value or the parse error) for each element of a pool.
+
+    JSONL is streamed line by line, so memory does not grow with the pool; a JSON array (the
+    original ADG repository's format) is parsed whole.
+    """
     p = str(path)
     if not Path(p).exists():
         raise PoolError(f"{p}: no such file")
@@ -147,16 +152,19 @@ def iter_raw(path: str | os.PathLike) -> Iterator[tuple[int, str, Any | Exceptio
         raise PoolError(f"{p}: is a directory, expected a JSON or JSONL file")
     try:
         with open_text(p) as fh:
-            text = fh.read()
-    except (UnicodeDecodeError, OSError, EOFError) as err:
+            first = ""
+            while not first:
+                chunk = fh.read(4096)
+                if not chunk:
+                    raise PoolError(f"{p}: the pool is empty")
+                first = chunk.lstrip()[:1]
+            fh.seek(0)
+            if first == "[":
+                yield from _iter_json_array(fh.read(), p)
+            else:
+                yield from _iter_jsonl(fh)
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as err:
         raise PoolError(f"{p}: cannot read as UTF-8 text ({err})") from None
-    stripped = text.lstrip()
-    if not stripped:
-        raise PoolError(f"{p}: the pool is empty")
-    if stripped.startswith("["):
-        yield from _iter_json_array(text, p)
-    else:
-        yield from _iter_jsonl(text)
 
 
 def read_pool(path: str | os.PathLike) -> ReadResult:
@@ -198,13 +206,12 @@ def id_key(value: Any) -> tuple[str, Any]:
     return (type(value).__name__, value)
 
 
-def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read a file of records (JSON array or JSONL) produced by a stage; any bad record is fatal.
+def iter_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """Stream the records of a file produced by a stage; any bad record is fatal.
 
     Used for stage outputs and files of the original ADG repository, which are trusted. Records
     without `id` get their position, as in `read_pool`.
     """
-    out = []
     for position, (lineno, _raw, value) in enumerate(iter_raw(path)):
         if isinstance(value, Exception):
             raise PoolError(f"{path}:{lineno}: {value}")
@@ -212,8 +219,24 @@ def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
             raise PoolError(f"{path}:{lineno}: not a JSON object")
         if value.get("id") is None:
             value = {"id": position, **value}
-        out.append(value)
-    return out
+        yield value
+
+
+def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All records of a stage file (see `iter_records`)."""
+    return list(iter_records(path))
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of `size` items (the last may be shorter)."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def iter_jsonl_tolerant(path: str | os.PathLike) -> Iterator[dict[str, Any]]:

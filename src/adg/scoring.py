@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +23,11 @@ from adg import divergence, models
 from adg.hidden import HiddenStateEncoder
 from adg.records import (
     PoolError,
+    batched,
     dumps,
     id_key,
     iter_jsonl_tolerant,
-    read_records,
+    iter_records,
     truncate_partial_line,
 )
 
@@ -42,11 +42,6 @@ class ScoreSummary:
 
     def line(self) -> str:
         return f"score: {self.scored} scored, {self.resumed} already done ({self.total} records)"
-
-
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _answers(record: dict[str, Any], where: str) -> list[str]:
@@ -93,27 +88,30 @@ def score_file(
 ) -> ScoreSummary:
     """The score stage (see the module docstring)."""
     weights = weights or divergence.ScoreWeights()
-    records = read_records(input_path)
     truncate_partial_line(output_path)
     done = {id_key(r["id"]) for r in iter_jsonl_tolerant(output_path)}
-    todo = [r for r in records if id_key(r["id"]) not in done]
-    for n, r in enumerate(todo):
-        _answers(r, f"{input_path}: record {n} (id {r['id']!r})")
-    if todo and encoder is None:
-        encoder = HiddenStateEncoder(*models.load(model))
-    scored = 0
+    total = scored = 0
     with open(output_path, "a", encoding="utf-8") as fh:
-        for chunk in _chunks(todo, chunk_records):
-            groups = encoder.answers_batch(
-                [r["instruction"] for r in chunk], [_answers(r, "") for r in chunk]
-            )
-            for rec, fields in zip(chunk, score_vectors(groups, weights, all_metrics), strict=True):
+        for chunk in batched(iter_records(input_path), chunk_records):
+            todo = [r for r in chunk if id_key(r["id"]) not in done]
+            answers = [
+                _answers(r, f"{input_path}: record {total + n} (id {r['id']!r})")
+                for n, r in enumerate(chunk)
+                if id_key(r["id"]) not in done
+            ]
+            total += len(chunk)
+            if not todo:
+                continue
+            if encoder is None:
+                encoder = HiddenStateEncoder(*models.load(model))
+            groups = encoder.answers_batch([r["instruction"] for r in todo], answers)
+            for rec, fields in zip(todo, score_vectors(groups, weights, all_metrics), strict=True):
                 fh.write(dumps({**rec, **fields}) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-            scored += len(chunk)
-            print(f"score: {len(records) - len(todo) + scored}/{len(records)}", file=sys.stderr)
-    return ScoreSummary(len(records), scored, len(records) - len(todo))
+            scored += len(todo)
+            print(f"score: {total} records read, {scored} scored", file=sys.stderr)
+    return ScoreSummary(total, scored, total - scored)
 
 
 def embed_file(
@@ -124,19 +122,20 @@ def embed_file(
     encoder: HiddenStateEncoder | None = None,
 ) -> tuple[int, int]:
     """The embed stage; returns the array's shape (N, H)."""
-    records = read_records(input_path)
-    if not records:
+    n = sum(1 for _ in iter_records(input_path))  # first pass: the row count for the memmap
+    if not n:
         raise PoolError(f"{input_path}: no records to embed")
     encoder = encoder or HiddenStateEncoder(*models.load(model))
-    shape = (len(records), encoder.hidden_size)
+    shape = (n, encoder.hidden_size)
     tmp = f"{output_path}.tmp"
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-    for start in range(0, len(records), chunk_records):
-        chunk = records[start : start + chunk_records]
+    start = 0
+    for chunk in batched(iter_records(input_path), chunk_records):
         out[start : start + len(chunk)] = encoder.instruction_vectors(
             [r["instruction"] for r in chunk]
         )
-        print(f"embed: {start + len(chunk)}/{len(records)}", file=sys.stderr)
+        start += len(chunk)
+        print(f"embed: {start}/{n}", file=sys.stderr)
     out.flush()
     del out
     os.replace(tmp, output_path)
