@@ -1,46 +1,16 @@
 """Bin-wise selection: the reference procedure against a plain-Python rendering of its text, and
 the exact strategy's budget fill and proportionality."""
 
-import math
+import sys
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from adg.selection import exact_quotas, select
 
-
-def plain_reference(scores, bins, budget):
-    """DESIGN.md's procedure, written out record by record."""
-    n_total = len(scores)
-    ratio = budget / n_total
-    top, middle, bottom = [], [], []
-
-    def key(i):
-        s = scores[i]
-        return (-(s if not math.isnan(s) else -math.inf), i)
-
-    for b in sorted(set(bins)):
-        members = sorted([i for i in range(n_total) if bins[i] == b], key=key)
-        n = len(members)
-        if n < 3:
-            middle += members
-            continue
-        q = max(1, math.floor(n * ratio))
-        top += members[:q]
-        qb = min(q, n - q)
-        bottom += members[n - qb :]
-        rest = members[q : n - qb]
-        qm = min(q, len(rest))
-        start = (len(rest) - qm) // 2
-        middle += rest[start : start + qm]
-    top = sorted(top, key=key)[:budget]
-    bottom = sorted(bottom, key=key)
-    bottom = bottom[max(0, len(bottom) - budget) :]
-    middle = sorted(middle, key=key)
-    if len(middle) > budget:
-        s = (len(middle) - budget) // 2
-        middle = middle[s : s + budget]
-    return top, middle, bottom
+sys.path.insert(0, str(REPO / "bench"))
+from reference_selection import plain_reference
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -37,20 +37,25 @@ class Selection:
     bin_sizes: np.ndarray  # [n_bins]
 
 
-def rank_within_bins(scores: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Order of the pool by (bin, score desc, position) and the start offset of each bin.
+def score_order(scores: np.ndarray) -> np.ndarray:
+    """Positions sorted by score, highest first; NaN last; ties by position (stable sort)."""
+    key = np.where(np.isnan(scores), -np.inf, scores)
+    return np.argsort(-key, kind="stable")
+
+
+def rank_within_bins(order: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Regroup a global score `order` by bin, keeping it inside each bin.
 
     Returns (order [N], starts [n_bins + 1]): bin b's ranked members are
     order[starts[b] : starts[b + 1]].
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    key = np.where(np.isnan(scores), -np.inf, scores)
-    bins = np.asarray(bins, dtype=np.int64)
-    pos = np.arange(len(scores))
-    order = np.lexsort((pos, -key, bins))
-    sizes = np.bincount(bins, minlength=int(bins.max()) + 1 if len(bins) else 0)
+    n_bins = int(bins.max()) + 1 if len(bins) else 0
+    # A stable sort on small integer keys is a radix sort in numpy: linear in N.
+    small = bins.astype(np.int16 if n_bins < 2**15 else np.int32)
+    by_bin = order[np.argsort(small[order], kind="stable")]
+    sizes = np.bincount(bins, minlength=n_bins)
     starts = np.concatenate([[0], np.cumsum(sizes)])
-    return order, starts
+    return by_bin, starts
 
 
 def reference_quotas(sizes: np.ndarray, budget: int, total: int) -> np.ndarray:
@@ -99,16 +104,15 @@ def _groups(order: np.ndarray, starts: np.ndarray, quotas: np.ndarray, small_to_
     return order[is_top], order[is_middle], order[is_bottom]
 
 
-def _by_score(idx: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    key = np.where(np.isnan(scores[idx]), -np.inf, scores[idx])
-    return idx[np.lexsort((idx, -key))]
+def _by_score(idx: np.ndarray, global_rank: np.ndarray) -> np.ndarray:
+    return idx[np.argsort(global_rank[idx], kind="stable")]
 
 
-def _cut_reference(top, middle, bottom, scores, budget):
-    top = _by_score(top, scores)[:budget]
-    bottom = _by_score(bottom, scores)
+def _cut_reference(top, middle, bottom, global_rank, budget):
+    top = _by_score(top, global_rank)[:budget]
+    bottom = _by_score(bottom, global_rank)
     bottom = bottom[max(0, len(bottom) - budget) :]
-    middle = _by_score(middle, scores)
+    middle = _by_score(middle, global_rank)
     if len(middle) > budget:
         start = (len(middle) - budget) // 2
         middle = middle[start : start + budget]
@@ -130,14 +134,17 @@ def select(scores: np.ndarray, bins: np.ndarray, budget: int, strategy: str = "e
         raise ValueError("bin labels must be non-negative")
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {sorted(STRATEGIES)}")
-    order, starts = rank_within_bins(scores, bins)
+    by_score = score_order(scores)
+    global_rank = np.empty(total, dtype=np.int64)
+    global_rank[by_score] = np.arange(total)
+    order, starts = rank_within_bins(by_score, bins)
     sizes = np.diff(starts)
     quotas, small_to_middle = STRATEGIES[strategy](sizes, budget, total)
     top, middle, bottom = _groups(order, starts, quotas, small_to_middle)
     if strategy == "reference":
-        top, middle, bottom = _cut_reference(top, middle, bottom, scores, budget)
+        top, middle, bottom = _cut_reference(top, middle, bottom, global_rank, budget)
     else:
-        top, middle, bottom = (_by_score(g, scores) for g in (top, middle, bottom))
+        top, middle, bottom = (_by_score(g, global_rank) for g in (top, middle, bottom))
     return Selection(top, middle, bottom, quotas, sizes)
 
 
