@@ -13,23 +13,26 @@ generation step).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as `python bench/NAME.py`, this folder comes first on sys.path, and its select.py would shadow
+# the standard library's `select`; the repository root takes its place.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import argparse
 import json
 import platform
-import sys
 import time
-from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-import reference_scoring as ref
-
 from adg import models
 from adg.divergence import ScoreWeights
 from adg.hidden import HiddenStateEncoder
 from adg.scoring import score_vectors
+from bench.baselines import reference_scoring as ref
 
 SHARED = REPO.parent / "shared" / "data" / "alpaca_gpt4_sample_1k.jsonl"
 LOCAL = REPO / "data" / "alpaca_gpt4_sample_200.jsonl"

@@ -10,18 +10,21 @@ buffers too), and checks the outputs are identical.
 
 from __future__ import annotations
 
-import argparse
 import sys
+from pathlib import Path
+
+# Run as `python bench/NAME.py`, this folder comes first on sys.path, and its select.py would shadow
+# the standard library's `select`; the repository root takes its place.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_selection import plain_reference
-
 from adg.selection import select
+from bench.baselines.reference_selection import plain_reference
 
 
 def measure(fn):

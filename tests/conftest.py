@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # for bench.baselines, the straightforward reference implementations
 SAMPLE_POOL = REPO / "data" / "alpaca_gpt4_sample_200.jsonl"
 
 

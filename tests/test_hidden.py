@@ -1,17 +1,13 @@
 """The batched encoder and scorer equal the straightforward per-answer definition."""
 
-import sys
-
 import numpy as np
 import pytest
-from conftest import REPO, sample_records
+from conftest import sample_records
 
 from adg.divergence import ScoreWeights
 from adg.hidden import HiddenStateEncoder, content_weight_table, token_weight
 from adg.scoring import score_vectors
-
-sys.path.insert(0, str(REPO / "bench"))
-import reference_scoring as ref
+from bench.baselines import reference_scoring as ref
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,11 @@
 """Bin-wise selection: the reference procedure against a plain-Python rendering of its text, and
 the exact strategy's budget fill and proportionality."""
 
-import sys
-
 import numpy as np
 import pytest
-from conftest import REPO
 
 from adg.selection import exact_quotas, select
-
-sys.path.insert(0, str(REPO / "bench"))
-from reference_selection import plain_reference
+from bench.baselines.reference_selection import plain_reference
 
 
 @pytest.mark.parametrize("seed", range(6))

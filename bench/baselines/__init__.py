@@ -1,0 +1,1 @@
+"""Straightforward implementations of DESIGN.md's definitions: benchmark baselines, test oracles."""
