@@ -1,0 +1,107 @@
+"""Benchmark: wall time per stage of the selection pipeline on N real records.
+
+Runs the same library calls the KFP components make (ingest → generate → embed → cluster → score →
+select) one after another in this process, with the embedded model unless `--model` is given, and
+prints seconds and records/s per stage. With `--kfp` it then runs the identical work through
+`adg run` (kfp.local, one subprocess per stage) and prints its total, so the orchestration
+overhead (process start, model load per stage) shows as the difference.
+
+    python bench/pipeline.py [--input POOL] [--records 32] [--max-new-tokens 64] [--kfp]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as `python bench/NAME.py`, this folder comes first on sys.path, and its select.py would shadow
+# the standard library's `select`; the repository root takes its place.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import tempfile
+import time
+
+from adg import models
+from adg.clustering import auto_bin_count, cluster_file
+from adg.generation import SamplingConfig, generate_file
+from adg.hidden import HiddenStateEncoder
+from adg.records import ingest
+from adg.scoring import embed_file, score_file
+from adg.subsets import select_file
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_POOL = REPO / "data" / "alpaca_gpt4_sample_200.jsonl"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--input", default=str(DEFAULT_POOL))
+    ap.add_argument("--records", type=int, default=32)
+    ap.add_argument("--model", default="")
+    ap.add_argument("--num-samples", type=int, default=5)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--kfp", action="store_true", help="also time `adg run` on the same work")
+    a = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="adg-bench-"))
+    n = a.records
+    budget = max(1, round(0.2 * n))
+    bins = auto_bin_count(n)
+    cfg = SamplingConfig(
+        num_samples=a.num_samples, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size
+    )
+    times: dict[str, float] = {}
+
+    def stage(name, fn):
+        t = time.perf_counter()
+        fn()
+        times[name] = time.perf_counter() - t
+
+    model = str(models.resolve_model(a.model))
+    stage("ingest", lambda: ingest(a.input, work / "pool.jsonl", work / "rejects.jsonl", limit=n))
+    stage(
+        "generate",
+        lambda: generate_file(work / "pool.jsonl", work / "gen.jsonl", model=model, cfg=cfg),
+    )
+    encoder: list[HiddenStateEncoder] = []
+    stage(
+        "load model (embed, score)", lambda: encoder.append(HiddenStateEncoder(*models.load(model)))
+    )
+    stage("embed", lambda: embed_file(work / "pool.jsonl", work / "emb.npy", encoder=encoder[0]))
+    stage("cluster", lambda: cluster_file(str(work / "emb.npy"), str(work / "c.npy"), count=bins))
+    stage("score", lambda: score_file(work / "gen.jsonl", work / "s.jsonl", encoder=encoder[0]))
+    stage("select", lambda: select_file(work / "s.jsonl", work / "c.npy", budget, work / "out"))
+    total = sum(times.values())
+
+    print(f"# bench/pipeline.py  {time.strftime('%Y-%m-%d')}")
+    print(
+        f"{n} records of {Path(a.input).name}, model {a.model or models.EMBEDDED_NAME}, "
+        f"K={a.num_samples}, max {a.max_new_tokens} new tokens, {bins} bins, budget {budget}"
+    )
+    print()
+    print("| stage | seconds | share | records/s |")
+    print("|---|---|---|---|")
+    for name, t in times.items():
+        print(f"| {name} | {t:.1f} | {t / total:.0%} | {n / t:.2f} |")
+    print(f"| total (in-process) | {total:.1f} | 100% | {n / total:.2f} |")
+
+    if a.kfp:
+        from adg.cli import main as adg_main
+
+        args = ["run", "--input", a.input, "--limit", str(n), "--model", model]
+        args += ["--num-samples", str(a.num_samples), "--max-new-tokens", str(a.max_new_tokens)]
+        args += ["--batch-size", str(a.batch_size), "--output-dir", str(work / "kfp")]
+        t = time.perf_counter()
+        adg_main(args)
+        t_kfp = time.perf_counter() - t
+        print(f"\n`adg run` (kfp.local) on the same work: {t_kfp:.1f} s ({t_kfp / total:.2f}x)")
+    print(
+        f"\nreproduce: python bench/pipeline.py --input {a.input} --records {n} "
+        f"--max-new-tokens {a.max_new_tokens}" + (" --kfp" if a.kfp else "")
+    )
+
+
+if __name__ == "__main__":
+    main()
