@@ -99,6 +99,9 @@ def cmd_score(a: argparse.Namespace) -> None:
         model=a.model,
         weights=ScoreWeights(a.dispersion_weight, a.anisotropy_weight),
         all_metrics=a.all_metrics,
+        method=a.method,
+        proxy_model=a.proxy_model,
+        seed=a.seed,
     )
     print(summary.line())
 
@@ -177,10 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(func=cmd_cluster)
 
-    p = sub.add_parser("score", help="dispersion, anisotropy and score of the K answers")
-    p.add_argument("--input", required=True, help="generated.jsonl (ours or the original ADG's)")
+    p = sub.add_parser("score", help="score records (ADG divergence or a baseline selector)")
+    p.add_argument(
+        "--input", required=True, help="generated.jsonl for adg (ours or the original ADG's)"
+    )
     p.add_argument("--output", required=True)
     _model_arg(p)
+    p.add_argument("--method", choices=("adg", "ifd", "superfiltering", "random"), default="adg")
+    p.add_argument("--proxy-model", default="", help="superfiltering's model (default: embedded)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random method")
     _weight_args(p)
     p.add_argument("--all-metrics", action="store_true", help="also write diagnostic metrics")
     p.set_defaults(func=cmd_score)

@@ -1,10 +1,16 @@
-"""The score and embed stages: stream records through the hidden-state encoder, write results.
+"""The score and embed stages: stream records through a scorer or the encoder, write results.
 
-score: `generated.jsonl` (ours, or the original ADG repository's generated-answers file) →
-`scored.jsonl`, each record plus `dispersion`, `anisotropy`, `score` (and the diagnostics of
-`divergence.diagnostics` with `all_metrics`). Records are read and written in chunks, so memory does
-not grow with the pool; output is appended chunk by chunk and a killed run resumes, skipping ids
-already scored.
+score: records → `scored.jsonl`, each record plus `score` (higher is better) and the method's own
+fields. Methods (a plain dict, `SCORERS`, picks one):
+
+* `adg` (default): needs `generated_answers` (ours, or the original ADG repository's file);
+  writes `dispersion`, `anisotropy`, `score` (and `divergence.diagnostics` with `all_metrics`).
+* `ifd`: Instruction-Following Difficulty of the reference `output` with the backbone (adg.ifd).
+* `superfiltering`: the same IFD with a small proxy model (default: the embedded model).
+* `random`: a seeded uniform score per id (stable across runs and resumes).
+
+Records are read and written in chunks, so memory does not grow with the pool; output is appended
+chunk by chunk and a killed run resumes, skipping ids already scored.
 
 embed: `pool.jsonl` → `embeddings.npy`, float32 [N, H] unit-norm instruction vectors, written
 chunk by chunk into a memory-mapped .npy.
@@ -12,9 +18,11 @@ chunk by chunk into a memory-mapped .npy.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,6 +40,18 @@ from adg.records import (
 )
 
 ANSWERS_FIELD = "generated_answers"
+
+# A scorer maps a chunk of records (and where each came from, for errors) to their new fields.
+Scorer = Callable[[list[dict[str, Any]], list[str]], list[dict[str, Any]]]
+
+
+@dataclass
+class ScoreOptions:
+    model: str = ""
+    weights: divergence.ScoreWeights = field(default_factory=divergence.ScoreWeights)
+    all_metrics: bool = False
+    proxy_model: str = ""  # superfiltering's small model; empty = the embedded model
+    seed: int = 0
 
 
 @dataclass
@@ -77,6 +97,45 @@ def score_vectors(
     return results
 
 
+def _adg_scorer(opts: ScoreOptions, encoder: HiddenStateEncoder | None) -> Scorer:
+    enc = encoder or HiddenStateEncoder(*models.load(opts.model))
+
+    def run(chunk: list[dict[str, Any]], where: list[str]) -> list[dict[str, Any]]:
+        answers = [_answers(r, w) for r, w in zip(chunk, where, strict=True)]
+        groups = enc.answers_batch([r["instruction"] for r in chunk], answers)
+        return score_vectors(groups, opts.weights, opts.all_metrics)
+
+    return run
+
+
+def _ifd_scorer(model_spec: str) -> Scorer:
+    from adg.ifd import IFDScorer
+
+    scorer = IFDScorer(*models.load(model_spec))
+    return lambda chunk, _where: scorer.score(chunk)
+
+
+def _random_scorer(opts: ScoreOptions) -> Scorer:
+    def run(chunk: list[dict[str, Any]], _where: list[str]) -> list[dict[str, Any]]:
+        # Seeded by (seed, id), not by position: the same id gets the same score on every run.
+        out = []
+        for r in chunk:
+            digest = hashlib.sha256(f"{opts.seed}:{r['id']!r}".encode()).digest()
+            u = int.from_bytes(digest[:8], "big") / 2**64
+            out.append({"random": u, "score": u})
+        return out
+
+    return run
+
+
+SCORERS: dict[str, Callable[[ScoreOptions, HiddenStateEncoder | None], Scorer]] = {
+    "adg": _adg_scorer,
+    "ifd": lambda opts, _enc: _ifd_scorer(opts.model),
+    "superfiltering": lambda opts, _enc: _ifd_scorer(opts.proxy_model),
+    "random": lambda opts, _enc: _random_scorer(opts),
+}
+
+
 def score_file(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
@@ -85,31 +144,40 @@ def score_file(
     all_metrics: bool = False,
     chunk_records: int = 64,
     encoder: HiddenStateEncoder | None = None,
+    method: str = "adg",
+    proxy_model: str = "",
+    seed: int = 0,
 ) -> ScoreSummary:
     """The score stage (see the module docstring)."""
-    weights = weights or divergence.ScoreWeights()
+    if method not in SCORERS:
+        raise ValueError(f"unknown scoring method {method!r}; choose one of {sorted(SCORERS)}")
+    opts = ScoreOptions(
+        model or "", weights or divergence.ScoreWeights(), all_metrics, proxy_model, seed
+    )
     truncate_partial_line(output_path)
     done = {id_key(r["id"]) for r in iter_jsonl_tolerant(output_path)}
+    scorer: Scorer | None = None
     total = scored = 0
     with open(output_path, "a", encoding="utf-8") as fh:
         for chunk in batched(iter_records(input_path), chunk_records):
-            todo = [r for r in chunk if id_key(r["id"]) not in done]
-            answers = [
-                _answers(r, f"{input_path}: record {total + n} (id {r['id']!r})")
-                for n, r in enumerate(chunk)
-                if id_key(r["id"]) not in done
+            where = [
+                f"{input_path}: record {total + n} (id {r['id']!r})" for n, r in enumerate(chunk)
+            ]
+            todo = [
+                (r, w) for r, w in zip(chunk, where, strict=True) if id_key(r["id"]) not in done
             ]
             total += len(chunk)
             if not todo:
                 continue
-            if encoder is None:
-                encoder = HiddenStateEncoder(*models.load(model))
-            groups = encoder.answers_batch([r["instruction"] for r in todo], answers)
-            for rec, fields in zip(todo, score_vectors(groups, weights, all_metrics), strict=True):
-                fh.write(dumps({**rec, **fields}) + "\n")
+            if scorer is None:  # the model loads only when there is work left
+                scorer = SCORERS[method](opts, encoder)
+            records = [r for r, _ in todo]
+            fields = scorer(records, [w for _, w in todo])
+            for rec, extra in zip(records, fields, strict=True):
+                fh.write(dumps({**rec, **extra}) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-            scored += len(todo)
+            scored += len(records)
             print(f"score: {total} records read, {scored} scored", file=sys.stderr)
     return ScoreSummary(total, scored, total - scored)
 

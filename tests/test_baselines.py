@@ -1,0 +1,96 @@
+"""Baseline selectors: IFD / Superfiltering on hand-checkable cases, and the seeded random score."""
+
+import json
+
+import pytest
+import torch
+from conftest import build_model, build_tokenizer, sample_records, write_jsonl
+
+from adg.ifd import UNUSABLE_SCORE, IFDScorer
+from adg.scoring import score_file
+
+
+def read(path):
+    return [json.loads(line) for line in open(path, encoding="utf-8")]
+
+
+def test_ifd_equals_ratio_of_plain_losses(tiny):
+    tokenizer, model = tiny
+    rec = sample_records(1)[0]
+    got = IFDScorer(tokenizer, model).score([rec])[0]
+    # The same two losses, computed the plain way with the model's own loss.
+    scorer = IFDScorer(tokenizer, model)
+    cond, labels, direct = scorer._sequences(rec)
+    with torch.inference_mode():
+        lc = model(input_ids=torch.tensor([cond]), labels=torch.tensor([labels])).loss.item()
+        ld = model(
+            input_ids=torch.tensor([direct]), labels=torch.tensor([[-100, *direct[1:]]])
+        ).loss.item()
+    assert got["loss_conditioned"] == pytest.approx(lc, rel=1e-4)
+    assert got["loss_direct"] == pytest.approx(ld, rel=1e-4)
+    assert got["ifd"] == pytest.approx(lc / ld, rel=1e-4)
+
+
+def test_batched_equals_one_by_one(tiny):
+    tokenizer, model = tiny
+    recs = sample_records(5)
+    batched = IFDScorer(tokenizer, model, batch_size=5).score(recs)
+    single = [IFDScorer(tokenizer, model, batch_size=1).score([r])[0] for r in recs]
+    for a, b in zip(batched, single, strict=True):
+        assert a["ifd"] == pytest.approx(b["ifd"], rel=1e-4)
+
+
+def test_memorised_output_has_low_ifd():
+    # Hand-checkable: fit a fresh tiny model until it predicts record A's output from A's prompt
+    # (conditioned loss → 0), then IFD(A) → 0, while a record it never saw keeps IFD near 1.
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, seed=3)
+    a, b = sample_records(2)
+    a = {**a, "output": a["output"][:120]}
+    scorer = IFDScorer(tokenizer, model)
+    before = scorer.score([a, b])
+    cond, labels, _ = scorer._sequences(a)
+    ids, lab = torch.tensor([cond]), torch.tensor([labels])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(80):
+        opt.zero_grad()
+        model(input_ids=ids, labels=lab).loss.backward()
+        opt.step()
+    model.eval()
+    after = scorer.score([a, b])
+    assert after[0]["loss_conditioned"] < 0.05
+    assert after[0]["ifd"] < 0.1 < before[0]["ifd"]
+    assert after[0]["score"] == after[0]["ifd"]  # usable: IFD < 1
+    assert after[1]["ifd"] > 0.5  # the unseen record's answer is not given away by its prompt
+
+
+@pytest.mark.parametrize("method", ["ifd", "superfiltering"])
+def test_score_file_ifd_methods(tmp_path, tiny_model_dir, method):
+    recs = [*sample_records(4), {"id": 99, "instruction": "Say nothing.", "output": ""}]
+    src = write_jsonl(tmp_path / "pool.jsonl", recs)
+    out = tmp_path / "scored.jsonl"
+    m = str(tiny_model_dir)
+    score_file(src, out, method=method, model=m, proxy_model=m)
+    rows = read(out)
+    assert [r["id"] for r in rows] == [0, 1, 2, 3, 99]
+    for r in rows[:4]:
+        assert r["ifd"] > 0 and r["loss_conditioned"] > 0 and r["loss_direct"] > 0
+        assert r["score"] == (r["ifd"] if r["ifd"] < 1 else UNUSABLE_SCORE)
+    assert rows[4]["ifd"] is None and rows[4]["score"] == UNUSABLE_SCORE
+
+
+def test_random_method_is_seeded_per_id(tmp_path):
+    src = write_jsonl(tmp_path / "pool.jsonl", sample_records(20))
+    a, b, c = (tmp_path / f"{x}.jsonl" for x in "abc")
+    score_file(src, a, method="random", seed=1)
+    score_file(src, b, method="random", seed=1)
+    score_file(src, c, method="random", seed=2)
+    sa, sc = [r["score"] for r in read(a)], [r["score"] for r in read(c)]
+    assert read(a) == read(b) and sa != sc
+    assert all(0 <= x < 1 for x in sa) and len(set(sa)) == 20
+
+
+def test_unknown_method(tmp_path):
+    with pytest.raises(ValueError, match="unknown scoring method"):
+        score_file(tmp_path / "x", tmp_path / "y", method="loss")
