@@ -74,10 +74,11 @@ push:
 	@for f in $(FAMILIES); do docker push $(call image,$$f) || exit 1; done
 
 # Re-resolve the pinned dependencies of every image (images/<family>/requirements.txt) for
-# x86_64 Linux, with KFP pinned by images/constraints.txt. CPU_TORCH says where the CPU build
-# of torch comes from (PyTorch's CPU index by default; `--find-links DIR` for a local wheel).
+# x86_64 Linux with glibc 2.36 (Debian 12; Ubuntu 24.04 has 2.39), with KFP pinned by
+# images/constraints.txt. CPU_TORCH says where the CPU build of torch comes from (PyTorch's CPU
+# index by default; `--find-links DIR --constraint FILE` to take a local wheel instead).
 LOCK = $(BIN)/uv pip compile pyproject.toml --quiet --no-annotate --custom-compile-command "make lock" \
-	--python-platform x86_64-manylinux_2_28 --constraint images/constraints.txt
+	--python-platform x86_64-manylinux_2_36 --constraint images/constraints.txt
 CPU_TORCH ?= --torch-backend cpu
 lock: $(STAMP)
 	$(LOCK) --python-version 3.11 $(CPU_TORCH) -o images/cpu/requirements.txt
