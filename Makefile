@@ -12,11 +12,17 @@ RUN_LIMIT ?= 64
 RUN_MAX_NEW_TOKENS ?= 128
 RUN_ARGS ?=
 
-REGISTRY ?= ghcr.io/adg-project
+# Stage images (images/<family>/Dockerfile). REGISTRY is empty by default: `make images` then tags
+# them locally as adg-<family>:$(TAG) and `make compile` uses images/images.env unchanged.
+REGISTRY ?=
 TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 FAMILIES := cpu generate train eval
+PLATFORM ?= linux/amd64
+image = $(if $(REGISTRY),$(REGISTRY)/,)adg-$(1):$(TAG)
+# ADG_IMAGE_<FAMILY>=<reference> for every family, passed to `adg compile` when REGISTRY is set.
+IMAGE_ENV = $(if $(REGISTRY),$(foreach f,$(FAMILIES),ADG_IMAGE_$(shell echo $(f) | tr a-z A-Z)=$(call image,$(f))))
 
-.PHONY: setup run test lint format compile check-compiled images push clean
+.PHONY: setup run test lint format compile check-compiled images push lock clean
 
 setup: $(STAMP)
 	$(BIN)/adg prepare-model
@@ -37,27 +43,48 @@ test: setup
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint images/*/Dockerfile
 
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# With REGISTRY set, the compiled pipeline references $(REGISTRY)/adg-<family>:$(TAG) (what
+# `make push` pushed); without it, the references in images/images.env (the committed YAML).
 compile: $(STAMP)
-	$(BIN)/adg compile --output pipelines/adg_pipeline.yaml
+	$(IMAGE_ENV) $(BIN)/adg compile --output pipelines/adg_pipeline.yaml
 
-# Fails when the committed pipeline YAML is not what `adg compile` produces now.
+# Fails when the committed pipeline YAML is not what `adg compile` produces now (from images.env
+# alone: ADG_IMAGE_* in the caller's environment are ignored here).
 check-compiled: $(STAMP)
-	$(BIN)/adg compile --output $(VENV)/adg_pipeline.check.yaml
+	env $(foreach f,$(FAMILIES),-u ADG_IMAGE_$(shell echo $(f) | tr a-z A-Z)) \
+	  $(BIN)/adg compile --output $(VENV)/adg_pipeline.check.yaml
 	diff -u pipelines/adg_pipeline.yaml $(VENV)/adg_pipeline.check.yaml
 
-# Image targets need a Docker engine with buildx (not available on every machine).
+# Image targets need a Docker engine with buildx; the build context is the repository root.
 images:
-	for f in $(FAMILIES); do \
-	  docker buildx build -f images/$$f/Dockerfile -t $(REGISTRY)/adg-$$f:$(TAG) --load . || exit 1; \
+	@for f in $(FAMILIES); do \
+	  echo "building $(call image,$$f)"; \
+	  docker buildx build --platform $(PLATFORM) --file images/$$f/Dockerfile \
+	    --tag $(call image,$$f) --load . || exit 1; \
 	done
 
 push:
-	for f in $(FAMILIES); do docker push $(REGISTRY)/adg-$$f:$(TAG) || exit 1; done
+	@test -n "$(REGISTRY)" || { echo "make push needs REGISTRY=<registry>/<owner>"; exit 2; }
+	@for f in $(FAMILIES); do docker push $(call image,$$f) || exit 1; done
+
+# Re-resolve the pinned dependencies of every image (images/<family>/requirements.txt) for
+# x86_64 Linux with glibc 2.36 (Debian 12; Ubuntu 24.04 has 2.39), with KFP pinned by
+# images/constraints.txt. CPU_TORCH says where the CPU build of torch comes from (PyTorch's CPU
+# index by default; `--find-links DIR --constraint FILE` to take a local wheel instead).
+LOCK = $(BIN)/uv pip compile pyproject.toml --quiet --no-annotate --custom-compile-command "make lock" \
+	--python-platform x86_64-manylinux_2_36 --constraint images/constraints.txt
+CPU_TORCH ?= --torch-backend cpu
+lock: $(STAMP)
+	$(LOCK) --python-version 3.11 $(CPU_TORCH) -o images/cpu/requirements.txt
+	$(LOCK) --python-version 3.11 --extra generate -o images/generate/requirements.txt
+	$(LOCK) --python-version 3.12 --extra train -o images/train/requirements.txt
+	$(LOCK) --python-version 3.11 --extra eval --extra generate -o images/eval/requirements.txt
 
 clean:
 	rm -rf $(VENV) runs build dist src/*.egg-info .pytest_cache .ruff_cache
