@@ -10,6 +10,7 @@ STAMP := $(VENV)/.installed
 # `make run` sizes: small enough for about 5 minutes on 2 CPU cores; raise them for real runs.
 RUN_LIMIT ?= 64
 RUN_MAX_NEW_TOKENS ?= 128
+RUN_CLUSTER_COUNT ?= 4
 RUN_ARGS ?=
 
 # Stage images (images/<family>/Dockerfile). REGISTRY is empty by default: `make images` then tags
@@ -35,7 +36,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/adg run --limit $(RUN_LIMIT) --max-new-tokens $(RUN_MAX_NEW_TOKENS) $(RUN_ARGS)
+	$(BIN)/adg run --limit $(RUN_LIMIT) --max-new-tokens $(RUN_MAX_NEW_TOKENS) \
+	  --cluster-count $(RUN_CLUSTER_COUNT) $(RUN_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

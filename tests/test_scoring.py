@@ -72,3 +72,17 @@ def test_embed_file_unit_norm_rows(tmp_path, tiny_model_dir):
     emb = np.load(out)
     assert emb.dtype == np.float32 and emb.shape == (9, 32)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+def test_select_warns_and_fails_on_collapse(tmp_path, capsys):
+    recs = [{"id": i, "instruction": "x", "score": 0.25} for i in range(8)]
+    src = write_jsonl(tmp_path / "scored.jsonl", recs)
+    np.save(tmp_path / "c.npy", np.zeros(8, dtype=np.int32))
+    args = ["select", "--input", str(src), "--clusters", str(tmp_path / "c.npy"), "--budget", "2"]
+    assert main([*args, "--output-dir", str(tmp_path / "a")]) == 0
+    captured = capsys.readouterr()
+    assert "score collapse" in captured.err and "zero spread" in captured.out
+    report = json.loads((tmp_path / "a" / "selection_report.json").read_text())
+    assert report["score_collapse"]
+    assert main([*args, "--output-dir", str(tmp_path / "b"), "--fail-on-collapse"]) == 2
+    assert "score collapse" in capsys.readouterr().err

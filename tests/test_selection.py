@@ -4,7 +4,7 @@ the exact strategy's budget fill and proportionality."""
 import numpy as np
 import pytest
 
-from adg.selection import exact_quotas, select
+from adg.selection import collapse_reasons, exact_quotas, select
 from bench.baselines.reference_selection import plain_reference
 
 
@@ -77,3 +77,19 @@ def test_budget_errors():
         select(np.zeros(3), np.zeros(3, int), 0)
     with pytest.raises(ValueError, match="unknown strategy"):
         select(np.zeros(3), np.zeros(3, int), 1, "greedy")
+
+
+@pytest.mark.parametrize(
+    ("scores", "reason"),
+    [
+        ([0.3] * 10, "zero spread"),
+        ([0.1, np.nan, 0.2, 0.4], "NaN"),
+        ([0.5] * 6 + [0.1, 0.2, 0.3, 0.9], "60% of records share one score value"),
+    ],
+)
+def test_collapse_is_detected(scores, reason):
+    assert any(reason in r for r in collapse_reasons(np.array(scores)))
+
+
+def test_healthy_scores_do_not_collapse():
+    assert collapse_reasons(np.random.default_rng(0).random(100)) == []

@@ -109,7 +109,14 @@ def cmd_score(a: argparse.Namespace) -> None:
 def cmd_select(a: argparse.Namespace) -> None:
     from adg.subsets import select_file, summary_lines
 
-    report = select_file(a.input, a.clusters, a.budget, a.output_dir, strategy=a.strategy)
+    report = select_file(
+        a.input,
+        a.clusters,
+        a.budget,
+        a.output_dir,
+        strategy=a.strategy,
+        fail_on_collapse=a.fail_on_collapse,
+    )
     print("\n".join(summary_lines(report, a.output_dir)))
 
 
@@ -199,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, required=True)
     p.add_argument("--output-dir", required=True)
     p.add_argument("--strategy", choices=("exact", "reference"), default="exact")
+    p.add_argument(
+        "--fail-on-collapse",
+        action="store_true",
+        help="exit non-zero when the scores cannot rank the pool (for recurring runs)",
+    )
     p.set_defaults(func=cmd_select)
 
     p = sub.add_parser("run", help="run the whole KFP pipeline locally (kfp.local)")

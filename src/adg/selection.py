@@ -152,3 +152,25 @@ STRATEGIES = {
     "exact": lambda sizes, budget, total: (exact_quotas(sizes, budget, total), False),
     "reference": lambda sizes, budget, total: (reference_quotas(sizes, budget, total), True),
 }
+
+
+def collapse_reasons(scores: np.ndarray, max_share: float = 0.5, min_spread: float = 1e-9):
+    """Why a score vector cannot rank records (empty list when it can).
+
+    Flags NaN scores, (near) zero spread of the finite scores, and more than `max_share` of the
+    records sharing one value (scores equal to 1e-9).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    reasons = []
+    nan = int(np.isnan(scores).sum())
+    if nan:
+        reasons.append(f"{nan} of {len(scores)} scores are NaN")
+    finite = scores[np.isfinite(scores)]
+    if len(finite) > 1 and finite.max() - finite.min() < min_spread:
+        reasons.append(f"scores have zero spread (all {finite[0]:.6g})")
+    elif len(finite):
+        _, counts = np.unique(np.round(finite / min_spread), return_counts=True)
+        share = counts.max() / len(scores)
+        if share > max_share:
+            reasons.append(f"{share:.0%} of records share one score value")
+    return reasons

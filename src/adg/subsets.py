@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from adg.records import PoolError, read_records, write_json_array
-from adg.selection import select
+from adg.selection import collapse_reasons, select
 
 GROUPS = ("top", "middle", "bottom")
+
+
+class ScoreCollapse(ValueError):
+    """The scores cannot rank the pool and the caller asked to fail on that."""
 
 
 def _stats(values: np.ndarray) -> dict[str, float | None]:
@@ -32,8 +37,13 @@ def select_records(
     clusters_path: str | os.PathLike,
     budget: int,
     strategy: str = "exact",
+    fail_on_collapse: bool = False,
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
-    """Split the scored pool into the three groups; return them and the selection report."""
+    """Split the scored pool into the three groups; return them and the selection report.
+
+    Scores that cannot rank the pool (NaNs, no spread, most records at one value) are reported
+    loudly on stderr and in the report; with `fail_on_collapse` they raise `ScoreCollapse`.
+    """
     records = read_records(scored_path)
     bins = np.load(clusters_path)
     if len(bins) != len(records):
@@ -50,6 +60,15 @@ def select_records(
     if budget > len(records):
         raise PoolError(f"budget {budget} is larger than the pool ({len(records)} records)")
     sel = select(scores, bins, budget, strategy)
+    collapse = collapse_reasons(scores)
+    if collapse and fail_on_collapse:
+        raise ScoreCollapse(f"score collapse in {scored_path}: {'; '.join(collapse)}")
+    if collapse:
+        print(
+            f"WARNING: score collapse in {scored_path}: {'; '.join(collapse)}; the selection "
+            "cannot be trusted to mean anything",
+            file=sys.stderr,
+        )
     report: dict[str, Any] = {
         "records": len(records),
         "budget": budget,
@@ -57,6 +76,7 @@ def select_records(
         "bins": int((sel.bin_sizes > 0).sum()),
         "bins_in_top": len(np.unique(bins[sel.top])) if len(sel.top) else 0,
         "budget_fill": len(sel.top) / budget,
+        "score_collapse": collapse,
         "pool": {
             "score": _stats(scores),
             "dispersion": _stats(_field(records, "dispersion")),
@@ -77,9 +97,12 @@ def select_file(
     budget: int,
     output_dir: str | os.PathLike,
     strategy: str = "exact",
+    fail_on_collapse: bool = False,
 ) -> dict[str, Any]:
     """Write the three groups and `selection_report.json` into `output_dir`; return the report."""
-    groups, report = select_records(scored_path, clusters_path, budget, strategy)
+    groups, report = select_records(
+        scored_path, clusters_path, budget, strategy, fail_on_collapse=fail_on_collapse
+    )
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, records in groups.items():
@@ -114,4 +137,6 @@ def summary_lines(report: dict[str, Any], where: str | os.PathLike) -> list[str]
             f"  {name:<6} {g['count']:>6} records  score {rng(g['score'])}  "
             f"{Path(where) / g['file']}"
         )
+    if report.get("score_collapse"):
+        lines.append("WARNING score collapse: " + "; ".join(report["score_collapse"]))
     return lines
