@@ -147,6 +147,23 @@ def cmd_run(a: argparse.Namespace) -> None:
     run_local(opts)
 
 
+def cmd_plan(a: argparse.Namespace) -> None:
+    from adg.models import resolve_model
+    from adg.plan import format_plan, make_plan
+
+    plan = make_plan(
+        a.input,
+        str(resolve_model(a.model)),
+        gpu=a.gpu,
+        gpus=a.gpus,
+        num_samples=a.num_samples,
+        max_new_tokens=a.max_new_tokens,
+        sample=a.sample,
+        budget=a.budget,
+    )
+    print("\n".join(format_plan(plan)))
+
+
 def cmd_prepare_model(_a: argparse.Namespace) -> None:
     from adg.models import prepare_embedded_model
 
@@ -231,6 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="compile the pipeline to YAML for Kubeflow")
     p.add_argument("--output", default=DEFAULT_PIPELINE_YAML)
     p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("plan", help="tokens, FLOPs, time, GPU-hours and storage before a run")
+    p.add_argument("--input", required=True, help="the pool")
+    _model_arg(p)
+    p.add_argument("--gpu", choices=("h100", "a100", "l4", "cpu"), default="h100")
+    p.add_argument("--gpus", type=int, default=1)
+    p.add_argument("--num-samples", type=int, default=5)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--sample", type=int, default=512, help="records tokenized to estimate")
+    p.add_argument("--budget", type=int, default=0, help="for the subsets' size (default 20%%)")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("prepare-model", help="convert the embedded model once (make setup)")
     p.set_defaults(func=cmd_prepare_model)
