@@ -34,6 +34,38 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_POOL = REPO / "data" / "alpaca_gpt4_sample_200.jsonl"
 
 
+def time_stages(
+    pool: str, n: int, model: str, num_samples: int, max_new_tokens: int, batch_size: int
+) -> tuple[dict[str, float], Path]:
+    """Run the six stages on the first `n` records of `pool`; seconds per stage, and the folder."""
+    work = Path(tempfile.mkdtemp(prefix="adg-bench-"))
+    budget = max(1, round(0.2 * n))
+    bins = auto_bin_count(n)
+    cfg = SamplingConfig(
+        num_samples=num_samples, max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
+    times: dict[str, float] = {}
+
+    def stage(name, fn):
+        t = time.perf_counter()
+        fn()
+        times[name] = time.perf_counter() - t
+
+    model = str(models.resolve_model(model))
+    stage("ingest", lambda: ingest(pool, work / "pool.jsonl", work / "rejects.jsonl", limit=n))
+    stage(
+        "generate",
+        lambda: generate_file(work / "pool.jsonl", work / "gen.jsonl", model=model, cfg=cfg),
+    )
+    enc: list[HiddenStateEncoder] = []
+    stage("load model (embed, score)", lambda: enc.append(HiddenStateEncoder(*models.load(model))))
+    stage("embed", lambda: embed_file(work / "pool.jsonl", work / "emb.npy", encoder=enc[0]))
+    stage("cluster", lambda: cluster_file(str(work / "emb.npy"), str(work / "c.npy"), count=bins))
+    stage("score", lambda: score_file(work / "gen.jsonl", work / "s.jsonl", encoder=enc[0]))
+    stage("select", lambda: select_file(work / "s.jsonl", work / "c.npy", budget, work / "out"))
+    return times, work
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--input", default=str(DEFAULT_POOL))
@@ -45,40 +77,16 @@ def main() -> None:
     ap.add_argument("--kfp", action="store_true", help="also time `adg run` on the same work")
     a = ap.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="adg-bench-"))
     n = a.records
-    budget = max(1, round(0.2 * n))
-    bins = auto_bin_count(n)
-    cfg = SamplingConfig(
-        num_samples=a.num_samples, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size
-    )
-    times: dict[str, float] = {}
-
-    def stage(name, fn):
-        t = time.perf_counter()
-        fn()
-        times[name] = time.perf_counter() - t
-
     model = str(models.resolve_model(a.model))
-    stage("ingest", lambda: ingest(a.input, work / "pool.jsonl", work / "rejects.jsonl", limit=n))
-    stage(
-        "generate",
-        lambda: generate_file(work / "pool.jsonl", work / "gen.jsonl", model=model, cfg=cfg),
-    )
-    encoder: list[HiddenStateEncoder] = []
-    stage(
-        "load model (embed, score)", lambda: encoder.append(HiddenStateEncoder(*models.load(model)))
-    )
-    stage("embed", lambda: embed_file(work / "pool.jsonl", work / "emb.npy", encoder=encoder[0]))
-    stage("cluster", lambda: cluster_file(str(work / "emb.npy"), str(work / "c.npy"), count=bins))
-    stage("score", lambda: score_file(work / "gen.jsonl", work / "s.jsonl", encoder=encoder[0]))
-    stage("select", lambda: select_file(work / "s.jsonl", work / "c.npy", budget, work / "out"))
+    times, work = time_stages(a.input, n, model, a.num_samples, a.max_new_tokens, a.batch_size)
     total = sum(times.values())
 
     print(f"# bench/pipeline.py  {time.strftime('%Y-%m-%d')}")
     print(
         f"{n} records of {Path(a.input).name}, model {a.model or models.EMBEDDED_NAME}, "
-        f"K={a.num_samples}, max {a.max_new_tokens} new tokens, {bins} bins, budget {budget}"
+        f"K={a.num_samples}, max {a.max_new_tokens} new tokens, {auto_bin_count(n)} bins, "
+        f"budget {max(1, round(0.2 * n))}"
     )
     print()
     print("| stage | seconds | share | records/s |")
