@@ -4,7 +4,8 @@ score: `generated.jsonl` (ours, or the original ADG repository's generated-answe
 `scored.jsonl`, each record plus `dispersion`, `anisotropy`, `score` (and the diagnostics of
 `divergence.diagnostics` with `all_metrics`). Records are read and written in chunks, so memory does
 not grow with the pool; output is appended chunk by chunk and a killed run resumes, skipping ids
-already scored.
+already scored. With `checkpoint_uri` the output is also checkpointed to object storage (see
+`adg.checkpoint`), so a retried pod resumes a preempted shard.
 
 embed: `pool.jsonl` → `embeddings.npy`, float32 [N, H] unit-norm instruction vectors, written
 chunk by chunk into a memory-mapped .npy.
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from adg import divergence, models
+from adg.checkpoint import RemoteCheckpoint
 from adg.hidden import HiddenStateEncoder
 from adg.records import (
     PoolError,
@@ -90,10 +92,14 @@ def score_file(
     all_metrics: bool = False,
     chunk_records: int = 64,
     encoder: HiddenStateEncoder | None = None,
+    checkpoint_uri: str = "",
+    checkpoint_every: int = 64,
 ) -> ScoreSummary:
     """The score stage (see the module docstring)."""
     weights = weights or divergence.ScoreWeights()
     records = read_records(input_path)
+    checkpoint = RemoteCheckpoint(checkpoint_uri, checkpoint_every)
+    checkpoint.restore(output_path)
     truncate_partial_line(output_path)
     done = {id_key(r["id"]) for r in iter_jsonl_tolerant(output_path)}
     todo = [r for r in records if id_key(r["id"]) not in done]
@@ -112,7 +118,10 @@ def score_file(
             fh.flush()
             os.fsync(fh.fileno())
             scored += len(chunk)
+            checkpoint.progress(output_path, len(chunk))
             print(f"score: {len(records) - len(todo) + scored}/{len(records)}", file=sys.stderr)
+    if scored:
+        checkpoint.flush(output_path)
     return ScoreSummary(len(records), scored, len(records) - len(todo))
 
 
