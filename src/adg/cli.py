@@ -25,7 +25,7 @@ def _model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         default="",
-        help="HF folder or .gguf file (default: the embedded SmolLM2-135M-Instruct)",
+        help="HF folder, .gguf file or s3:// prefix (default: the embedded SmolLM2-135M-Instruct)",
     )
 
 
@@ -38,6 +38,27 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="instructions per batch")
     p.add_argument("--backend", choices=("auto", "hf", "vllm"), default="auto")
     p.add_argument("--prompt-format", choices=("alpaca", "chat"), default="alpaca")
+
+
+def _vllm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tensor-parallel-size", type=int, default=1, help="vLLM: GPUs one model copy spans"
+    )
+    p.add_argument(
+        "--gpu-memory-utilization",
+        type=float,
+        default=0.9,
+        help="vLLM: share of each GPU's memory for weights and KV cache (0-1)",
+    )
+
+
+def _checkpoint_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint-uri",
+        default="",
+        help="s3:// object mirroring the output: restored at start, updated every N records",
+    )
+    p.add_argument("--checkpoint-every", type=int, default=64, help="records between uploads")
 
 
 def _weight_args(p: argparse.ArgumentParser) -> None:
@@ -70,7 +91,18 @@ def cmd_generate(a: argparse.Namespace) -> None:
     from adg.generation import generate_file
 
     summary = generate_file(
-        a.input, a.output, model=a.model, cfg=_sampling_config(a), backend=a.backend, limit=a.limit
+        a.input,
+        a.output,
+        model=a.model,
+        cfg=_sampling_config(a),
+        backend=a.backend,
+        limit=a.limit,
+        shard_index=a.shard_index,
+        shard_count=a.shard_count,
+        checkpoint_uri=a.checkpoint_uri,
+        checkpoint_every=a.checkpoint_every,
+        tensor_parallel_size=a.tensor_parallel_size,
+        gpu_memory_utilization=a.gpu_memory_utilization,
     )
     print(summary.line())
 
@@ -99,6 +131,8 @@ def cmd_score(a: argparse.Namespace) -> None:
         model=a.model,
         weights=ScoreWeights(a.dispersion_weight, a.anisotropy_weight),
         all_metrics=a.all_metrics,
+        checkpoint_uri=a.checkpoint_uri,
+        checkpoint_every=a.checkpoint_every,
     )
     print(summary.line())
 
@@ -133,6 +167,10 @@ def cmd_run(a: argparse.Namespace) -> None:
         dispersion_weight=a.dispersion_weight,
         anisotropy_weight=a.anisotropy_weight,
         all_metrics=a.all_metrics,
+        shard_count=a.shard_count,
+        export_uri=a.export_uri,
+        tensor_parallel_size=a.tensor_parallel_size,
+        gpu_memory_utilization=a.gpu_memory_utilization,
     )
     run_local(opts)
 
@@ -150,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ingest", help="validate a pool; bad records go to a rejects file")
-    p.add_argument("input", help="JSON array or JSONL pool (.gz accepted)")
+    p.add_argument("input", help="JSON array or JSONL pool (.gz accepted), path or s3:// URI")
     p.add_argument("--output", required=True)
     p.add_argument("--rejects", default=None)
     p.add_argument("--limit", type=int, default=0, help="keep the first N valid records")
@@ -162,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arg(p)
     _sampling_args(p)
     p.add_argument("--limit", type=int, default=0, help="only the first N records")
+    p.add_argument("--shard-index", type=int, default=0, help="which shard of the pool to do")
+    p.add_argument("--shard-count", type=int, default=1, help="shards the pool is split into")
+    _vllm_args(p)
+    _checkpoint_args(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("embed", help="instruction vectors for binning")
@@ -183,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arg(p)
     _weight_args(p)
     p.add_argument("--all-metrics", action="store_true", help="also write diagnostic metrics")
+    _checkpoint_args(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("select", help="bin-wise top / middle / bottom within a budget")
@@ -206,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_args(p)
     _weight_args(p)
     p.add_argument("--all-metrics", action="store_true")
+    p.add_argument(
+        "--shard-count", type=int, default=1, help="fan generate/score out over N shards"
+    )
+    _vllm_args(p)
+    p.add_argument("--export-uri", default="", help="s3:// prefix to export the subsets to")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compile", help="compile the pipeline to YAML for Kubeflow")
