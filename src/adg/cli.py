@@ -1,8 +1,10 @@
-"""`adg`: one sub-command per stage, plus `run` (the whole pipeline locally) and `compile`.
+"""`adg`: one sub-command per stage, plus `run` (the whole pipeline locally), `compile`, and
+`submit` / `schedule` (a run or a recurring run on Kubeflow Pipelines).
 
 Every stage command reads and writes files; bad input ends in one line on stderr naming the file,
-line and field, and exit status 2 — never a traceback. `adg run` and `adg compile` import the KFP
-pipeline lazily, so the stage commands work without the pipeline packages on the path.
+line and field, and exit status 2 — never a traceback. `adg run`, `compile`, `submit` and
+`schedule` import the KFP pipeline lazily, so the stage commands work without the pipeline
+packages on the path.
 """
 
 from __future__ import annotations
@@ -175,6 +177,67 @@ def cmd_run(a: argparse.Namespace) -> None:
     run_local(opts)
 
 
+def _remote_call(fn, *args, **kwargs):
+    """Call into pipelines.remote; a server that cannot be reached is one line, not a traceback."""
+    from pipelines.remote import RemoteError
+
+    try:
+        return fn(*args, **kwargs)
+    except RemoteError:
+        raise
+    except Exception as err:  # kfp.Client raises urllib3 / kfp_server_api errors of many kinds
+        raise UsageError(
+            f"Kubeflow Pipelines request failed: {type(err).__name__}: {err}"
+        ) from None
+
+
+def cmd_submit(a: argparse.Namespace) -> None:
+    from pipelines.remote import submit
+
+    run_id = _remote_call(
+        submit,
+        a.param,
+        host=a.host,
+        namespace=a.namespace,
+        experiment=a.experiment,
+        run_name=a.run_name,
+        package=a.package,
+    )
+    print(f"submitted run {run_id}")
+
+
+def cmd_schedule(a: argparse.Namespace) -> None:
+    from pipelines.remote import schedule
+
+    job_id = _remote_call(
+        schedule,
+        a.cron,
+        a.param,
+        a.name,
+        host=a.host,
+        namespace=a.namespace,
+        experiment=a.experiment,
+        package=a.package,
+    )
+    print(f"scheduled recurring run {job_id} ({a.cron}, no catch-up, max concurrency 1)")
+
+
+def _kfp_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=None, help="KFP API endpoint (default: $KFP_HOST)")
+    p.add_argument("--namespace", default=None, help="Kubeflow namespace (default: $KFP_NAMESPACE)")
+    p.add_argument("--experiment", default="adg")
+    p.add_argument(
+        "--package", default=None, help="compiled pipeline YAML (default: compile the pipeline now)"
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="pipeline argument, e.g. select_budget=10000 (repeatable; JSON for dict/list ones)",
+    )
+
+
 def cmd_prepare_model(_a: argparse.Namespace) -> None:
     from adg.models import prepare_embedded_model
 
@@ -259,6 +322,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="compile the pipeline to YAML for Kubeflow")
     p.add_argument("--output", default=DEFAULT_PIPELINE_YAML)
     p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("submit", help="start one run of the pipeline on Kubeflow Pipelines")
+    _kfp_args(p)
+    p.add_argument("--run-name", default=None)
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("schedule", help="create a recurring run (no catch-up, one at a time)")
+    _kfp_args(p)
+    p.add_argument("--cron", required=True, help='cron schedule, e.g. "0 3 * * *"')
+    p.add_argument("--name", default="adg-recurring-curation", help="recurring run name")
+    p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("prepare-model", help="convert the embedded model once (make setup)")
     p.set_defaults(func=cmd_prepare_model)
