@@ -83,7 +83,7 @@ def _client(endpoint: str | None, region: str, max_attempts: int):
     from botocore.config import Config
 
     config = Config(
-        retries={"mode": "adaptive", "max_attempts": max_attempts},
+        retries={"mode": "adaptive", "total_max_attempts": max_attempts},
         # MinIO and SeaweedFS serve buckets as paths, not as subdomains.
         s3={"addressing_style": "path" if endpoint else "auto"},
     )
@@ -307,6 +307,7 @@ def cache_model(uri: str) -> Path:
         have = {}
         if manifest_path.is_file():
             have = json.loads(manifest_path.read_text()).get("objects", {})
+        fetched = 0
         for obj in objects:
             rel = rels[obj.key]
             target = _inside(root, rel)
@@ -316,9 +317,11 @@ def cache_model(uri: str) -> Path:
             object_uri = f"{SCHEME}{bucket}/{obj.key}"
             download(object_uri, target)
             _verify(target, obj, object_uri)
-        tmp = manifest_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"uri": uri, "objects": wanted}, indent=2))
-        os.replace(tmp, manifest_path)
+            fetched += 1
+        if fetched or have != wanted:
+            tmp = manifest_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"uri": uri, "objects": wanted}, indent=2))
+            os.replace(tmp, manifest_path)
     if key and len(objects) == 1 and not key.endswith("/") and objects[0].key == key:
         return root / rels[key]
     return root
