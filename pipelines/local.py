@@ -70,7 +70,7 @@ def _subsets_dir(root: Path, before: set[Path]) -> Path:
     runs = sorted(set(root.glob(f"{PIPELINE_NAME}-*")) - before, key=lambda p: p.stat().st_mtime)
     if not runs:
         raise RuntimeError(f"no pipeline run folder appeared under {root}")
-    for task in ("select", "nothing_to_do"):
+    for task in ("select", "nothing-to-do"):
         if (runs[-1] / task / "top").is_file():
             return runs[-1] / task
     raise RuntimeError(f"{runs[-1]}: neither select nor nothing_to_do wrote the subsets")
