@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +89,9 @@ def run_local(opts: LocalRunOptions) -> dict:
     # Resolve (and on first use, convert) the model once here, not in each component.
     model = str(resolve_model(opts.model).resolve())
     out.mkdir(parents=True, exist_ok=True)
+    # GPU limits, resources and selectors only mean something in a cluster; kfp.local says so
+    # once per task.
+    warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(out / "kfp-local"),
