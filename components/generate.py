@@ -1,4 +1,4 @@
-"""generate: K sampled answers per instruction (vLLM on GPU, transformers on CPU)."""
+"""generate: K sampled answers per instruction of one shard (vLLM on GPU, transformers on CPU)."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
@@ -19,8 +19,17 @@ def generate(
     batch_size: int,
     backend: str,
     prompt_format: str,
+    tensor_parallel_size: int,
+    gpu_memory_utilization: float,
+    shard_index: int,
+    shard_count: int,
+    checkpoint_uri: str,
+    checkpoint_every: int,
+    run_id: str,
 ):
-    """Append `generated_answers` (K strings) to every record; resumes a half-done output."""
+    """Append `generated_answers` (K strings) to every record of the shard; resumes a half-done
+    output, from the shard's object-store checkpoint when `checkpoint_uri` is set."""
+    from adg.checkpoint import shard_uri
     from adg.generation import SamplingConfig, generate_file
 
     cfg = SamplingConfig(
@@ -32,6 +41,18 @@ def generate(
         batch_size=batch_size,
         prompt_format=prompt_format,
     )
-    summary = generate_file(pool.path, generated.path, model=model, cfg=cfg, backend=backend)
+    summary = generate_file(
+        pool.path,
+        generated.path,
+        model=model,
+        cfg=cfg,
+        backend=backend,
+        shard_index=shard_index,
+        shard_count=shard_count,
+        checkpoint_uri=shard_uri(checkpoint_uri, run_id, "generate", shard_index),
+        checkpoint_every=checkpoint_every,
+        tensor_parallel_size=tensor_parallel_size,
+        gpu_memory_utilization=gpu_memory_utilization,
+    )
     print(summary.line())
-    generated.metadata.update(records=summary.total, backend=summary.backend)
+    generated.metadata.update(records=summary.total, backend=summary.backend, shard=shard_index)

@@ -10,8 +10,12 @@ IMAGES_ENV = Path(__file__).resolve().parent.parent / "images" / "images.env"
 # Which image family serves each stage; the Dockerfiles in images/ install the extras each needs.
 STAGE_FAMILY = {
     "ingest": "cpu",
+    "shard": "cpu",
+    "merge": "cpu",
     "cluster": "cpu",
     "select": "cpu",
+    "export": "cpu",
+    "ledger": "cpu",
     "generate": "generate",
     "embed": "generate",
     "score": "generate",

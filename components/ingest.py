@@ -1,4 +1,7 @@
-"""ingest: a JSON/JSONL pool (path or s3:// URI) → validated `pool.jsonl` + `rejects.jsonl`."""
+"""ingest: a pool (path or s3:// URI), or the new files under a pool prefix → validated
+`pool.jsonl` + `rejects.jsonl`."""
+
+from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Dataset, Output
@@ -7,12 +10,32 @@ from components.images import image_for
 
 
 @dsl.component(base_image=image_for("ingest"), install_kfp_package=False)
-def ingest(pool_uri: str, limit: int, pool: Output[Dataset], rejects: Output[Dataset]) -> int:
-    """Validate the pool; bad records go to `rejects` with file, line and reason. Returns N."""
-    from adg.records import ingest as run_ingest
+def ingest(
+    pool_uri: str,
+    pool_prefix: str,
+    ledger_uri: str,
+    limit: int,
+    pool: Output[Dataset],
+    rejects: Output[Dataset],
+) -> NamedTuple("IngestOutputs", [("records", int), ("new_files", int), ("sources", list)]):
+    """Validate the pool; bad records go to `rejects` with file, line and reason.
 
-    summary = run_ingest(pool_uri, pool.path, rejects.path, limit=limit)
+    With `pool_prefix`, only the pool files not yet in the ledger are read; `new_files` is 0 (and
+    the outputs empty) when there is nothing new. `sources` is what `record_ledger` records.
+    """
+    from collections import namedtuple
+
+    from adg.ledger import ingest_pending
+
+    IngestOutputs = namedtuple("IngestOutputs", ["records", "new_files", "sources"])
+
+    summary, sources = ingest_pending(
+        pool_uri, pool_prefix, ledger_uri, pool.path, rejects.path, limit=limit
+    )
+    if summary is None:
+        print(f"ingest: nothing to do, no new pool files under {pool_prefix}")
+        return IngestOutputs(0, 0, [])
     print(summary.line())
     pool.metadata.update(records=summary.accepted, ids_assigned=summary.ids_assigned)
     rejects.metadata["records"] = summary.rejected
-    return summary.accepted
+    return IngestOutputs(summary.accepted, len(sources), sources)

@@ -1,4 +1,4 @@
-"""score: dispersion, anisotropy and the ADG score of each record's K answers."""
+"""score: dispersion, anisotropy and the ADG score of each record's K answers (one shard)."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
@@ -14,14 +14,26 @@ def score(
     dispersion_weight: float,
     anisotropy_weight: float,
     all_metrics: bool,
+    shard_index: int,
+    checkpoint_uri: str,
+    checkpoint_every: int,
+    run_id: str,
 ):
-    """Append `dispersion`, `anisotropy`, `score` to each record; resumes a half-done output."""
+    """Append `dispersion`, `anisotropy`, `score` to each record; resumes a half-done output,
+    from the shard's object-store checkpoint when `checkpoint_uri` is set."""
+    from adg.checkpoint import shard_uri
     from adg.divergence import ScoreWeights
     from adg.scoring import score_file
 
     weights = ScoreWeights(dispersion=dispersion_weight, anisotropy=anisotropy_weight)
     summary = score_file(
-        generated.path, scored.path, model=model, weights=weights, all_metrics=all_metrics
+        generated.path,
+        scored.path,
+        model=model,
+        weights=weights,
+        all_metrics=all_metrics,
+        checkpoint_uri=shard_uri(checkpoint_uri, run_id, "score", shard_index),
+        checkpoint_every=checkpoint_every,
     )
     print(summary.line())
-    scored.metadata["records"] = summary.total
+    scored.metadata.update(records=summary.total, shard=shard_index)

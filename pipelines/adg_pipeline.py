@@ -1,35 +1,37 @@
-"""The ADG selection pipeline: ingest → generate → score, ingest → embed → cluster, → select.
+"""The ADG selection pipeline: ingest → shard → [generate → score] per shard → merge,
+ingest → embed → cluster, → select → (export) → (record_ledger).
 
-Only wiring lives here; every stage is a component in `components/` calling the `adg` library.
+Only wiring lives here; every stage is a component in `components/` calling the `adg` library,
+and where each task runs in a cluster is decided by `pipelines/placement.py`.
 """
 
-from typing import NamedTuple
-
 from kfp import dsl
-from kfp.dsl import Dataset
 
 from components.cluster import cluster
 from components.embed import embed
+from components.export import export
 from components.generate import generate
 from components.ingest import ingest
+from components.ledger import nothing_to_do, record_ledger
+from components.merge import merge
 from components.score import score
 from components.select import select
+from components.shard import shard
+from pipelines.placement import cpu_task, gpu_task, use_object_store_secret
 
 PIPELINE_NAME = "adg-selection"
-
-
-class Subsets(NamedTuple):
-    top: Dataset
-    middle: Dataset
-    bottom: Dataset
-    report: Dataset
+# Shards generated and scored at once (one GPU pod each); ParallelFor needs a compile-time number.
+SHARD_PARALLELISM = 8
 
 
 @dsl.pipeline(name=PIPELINE_NAME)
 def adg_pipeline(
-    ingest_input: str,
+    ingest_input: str = "",
+    ingest_pool_prefix: str = "",
+    ingest_ledger_uri: str = "",
     model: str = "",
     ingest_limit: int = 0,
+    shard_count: int = 1,
     generate_num_samples: int = 5,
     generate_temperature: float = 1.4,
     generate_top_p: float = 0.9,
@@ -38,21 +40,42 @@ def adg_pipeline(
     generate_batch_size: int = 8,
     generate_backend: str = "auto",
     generate_prompt_format: str = "alpaca",
+    generate_tensor_parallel_size: int = 1,
+    generate_gpu_memory_utilization: float = 0.9,
+    embed_gpu_count: int = 1,
     cluster_count: int = 1000,
     cluster_seed: int = 42,
     score_dispersion_weight: float = 0.6,
     score_anisotropy_weight: float = 0.4,
     score_all_metrics: bool = False,
+    score_gpu_count: int = 1,
     select_budget: int = 10000,
     select_strategy: str = "exact",
-) -> Subsets:
+    gpu_node_selector: dict = {},  # noqa: B006 - KFP parameter defaults are literals
+    gpu_tolerations: list = [],  # noqa: B006
+    storage_secret: str = "adg-object-store",
+    checkpoint_uri: str = "",
+    checkpoint_every: int = 64,
+    export_uri: str = "",
+) -> None:
     """Answer Divergence-Guided Selection of an instruction pool.
 
+    The subsets are the `select` task's outputs (top, middle, bottom, report); when recurring
+    curation finds no new pool files, `nothing_to_do` ends the run with empty ones instead. (No
+    pipeline-level outputs: they would need `dsl.OneOf` over artifacts, which kfp.local lacks.)
+
     Args:
-        ingest_input: the pool, a JSON array or JSONL file (local path or s3:// URI).
-        model: backbone model: a HF folder or .gguf path (or s3:// prefix); empty = the embedded
-            SmolLM2-135M-Instruct.
+        ingest_input: the pool, a JSON array or JSONL file (local path or s3:// URI); ignored when
+            ingest_pool_prefix is set.
+        ingest_pool_prefix: recurring curation: an s3:// prefix of pool files; only the files not
+            yet in the ledger are curated. With none new the run ends with "nothing to do".
+        ingest_ledger_uri: s3:// URI of the ledger (JSON) of pool files already curated; the
+            files of this run are added to it after select succeeds.
+        model: backbone model: a HF folder or .gguf path, or an s3:// prefix (downloaded once into
+            the model cache); empty = the embedded SmolLM2-135M-Instruct.
         ingest_limit: keep only the first N valid records (0 = all).
+        shard_count: split the pool into this many shards (at most one per record); generate and
+            score run once per shard, up to SHARD_PARALLELISM at a time.
         generate_num_samples: K, answers sampled per instruction.
         generate_temperature: sampling temperature.
         generate_top_p: nucleus sampling threshold.
@@ -61,47 +84,134 @@ def adg_pipeline(
         generate_batch_size: instructions per generation batch.
         generate_backend: auto (vLLM when a GPU and vLLM are present), hf or vllm.
         generate_prompt_format: alpaca or chat.
+        generate_tensor_parallel_size: GPUs per generate pod; vLLM splits the model over them.
+        generate_gpu_memory_utilization: share of each GPU's memory vLLM may use (0-1).
+        embed_gpu_count: GPUs for the embed pod.
         cluster_count: number of k-means bins (clamped to the pool size).
         cluster_seed: k-means seed.
         score_dispersion_weight: weight of dispersion D in the score.
         score_anisotropy_weight: weight of anisotropy I in the score.
         score_all_metrics: also write the diagnostic metrics per record.
+        score_gpu_count: GPUs per score pod.
         select_budget: number of records to select.
         select_strategy: exact (fills the budget) or reference (the published procedure).
+        gpu_node_selector: node labels GPU pods must match, e.g. {"nvidia.com/gpu.present": "true"}.
+        gpu_tolerations: tolerations of GPU pods, a list of Kubernetes toleration objects, e.g.
+            [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}].
+        storage_secret: name of the Kubernetes Secret with AWS_ACCESS_KEY_ID and
+            AWS_SECRET_ACCESS_KEY (optionally AWS_ENDPOINT_URL, AWS_REGION) for s3:// URIs.
+        checkpoint_uri: s3:// prefix for checkpoints of generate/score shards, so a preempted pod's
+            retry resumes (empty = no remote checkpoints).
+        checkpoint_every: records between two checkpoint uploads.
+        export_uri: s3:// prefix to export top/middle/bottom.json, the report and a run manifest
+            to (empty = no export).
     """
-    pool = ingest(pool_uri=ingest_input, limit=ingest_limit).set_display_name("ingest")
-    gen = generate(
-        pool=pool.outputs["pool"],
-        model=model,
-        num_samples=generate_num_samples,
-        temperature=generate_temperature,
-        top_p=generate_top_p,
-        max_new_tokens=generate_max_new_tokens,
-        seed=generate_seed,
-        batch_size=generate_batch_size,
-        backend=generate_backend,
-        prompt_format=generate_prompt_format,
-    ).set_display_name("generate")
-    emb = embed(pool=pool.outputs["pool"], model=model).set_display_name("embed")
-    bins = cluster(
-        embeddings=emb.outputs["embeddings"], count=cluster_count, seed=cluster_seed
-    ).set_display_name("cluster")
-    scored = score(
-        generated=gen.outputs["generated"],
-        model=model,
-        dispersion_weight=score_dispersion_weight,
-        anisotropy_weight=score_anisotropy_weight,
-        all_metrics=score_all_metrics,
-    ).set_display_name("score")
-    chosen = select(
-        scored=scored.outputs["scored"],
-        clusters=bins.outputs["clusters"],
-        budget=select_budget,
-        strategy=select_strategy,
-    ).set_display_name("select")
-    return Subsets(
-        top=chosen.outputs["top"],
-        middle=chosen.outputs["middle"],
-        bottom=chosen.outputs["bottom"],
-        report=chosen.outputs["report"],
-    )
+    run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+    ing = ingest(
+        pool_uri=ingest_input,
+        pool_prefix=ingest_pool_prefix,
+        ledger_uri=ingest_ledger_uri,
+        limit=ingest_limit,
+    ).set_display_name("ingest")
+    use_object_store_secret(cpu_task(ing, "ingest"), storage_secret)
+
+    with dsl.If(ing.outputs["new_files"] > 0, name="new-pool-files"):
+        pool = ing.outputs["pool"]
+        shards = shard(records=ing.outputs["records"], shard_count=shard_count)
+        cpu_task(shards.set_display_name("shard"), "shard")
+
+        with dsl.ParallelFor(shards.output, parallelism=SHARD_PARALLELISM) as index:
+            gen = generate(
+                pool=pool,
+                model=model,
+                num_samples=generate_num_samples,
+                temperature=generate_temperature,
+                top_p=generate_top_p,
+                max_new_tokens=generate_max_new_tokens,
+                seed=generate_seed,
+                batch_size=generate_batch_size,
+                backend=generate_backend,
+                prompt_format=generate_prompt_format,
+                tensor_parallel_size=generate_tensor_parallel_size,
+                gpu_memory_utilization=generate_gpu_memory_utilization,
+                shard_index=index,
+                shard_count=shard_count,
+                checkpoint_uri=checkpoint_uri,
+                checkpoint_every=checkpoint_every,
+                run_id=run_id,
+            ).set_display_name("generate")
+            gpu_task(
+                gen, "generate", generate_tensor_parallel_size, gpu_node_selector, gpu_tolerations
+            )
+            use_object_store_secret(gen, storage_secret)
+
+            scored_shard = score(
+                generated=gen.outputs["generated"],
+                model=model,
+                dispersion_weight=score_dispersion_weight,
+                anisotropy_weight=score_anisotropy_weight,
+                all_metrics=score_all_metrics,
+                shard_index=index,
+                checkpoint_uri=checkpoint_uri,
+                checkpoint_every=checkpoint_every,
+                run_id=run_id,
+            ).set_display_name("score")
+            gpu_task(scored_shard, "score", score_gpu_count, gpu_node_selector, gpu_tolerations)
+            use_object_store_secret(scored_shard, storage_secret)
+
+        scored = merge(pool=pool, shards=dsl.Collected(scored_shard.outputs["scored"]))
+        cpu_task(scored.set_display_name("merge"), "merge")
+
+        emb = embed(pool=pool, model=model).set_display_name("embed")
+        gpu_task(emb, "embed", embed_gpu_count, gpu_node_selector, gpu_tolerations)
+        use_object_store_secret(emb, storage_secret)
+
+        bins = cluster(
+            embeddings=emb.outputs["embeddings"], count=cluster_count, seed=cluster_seed
+        ).set_display_name("cluster")
+        cpu_task(bins, "cluster")
+
+        chosen = select(
+            scored=scored.outputs["merged"],
+            clusters=bins.outputs["clusters"],
+            budget=select_budget,
+            strategy=select_strategy,
+        ).set_display_name("select")
+        cpu_task(chosen, "select")
+
+        # A no-op when export_uri is empty; the ledger is written only after it.
+        exported = export(
+            top=chosen.outputs["top"],
+            middle=chosen.outputs["middle"],
+            bottom=chosen.outputs["bottom"],
+            report=chosen.outputs["report"],
+            export_uri=export_uri,
+            run_id=run_id,
+            model=model,
+            parameters={
+                "shard_count": shard_count,
+                "generate_num_samples": generate_num_samples,
+                "generate_temperature": generate_temperature,
+                "generate_top_p": generate_top_p,
+                "generate_max_new_tokens": generate_max_new_tokens,
+                "generate_seed": generate_seed,
+                "cluster_count": cluster_count,
+                "cluster_seed": cluster_seed,
+                "score_dispersion_weight": score_dispersion_weight,
+                "score_anisotropy_weight": score_anisotropy_weight,
+                "select_budget": select_budget,
+                "select_strategy": select_strategy,
+            },
+        ).set_display_name("export")
+        use_object_store_secret(cpu_task(exported, "export"), storage_secret)
+
+        with dsl.If(ingest_ledger_uri != "", name="ledger-given"):
+            ledger = record_ledger(
+                ledger_uri=ingest_ledger_uri, sources=ing.outputs["sources"], run_id=run_id
+            ).set_display_name("record_ledger")
+            use_object_store_secret(cpu_task(ledger, "ledger"), storage_secret)
+            ledger.after(exported)
+
+    with dsl.Else(name="nothing-new"):
+        idle = nothing_to_do(pool_prefix=ingest_pool_prefix).set_display_name("nothing_to_do")
+        cpu_task(idle, "ledger")

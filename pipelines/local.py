@@ -2,7 +2,10 @@
 
 `run_local` executes the real compiled graph with `kfp.local.SubprocessRunner(use_venv=False)`:
 every component runs as a subprocess of this Python, artifacts land under
-`<output_dir>/kfp-local/`, and the selected subsets are copied to `<output_dir>`.
+`<output_dir>/kfp-local/<run>/<task>/`, and the selected subsets are copied to `<output_dir>`.
+The pipeline's stages sit inside a `dsl.If` (recurring curation may find nothing new), and
+kfp.local cannot return artifacts chosen by `dsl.OneOf`, so the pipeline declares no outputs and
+the subsets are read from the `select` (or `nothing_to_do`) task's folder of this run.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 
 from kfp import compiler, local
 
-from pipelines.adg_pipeline import adg_pipeline
+from pipelines.adg_pipeline import PIPELINE_NAME, adg_pipeline
 
 
 @dataclass
@@ -33,6 +36,10 @@ class LocalRunOptions:
     dispersion_weight: float = 0.6
     anisotropy_weight: float = 0.4
     all_metrics: bool = False
+    shard_count: int = 1
+    export_uri: str = ""
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
 
 
 def compile_pipeline(output: str | Path) -> None:
@@ -44,8 +51,10 @@ def plan_sizes(opts: LocalRunOptions) -> tuple[int, int, int]:
     """(valid records, budget, bin count) for the run, from a read of the pool."""
     from adg.clustering import auto_bin_count
     from adg.records import PoolError, read_pool
+    from adg.storage import local_copy
 
-    n = len(read_pool(opts.input).records)
+    with local_copy(opts.input) as path:
+        n = len(read_pool(path).records)
     if opts.limit:
         n = min(n, opts.limit)
     if n == 0:
@@ -55,6 +64,17 @@ def plan_sizes(opts: LocalRunOptions) -> tuple[int, int, int]:
         raise PoolError(f"budget {budget} is larger than the pool ({n} valid records)")
     bins = opts.cluster_count or auto_bin_count(n)
     return n, budget, bins
+
+
+def _subsets_dir(root: Path, before: set[Path]) -> Path:
+    """The folder of this run's task that wrote top/middle/bottom/report."""
+    runs = sorted(set(root.glob(f"{PIPELINE_NAME}-*")) - before, key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise RuntimeError(f"no pipeline run folder appeared under {root}")
+    for task in ("select", "nothing-to-do"):
+        if (runs[-1] / task / "top").is_file():
+            return runs[-1] / task
+    raise RuntimeError(f"{runs[-1]}: neither select nor nothing_to_do wrote the subsets")
 
 
 def run_local(opts: LocalRunOptions) -> dict:
@@ -69,19 +89,29 @@ def run_local(opts: LocalRunOptions) -> dict:
     # Resolve (and on first use, convert) the model once here, not in each component.
     model = str(resolve_model(opts.model).resolve())
     out.mkdir(parents=True, exist_ok=True)
-    # Running the stages in this Python environment instead of their images is the point here.
+    # Running the stages in this Python environment instead of their images is the point here, and
+    # GPU limits, resources and selectors only mean something in a cluster: kfp.local says both
+    # once per task.
     warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
+    warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(out / "kfp-local"),
         raise_on_error=True,
     )
+    root = out / "kfp-local"
+    before = set(root.glob(f"{PIPELINE_NAME}-*")) if root.exists() else set()
     started = time.time()
-    print(f"adg run: {n} records, budget {budget}, {bins} bins, model {model}")
-    result = adg_pipeline(
-        ingest_input=str(Path(opts.input).resolve()),
+    print(
+        f"adg run: {n} records, budget {budget}, {bins} bins, {opts.shard_count} shard(s), "
+        f"model {model}"
+    )
+    pool = opts.input if opts.input.startswith("s3://") else str(Path(opts.input).resolve())
+    adg_pipeline(
+        ingest_input=pool,
         model=model,
         ingest_limit=opts.limit,
+        shard_count=opts.shard_count,
         generate_num_samples=sampling.num_samples,
         generate_temperature=sampling.temperature,
         generate_top_p=sampling.top_p,
@@ -90,16 +120,20 @@ def run_local(opts: LocalRunOptions) -> dict:
         generate_batch_size=sampling.batch_size,
         generate_backend=opts.backend,
         generate_prompt_format=sampling.prompt_format,
+        generate_tensor_parallel_size=opts.tensor_parallel_size,
+        generate_gpu_memory_utilization=opts.gpu_memory_utilization,
         cluster_count=bins,
         score_dispersion_weight=opts.dispersion_weight,
         score_anisotropy_weight=opts.anisotropy_weight,
         score_all_metrics=opts.all_metrics,
         select_budget=budget,
         select_strategy=opts.strategy,
+        export_uri=opts.export_uri,
     )
+    task_dir = _subsets_dir(root, before)
     for name in ("top", "middle", "bottom", "report"):
         target = out / ("selection_report.json" if name == "report" else f"{name}.json")
-        shutil.copyfile(result.outputs[name].path, target)
+        shutil.copyfile(task_dir / name, target)
     report = json.loads((out / "selection_report.json").read_text())
     print(f"adg run: finished in {time.time() - started:.0f}s; outputs in {out}")
     print("\n".join(summary_lines(report, out)))

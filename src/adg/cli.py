@@ -1,8 +1,10 @@
-"""`adg`: one sub-command per stage, plus `run` (the whole pipeline locally) and `compile`.
+"""`adg`: one sub-command per stage, plus `run` (the whole pipeline locally), `compile`, and
+`submit` / `schedule` (a run or a recurring run on Kubeflow Pipelines).
 
 Every stage command reads and writes files; bad input ends in one line on stderr naming the file,
-line and field, and exit status 2 — never a traceback. `adg run` and `adg compile` import the KFP
-pipeline lazily, so the stage commands work without the pipeline packages on the path.
+line and field, and exit status 2 — never a traceback. `adg run`, `compile`, `submit` and
+`schedule` import the KFP pipeline lazily, so the stage commands work without the pipeline
+packages on the path.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def _model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         default="",
-        help="HF folder or .gguf file (default: the embedded SmolLM2-135M-Instruct)",
+        help="HF folder, .gguf file or s3:// prefix (default: the embedded SmolLM2-135M-Instruct)",
     )
 
 
@@ -38,6 +40,27 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="instructions per batch")
     p.add_argument("--backend", choices=("auto", "hf", "vllm"), default="auto")
     p.add_argument("--prompt-format", choices=("alpaca", "chat"), default="alpaca")
+
+
+def _vllm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tensor-parallel-size", type=int, default=1, help="vLLM: GPUs one model copy spans"
+    )
+    p.add_argument(
+        "--gpu-memory-utilization",
+        type=float,
+        default=0.9,
+        help="vLLM: share of each GPU's memory for weights and KV cache (0-1)",
+    )
+
+
+def _checkpoint_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint-uri",
+        default="",
+        help="s3:// object mirroring the output: restored at start, updated every N records",
+    )
+    p.add_argument("--checkpoint-every", type=int, default=64, help="records between uploads")
 
 
 def _weight_args(p: argparse.ArgumentParser) -> None:
@@ -70,7 +93,18 @@ def cmd_generate(a: argparse.Namespace) -> None:
     from adg.generation import generate_file
 
     summary = generate_file(
-        a.input, a.output, model=a.model, cfg=_sampling_config(a), backend=a.backend, limit=a.limit
+        a.input,
+        a.output,
+        model=a.model,
+        cfg=_sampling_config(a),
+        backend=a.backend,
+        limit=a.limit,
+        shard_index=a.shard_index,
+        shard_count=a.shard_count,
+        checkpoint_uri=a.checkpoint_uri,
+        checkpoint_every=a.checkpoint_every,
+        tensor_parallel_size=a.tensor_parallel_size,
+        gpu_memory_utilization=a.gpu_memory_utilization,
     )
     print(summary.line())
 
@@ -102,6 +136,8 @@ def cmd_score(a: argparse.Namespace) -> None:
         method=a.method,
         proxy_model=a.proxy_model,
         seed=a.seed,
+        checkpoint_uri=a.checkpoint_uri,
+        checkpoint_every=a.checkpoint_every,
     )
     print(summary.line())
 
@@ -143,6 +179,10 @@ def cmd_run(a: argparse.Namespace) -> None:
         dispersion_weight=a.dispersion_weight,
         anisotropy_weight=a.anisotropy_weight,
         all_metrics=a.all_metrics,
+        shard_count=a.shard_count,
+        export_uri=a.export_uri,
+        tensor_parallel_size=a.tensor_parallel_size,
+        gpu_memory_utilization=a.gpu_memory_utilization,
     )
     run_local(opts)
 
@@ -164,6 +204,67 @@ def cmd_plan(a: argparse.Namespace) -> None:
     print("\n".join(format_plan(plan)))
 
 
+def _remote_call(fn, *args, **kwargs):
+    """Call into pipelines.remote; a server that cannot be reached is one line, not a traceback."""
+    from pipelines.remote import RemoteError
+
+    try:
+        return fn(*args, **kwargs)
+    except RemoteError:
+        raise
+    except Exception as err:  # kfp.Client raises urllib3 / kfp_server_api errors of many kinds
+        raise UsageError(
+            f"Kubeflow Pipelines request failed: {type(err).__name__}: {err}"
+        ) from None
+
+
+def cmd_submit(a: argparse.Namespace) -> None:
+    from pipelines.remote import submit
+
+    run_id = _remote_call(
+        submit,
+        a.param,
+        host=a.host,
+        namespace=a.namespace,
+        experiment=a.experiment,
+        run_name=a.run_name,
+        package=a.package,
+    )
+    print(f"submitted run {run_id}")
+
+
+def cmd_schedule(a: argparse.Namespace) -> None:
+    from pipelines.remote import schedule
+
+    job_id = _remote_call(
+        schedule,
+        a.cron,
+        a.param,
+        a.name,
+        host=a.host,
+        namespace=a.namespace,
+        experiment=a.experiment,
+        package=a.package,
+    )
+    print(f"scheduled recurring run {job_id} ({a.cron}, no catch-up, max concurrency 1)")
+
+
+def _kfp_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=None, help="KFP API endpoint (default: $KFP_HOST)")
+    p.add_argument("--namespace", default=None, help="Kubeflow namespace (default: $KFP_NAMESPACE)")
+    p.add_argument("--experiment", default="adg")
+    p.add_argument(
+        "--package", default=None, help="compiled pipeline YAML (default: compile the pipeline now)"
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="pipeline argument, e.g. select_budget=10000 (repeatable; JSON for dict/list ones)",
+    )
+
+
 def cmd_prepare_model(_a: argparse.Namespace) -> None:
     from adg.models import prepare_embedded_model
 
@@ -177,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ingest", help="validate a pool; bad records go to a rejects file")
-    p.add_argument("input", help="JSON array or JSONL pool (.gz accepted)")
+    p.add_argument("input", help="JSON array or JSONL pool (.gz accepted), path or s3:// URI")
     p.add_argument("--output", required=True)
     p.add_argument("--rejects", default=None)
     p.add_argument("--limit", type=int, default=0, help="keep the first N valid records")
@@ -189,6 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arg(p)
     _sampling_args(p)
     p.add_argument("--limit", type=int, default=0, help="only the first N records")
+    p.add_argument("--shard-index", type=int, default=0, help="which shard of the pool to do")
+    p.add_argument("--shard-count", type=int, default=1, help="shards the pool is split into")
+    _vllm_args(p)
+    _checkpoint_args(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("embed", help="instruction vectors for binning")
@@ -215,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random method")
     _weight_args(p)
     p.add_argument("--all-metrics", action="store_true", help="also write diagnostic metrics")
+    _checkpoint_args(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("select", help="bin-wise top / middle / bottom within a budget")
@@ -243,6 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_args(p)
     _weight_args(p)
     p.add_argument("--all-metrics", action="store_true")
+    p.add_argument(
+        "--shard-count", type=int, default=1, help="fan generate/score out over N shards"
+    )
+    _vllm_args(p)
+    p.add_argument("--export-uri", default="", help="s3:// prefix to export the subsets to")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compile", help="compile the pipeline to YAML for Kubeflow")
@@ -259,6 +370,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=int, default=512, help="records tokenized to estimate")
     p.add_argument("--budget", type=int, default=0, help="for the subsets' size (default 20%%)")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("submit", help="start one run of the pipeline on Kubeflow Pipelines")
+    _kfp_args(p)
+    p.add_argument("--run-name", default=None)
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("schedule", help="create a recurring run (no catch-up, one at a time)")
+    _kfp_args(p)
+    p.add_argument("--cron", required=True, help='cron schedule, e.g. "0 3 * * *"')
+    p.add_argument("--name", default="adg-recurring-curation", help="recurring run name")
+    p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("prepare-model", help="convert the embedded model once (make setup)")
     p.set_defaults(func=cmd_prepare_model)

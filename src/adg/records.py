@@ -3,7 +3,8 @@
 A pool is a JSON array or a JSONL file (optionally gzip-compressed). Every record needs a non-empty
 string `instruction`; `input` and `output` are optional strings; `id` is an int or a string and
 unique; any other field is carried through untouched. Reading never stops at a bad record: it is
-reported as a `Reject` naming the file, line and field, and reading goes on.
+reported as a `Reject` naming the file, line and field, and reading goes on. `ingest` also reads
+`s3://` URIs (downloaded to a temp file first) and several pool files into one pool.
 """
 
 from __future__ import annotations
@@ -167,12 +168,13 @@ def iter_raw(path: str | os.PathLike) -> Iterator[tuple[int, str, Any | Exceptio
         raise PoolError(f"{p}: cannot read as UTF-8 text ({err})") from None
 
 
-def read_pool(path: str | os.PathLike) -> ReadResult:
+def read_pool(path: str | os.PathLike, id_prefix: str = "") -> ReadResult:
     """Read and validate a pool; bad records become rejects, a missing `id` becomes the position.
 
     Ids are unique: a second record with an id already seen is rejected. Assigned ids are the
     record's 0-based position among the file's elements, so they are stable across re-runs; an
-    assigned id that collides with an explicit one is rejected like any other duplicate.
+    assigned id that collides with an explicit one is rejected like any other duplicate. With
+    `id_prefix` (several files read into one pool) an assigned id is the string prefix + position.
     """
     result = ReadResult()
     seen: set[Any] = set()
@@ -187,7 +189,8 @@ def read_pool(path: str | os.PathLike) -> ReadResult:
             result.rejects.append(Reject(name, lineno, str(err), raw))
             continue
         if record.get("id") is None:
-            record = {"id": position, **{k: v for k, v in record.items() if k != "id"}}
+            new_id = f"{id_prefix}{position}" if id_prefix else position
+            record = {"id": new_id, **{k: v for k, v in record.items() if k != "id"}}
             result.ids_assigned += 1
         key = id_key(record["id"])
         if key in seen:
@@ -305,24 +308,66 @@ class IngestSummary:
         )
 
 
+def _read_source(source: str | os.PathLike, id_prefix: str = "") -> ReadResult:
+    """`read_pool` on a local path or an s3:// URI; rejects name the URI, not the temp copy."""
+    if not str(source).startswith("s3://"):
+        return read_pool(source, id_prefix)
+    from adg.storage import local_copy
+
+    with local_copy(str(source)) as path:
+        result = read_pool(path, id_prefix)
+    for r in result.rejects:
+        r.file = str(source)
+    return result
+
+
+def read_sources(sources: list[str]) -> ReadResult:
+    """Read several pool files into one pool; ids must be unique across all of them.
+
+    Assigned ids become "<file name>#<position>", so records without ids in different files do
+    not collide.
+    """
+    if len(sources) == 1:
+        return _read_source(sources[0])
+    out = ReadResult()
+    seen: set[Any] = set()
+    for source in sources:
+        part = _read_source(source, id_prefix=f"{Path(str(source)).name}#")
+        out.rejects.extend(part.rejects)
+        out.ids_assigned += part.ids_assigned
+        for record in part.records:
+            key = id_key(record["id"])
+            if key in seen:
+                reason = f"field 'id': duplicate id {record['id']!r} (seen in an earlier file)"
+                out.rejects.append(Reject(str(source), 0, reason, dumps(record)))
+                continue
+            seen.add(key)
+            out.records.append(record)
+    return out
+
+
 def ingest(
-    source: str | os.PathLike,
+    source: str | os.PathLike | list[str],
     output: str | os.PathLike,
     rejects: str | os.PathLike | None,
     limit: int = 0,
 ) -> IngestSummary:
     """The ingest stage: validate a pool into `pool.jsonl`, rejected records into `rejects.jsonl`.
 
-    `limit` > 0 keeps only the first `limit` accepted records (for quick runs on a large pool).
+    `source` is a local path, an s3:// URI or a list of them (read into one pool). `limit` > 0
+    keeps only the first `limit` accepted records (for quick runs on a large pool).
     """
-    result = read_pool(source)
+    sources = [str(s) for s in source] if isinstance(source, list) else [str(source)]
+    if not sources:
+        raise PoolError("ingest: no pool files given")
+    result = read_sources(sources)
     if limit > 0:
         result.records = result.records[:limit]
     if rejects is not None:
         write_jsonl(rejects, (r.to_json() for r in result.rejects))
     if not result.records:
         raise PoolError(
-            f"{source}: no valid records ({len(result.rejects)} rejected"
+            f"{', '.join(sources)}: no valid records ({len(result.rejects)} rejected"
             + (f", see {rejects})" if rejects else ")")
         )
     write_jsonl(output, result.records)

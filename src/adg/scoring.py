@@ -10,7 +10,9 @@ fields. Methods (a plain dict, `SCORERS`, picks one):
 * `random`: a seeded uniform score per id (stable across runs and resumes).
 
 Records are read and written in chunks, so memory does not grow with the pool; output is appended
-chunk by chunk and a killed run resumes, skipping ids already scored.
+chunk by chunk and a killed run resumes, skipping ids already scored. With `checkpoint_uri` the
+output is also checkpointed to object storage (see `adg.checkpoint`), so a retried pod resumes a
+preempted shard.
 
 embed: `pool.jsonl` → `embeddings.npy`, float32 [N, H] unit-norm instruction vectors, written
 chunk by chunk into a memory-mapped .npy.
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from adg import divergence, models
+from adg.checkpoint import RemoteCheckpoint
 from adg.hidden import HiddenStateEncoder
 from adg.records import (
     PoolError,
@@ -147,6 +150,8 @@ def score_file(
     method: str = "adg",
     proxy_model: str = "",
     seed: int = 0,
+    checkpoint_uri: str = "",
+    checkpoint_every: int = 64,
 ) -> ScoreSummary:
     """The score stage (see the module docstring)."""
     if method not in SCORERS:
@@ -154,6 +159,8 @@ def score_file(
     opts = ScoreOptions(
         model or "", weights or divergence.ScoreWeights(), all_metrics, proxy_model, seed
     )
+    checkpoint = RemoteCheckpoint(checkpoint_uri, checkpoint_every)
+    checkpoint.restore(output_path)
     truncate_partial_line(output_path)
     done = {id_key(r["id"]) for r in iter_jsonl_tolerant(output_path)}
     scorer: Scorer | None = None
@@ -178,7 +185,10 @@ def score_file(
             fh.flush()
             os.fsync(fh.fileno())
             scored += len(records)
+            checkpoint.progress(output_path, len(records))
             print(f"score: {total} records read, {scored} scored", file=sys.stderr)
+    if scored:
+        checkpoint.flush(output_path)
     return ScoreSummary(total, scored, total - scored)
 
 

@@ -1,0 +1,15 @@
+"""shard: the shard indices the pipeline fans generation and scoring out over."""
+
+from kfp import dsl
+
+from components.images import image_for
+
+
+@dsl.component(base_image=image_for("shard"), install_kfp_package=False)
+def shard(records: int, shard_count: int) -> list:
+    """[0, 1, ..., S-1] with S = min(shard_count, records): no shard is ever empty."""
+    from adg.shards import shard_indices
+
+    indices = shard_indices(records, shard_count)
+    print(f"shard: {records} records in {len(indices)} shards")
+    return indices

@@ -1,0 +1,108 @@
+"""Where each task runs in a cluster: GPU requests, node selectors, tolerations, resources, retries,
+and the object-store Secret.
+
+`gpu_task` is for the stages that need a GPU (generate, embed, score; later train and evaluate):
+an `nvidia.com/gpu` limit, the node selector and tolerations given as pipeline parameters, a
+memory-backed /dev/shm (vLLM's tensor-parallel workers and PyTorch data loaders share memory
+through it), and retries with exponential backoff, since GPU capacity is often spot nodes that get
+preempted (generation and scoring resume from their checkpoints). `cpu_task` is for everything
+else: no GPU, no selector, no toleration. Both set CPU and memory requests and limits from
+`RESOURCES`, and `use_object_store_secret` injects the S3 credentials from a Kubernetes Secret as
+environment variables, so no credential is ever in the image or the compiled pipeline.
+Under `kfp.local` the Kubernetes settings are ignored and the retries honoured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kfp import kubernetes
+from kfp.dsl import PipelineTask
+from kfp.dsl.pipeline_channel import PipelineChannel
+
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+
+
+# Per stage; the GPU stages' memory also holds the model on the host while it loads.
+RESOURCES = {
+    "ingest": Resources("500m", "2", "1Gi", "4Gi"),
+    "shard": Resources("100m", "500m", "256Mi", "512Mi"),
+    "generate": Resources("4", "8", "32Gi", "64Gi"),
+    "embed": Resources("2", "8", "16Gi", "32Gi"),
+    "score": Resources("2", "8", "16Gi", "32Gi"),
+    "merge": Resources("500m", "2", "2Gi", "8Gi"),
+    "cluster": Resources("2", "4", "4Gi", "16Gi"),
+    "select": Resources("500m", "2", "2Gi", "8Gi"),
+    "export": Resources("250m", "1", "512Mi", "2Gi"),
+    "ledger": Resources("100m", "500m", "256Mi", "512Mi"),
+    "train": Resources("8", "16", "64Gi", "128Gi"),
+    "evaluate": Resources("4", "8", "32Gi", "64Gi"),
+}
+
+# Spot GPU nodes get preempted: retry with backoff 1 min, 2 min, 4 min (capped at 30 min).
+GPU_RETRIES = 3
+GPU_BACKOFF = "60s"
+GPU_BACKOFF_FACTOR = 2.0
+GPU_BACKOFF_MAX = "1800s"
+SHM_SIZE = "16Gi"
+
+# Secret keys → environment variables. Credentials must be in the Secret; the endpoint (MinIO,
+# SeaweedFS) and region are optional keys.
+SECRET_REQUIRED_KEYS = {
+    "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+}
+SECRET_OPTIONAL_KEYS = {
+    "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL",
+    "AWS_REGION": "AWS_REGION",
+}
+
+
+def _resources(task: PipelineTask, stage: str) -> None:
+    r = RESOURCES[stage]
+    task.set_cpu_request(r.cpu_request).set_cpu_limit(r.cpu_limit)
+    task.set_memory_request(r.memory_request).set_memory_limit(r.memory_limit)
+
+
+def gpu_task(task: PipelineTask, stage: str, gpus, node_selector, tolerations) -> PipelineTask:
+    """Place a task on a GPU node: `gpus` (an int or a pipeline parameter) × nvidia.com/gpu,
+    node selector (a dict parameter) and tolerations (a list parameter), resources, retries."""
+    task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
+    if isinstance(gpus, PipelineChannel):
+        # The compiler does not see a channel used only as a resource: without this, a task in a
+        # dsl.If / ParallelFor refers to a parameter its enclosing group was never given.
+        task.register_pipeline_channels([gpus])
+    kubernetes.add_node_selector_json(task, node_selector)
+    kubernetes.add_toleration_json(task, tolerations)
+    kubernetes.empty_dir_mount(
+        task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=SHM_SIZE
+    )
+    _resources(task, stage)
+    task.set_retry(
+        num_retries=GPU_RETRIES,
+        backoff_duration=GPU_BACKOFF,
+        backoff_factor=GPU_BACKOFF_FACTOR,
+        backoff_max_duration=GPU_BACKOFF_MAX,
+    )
+    return task
+
+
+def cpu_task(task: PipelineTask, stage: str) -> PipelineTask:
+    """A CPU-only task: requests and limits, nothing that pins it to a GPU node."""
+    _resources(task, stage)
+    return task
+
+
+def use_object_store_secret(task: PipelineTask, secret_name) -> PipelineTask:
+    """Object-store credentials (and optionally endpoint/region) from a Secret as env vars."""
+    kubernetes.use_secret_as_env(task, secret_name, SECRET_REQUIRED_KEYS)
+    kubernetes.use_secret_as_env(task, secret_name, SECRET_OPTIONAL_KEYS, optional=True)
+    return task

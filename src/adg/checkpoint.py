@@ -1,0 +1,77 @@
+"""Remote checkpoints of a stage's JSONL output, so a preempted shard resumes in a fresh pod.
+
+Generation and scoring append finished records to a local JSONL file and skip ids already there
+on the next run. In a cluster a retried task starts in a new pod with an empty disk, so the file is
+also copied to object storage every N records (`RemoteCheckpoint.progress`) and copied back before
+work starts (`RemoteCheckpoint.restore`). The object lives at a stable place derived from the run:
+`<checkpoint_uri>/<run id>/<stage>/shard-00003.jsonl`. An empty `checkpoint_uri` turns this off.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from adg import storage
+
+
+def shard_uri(base: str, run_id: str, stage: str, shard_index: int) -> str:
+    """The checkpoint object of one stage's shard in one run; "" when `base` is empty."""
+    if not base:
+        return ""
+    return storage.join(base, run_id or "no-run-id", stage, f"shard-{shard_index:05d}.jsonl")
+
+
+def _complete_lines(path: str | os.PathLike) -> int:
+    if not Path(path).exists():
+        return 0
+    with open(path, "rb") as fh:
+        return fh.read().count(b"\n")
+
+
+class RemoteCheckpoint:
+    """Mirror of a local JSONL output at `uri`, uploaded every `every` new records."""
+
+    def __init__(self, uri: str, every: int = 64):
+        if uri:
+            storage.split_uri(uri)
+        self.uri = uri
+        self.every = max(1, every)
+        self.pending = 0
+
+    def restore(self, local_path: str | os.PathLike) -> int:
+        """Replace the local file by the checkpoint when that holds more complete records."""
+        if not self.uri or not storage.exists(self.uri):
+            return 0
+        with tempfile.TemporaryDirectory(prefix="adg-ckpt-") as work:
+            remote = storage.download(self.uri, Path(work) / "checkpoint.jsonl")
+            remote_lines = _complete_lines(remote)
+            if remote_lines <= _complete_lines(local_path):
+                return 0
+            _copy(remote, local_path)
+        print(f"checkpoint: restored {remote_lines} records from {self.uri}", file=sys.stderr)
+        return remote_lines
+
+    def progress(self, local_path: str | os.PathLike, new_records: int) -> None:
+        """Count finished records; upload the file once `every` have accumulated."""
+        if not self.uri:
+            return
+        self.pending += new_records
+        if self.pending >= self.every:
+            self.flush(local_path)
+
+    def flush(self, local_path: str | os.PathLike) -> None:
+        """Upload the local file now (only whole lines are ever in it between batches)."""
+        if self.uri and Path(local_path).exists():
+            storage.upload(local_path, self.uri)
+            self.pending = 0
+
+
+def _copy(src: Path, dest: str | os.PathLike) -> None:
+    tmp = f"{dest}.restore"
+    with open(src, "rb") as fi, open(tmp, "wb") as fo:
+        while block := fi.read(1 << 20):
+            fo.write(block)
+    os.replace(tmp, dest)

@@ -1,0 +1,206 @@
+"""The compiled pipeline (pipelines/adg_pipeline.yaml) as Kubernetes will see it: GPU limits,
+node selectors, tolerations, retries, resources, the object-store Secret, images, the fan-out, and
+no credential anywhere in it. The first YAML document is the pipeline spec, the second the
+kfp-kubernetes platform spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.images import STAGE_FAMILY, image_for
+from pipelines.adg_pipeline import SHARD_PARALLELISM
+from pipelines.local import compile_pipeline
+from pipelines.placement import GPU_RESOURCE, GPU_RETRIES
+
+REPO = Path(__file__).resolve().parents[1]
+COMMITTED = REPO / "pipelines" / "adg_pipeline.yaml"
+
+GPU_EXECUTORS = {
+    "exec-generate": "generate_tensor_parallel_size",
+    "exec-embed": "embed_gpu_count",
+    "exec-score": "score_gpu_count",
+}
+CPU_EXECUTORS = {
+    "exec-ingest",
+    "exec-shard",
+    "exec-merge",
+    "exec-cluster",
+    "exec-select",
+    "exec-export",
+    "exec-record-ledger",
+    "exec-nothing-to-do",
+}
+STORAGE_EXECUTORS = {
+    "exec-ingest",
+    "exec-generate",
+    "exec-embed",
+    "exec-score",
+    "exec-export",
+    "exec-record-ledger",
+}
+EXECUTOR_STAGE = {"exec-record-ledger": "ledger", "exec-nothing-to-do": "ledger"}
+SENTINEL_KEY, SENTINEL_SECRET = "AKIAADGSENTINEL0001", "adg-sentinel-secret-value/0123456789"
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> tuple[str, dict, dict]:
+    """(text, pipeline spec, platform spec), compiled with credentials present in the env."""
+    mp = pytest.MonkeyPatch()
+    for family in set(STAGE_FAMILY.values()):
+        mp.delenv(f"ADG_IMAGE_{family.upper()}", raising=False)
+    mp.setenv("AWS_ACCESS_KEY_ID", SENTINEL_KEY)
+    mp.setenv("AWS_SECRET_ACCESS_KEY", SENTINEL_SECRET)
+    try:
+        path = tmp_path_factory.mktemp("compiled") / "adg_pipeline.yaml"
+        compile_pipeline(path)
+    finally:
+        mp.undo()
+    text = path.read_text()
+    spec, platform = yaml.safe_load_all(text)
+    return text, spec, platform
+
+
+@pytest.fixture(scope="module")
+def executors(compiled):
+    return compiled[1]["deploymentSpec"]["executors"]
+
+
+@pytest.fixture(scope="module")
+def k8s(compiled):
+    return compiled[2]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def all_tasks(spec: dict) -> dict[str, dict]:
+    """Every task of every DAG (the root and the If / ParallelFor sub-DAGs), by component name."""
+    tasks = {}
+    for component in [spec["root"], *spec["components"].values()]:
+        for task in component.get("dag", {}).get("tasks", {}).values():
+            tasks[task["componentRef"]["name"]] = task
+    return tasks
+
+
+def test_committed_yaml_is_current(compiled):
+    assert COMMITTED.is_file(), "run `make compile` and commit pipelines/adg_pipeline.yaml"
+    assert COMMITTED.read_text() == compiled[0], "stale: run `make compile` and commit the YAML"
+
+
+def test_every_executor_is_placed(executors):
+    assert set(executors) == set(GPU_EXECUTORS) | CPU_EXECUTORS
+
+
+def test_gpu_limits_only_on_gpu_tasks(executors):
+    for name, executor in executors.items():
+        resources = executor["container"]["resources"]
+        if name in GPU_EXECUTORS:
+            accel = resources["accelerator"]
+            assert accel["resourceType"] == GPU_RESOURCE
+            assert GPU_EXECUTORS[name] in accel["resourceCount"]
+        else:
+            assert "accelerator" not in resources, name
+
+
+def test_cpu_and_memory_requests_and_limits_everywhere(executors):
+    for name, executor in executors.items():
+        resources = executor["container"]["resources"]
+        for key in (
+            "resourceCpuRequest",
+            "resourceCpuLimit",
+            "resourceMemoryRequest",
+            "resourceMemoryLimit",
+        ):
+            assert resources.get(key), f"{name} lacks {key}"
+
+
+def test_selectors_tolerations_and_shm_only_on_gpu_tasks(k8s):
+    for name in GPU_EXECUTORS:
+        cfg = k8s[name]
+        selector = cfg["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"]
+        assert selector.endswith("gpu_node_selector")
+        (toleration,) = cfg["tolerations"]
+        assert toleration["tolerationJson"]["componentInputParameter"].endswith("gpu_tolerations")
+        assert cfg["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
+    for name in CPU_EXECUTORS:
+        cfg = k8s.get(name, {})
+        assert "nodeSelector" not in cfg and "tolerations" not in cfg, name
+
+
+def test_retries_with_backoff_only_on_gpu_tasks(compiled):
+    tasks = all_tasks(compiled[1])
+    for name in GPU_EXECUTORS:
+        policy = tasks[name.replace("exec-", "comp-")]["retryPolicy"]
+        assert policy["maxRetryCount"] == GPU_RETRIES
+        assert policy["backoffDuration"] and policy["backoffFactor"] > 1
+    for name in CPU_EXECUTORS:
+        assert "retryPolicy" not in tasks[name.replace("exec-", "comp-")], name
+
+
+def test_object_store_secret_as_env(k8s):
+    for name in STORAGE_EXECUTORS:
+        envs = k8s[name]["secretAsEnv"]
+        for entry in envs:
+            param = entry["secretNameParameter"]["componentInputParameter"]
+            assert param.endswith("storage_secret")
+        required = next(e for e in envs if not e["optional"])
+        optional = next(e for e in envs if e["optional"])
+        assert {m["envVar"] for m in required["keyToEnv"]} == {
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        }
+        assert "AWS_ENDPOINT_URL" in {m["envVar"] for m in optional["keyToEnv"]}
+    for name in {"exec-shard", "exec-merge", "exec-cluster", "exec-select"}:
+        assert "secretAsEnv" not in k8s.get(name, {}), name
+
+
+def test_no_credentials_in_the_compiled_pipeline(compiled, executors):
+    text = compiled[0]
+    assert SENTINEL_KEY not in text and SENTINEL_SECRET not in text
+    for name, executor in executors.items():
+        env = {e["name"] for e in executor["container"].get("env", [])}
+        assert not env & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, name
+
+
+def test_images_come_from_images_env(executors):
+    for name, executor in executors.items():
+        stage = EXECUTOR_STAGE.get(name, name.removeprefix("exec-"))
+        assert executor["container"]["image"] == image_for(stage), name
+
+
+def test_fan_out_shape(compiled):
+    spec = compiled[1]
+    tasks = all_tasks(spec)
+    loop = tasks["comp-for-loop-2"]
+    assert loop["iteratorPolicy"]["parallelismLimit"] == SHARD_PARALLELISM
+    loop_tasks = set(spec["components"]["comp-for-loop-2"]["dag"]["tasks"])
+    assert loop_tasks == {"generate", "score"}
+    merge_inputs = spec["components"]["comp-merge"]["inputDefinitions"]["artifacts"]
+    assert merge_inputs["shards"]["isArtifactList"] is True
+    # embed and cluster run once, outside the loop.
+    assert {"embed", "cluster", "merge", "select"} <= set(
+        next(
+            c for c in spec["components"].values() if "embed" in c.get("dag", {}).get("tasks", {})
+        )["dag"]["tasks"]
+    )
+
+
+def test_nothing_new_branch_and_ledger_after_select(compiled):
+    spec = compiled[1]
+    tasks = all_tasks(spec)
+    conditions = [t["triggerPolicy"]["condition"] for t in tasks.values() if "triggerPolicy" in t]
+    assert any("ingest-new_files" in c and "> 0" in c for c in conditions)
+    assert "comp-nothing-to-do" in tasks
+    # record_ledger sits in its own dsl.If, which waits for export, which waits for select.
+    ledger_group = tasks["comp-condition-3"]
+    assert "record-ledger" in spec["components"]["comp-condition-3"]["dag"]["tasks"]
+    assert ledger_group["dependentTasks"] == ["export"]
+    assert tasks["comp-export"]["dependentTasks"] == ["select"]
+
+
+def test_parameters_are_documented(compiled):
+    params = compiled[1]["root"]["inputDefinitions"]["parameters"]
+    for name, param in params.items():
+        assert param.get("description"), f"pipeline parameter {name} is not documented"
+    for name in ("shard_count", "gpu_node_selector", "gpu_tolerations", "storage_secret"):
+        assert name in params

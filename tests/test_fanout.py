@@ -1,0 +1,135 @@
+"""Sharded fan-out: the shard arithmetic, the merge back into pool order, and the whole pipeline
+under kfp.local with two shards (through `adg run`), plus a recurring-curation run over a bucket
+prefix that records its pool files in the ledger and then finds nothing new."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from conftest import sample_records, write_jsonl
+from conftest_s3 import bucket, s3_server  # noqa: F401 - fixtures
+
+from adg import shards, storage
+from adg.records import PoolError
+
+SMALL_RUN = ["--num-samples", "3", "--max-new-tokens", "8", "--backend", "hf"]
+
+
+@pytest.mark.parametrize(("n", "count"), [(10, 3), (7, 7), (3, 8), (1, 4), (100, 1)])
+def test_shards_cover_the_pool_contiguously(n, count):
+    used = shards.effective_count(n, count)
+    assert shards.shard_indices(n, count) == list(range(used))
+    bounds = [shards.shard_bounds(n, count, i) for i in range(used)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+    sizes = [end - start for start, end in bounds]
+    assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+    assert sum(len(shards.take_shard(list(range(n)), count, i)) for i in range(used)) == n
+
+
+def test_bad_shard_arguments():
+    with pytest.raises(ValueError, match="at least 1"):
+        shards.effective_count(5, 0)
+    with pytest.raises(ValueError, match="out of range"):
+        shards.shard_bounds(5, 2, 2)
+
+
+def test_merge_restores_pool_order_and_checks_completeness(tmp_path):
+    records = sample_records(7)
+    pool = write_jsonl(tmp_path / "pool.jsonl", records)
+    parts = []
+    for i in range(3):
+        part = [{**r, "score": 0.5} for r in shards.take_shard(records, 3, i)]
+        parts.append(write_jsonl(tmp_path / f"s{i}.jsonl", part))
+    out = tmp_path / "merged.jsonl"
+    assert shards.merge_files(pool, [parts[2], parts[0], parts[1]], out) == 7
+    assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == [r["id"] for r in records]
+
+    with pytest.raises(PoolError, match="1 pool records missing"):
+        short = write_jsonl(tmp_path / "short.jsonl", records[:1])
+        shards.merge_files(pool, [short, parts[1], parts[2]], out)
+    with pytest.raises(PoolError, match="more than one shard"):
+        shards.merge_files(pool, [parts[0], parts[0], parts[1], parts[2]], out)
+    with pytest.raises(PoolError, match="not in the pool"):
+        stray = write_jsonl(tmp_path / "stray.jsonl", [{"id": "nope", "instruction": "x"}])
+        shards.merge_files(pool, [*parts, stray], out)
+
+
+def _run_dir(root: Path) -> Path:
+    (run,) = sorted(root.glob("adg-selection-*"))
+    return run
+
+
+def test_adg_run_fans_out_over_two_shards(tiny_model_dir, tmp_path, bucket):
+    from adg.cli import main
+
+    pool = write_jsonl(tmp_path / "pool.jsonl", sample_records(12))
+    out = tmp_path / "run"
+    export = f"s3://{bucket}/exports/local"
+    args = ["run", "--input", str(pool), "--model", str(tiny_model_dir), "--budget", "3"]
+    args += ["--cluster-count", "2", "--shard-count", "2", "--output-dir", str(out)]
+    args += ["--export-uri", export, *SMALL_RUN]
+    assert main(args) == 0
+
+    run = _run_dir(out / "kfp-local")
+    for i in range(2):
+        generated = run / f"for-loop-2-iteration-{i}" / "generate" / "generated"
+        assert len(generated.read_text().splitlines()) == 6
+    merged = [json.loads(x) for x in (run / "merge" / "merged").read_text().splitlines()]
+    assert [r["id"] for r in merged] == [r["id"] for r in sample_records(12)]
+    assert all("score" in r and len(r["generated_answers"]) == 3 for r in merged)
+
+    top = json.loads((out / "top.json").read_text())
+    report = json.loads((out / "selection_report.json").read_text())
+    assert len(top) == 3 and report["records"] == 12
+    manifest = storage.read_json(f"{export}/manifest.json")
+    assert manifest["counts"]["top"] == 3 and manifest["parameters"]["shard_count"] == 2
+    top_bytes = storage.read_bytes(f"{export}/top.json")
+    assert top_bytes == (out / "top.json").read_bytes()
+
+
+def test_recurring_curation_records_the_ledger_then_has_nothing_to_do(
+    tiny_model_dir, tmp_path, bucket
+):
+    from kfp import local
+
+    from pipelines.adg_pipeline import adg_pipeline
+
+    prefix, ledger_uri = f"s3://{bucket}/pools/", f"s3://{bucket}/adg/ledger.json"
+    records = sample_records(10)
+    storage.upload(write_jsonl(tmp_path / "a.jsonl", records[:6]), f"{prefix}a.jsonl")
+    storage.upload(write_jsonl(tmp_path / "b.jsonl", records[6:]), f"{prefix}b.jsonl")
+
+    def run(root: Path) -> Path:
+        local.init(
+            runner=local.SubprocessRunner(use_venv=False),
+            pipeline_root=str(root),
+            raise_on_error=True,
+        )
+        adg_pipeline(
+            ingest_pool_prefix=prefix,
+            ingest_ledger_uri=ledger_uri,
+            model=str(tiny_model_dir),
+            shard_count=2,
+            generate_num_samples=3,
+            generate_max_new_tokens=8,
+            generate_backend="hf",
+            cluster_count=2,
+            select_budget=2,
+        )
+        return _run_dir(root)
+
+    first = run(tmp_path / "first")
+    assert len(json.loads((first / "select" / "top").read_text())) == 2
+    files = storage.read_json(ledger_uri)["files"]
+    assert sorted(files) == [f"{prefix}a.jsonl", f"{prefix}b.jsonl"]
+
+    second = run(tmp_path / "second")
+    assert not (second / "select").exists()
+    report = json.loads((second / "nothing-to-do" / "report").read_text())
+    assert report["nothing_to_do"] is True
+    assert json.loads((second / "nothing-to-do" / "top").read_text()) == []
+    assert storage.read_json(ledger_uri)["files"] == files

@@ -1,0 +1,124 @@
+"""`adg submit` / `adg schedule`: what is sent to kfp.Client, built and checked offline (no server
+is reachable here, and kfp.Client is not mocked: only the request-building functions are tested,
+plus the CLI's one-line errors before any request is made)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adg.cli import main
+from pipelines import remote
+
+PACKAGE = Path(__file__).resolve().parents[1] / "pipelines" / "adg_pipeline.yaml"
+
+
+def test_target_from_flags_or_env(monkeypatch):
+    monkeypatch.setenv("KFP_HOST", "http://env-host:8888")
+    monkeypatch.setenv("KFP_NAMESPACE", "team-a")
+    assert remote.resolve_target() == remote.Target("http://env-host:8888", "team-a")
+    assert remote.resolve_target("http://flag:1", "team-b") == remote.Target(
+        "http://flag:1", "team-b"
+    )
+    monkeypatch.delenv("KFP_HOST")
+    monkeypatch.delenv("KFP_NAMESPACE")
+    with pytest.raises(remote.RemoteError, match="KFP_HOST"):
+        remote.resolve_target()
+    assert remote.resolve_target("http://h", None).namespace is None
+
+
+def test_params_are_typed_by_the_compiled_pipeline():
+    params = remote.parse_params(
+        [
+            "select_budget=1000",
+            "generate_temperature=1.2",
+            "score_all_metrics=true",
+            "ingest_input=s3://pools/a.jsonl",
+            'gpu_node_selector={"cloud.google.com/gke-accelerator": "nvidia-l4"}',
+            'gpu_tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists"}]',
+            "model=",
+        ],
+        PACKAGE,
+    )
+    assert params == {
+        "select_budget": 1000,
+        "generate_temperature": 1.2,
+        "score_all_metrics": True,
+        "ingest_input": "s3://pools/a.jsonl",
+        "gpu_node_selector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+        "gpu_tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
+        "model": "",
+    }
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        ("select_budget=ten", "not a valid number_integer"),
+        ("no_such_param=1", "no such parameter"),
+        ("gpu_tolerations={}", "expected a JSON list"),
+        ("score_all_metrics=maybe", "not a valid boolean"),
+        ("justakey", "expected key=value"),
+    ],
+)
+def test_bad_params_are_one_clear_error(pair, message):
+    with pytest.raises(remote.RemoteError, match=message):
+        remote.parse_params([pair], PACKAGE)
+
+
+def test_cron_gets_kfp_seconds_field():
+    assert remote.cron_expression("0 3 * * *") == "0 0 3 * * *"
+    assert remote.cron_expression("30 0 3 * * 1") == "30 0 3 * * 1"
+    with pytest.raises(remote.RemoteError, match="5 fields"):
+        remote.cron_expression("@daily")
+
+
+def test_run_request():
+    request = remote.run_request(PACKAGE, {"select_budget": 5}, "nightly", "adg", "team-a")
+    assert request == {
+        "pipeline_file": str(PACKAGE),
+        "arguments": {"select_budget": 5},
+        "run_name": "nightly",
+        "experiment_name": "adg",
+        "namespace": "team-a",
+    }
+
+
+def test_recurring_run_request_never_catches_up_or_overlaps():
+    request = remote.recurring_run_request(
+        PACKAGE, {"ingest_pool_prefix": "s3://b/pools/"}, "0 3 * * *", "adg-nightly", "exp-1"
+    )
+    assert request["cron_expression"] == "0 0 3 * * *"
+    assert request["max_concurrency"] == 1
+    assert request["no_catchup"] is True
+    assert request["enabled"] is True
+    assert request["experiment_id"] == "exp-1" and request["job_name"] == "adg-nightly"
+    assert request["params"] == {"ingest_pool_prefix": "s3://b/pools/"}
+    assert request["pipeline_package_path"] == str(PACKAGE)
+
+
+def test_request_keywords_match_kfp_client():
+    """The built keyword arguments are ones kfp.Client's methods accept."""
+    import inspect
+
+    import kfp
+
+    run_kw = set(inspect.signature(kfp.Client.create_run_from_pipeline_package).parameters)
+    rec_kw = set(inspect.signature(kfp.Client.create_recurring_run).parameters)
+    assert set(remote.run_request(PACKAGE, {}, None, "adg", None)) <= run_kw
+    assert set(remote.recurring_run_request(PACKAGE, {}, "0 3 * * *", "n", "e")) <= rec_kw
+
+
+def test_cli_errors_before_any_request(monkeypatch, capsys):
+    monkeypatch.delenv("KFP_HOST", raising=False)
+    assert main(["submit", "--package", str(PACKAGE)]) == 2
+    assert "KFP_HOST" in capsys.readouterr().err
+    args = ["schedule", "--host", "http://127.0.0.1:9", "--package", str(PACKAGE)]
+    assert main([*args, "--cron", "every day"]) == 2
+    assert "5 fields" in capsys.readouterr().err
+    assert main([*args, "--cron", "0 3 * * *", "--param", "select_budget=x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "select_budget" in err
+    assert main(["submit", "--host", "http://h", "--package", "/nonexistent.yaml"]) == 2
+    assert "no such pipeline package" in capsys.readouterr().err

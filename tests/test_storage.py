@@ -1,0 +1,244 @@
+"""Object storage against a real S3 API (moto's server on loopback): single objects, multipart,
+s3:// pools in ingest, the model cache, the export manifest and the curation ledger."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from conftest import sample_records, write_jsonl
+from conftest_s3 import bucket, s3_server  # noqa: F401 - fixtures
+
+from adg import ledger, storage
+from adg.cli import main
+
+
+def put_file(path: Path, uri: str) -> None:
+    storage.upload(path, uri)
+
+
+# --- URIs and single objects ---------------------------------------------------------------------
+
+
+def test_split_and_join():
+    assert storage.split_uri("s3://b/some/key.jsonl") == ("b", "some/key.jsonl")
+    assert storage.split_uri("s3://b") == ("b", "")
+    assert storage.join("s3://b/pre/", "run", "/x.json") == "s3://b/pre/run/x.json"
+    with pytest.raises(storage.StorageError, match="not an s3:// URI"):
+        storage.split_uri("/local/path")
+    with pytest.raises(storage.StorageError, match="no bucket"):
+        storage.split_uri("s3:///key")
+
+
+def test_endpoint_env_precedence(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://aws-env:9000")
+    monkeypatch.setenv("ADG_S3_ENDPOINT_URL", "http://adg-env:9000")
+    assert storage.endpoint_url() == "http://adg-env:9000"
+    monkeypatch.setenv("ADG_S3_ENDPOINT_URL", "  ")
+    assert storage.endpoint_url() == "http://aws-env:9000"
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    assert storage.endpoint_url() is None
+
+
+def test_client_retries_adaptively(s3_server):
+    config = storage.client().meta.config
+    assert config.retries["mode"] == "adaptive"
+    assert config.retries["total_max_attempts"] == 3  # ADG_S3_MAX_ATTEMPTS of the fixture
+
+
+def test_roundtrip_head_and_missing(bucket, tmp_path):
+    src = tmp_path / "a.txt"
+    src.write_text("hello\n")
+    uri = f"s3://{bucket}/dir/a.txt"
+    storage.upload(src, uri)
+    info = storage.head(uri)
+    assert info.size == 6 and info.etag == hashlib.md5(b"hello\n").hexdigest()
+    assert storage.download(uri, tmp_path / "out" / "b.txt").read_text() == "hello\n"
+    assert storage.head(f"s3://{bucket}/dir/nope") is None
+    with pytest.raises(FileNotFoundError, match="no such object"):
+        storage.download(f"s3://{bucket}/dir/nope", tmp_path / "c")
+    with pytest.raises(storage.StorageError, match="needs an object key"):
+        storage.upload(src, f"s3://{bucket}/dir/")
+
+
+def test_multipart_upload_and_download(bucket, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADG_S3_MULTIPART_MB", "5")
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * (11 * 1024 * 1024 // 256))
+    uri = f"s3://{bucket}/big.bin"
+    storage.upload(big, uri)
+    assert storage.head(uri).etag.endswith("-3")  # 11 MiB in 5 MiB parts
+    out = storage.download(uri, tmp_path / "back.bin")
+    assert storage.sha256_file(out) == storage.sha256_file(big)
+
+
+# --- pools from object storage -------------------------------------------------------------------
+
+
+def test_ingest_reads_s3_pool_and_names_the_uri_in_rejects(bucket, tmp_path):
+    records = sample_records(5)
+    lines = [json.dumps(r) for r in records] + ['{"instruction": ""}']
+    src = tmp_path / "pool.jsonl.gz"
+    with gzip.open(src, "wt", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    uri = f"s3://{bucket}/pools/pool.jsonl.gz"
+    storage.upload(src, uri)
+    out, rejects = tmp_path / "out.jsonl", tmp_path / "rejects.jsonl"
+    assert main(["ingest", uri, "--output", str(out), "--rejects", str(rejects)]) == 0
+    assert len(out.read_text().splitlines()) == 5
+    reject = json.loads(rejects.read_text())
+    assert reject["file"] == uri and reject["line"] == 6
+
+
+def test_ingest_missing_s3_pool_is_one_line(bucket, tmp_path, capsys):
+    rc = main(["ingest", f"s3://{bucket}/nope.jsonl", "--output", str(tmp_path / "o.jsonl")])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no such object" in err
+
+
+# --- model cache ---------------------------------------------------------------------------------
+
+
+def upload_folder(folder: Path, uri: str) -> None:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            storage.upload(path, storage.join(uri, path.relative_to(folder).as_posix()))
+
+
+def test_s3_model_is_cached_once_and_loads(bucket, tiny_model_dir, tmp_path, monkeypatch):
+    from adg import models
+
+    monkeypatch.setenv("ADG_MODEL_CACHE", str(tmp_path / "cache"))
+    uri = f"s3://{bucket}/models/tiny"
+    upload_folder(tiny_model_dir, uri)
+    path = models.resolve_model(uri)
+    assert path == tmp_path / "cache" / bucket / "models" / "tiny"
+    assert (path / "config.json").is_file()
+    stamps = {p.name: p.stat().st_mtime_ns for p in path.iterdir()}
+
+    # A second resolve downloads nothing; a changed object is fetched again.
+    assert models.resolve_model(uri) == path
+    assert {p.name: p.stat().st_mtime_ns for p in path.iterdir()} == stamps
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    config["adg_test_marker"] = 1
+    changed = tmp_path / "config.json"
+    changed.write_text(json.dumps(config))
+    storage.upload(changed, f"{uri}/config.json")
+    models.resolve_model(uri)
+    assert json.loads((path / "config.json").read_text())["adg_test_marker"] == 1
+
+    tokenizer, model = models.load(uri, device="cpu")
+    assert model.config.hidden_size == 32 and len(tokenizer) > 100
+
+
+def test_cache_redownloads_a_damaged_file(bucket, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADG_MODEL_CACHE", str(tmp_path / "cache"))
+    uri = f"s3://{bucket}/m"
+    upload_folder(tiny_model_dir, uri)
+    path = storage.cache_model(uri)
+    (path / "config.json").write_text("{}")  # truncated by a crash, say
+    storage.cache_model(uri)
+    assert (path / "config.json").read_bytes() == (tiny_model_dir / "config.json").read_bytes()
+
+
+def test_cache_single_gguf_object(bucket, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADG_MODEL_CACHE", str(tmp_path / "cache"))
+    blob = tmp_path / "model.gguf"
+    blob.write_bytes(b"GGUF" + bytes(100))
+    storage.upload(blob, f"s3://{bucket}/ggufs/model.gguf")
+    path = storage.cache_model(f"s3://{bucket}/ggufs/model.gguf")
+    assert path == tmp_path / "cache" / bucket / "ggufs" / "model.gguf"
+    assert path.read_bytes() == blob.read_bytes()
+
+
+@pytest.mark.parametrize("key", ["../evil", "a/../../evil", "/etc/passwd", "a//b", "a/./b"])
+def test_unsafe_keys_are_refused(key):
+    with pytest.raises(storage.StorageError, match="unsafe object key"):
+        storage.safe_relative_key("models/m/", "models/m/" + key)
+
+
+def test_cache_refuses_a_key_that_escapes(bucket, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADG_MODEL_CACHE", str(tmp_path / "cache"))
+    storage.write_bytes(f"s3://{bucket}/m/config.json", b"{}")
+    storage.write_bytes(f"s3://{bucket}/m/sub/../../../outside.txt", b"x")
+    keys = [o.key for o in storage.list_objects(f"s3://{bucket}/m/")]
+    assert "m/sub/../../../outside.txt" in keys  # the store kept the key as given
+    with pytest.raises(storage.StorageError, match="unsafe object key"):
+        storage.cache_model(f"s3://{bucket}/m")
+    assert not list(tmp_path.rglob("outside.txt"))
+
+
+def test_missing_model_prefix(bucket):
+    with pytest.raises(FileNotFoundError, match="no objects under"):
+        storage.cache_model(f"s3://{bucket}/nothing-here")
+
+
+# --- export --------------------------------------------------------------------------------------
+
+
+def test_export_selection_writes_files_and_manifest(bucket, tmp_path):
+    subsets = {}
+    for name, n in (("top", 2), ("middle", 1), ("bottom", 2)):
+        path = tmp_path / name
+        path.write_text(json.dumps(sample_records(n)))
+        subsets[name] = path
+    report = tmp_path / "report"
+    report.write_text(json.dumps({"records": 9, "top": {"count": 2}, "middle": {"count": 1}}))
+    prefix = f"s3://{bucket}/exports/run-1"
+    manifest_uri = storage.export_selection(
+        subsets, report, prefix, "run-1", "s3://m/model", {"select_budget": 2}
+    )
+    manifest = storage.read_json(manifest_uri)
+    assert manifest["run_id"] == "run-1" and manifest["model"] == "s3://m/model"
+    assert manifest["parameters"] == {"select_budget": 2}
+    assert manifest["counts"] == {"records": 9, "top": 2, "middle": 1}
+    for name in ("top.json", "middle.json", "bottom.json", "selection_report.json"):
+        data = storage.read_bytes(f"{prefix}/{name}")
+        assert manifest["files"][name]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert storage.export_selection(subsets, report, "", "r", "m", {}) == ""
+
+
+# --- curation ledger -----------------------------------------------------------------------------
+
+
+def test_ledger_plans_only_new_files_and_records_after(bucket, tmp_path):
+    prefix, ledger_uri = f"s3://{bucket}/pools", f"s3://{bucket}/adg/ledger.json"
+    for i in range(2):
+        src = write_jsonl(tmp_path / f"p{i}.jsonl", sample_records(3 + i))
+        storage.upload(src, f"{prefix}/p{i}.jsonl")
+    storage.write_bytes(f"{prefix}/README.txt", b"not a pool")
+
+    first = ledger.plan_sources("", prefix, ledger_uri)
+    assert [s["uri"] for s in first] == [f"{prefix}/p0.jsonl", f"{prefix}/p1.jsonl"]
+    assert ledger.record(ledger_uri, first, run_id="run-1") == 2
+    assert ledger.plan_sources("", prefix, ledger_uri) == []
+
+    summary, sources = ledger.ingest_pending(
+        "", prefix, ledger_uri, tmp_path / "pool.jsonl", tmp_path / "rej.jsonl"
+    )
+    assert summary is None and sources == [] and (tmp_path / "pool.jsonl").read_text() == ""
+
+    # A new file and a changed one are pending again; the unchanged one is not.
+    storage.upload(write_jsonl(tmp_path / "p2.jsonl", sample_records(2)), f"{prefix}/p2.jsonl")
+    storage.upload(write_jsonl(tmp_path / "p1b.jsonl", sample_records(6)), f"{prefix}/p1.jsonl")
+    pending = [s["uri"] for s in ledger.plan_sources("", prefix, ledger_uri)]
+    assert pending == [f"{prefix}/p1.jsonl", f"{prefix}/p2.jsonl"]
+    entry = ledger.read_ledger(ledger_uri)["files"][f"{prefix}/p0.jsonl"]
+    assert entry["run_id"] == "run-1" and entry["size"] > 0
+
+
+def test_several_pool_files_get_distinct_assigned_ids(bucket, tmp_path):
+    prefix = f"s3://{bucket}/pools"
+    no_ids = [{"instruction": f"task {i}"} for i in range(3)]
+    for name in ("a.jsonl", "b.jsonl"):
+        storage.upload(write_jsonl(tmp_path / name, no_ids), f"{prefix}/{name}")
+    summary, sources = ledger.ingest_pending(
+        "", prefix, "", tmp_path / "pool.jsonl", tmp_path / "rej.jsonl"
+    )
+    ids = [json.loads(line)["id"] for line in (tmp_path / "pool.jsonl").read_text().splitlines()]
+    assert summary.accepted == 6 and len(sources) == 2
+    assert ids == ["a.jsonl#0", "a.jsonl#1", "a.jsonl#2", "b.jsonl#0", "b.jsonl#1", "b.jsonl#2"]
