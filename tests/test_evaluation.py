@@ -35,6 +35,17 @@ TASKS_DIR = REPO / "tests" / "lm_eval_tasks"
 TINY_TASKS = ["adg_tiny_mc", "adg_tiny_gen"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models run far faster on one thread than on a few contended ones."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ----------------------------------------------------------------------------- parameters
 
 

@@ -21,10 +21,22 @@ from adg.training import (
     configs_dir,
     curve_points,
     encode,
+    launch,
     load_examples,
     resolve_deepspeed,
     train,
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models run far faster on one thread than on a few contended ones."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +180,18 @@ def test_restart_resumes_from_the_last_checkpoint(tiny_model_dir, tmp_path):
     assert second["steps"] == 6
     assert [p["step"] for p in second["loss_curve"]][-2:] == [5, 6]
     assert not ckpt.exists()
+
+
+def test_two_workers_under_torchrun_share_the_data(tiny_model_dir, tmp_path):
+    # On CPU torchrun's workers use gloo: the same launch path as one worker per GPU in a pod.
+    data = write_jsonl(tmp_path / "top.jsonl", sample_records(4))
+    cfg = fast_config(
+        data, tmp_path / "tuned", tiny_model_dir, max_steps=3, per_device_batch_size=1
+    )
+    metrics = launch(cfg, num_gpus=2)
+    assert metrics["steps"] == 3
+    assert metrics["epochs"] == pytest.approx(1.5)  # 2 workers x 1 record per step, 4 records
+    assert (tmp_path / "tuned" / "model.safetensors").is_file()
 
 
 def test_cli_train(tiny_model_dir, tmp_path, capsys):

@@ -325,7 +325,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def launch(cfg: TrainConfig, num_gpus: int = 1) -> dict[str, Any]:
-    """Train in this process, or with num_gpus > 1 under torchrun (one process per GPU)."""
+    """Train in this process, or with num_gpus > 1 under torchrun (one process per GPU).
+
+    Without a GPU the workers are CPU processes talking over gloo: the same code path, slower.
+    """
     if num_gpus <= 1:
         return train(cfg)
     if not cfg.deepspeed:
