@@ -9,6 +9,7 @@ from kfp import dsl
 
 from components.cluster import cluster
 from components.embed import embed
+from components.evaluate import evaluate
 from components.export import export
 from components.generate import generate
 from components.ingest import ingest
@@ -17,6 +18,7 @@ from components.merge import merge
 from components.score import score
 from components.select import select
 from components.shard import shard
+from components.train import train
 from pipelines.placement import cpu_task, gpu_task, use_object_store_secret
 
 PIPELINE_NAME = "adg-selection"
@@ -57,6 +59,28 @@ def adg_pipeline(
     checkpoint_uri: str = "",
     checkpoint_every: int = 64,
     export_uri: str = "",
+    # --- train and evaluate (run only when train_enabled) ---
+    train_enabled: bool = False,
+    train_epochs: float = 5.0,
+    train_max_steps: int = 0,
+    train_batch_size: int = 2,
+    train_gradient_accumulation_steps: int = 8,
+    train_learning_rate: float = 1e-5,
+    train_lr_scheduler: str = "cosine",
+    train_warmup_ratio: float = 0.03,
+    train_weight_decay: float = 0.0,
+    train_model_max_length: int = 2048,
+    train_seed: int = 42,
+    train_deepspeed: str = "auto",
+    train_num_gpus: int = 1,
+    train_checkpoint_dir: str = "",
+    evaluate_tasks: str = "",
+    evaluate_num_fewshot: str = "",
+    evaluate_limit: float = 0.0,
+    evaluate_include_path: str = "",
+    evaluate_baseline: str = "",
+    evaluate_backend: str = "auto",
+    evaluate_batch_size: str = "auto",
 ) -> None:
     """Answer Divergence-Guided Selection of an instruction pool.
 
@@ -105,6 +129,30 @@ def adg_pipeline(
         checkpoint_every: records between two checkpoint uploads.
         export_uri: s3:// prefix to export top/middle/bottom.json, the report and a run manifest
             to (empty = no export).
+        train_enabled: fine-tune `model` on the top subset and evaluate it (off: curation only).
+        train_epochs: training epochs.
+        train_max_steps: stop after this many optimizer steps (0 = run all epochs).
+        train_batch_size: per-GPU batch size.
+        train_gradient_accumulation_steps: micro-batches per optimizer step.
+        train_learning_rate: peak learning rate.
+        train_lr_scheduler: learning-rate schedule (a transformers scheduler name).
+        train_warmup_ratio: fraction of the steps spent warming up.
+        train_weight_decay: AdamW weight decay.
+        train_model_max_length: longest training sequence, in tokens.
+        train_seed: training seed.
+        train_deepspeed: auto (zero3 on GPU when DeepSpeed is installed, none on CPU), zero3,
+            zero3_offload, a DeepSpeed JSON path, or empty for none.
+        train_num_gpus: GPUs in the training pod (one torchrun worker each).
+        train_checkpoint_dir: where checkpoints go so a restarted pod resumes (e.g. on a PVC);
+            empty = inside the model output.
+        evaluate_tasks: comma-separated lm-eval tasks; empty = BBH, GSM8K, MMLU, TruthfulQA-MC2,
+            MBPP, HumanEval.
+        evaluate_num_fewshot: empty = the published shots; N for all tasks; or task=N,task=N.
+        evaluate_limit: examples per task (0 = all; below 1 = a fraction).
+        evaluate_include_path: comma-separated folders of extra lm-eval task YAMLs.
+        evaluate_baseline: results JSON (e.g. of the base model) shown side by side in the table.
+        evaluate_backend: auto (vLLM when a GPU and vLLM are present), hf or vllm.
+        evaluate_batch_size: an integer or auto.
     """
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     ing = ingest(
@@ -178,6 +226,39 @@ def adg_pipeline(
             strategy=select_strategy,
         ).set_display_name("select")
         cpu_task(chosen, "select")
+
+        # --- train and evaluate (only when train_enabled) ------------------------------------
+        with dsl.If(train_enabled == True, name="train-enabled"):  # noqa: E712
+            tuned = train(
+                data=chosen.outputs["top"],
+                base_model=model,
+                epochs=train_epochs,
+                max_steps=train_max_steps,
+                batch_size=train_batch_size,
+                gradient_accumulation_steps=train_gradient_accumulation_steps,
+                learning_rate=train_learning_rate,
+                lr_scheduler=train_lr_scheduler,
+                warmup_ratio=train_warmup_ratio,
+                weight_decay=train_weight_decay,
+                model_max_length=train_model_max_length,
+                seed=train_seed,
+                deepspeed=train_deepspeed,
+                num_gpus=train_num_gpus,
+                checkpoint_dir=train_checkpoint_dir,
+            ).set_display_name("train")
+            gpu_task(tuned, "train", train_num_gpus, gpu_node_selector, gpu_tolerations)
+            use_object_store_secret(tuned, storage_secret)
+            evaluated = evaluate(
+                model=tuned.outputs["model"],
+                tasks=evaluate_tasks,
+                num_fewshot=evaluate_num_fewshot,
+                limit=evaluate_limit,
+                include_path=evaluate_include_path,
+                baseline=evaluate_baseline,
+                backend=evaluate_backend,
+                batch_size=evaluate_batch_size,
+            ).set_display_name("evaluate")
+            gpu_task(evaluated, "evaluate", 1, gpu_node_selector, gpu_tolerations)
 
         # A no-op when export_uri is empty; the ledger is written only after it.
         exported = export(

@@ -36,8 +36,20 @@ def test_every_stage_runs_in_its_image(compiled):
 
 def test_parameters_are_stage_prefixed(compiled):
     params = compiled["root"]["inputDefinitions"]["parameters"]
-    prefixes = ("ingest_", "generate_", "cluster_", "score_", "select_", "model")
-    assert all(name.startswith(prefixes) for name in params)
+    stages = ("ingest", "generate", "embed", "cluster", "score", "select", "train", "evaluate")
+    # Settings that apply to the whole run rather than to one stage.
+    run_wide = {
+        "model",
+        "shard_count",
+        "gpu_node_selector",
+        "gpu_tolerations",
+        "storage_secret",
+        "checkpoint_uri",
+        "checkpoint_every",
+        "export_uri",
+    }
+    unprefixed = {n for n in params if not n.startswith(tuple(f"{s}_" for s in stages))}
+    assert unprefixed <= run_wide
     assert params["cluster_count"]["defaultValue"] == 1000
     assert params["select_strategy"]["defaultValue"] == "exact"
 

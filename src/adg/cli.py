@@ -271,6 +271,112 @@ def cmd_prepare_model(_a: argparse.Namespace) -> None:
     print(f"embedded model ready: {prepare_embedded_model()}")
 
 
+# --- train and evaluate (adg.training, adg.evaluation) -------------------------------------
+
+
+def _optional_flag(text: str) -> bool | None:
+    return {"auto": None, "on": True, "off": False}[text]
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from adg.training import TrainConfig, launch
+
+    cfg = TrainConfig(
+        data=a.data,
+        output_dir=a.output_dir,
+        model=a.model,
+        epochs=a.epochs,
+        max_steps=a.max_steps,
+        per_device_batch_size=a.batch_size,
+        gradient_accumulation_steps=a.gradient_accumulation_steps,
+        learning_rate=a.learning_rate,
+        lr_scheduler=a.lr_scheduler,
+        warmup_ratio=a.warmup_ratio,
+        weight_decay=a.weight_decay,
+        model_max_length=a.model_max_length,
+        seed=a.seed,
+        deepspeed=a.deepspeed,
+        bf16=_optional_flag(a.bf16),
+        gradient_checkpointing=_optional_flag(a.gradient_checkpointing),
+        logging_steps=a.logging_steps,
+        save_steps=a.save_steps,
+        checkpoint_dir=a.checkpoint_dir,
+        keep_checkpoints=a.keep_checkpoints,
+    )
+    m = launch(cfg, num_gpus=a.num_gpus)
+    print(
+        f"train: {m['examples']} examples ({m['skipped']} skipped), {m['steps']} steps, "
+        f"loss {m['first_loss']:.4f} -> {m['final_loss']:.4f} -> {a.output_dir}"
+    )
+
+
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    from adg.evaluation import EvalConfig, evaluate_to_files, parse_fewshot, parse_tasks
+
+    cfg = EvalConfig(
+        model=a.model,
+        tasks=parse_tasks(a.tasks),
+        num_fewshot=parse_fewshot(a.num_fewshot),
+        limit=a.limit or None,
+        include_path=a.include_path or [],
+        backend=a.backend,
+        batch_size=int(a.batch_size) if a.batch_size.isdigit() else a.batch_size,
+        device=a.device,
+        max_length=a.max_length,
+        log_samples=a.log_samples,
+    )
+    out = evaluate_to_files(cfg, a.output, table=a.table, baseline=a.baseline)
+    print(out.table, end="")
+    print(f"evaluate: {len(out.metrics)} metrics -> {a.output}")
+
+
+def _add_train_evaluate_parsers(sub) -> None:
+    p = sub.add_parser("train", help="fine-tune on a subset (Alpaca prompt, loss on responses)")
+    p.add_argument("--data", required=True, help="top.json or any subset (JSON array or JSONL)")
+    p.add_argument("--output-dir", required=True, help="HF model folder to write")
+    _model_arg(p)
+    p.add_argument("--epochs", type=float, default=5.0)
+    p.add_argument("--max-steps", type=int, default=0, help="stop after S steps (overrides epochs)")
+    p.add_argument("--batch-size", type=int, default=2, help="per-device batch size")
+    p.add_argument("--gradient-accumulation-steps", type=int, default=8)
+    p.add_argument("--learning-rate", type=float, default=1e-5)
+    p.add_argument("--lr-scheduler", default="cosine")
+    p.add_argument("--warmup-ratio", type=float, default=0.03)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--model-max-length", type=int, default=2048)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--deepspeed", default="", help="zero3, zero3_offload, auto or a DeepSpeed JSON (GPU)"
+    )
+    p.add_argument("--num-gpus", type=int, default=1, help="> 1: one torchrun worker per GPU")
+    p.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
+    p.add_argument("--gradient-checkpointing", choices=("auto", "on", "off"), default="auto")
+    p.add_argument("--logging-steps", type=int, default=1)
+    p.add_argument("--save-steps", type=int, default=500)
+    p.add_argument("--checkpoint-dir", default="", help="default: OUTPUT_DIR/checkpoints")
+    p.add_argument("--keep-checkpoints", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="lm-evaluation-harness benchmarks -> results + table")
+    p.add_argument("--output", required=True, help="results JSON to write")
+    _model_arg(p)
+    p.add_argument("--tasks", default="", help="comma-separated lm-eval tasks (default: the six)")
+    p.add_argument("--num-fewshot", default="", help="N for all, or task=N,task=N")
+    p.add_argument("--include-path", action="append", help="folder of lm-eval task YAMLs")
+    p.add_argument("--limit", type=float, default=0, help="examples per task (< 1: a fraction)")
+    p.add_argument("--baseline", default=None, help="results JSON to compare with")
+    p.add_argument("--table", default=None, help="Markdown table (default: OUTPUT with .md)")
+    p.add_argument("--backend", choices=("auto", "hf", "vllm"), default="auto")
+    p.add_argument("--batch-size", default="8", help="an integer or auto")
+    p.add_argument("--device", default="", help="default: cuda when present, else cpu")
+    p.add_argument("--max-length", type=int, default=0, help="context length (default: model's)")
+    p.add_argument("--log-samples", action="store_true", help="keep per-example outputs")
+    p.set_defaults(func=cmd_evaluate)
+
+
+# --- end of train and evaluate --------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adg", description="Answer Divergence-Guided selection of instruction-tuning data"
@@ -335,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit non-zero when the scores cannot rank the pool (for recurring runs)",
     )
     p.set_defaults(func=cmd_select)
+
+    _add_train_evaluate_parsers(sub)
 
     p = sub.add_parser("run", help="run the whole KFP pipeline locally (kfp.local)")
     p.add_argument("--input", default=str(DEFAULT_POOL), help="pool (default: in-repo sample)")

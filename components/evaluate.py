@@ -1,0 +1,38 @@
+"""evaluate: lm-evaluation-harness benchmarks of a model -> raw results, flat Metrics, a table."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Markdown, Metrics, Model, Output
+
+from components.images import image_for
+
+
+@dsl.component(base_image=image_for("evaluate"), install_kfp_package=False)
+def evaluate(
+    model: Input[Model],
+    results: Output[Artifact],
+    metrics: Output[Metrics],
+    table: Output[Markdown],
+    tasks: str,
+    num_fewshot: str,
+    limit: float,
+    include_path: str,
+    baseline: str,
+    backend: str,
+    batch_size: str,
+):
+    """tasks '' = the published six; num_fewshot '' = their shots, 'N' or 'task=N,...'."""
+    from adg.evaluation import EvalConfig, evaluate_to_files, parse_fewshot, parse_tasks
+
+    cfg = EvalConfig(
+        model=model.path,
+        tasks=parse_tasks(tasks),
+        num_fewshot=parse_fewshot(num_fewshot),
+        limit=limit or None,
+        include_path=[p for p in include_path.split(",") if p],
+        backend=backend,
+        batch_size=int(batch_size) if batch_size.isdigit() else batch_size,
+    )
+    out = evaluate_to_files(cfg, results.path, table=table.path, baseline=baseline or None)
+    for key, value in out.metrics.items():
+        metrics.log_metric(key, value)
+    print(out.table)

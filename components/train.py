@@ -1,0 +1,54 @@
+"""train: supervised fine-tuning on the selected subset (DeepSpeed ZeRO-3 across the pod's GPUs)."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from components.images import image_for
+
+
+@dsl.component(base_image=image_for("train"), install_kfp_package=False)
+def train(
+    data: Input[Dataset],
+    model: Output[Model],
+    metrics: Output[Metrics],
+    base_model: str,
+    epochs: float,
+    max_steps: int,
+    batch_size: int,
+    gradient_accumulation_steps: int,
+    learning_rate: float,
+    lr_scheduler: str,
+    warmup_ratio: float,
+    weight_decay: float,
+    model_max_length: int,
+    seed: int,
+    deepspeed: str,
+    num_gpus: int,
+    checkpoint_dir: str,
+):
+    """Write a HF model folder (tokenizer included); log the loss curve as Metrics."""
+    from adg.training import TrainConfig, curve_points, launch
+
+    cfg = TrainConfig(
+        data=data.path,
+        output_dir=model.path,
+        model=base_model,
+        epochs=epochs,
+        max_steps=max_steps,
+        per_device_batch_size=batch_size,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        learning_rate=learning_rate,
+        lr_scheduler=lr_scheduler,
+        warmup_ratio=warmup_ratio,
+        weight_decay=weight_decay,
+        model_max_length=model_max_length,
+        seed=seed,
+        deepspeed=deepspeed,
+        checkpoint_dir=checkpoint_dir,
+    )
+    result = launch(cfg, num_gpus=num_gpus)
+    for key in ("train_loss", "first_loss", "final_loss", "steps", "examples", "skipped"):
+        metrics.log_metric(key, result[key])
+    for point in curve_points(result["loss_curve"]):
+        metrics.log_metric(f"loss/step_{point['step']:06d}", point["loss"])
+    model.metadata.update(framework="transformers", base_model=base_model or "embedded")
