@@ -16,6 +16,7 @@ STAGE_FAMILY = {
     "select": "cpu",
     "export": "cpu",
     "ledger": "cpu",
+    "analyse": "generate",
     "generate": "generate",
     "embed": "generate",
     "score": "generate",

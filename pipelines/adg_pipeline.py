@@ -1,5 +1,5 @@
 """The ADG selection pipeline: ingest → shard → [generate → score] per shard → merge,
-ingest → embed → cluster, → select → (export) → (record_ledger).
+ingest → embed → cluster, → select → (export) → (record_ledger); select → (analyse).
 
 Only wiring lives here; every stage is a component in `components/` calling the `adg` library,
 and where each task runs in a cluster is decided by `pipelines/placement.py`.
@@ -7,6 +7,7 @@ and where each task runs in a cluster is decided by `pipelines/placement.py`.
 
 from kfp import dsl
 
+from components.analyse import analyse
 from components.cluster import cluster
 from components.embed import embed
 from components.evaluate import evaluate
@@ -19,7 +20,7 @@ from components.score import score
 from components.select import select
 from components.shard import shard
 from components.train import train
-from pipelines.placement import cpu_task, gpu_task, use_object_store_secret
+from pipelines.placement import cpu_task, gpu_task, use_endpoint_key, use_object_store_secret
 
 PIPELINE_NAME = "adg-selection"
 # Shards generated and scored at once (one GPU pod each); ParallelFor needs a compile-time number.
@@ -81,6 +82,11 @@ def adg_pipeline(
     evaluate_baseline: str = "",
     evaluate_backend: str = "auto",
     evaluate_batch_size: str = "auto",
+    analyse_enabled: bool = False,
+    analyse_endpoint: str = "",
+    analyse_endpoint_model: str = "",
+    analyse_batch_size: int = 8,
+    analyse_gpu_count: int = 1,
 ) -> None:
     """Answer Divergence-Guided Selection of an instruction pool.
 
@@ -153,6 +159,14 @@ def adg_pipeline(
         evaluate_baseline: results JSON (e.g. of the base model) shown side by side in the table.
         evaluate_backend: auto (vLLM when a GPU and vLLM are present), hf or vllm.
         evaluate_batch_size: an integer or auto.
+        analyse_enabled: also label every instruction with its task type and compare the task mix
+            of the pool with the selected subset's (the analyse step's own HTML artifact).
+        analyse_endpoint: OpenAI-compatible URL to classify with, e.g. http://vllm:8000/v1
+            (empty = the backbone model); its key is the optional key ADG_ENDPOINT_API_KEY of
+            the storage_secret Secret.
+        analyse_endpoint_model: model name sent to the endpoint.
+        analyse_batch_size: instructions per forward pass of the backbone classifier.
+        analyse_gpu_count: GPUs for the analyse pod.
     """
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     ing = ingest(
@@ -224,6 +238,15 @@ def adg_pipeline(
             clusters=bins.outputs["clusters"],
             budget=select_budget,
             strategy=select_strategy,
+            rejects=ing.outputs["rejects"],
+            run_parameters={
+                "model": model,
+                "generate_num_samples": generate_num_samples,
+                "generate_temperature": generate_temperature,
+                "score_dispersion_weight": score_dispersion_weight,
+                "score_anisotropy_weight": score_anisotropy_weight,
+                "cluster_count": cluster_count,
+            },
         ).set_display_name("select")
         cpu_task(chosen, "select")
 
@@ -292,6 +315,20 @@ def adg_pipeline(
             ).set_display_name("record_ledger")
             use_object_store_secret(cpu_task(ledger, "ledger"), storage_secret)
             ledger.after(exported)
+
+        # Optional: the task-type mix of the pool versus the selected subset.
+        with dsl.If(analyse_enabled == True, name="analyse-enabled"):  # noqa: E712
+            tasks = analyse(
+                pool=pool,
+                selected=chosen.outputs["top"],
+                model=model,
+                endpoint=analyse_endpoint,
+                endpoint_model=analyse_endpoint_model,
+                batch_size=analyse_batch_size,
+            ).set_display_name("analyse")
+            gpu_task(tasks, "analyse", analyse_gpu_count, gpu_node_selector, gpu_tolerations)
+            use_object_store_secret(tasks, storage_secret)
+            use_endpoint_key(tasks, storage_secret)
 
     with dsl.Else(name="nothing-new"):
         idle = nothing_to_do(pool_prefix=ingest_pool_prefix).set_display_name("nothing_to_do")

@@ -5,7 +5,9 @@ every component runs as a subprocess of this Python, artifacts land under
 `<output_dir>/kfp-local/<run>/<task>/`, and the selected subsets are copied to `<output_dir>`.
 The pipeline's stages sit inside a `dsl.If` (recurring curation may find nothing new), and
 kfp.local cannot return artifacts chosen by `dsl.OneOf`, so the pipeline declares no outputs and
-the subsets are read from the `select` (or `nothing_to_do`) task's folder of this run.
+the subsets are read from the `select` (or `nothing_to_do`) task's folder of this run, with the
+report (report.html, report.md); with `analyse`, the task-type labels and composition are copied
+too and the composition is added to the report.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class LocalRunOptions:
     all_metrics: bool = False
     shard_count: int = 1
     export_uri: str = ""
+    analyse: bool = False
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
 
@@ -129,12 +132,35 @@ def run_local(opts: LocalRunOptions) -> dict:
         select_budget=budget,
         select_strategy=opts.strategy,
         export_uri=opts.export_uri,
+        analyse_enabled=opts.analyse,
     )
     task_dir = _subsets_dir(root, before)
     for name in ("top", "middle", "bottom", "report"):
         target = out / ("selection_report.json" if name == "report" else f"{name}.json")
         shutil.copyfile(task_dir / name, target)
+    _copy_report(task_dir, out, opts.analyse)
     report = json.loads((out / "selection_report.json").read_text())
     print(f"adg run: finished in {time.time() - started:.0f}s; outputs in {out}")
     print("\n".join(summary_lines(report, out)))
+    if (out / "report.html").is_file():
+        print(f"adg run: report {out / 'report.html'}")
     return report
+
+
+def _copy_report(task_dir: Path, out: Path, analysed: bool) -> None:
+    """report.html / report.md from the select task; the analyse task's files when it ran."""
+    for name, target in (("html", "report.html"), ("markdown", "report.md")):
+        if (task_dir / name).is_file():
+            shutil.copyfile(task_dir / name, out / target)
+    analyse_dir = task_dir.parent / "analyse"
+    if not analysed or not (analyse_dir / "composition").is_file():
+        return
+    from adg.report import add_analysis, analysis_markdown
+
+    shutil.copyfile(analyse_dir / "labels", out / "task_labels.jsonl")
+    shutil.copyfile(analyse_dir / "composition", out / "task_composition.json")
+    comp = json.loads((analyse_dir / "composition").read_text())
+    page = out / "report.html"
+    page.write_text(add_analysis(page.read_text(encoding="utf-8"), comp), encoding="utf-8")
+    md = out / "report.md"
+    md.write_text(md.read_text(encoding="utf-8") + "\n" + analysis_markdown(comp) + "\n")

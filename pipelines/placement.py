@@ -41,6 +41,7 @@ RESOURCES = {
     "merge": Resources("500m", "2", "2Gi", "8Gi"),
     "cluster": Resources("2", "4", "4Gi", "16Gi"),
     "select": Resources("500m", "2", "2Gi", "8Gi"),
+    "analyse": Resources("2", "8", "16Gi", "32Gi"),
     "export": Resources("250m", "1", "512Mi", "2Gi"),
     "ledger": Resources("100m", "500m", "256Mi", "512Mi"),
     "train": Resources("8", "16", "64Gi", "128Gi"),
@@ -105,4 +106,11 @@ def use_object_store_secret(task: PipelineTask, secret_name) -> PipelineTask:
     """Object-store credentials (and optionally endpoint/region) from a Secret as env vars."""
     kubernetes.use_secret_as_env(task, secret_name, SECRET_REQUIRED_KEYS)
     kubernetes.use_secret_as_env(task, secret_name, SECRET_OPTIONAL_KEYS, optional=True)
+    return task
+
+
+def use_endpoint_key(task: PipelineTask, secret_name) -> PipelineTask:
+    """The analyse step's endpoint key: optional key ADG_ENDPOINT_API_KEY of the same Secret."""
+    keys = {"ADG_ENDPOINT_API_KEY": "ADG_ENDPOINT_API_KEY"}
+    kubernetes.use_secret_as_env(task, secret_name, keys, optional=True)
     return task

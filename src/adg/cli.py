@@ -143,8 +143,16 @@ def cmd_score(a: argparse.Namespace) -> None:
 
 
 def cmd_select(a: argparse.Namespace) -> None:
+    import json
+
     from adg.subsets import select_file, summary_lines
 
+    try:
+        params = json.loads(a.run_parameters)
+    except json.JSONDecodeError as err:
+        raise UsageError(f"--run-parameters: not JSON ({err.msg})") from None
+    if not isinstance(params, dict):
+        raise UsageError("--run-parameters: expected a JSON object")
     report = select_file(
         a.input,
         a.clusters,
@@ -152,8 +160,38 @@ def cmd_select(a: argparse.Namespace) -> None:
         a.output_dir,
         strategy=a.strategy,
         fail_on_collapse=a.fail_on_collapse,
+        run_parameters=params,
+        rejects_path=a.rejects,
     )
     print("\n".join(summary_lines(report, a.output_dir)))
+    print(f"report: {Path(a.output_dir) / 'report.html'}")
+
+
+def cmd_analyse(a: argparse.Namespace) -> None:
+    from adg.analysis import AnalysisError, analyse_file, composition_lines, composition_path
+
+    try:
+        comp = analyse_file(
+            a.input,
+            a.output,
+            selected_path=a.selected,
+            model=a.model,
+            endpoint=a.endpoint,
+            endpoint_model=a.endpoint_model,
+            batch_size=a.batch_size,
+            timeout=a.timeout,
+            composition_output=composition_path(a.output),
+        )
+    except AnalysisError as err:
+        raise UsageError(str(err)) from None
+    print("\n".join(composition_lines(comp)))
+    print(f"labels -> {a.output}; composition -> {composition_path(a.output)}")
+    if a.report:
+        from adg.report import add_analysis
+
+        page = Path(a.report)
+        page.write_text(add_analysis(page.read_text(encoding="utf-8"), comp), encoding="utf-8")
+        print(f"task types added to {page}")
 
 
 def cmd_compile(a: argparse.Namespace) -> None:
@@ -183,6 +221,7 @@ def cmd_run(a: argparse.Namespace) -> None:
         export_uri=a.export_uri,
         tensor_parallel_size=a.tensor_parallel_size,
         gpu_memory_utilization=a.gpu_memory_utilization,
+        analyse=a.analyse,
     )
     run_local(opts)
 
@@ -440,9 +479,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit non-zero when the scores cannot rank the pool (for recurring runs)",
     )
+    p.add_argument("--rejects", default=None, help="ingest's rejects.jsonl, counted in the report")
+    p.add_argument(
+        "--run-parameters", default="{}", help="JSON object of run parameters shown in the report"
+    )
     p.set_defaults(func=cmd_select)
 
     _add_train_evaluate_parsers(sub)
+
+    p = sub.add_parser("analyse", help="task-type labels of the pool and the selected subset")
+    p.add_argument("--input", required=True, help="pool (pool.jsonl or scored.jsonl)")
+    p.add_argument("--selected", default=None, help="top.json: compare its task mix to the pool's")
+    p.add_argument("--output", required=True, help="labels JSONL (id, category)")
+    _model_arg(p)
+    p.add_argument("--endpoint", default="", help="OpenAI-compatible URL, e.g. http://vllm:8000/v1")
+    p.add_argument("--endpoint-model", default="", help="model name sent to the endpoint")
+    p.add_argument("--batch-size", type=int, default=8, help="instructions per forward pass")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per endpoint request")
+    p.add_argument("--report", default=None, help="report.html to add the task-type section to")
+    p.set_defaults(func=cmd_analyse)
 
     p = sub.add_parser("run", help="run the whole KFP pipeline locally (kfp.local)")
     p.add_argument("--input", default=str(DEFAULT_POOL), help="pool (default: in-repo sample)")
@@ -462,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _vllm_args(p)
     p.add_argument("--export-uri", default="", help="s3:// prefix to export the subsets to")
+    p.add_argument("--analyse", action="store_true", help="also run the task-type analysis")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compile", help="compile the pipeline to YAML for Kubeflow")

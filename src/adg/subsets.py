@@ -2,7 +2,8 @@
 
 `top.json`, `middle.json`, `bottom.json` are JSON arrays of scored records (the original ADG
 repository's format), each ordered by score, highest first. `selection_report.json` holds the
-counts, bins used, budget fill and score ranges per group that the CLI and the pipeline print.
+counts, bins used, budget fill, score / dispersion / anisotropy ranges per group and the quota and
+picks of the largest bins; `select_file` also writes the human report (`adg.report`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from adg.records import PoolError, read_records, write_json_array
 from adg.selection import collapse_reasons, select
 
 GROUPS = ("top", "middle", "bottom")
+LARGEST_BINS = 15
 
 
 class ScoreCollapse(ValueError):
@@ -77,6 +79,8 @@ def select_records(
         "bins_in_top": len(np.unique(bins[sel.top])) if len(sel.top) else 0,
         "budget_fill": len(sel.top) / budget,
         "score_collapse": collapse,
+        "bins_with_quota": int((sel.quotas > 0).sum()),
+        "bins_table": _bins_table(sel, bins),
         "pool": {
             "score": _stats(scores),
             "dispersion": _stats(_field(records, "dispersion")),
@@ -87,8 +91,31 @@ def select_records(
     for name in GROUPS:
         idx = getattr(sel, name)
         groups[name] = [records[i] for i in idx]
-        report[name] = {"count": len(idx), "score": _stats(scores[idx]), "file": f"{name}.json"}
+        report[name] = {
+            "count": len(idx),
+            "score": _stats(scores[idx]),
+            "dispersion": _stats(_field(groups[name], "dispersion")),
+            "anisotropy": _stats(_field(groups[name], "anisotropy")),
+            "file": f"{name}.json",
+        }
     return groups, report
+
+
+def _bins_table(sel, bins: np.ndarray, limit: int = LARGEST_BINS) -> list[dict[str, int]]:
+    """Size, quota and picks per group of the `limit` largest bins (ties: lower bin id)."""
+    n = len(sel.bin_sizes)
+    picks = {g: np.bincount(bins[getattr(sel, g)], minlength=n) for g in GROUPS}
+    largest = np.lexsort((np.arange(n), -sel.bin_sizes))[:limit]
+    return [
+        {
+            "bin": int(b),
+            "size": int(sel.bin_sizes[b]),
+            "quota": int(sel.quotas[b]),
+            **{g: int(picks[g][b]) for g in GROUPS},
+        }
+        for b in largest
+        if sel.bin_sizes[b] > 0
+    ]
 
 
 def select_file(
@@ -98,8 +125,13 @@ def select_file(
     output_dir: str | os.PathLike,
     strategy: str = "exact",
     fail_on_collapse: bool = False,
+    run_parameters: dict[str, Any] | None = None,
+    rejects_path: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Write the three groups and `selection_report.json` into `output_dir`; return the report."""
+    """Write the three groups, `selection_report.json`, `report.html` and `report.md` into
+    `output_dir`; return the selection report."""
+    from adg.report import report_for_run
+
     groups, report = select_records(
         scored_path, clusters_path, budget, strategy, fail_on_collapse=fail_on_collapse
     )
@@ -110,6 +142,7 @@ def select_file(
     with open(out / "selection_report.json", "w", encoding="utf-8") as fh:
         json.dump(report, fh, indent=2)
         fh.write("\n")
+    report_for_run(scored_path, groups, report, run_parameters, rejects_path).write(out)
     return report
 
 

@@ -1,0 +1,204 @@
+"""The selection report, built from a real small run on the tiny model: sections, plots, escaping,
+Markdown and metrics; `adg select` and `adg run` write it to the output folder."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from conftest import sample_records, write_jsonl
+
+from adg import report as rp
+from adg.cli import main
+
+SECTIONS = {"run", "plane", "histograms", "bins", "examples", "tasks"}
+EVIL = "Explain this tag: <script>alert('x')</script> & why it matters"
+
+
+class _Page(HTMLParser):
+    """Collects tags, section ids, svg count and all text of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[str] = []
+        self.sections: list[str] = []
+        self.text: list[str] = []
+        self.circles = {"pool": 0, "top": 0}
+        self._group = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append(tag)
+        if tag == "section":
+            self.sections.append(a.get("id"))
+        if tag == "g" and a.get("class") in self.circles:
+            self._group = a["class"]
+        if tag == "circle" and self._group:
+            self.circles[self._group] += 1
+
+    def handle_endtag(self, tag):
+        if tag == "g":
+            self._group = None
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(page: str) -> _Page:
+    p = _Page()
+    p.feed(page)
+    p.close()
+    return p
+
+
+@pytest.fixture(scope="module")
+def small_run(tiny_model_dir, tmp_path_factory):
+    """ingest → generate → embed → cluster → score → select on the tiny model, 25 records."""
+    from adg.clustering import cluster_file
+    from adg.generation import SamplingConfig, generate_file
+    from adg.records import ingest
+    from adg.scoring import embed_file, score_file
+    from adg.subsets import select_file
+
+    work = tmp_path_factory.mktemp("report-run")
+    records = [*sample_records(24), {"id": "evil", "instruction": EVIL}]
+    raw = write_jsonl(work / "raw.jsonl", records)
+    with open(raw, "a", encoding="utf-8") as fh:
+        fh.write('{"id": 1, "instruction": "duplicate id"}\n{"instruction": ""}\n')
+    ingest(raw, work / "pool.jsonl", work / "rejects.jsonl")
+    model = str(tiny_model_dir)
+    cfg = SamplingConfig(num_samples=3, max_new_tokens=12, batch_size=13, temperature=1.0)
+    generate_file(work / "pool.jsonl", work / "generated.jsonl", model=model, cfg=cfg, backend="hf")
+    embed_file(work / "pool.jsonl", work / "emb.npy", model=model)
+    cluster_file(str(work / "emb.npy"), str(work / "clusters.npy"), count=4)
+    score_file(work / "generated.jsonl", work / "scored.jsonl", model=model)
+    params = {"model": "tiny", "num_samples": 3, "temperature": 1.0, "dispersion_weight": 0.6}
+    numbers = select_file(
+        work / "scored.jsonl",
+        work / "clusters.npy",
+        budget=6,
+        output_dir=work / "out",
+        run_parameters=params,
+        rejects_path=work / "rejects.jsonl",
+    )
+    return work, numbers
+
+
+def test_report_sections_plots_and_escaping(small_run):
+    work, numbers = small_run
+    page = (work / "out" / "report.html").read_text(encoding="utf-8")
+    parsed = parse(page)
+    assert set(parsed.sections) == SECTIONS
+    # the D-I plane plus three histograms, all inline SVG; no script, no external resource
+    assert parsed.tags.count("svg") >= 4
+    assert parsed.circles["top"] == 6 and parsed.circles["pool"] == 25 - 6
+    assert "script" not in parsed.tags
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    text = "".join(parsed.text)
+    # the record with markup is shown as text (escaped), never as a tag
+    assert "<script>alert('x')</script>" in text
+    assert "<script>" not in page
+    for word in ("tiny", "temperature", "dispersion_weight", "strategy", "budget"):
+        assert word in text
+    assert "rejected at ingest" in text and "2" in text
+    assert "The task-type analysis did not run" in text
+    # bins table: as many rows as the largest bins recorded in the report
+    assert numbers["bins_table"] and sum(b["top"] for b in numbers["bins_table"]) == 6
+    assert sum(b["size"] for b in numbers["bins_table"]) == 25
+
+
+def test_report_markdown_and_metrics(small_run):
+    work, numbers = small_run
+    md = (work / "out" / "report.md").read_text(encoding="utf-8")
+    assert "# ADG selection report" in md and "| top | 6 |" in md
+    groups = {g: json.loads((work / "out" / f"{g}.json").read_text()) for g in rp.GROUPS}
+    from adg.records import read_records
+
+    rendered = rp.build_report(
+        read_records(work / "scored.jsonl"), groups, numbers, {"model": "tiny"}, rejected=2
+    )
+    m = rendered.metrics
+    assert m["records_in"] == 25 and m["rejected"] == 2 and m["selected"] == 6
+    assert m["budget_fill"] == 1.0 and 0 < m["bins_in_top_share"] <= 1
+    for group in ("pool", "top", "middle", "bottom"):
+        assert 0 <= m[f"mean_D_{group}"] and 0 <= m[f"mean_I_{group}"] <= 1
+    assert m["mean_D_top"] * 0.6 + m["mean_I_top"] * 0.4 >= (
+        m["mean_D_bottom"] * 0.6 + m["mean_I_bottom"] * 0.4
+    )
+
+
+def test_add_analysis_replaces_the_tasks_section(small_run):
+    from adg.analysis import composition
+
+    work, _ = small_run
+    page = (work / "out" / "report.html").read_text(encoding="utf-8")
+    comp = composition(["Math", "Coding", "Math", "Others"], ["Math"], "test <classifier>")
+    updated = rp.add_analysis(page, comp)
+    parsed = parse(updated)
+    assert set(parsed.sections) == SECTIONS
+    text = "".join(parsed.text)
+    assert "test <classifier>" in text and "+50.0%" in text
+    assert "did not run" not in text
+    assert parsed.tags.count("svg") == parse(page).tags.count("svg") + 1
+
+
+def test_cli_select_writes_report(small_run, tmp_path, capsys):
+    work, _ = small_run
+    code = main(
+        [
+            "select",
+            "--input",
+            str(work / "scored.jsonl"),
+            "--clusters",
+            str(work / "clusters.npy"),
+            "--budget",
+            "5",
+            "--output-dir",
+            str(tmp_path),
+            "--run-parameters",
+            '{"model": "cli-model"}',
+        ]
+    )
+    assert code == 0
+    assert "report:" in capsys.readouterr().out
+    page = parse((tmp_path / "report.html").read_text(encoding="utf-8"))
+    assert set(page.sections) == SECTIONS and "cli-model" in "".join(page.text)
+    assert "not known" in "".join(page.text)  # no --rejects given
+    assert (tmp_path / "report.md").is_file()
+    bad = ["select", "--input", str(work / "scored.jsonl"), "--clusters"]
+    bad += [str(work / "clusters.npy"), "--budget", "5", "--output-dir", str(tmp_path)]
+    assert main([*bad, "--run-parameters", "{nope"]) == 2
+    assert "--run-parameters: not JSON" in capsys.readouterr().err
+
+
+def test_adg_run_copies_report_and_runs_analysis(tiny_model_dir, tmp_path):
+    """The KFP pipeline under kfp.local: select writes the HTML artifact, analyse runs behind
+    analyse_enabled, and `run_local` puts both into the output folder."""
+    from adg.generation import SamplingConfig
+    from pipelines.local import LocalRunOptions, run_local
+
+    pool = write_jsonl(tmp_path / "pool.jsonl", sample_records(10))
+    out = tmp_path / "out"
+    opts = LocalRunOptions(
+        input=str(pool),
+        model=str(tiny_model_dir),
+        budget=3,
+        output_dir=str(out),
+        cluster_count=2,
+        sampling=SamplingConfig(num_samples=2, max_new_tokens=6, batch_size=10),
+        backend="hf",
+        analyse=True,
+    )
+    run_local(opts)
+    page = parse((out / "report.html").read_text(encoding="utf-8"))
+    assert set(page.sections) == SECTIONS
+    text = "".join(page.text)
+    assert "did not run" not in text and "Classifier" in text
+    labels = [json.loads(x) for x in (out / "task_labels.jsonl").read_text().splitlines()]
+    assert len(labels) == 10 and {"id", "category"} <= set(labels[0])
+    comp = json.loads((out / "task_composition.json").read_text())
+    assert comp["selected"]["count"] == 3
+    assert "## Task types" in (out / "report.md").read_text()
+    assert Path(out / "top.json").is_file()
