@@ -1,15 +1,15 @@
 """Where each task runs in a cluster: GPU requests, node selectors, tolerations, resources, retries,
 and the object-store Secret.
 
-`gpu_task` is for the stages that need a GPU (generate, embed, score; later train and evaluate):
-an `nvidia.com/gpu` limit, the node selector and tolerations given as pipeline parameters, a
-memory-backed /dev/shm (vLLM's tensor-parallel workers and PyTorch data loaders share memory
-through it), and retries with exponential backoff, since GPU capacity is often spot nodes that get
-preempted (generation and scoring resume from their checkpoints). `cpu_task` is for everything
-else: no GPU, no selector, no toleration. Both set CPU and memory requests and limits from
-`RESOURCES`, and `use_object_store_secret` injects the S3 credentials from a Kubernetes Secret as
-environment variables, so no credential is ever in the image or the compiled pipeline.
-Under `kfp.local` the Kubernetes settings are ignored and the retries honoured.
+`gpu_task` is for the stages that need a GPU (generate, embed, score, analyse; later train and
+evaluate): an `nvidia.com/gpu` limit, the node selector and tolerations given as pipeline
+parameters, a memory-backed /dev/shm (vLLM's tensor-parallel workers and PyTorch data loaders share
+memory through it), and retries with exponential backoff, since GPU capacity is often spot nodes
+that get preempted (generation and scoring resume from their checkpoints). `cpu_task` is for
+everything else: no GPU, no selector, no toleration. Both set CPU and memory requests and limits
+from `RESOURCES`, and `use_object_store_secret` injects the S3 credentials from a Kubernetes Secret
+as environment variables, so no credential is ever in the image or the compiled pipeline. Under
+`kfp.local` the Kubernetes settings are ignored and the retries honoured.
 """
 
 from __future__ import annotations

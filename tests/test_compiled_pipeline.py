@@ -22,6 +22,7 @@ GPU_EXECUTORS = {
     "exec-generate": "generate_tensor_parallel_size",
     "exec-embed": "embed_gpu_count",
     "exec-score": "score_gpu_count",
+    "exec-analyse": "analyse_gpu_count",
 }
 CPU_EXECUTORS = {
     "exec-ingest",
@@ -40,6 +41,7 @@ STORAGE_EXECUTORS = {
     "exec-score",
     "exec-export",
     "exec-record-ledger",
+    "exec-analyse",
 }
 EXECUTOR_STAGE = {"exec-record-ledger": "ledger", "exec-nothing-to-do": "ledger"}
 SENTINEL_KEY, SENTINEL_SECRET = "AKIAADGSENTINEL0001", "adg-sentinel-secret-value/0123456789"

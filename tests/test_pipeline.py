@@ -36,7 +36,17 @@ def test_every_stage_runs_in_its_image(compiled):
 
 def test_parameters_are_stage_prefixed(compiled):
     params = compiled["root"]["inputDefinitions"]["parameters"]
-    stages = ("ingest", "generate", "embed", "cluster", "score", "select", "train", "evaluate")
+    stages = (
+        "ingest",
+        "generate",
+        "embed",
+        "cluster",
+        "score",
+        "select",
+        "train",
+        "evaluate",
+        "analyse",
+    )
     # Settings that apply to the whole run rather than to one stage.
     run_wide = {
         "model",

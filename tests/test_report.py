@@ -123,7 +123,7 @@ def test_report_markdown_and_metrics(small_run):
     assert m["records_in"] == 25 and m["rejected"] == 2 and m["selected"] == 6
     assert m["budget_fill"] == 1.0 and 0 < m["bins_in_top_share"] <= 1
     for group in ("pool", "top", "middle", "bottom"):
-        assert 0 <= m[f"mean_D_{group}"] and 0 <= m[f"mean_I_{group}"] <= 1
+        assert m[f"mean_D_{group}"] >= 0 and 0 <= m[f"mean_I_{group}"] <= 1
     assert m["mean_D_top"] * 0.6 + m["mean_I_top"] * 0.4 >= (
         m["mean_D_bottom"] * 0.6 + m["mean_I_bottom"] * 0.4
     )
