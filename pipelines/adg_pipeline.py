@@ -82,6 +82,7 @@ def adg_pipeline(
     evaluate_baseline: str = "",
     evaluate_backend: str = "auto",
     evaluate_batch_size: str = "auto",
+    evaluate_gpu_count: int = 1,
     analyse_enabled: bool = False,
     analyse_endpoint: str = "",
     analyse_endpoint_model: str = "",
@@ -159,6 +160,7 @@ def adg_pipeline(
         evaluate_baseline: results JSON (e.g. of the base model) shown side by side in the table.
         evaluate_backend: auto (vLLM when a GPU and vLLM are present), hf or vllm.
         evaluate_batch_size: an integer or auto.
+        evaluate_gpu_count: GPUs of the evaluate pod.
         analyse_enabled: also label every instruction with its task type and compare the task mix
             of the pool with the selected subset's (the analyse step's own HTML artifact).
         analyse_endpoint: OpenAI-compatible URL to classify with, e.g. http://vllm:8000/v1
@@ -281,7 +283,8 @@ def adg_pipeline(
                 backend=evaluate_backend,
                 batch_size=evaluate_batch_size,
             ).set_display_name("evaluate")
-            gpu_task(evaluated, "evaluate", 1, gpu_node_selector, gpu_tolerations)
+            gpu_task(evaluated, "evaluate", evaluate_gpu_count, gpu_node_selector, gpu_tolerations)
+            use_object_store_secret(evaluated, storage_secret)
 
         # A no-op when export_uri is empty; the ledger is written only after it.
         exported = export(
