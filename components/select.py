@@ -21,30 +21,28 @@ def select(
     markdown: Output[Markdown],
     rejects: Input[Dataset] = None,
     run_parameters: dict = {},  # noqa: B006 - KFP parameter defaults are literals
+    fail_on_collapse: bool = False,
 ):
     """Write the three JSON arrays, the report (JSON, HTML, Markdown) and the headline Metrics.
 
     `rejects` (ingest's rejects) and `run_parameters` (shown as given) only feed the report.
     """
-    import json
+    from adg.subsets import summary_lines, write_selection
 
-    from adg.records import write_json_array
-    from adg.report import report_for_run
-    from adg.subsets import select_records, summary_lines
-
-    groups, numbers = select_records(scored.path, clusters.path, budget, strategy=strategy)
-    params = {**run_parameters, "select_budget": budget, "select_strategy": strategy}
-    rendered = report_for_run(
-        scored.path, groups, numbers, params, rejects.path if rejects else None
+    outputs = {"top": top, "middle": middle, "bottom": bottom, "report": report}
+    outputs.update(html=html, markdown=markdown)
+    numbers, metrics = write_selection(
+        scored.path,
+        clusters.path,
+        budget,
+        {name: artifact.path for name, artifact in outputs.items()},
+        strategy=strategy,
+        fail_on_collapse=fail_on_collapse,
+        run_parameters={**run_parameters, "select_budget": budget, "select_strategy": strategy},
+        rejects_path=rejects.path if rejects else None,
     )
-    with open(report.path, "w", encoding="utf-8") as fh:
-        json.dump(numbers, fh, indent=2)
-    for name, artifact in (("top", top), ("middle", middle), ("bottom", bottom)):
-        write_json_array(artifact.path, groups[name])
-        artifact.metadata["records"] = numbers[name]["count"]
-    for artifact, text in ((html, rendered.html), (markdown, rendered.markdown)):
-        with open(artifact.path, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    for key, value in rendered.metrics.items():
+    for name in ("top", "middle", "bottom"):
+        outputs[name].metadata["records"] = numbers[name]["count"]
+    for key, value in metrics.items():
         summary.log_metric(key, value)
     print("\n".join(summary_lines(numbers, "")))

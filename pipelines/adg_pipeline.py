@@ -54,6 +54,7 @@ def adg_pipeline(
     score_gpu_count: int = 1,
     select_budget: int = 10000,
     select_strategy: str = "exact",
+    select_fail_on_collapse: bool = False,
     gpu_node_selector: dict = {},  # noqa: B006 - KFP parameter defaults are literals
     gpu_tolerations: list = [],  # noqa: B006
     storage_secret: str = "adg-object-store",
@@ -126,6 +127,8 @@ def adg_pipeline(
         score_gpu_count: GPUs per score pod.
         select_budget: number of records to select.
         select_strategy: exact (fills the budget) or reference (the published procedure).
+        select_fail_on_collapse: fail the run when the scores cannot rank the pool (NaNs, no
+            spread, most records at one value) instead of only warning; for recurring runs.
         gpu_node_selector: node labels GPU pods must match, e.g. {"nvidia.com/gpu.present": "true"}.
         gpu_tolerations: tolerations of GPU pods, a list of Kubernetes toleration objects, e.g.
             [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}].
@@ -240,6 +243,7 @@ def adg_pipeline(
             clusters=bins.outputs["clusters"],
             budget=select_budget,
             strategy=select_strategy,
+            fail_on_collapse=select_fail_on_collapse,
             rejects=ing.outputs["rejects"],
             run_parameters={
                 "model": model,

@@ -430,6 +430,8 @@ def headline_metrics(
         "bins": numbers["bins"],
         "bins_in_top": numbers["bins_in_top"],
         "bins_in_top_share": numbers["bins_in_top"] / numbers["bins"] if numbers["bins"] else 0.0,
+        # 1 when the scores could not rank the pool (select printed a warning): a flag to alert on.
+        "score_collapse": 1.0 if numbers.get("score_collapse") else 0.0,
     }
     if rejected is not None:
         m["rejected"] = rejected

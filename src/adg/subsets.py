@@ -118,31 +118,59 @@ def _bins_table(sel, bins: np.ndarray, limit: int = LARGEST_BINS) -> list[dict[s
     ]
 
 
-def select_file(
+# The select stage's files, by output name (`adg select` writes them under these names).
+SELECTION_FILES = {
+    "top": "top.json",
+    "middle": "middle.json",
+    "bottom": "bottom.json",
+    "report": "selection_report.json",
+    "html": "report.html",
+    "markdown": "report.md",
+}
+
+
+def write_selection(
     scored_path: str | os.PathLike,
     clusters_path: str | os.PathLike,
     budget: int,
-    output_dir: str | os.PathLike,
+    paths: dict[str, str | os.PathLike],
     strategy: str = "exact",
     fail_on_collapse: bool = False,
     run_parameters: dict[str, Any] | None = None,
     rejects_path: str | os.PathLike | None = None,
-) -> dict[str, Any]:
-    """Write the three groups, `selection_report.json`, `report.html` and `report.md` into
-    `output_dir`; return the selection report."""
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """The select stage: write every file of `SELECTION_FILES` to `paths[name]`.
+
+    Returns the selection report and the headline metrics of the rendered report.
+    """
     from adg.report import report_for_run
 
     groups, report = select_records(
         scored_path, clusters_path, budget, strategy, fail_on_collapse=fail_on_collapse
     )
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     for name, records in groups.items():
-        write_json_array(out / f"{name}.json", records)
-    with open(out / "selection_report.json", "w", encoding="utf-8") as fh:
+        write_json_array(paths[name], records)
+    with open(paths["report"], "w", encoding="utf-8") as fh:
         json.dump(report, fh, indent=2)
         fh.write("\n")
-    report_for_run(scored_path, groups, report, run_parameters, rejects_path).write(out)
+    rendered = report_for_run(scored_path, groups, report, run_parameters, rejects_path)
+    Path(paths["html"]).write_text(rendered.html, encoding="utf-8")
+    Path(paths["markdown"]).write_text(rendered.markdown, encoding="utf-8")
+    return report, rendered.metrics
+
+
+def select_file(
+    scored_path: str | os.PathLike,
+    clusters_path: str | os.PathLike,
+    budget: int,
+    output_dir: str | os.PathLike,
+    **options: Any,
+) -> dict[str, Any]:
+    """`write_selection` into `output_dir` under the names of `SELECTION_FILES`; the report."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / file for name, file in SELECTION_FILES.items()}
+    report, _metrics = write_selection(scored_path, clusters_path, budget, paths, **options)
     return report
 
 
