@@ -104,15 +104,16 @@ def _groups(order: np.ndarray, starts: np.ndarray, quotas: np.ndarray, small_to_
     return order[is_top], order[is_middle], order[is_bottom]
 
 
-def _by_score(idx: np.ndarray, global_rank: np.ndarray) -> np.ndarray:
-    return idx[np.argsort(global_rank[idx], kind="stable")]
+def _by_score(idx: np.ndarray, global_rank: np.ndarray, by_score: np.ndarray) -> np.ndarray:
+    """`idx` reordered by score: mark its ranks and read the global order back (no sort)."""
+    marked = np.zeros(len(by_score), dtype=bool)
+    marked[global_rank[idx]] = True
+    return by_score[marked]
 
 
-def _cut_reference(top, middle, bottom, global_rank, budget):
-    top = _by_score(top, global_rank)[:budget]
-    bottom = _by_score(bottom, global_rank)
+def _cut_reference(top, middle, bottom, budget):
+    top = top[:budget]
     bottom = bottom[max(0, len(bottom) - budget) :]
-    middle = _by_score(middle, global_rank)
     if len(middle) > budget:
         start = (len(middle) - budget) // 2
         middle = middle[start : start + budget]
@@ -140,11 +141,10 @@ def select(scores: np.ndarray, bins: np.ndarray, budget: int, strategy: str = "e
     order, starts = rank_within_bins(by_score, bins)
     sizes = np.diff(starts)
     quotas, small_to_middle = STRATEGIES[strategy](sizes, budget, total)
-    top, middle, bottom = _groups(order, starts, quotas, small_to_middle)
+    groups = _groups(order, starts, quotas, small_to_middle)
+    top, middle, bottom = (_by_score(g, global_rank, by_score) for g in groups)
     if strategy == "reference":
-        top, middle, bottom = _cut_reference(top, middle, bottom, global_rank, budget)
-    else:
-        top, middle, bottom = (_by_score(g, global_rank) for g in (top, middle, bottom))
+        top, middle, bottom = _cut_reference(top, middle, bottom, budget)
     return Selection(top, middle, bottom, quotas, sizes)
 
 
