@@ -1,10 +1,11 @@
 """Remote checkpoints of a stage's JSONL output, so a preempted shard resumes in a fresh pod.
 
 Generation and scoring append finished records to a local JSONL file and skip ids already there
-on the next run. In a cluster a retried task starts in a new pod with an empty disk, so the file is
-also copied to object storage every N records (`RemoteCheckpoint.progress`) and copied back before
-work starts (`RemoteCheckpoint.restore`). The object lives at a stable place derived from the run:
-`<checkpoint_uri>/<run id>/<stage>/shard-00003.jsonl`. An empty `checkpoint_uri` turns this off.
+on the next run (`ResumableOutput`). In a cluster a retried task starts in a new pod with an empty
+disk, so the file is also copied to object storage every N records (`RemoteCheckpoint.progress`)
+and copied back before work starts (`RemoteCheckpoint.restore`). The object lives at a stable
+place derived from the run: `<checkpoint_uri>/<run id>/<stage>/shard-00003.jsonl`. An empty
+`checkpoint_uri` turns this off.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from adg import storage
+from adg.records import dumps, id_key, iter_jsonl_tolerant, truncate_partial_line
 
 
 def shard_uri(base: str, run_id: str, stage: str, shard_index: int) -> str:
@@ -75,3 +78,42 @@ def _copy(src: Path, dest: str | os.PathLike) -> None:
         while block := fi.read(1 << 20):
             fo.write(block)
     os.replace(tmp, dest)
+
+
+class ResumableOutput:
+    """The append-only JSONL output of generate and score, resumable after a kill.
+
+    On open: the remote checkpoint (if any) is restored, a half-written last line is cut off, and
+    the ids already written are collected (`done`). `append` writes whole records, flushes and
+    fsyncs, so a kill loses at most the batch in flight; on close the file is checkpointed once
+    more. Use as a context manager.
+    """
+
+    def __init__(self, path: str | os.PathLike, checkpoint_uri: str = "", every: int = 64):
+        self.path = path
+        self.checkpoint = RemoteCheckpoint(checkpoint_uri, every)
+        self.checkpoint.restore(path)
+        truncate_partial_line(path)
+        self.done = {id_key(r["id"]) for r in iter_jsonl_tolerant(path)}
+        self.written = 0
+        self._fh = None
+
+    def is_done(self, record: dict[str, Any]) -> bool:
+        return id_key(record["id"]) in self.done
+
+    def __enter__(self) -> ResumableOutput:
+        self._fh = open(self.path, "a", encoding="utf-8")
+        return self
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        for rec in records:
+            self._fh.write(dumps(rec) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.written += len(records)
+        self.checkpoint.progress(self.path, len(records))
+
+    def __exit__(self, *exc_info) -> None:
+        self._fh.close()
+        if self.written:
+            self.checkpoint.flush(self.path)

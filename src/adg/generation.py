@@ -19,15 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from adg import models
-from adg.checkpoint import RemoteCheckpoint
+from adg.checkpoint import ResumableOutput
 from adg.prompts import build_prompt
-from adg.records import (
-    batched,
-    dumps,
-    id_key,
-    iter_jsonl_tolerant,
-    truncate_partial_line,
-)
+from adg.records import batched
 from adg.shards import iter_shard
 
 BACKENDS = ("auto", "hf", "vllm")
@@ -189,18 +183,14 @@ def generate_file(
     if cfg.num_samples < 2:
         raise ValueError("--num-samples must be at least 2 (divergence needs several answers)")
     records = iter_shard(input_path, shard_count, shard_index, limit=limit)
-    checkpoint = RemoteCheckpoint(checkpoint_uri, checkpoint_every)
-    checkpoint.restore(output_path)
-    truncate_partial_line(output_path)
-    done = {id_key(r["id"]) for r in iter_jsonl_tolerant(output_path)}
     name = resolve_backend(backend)
     sampler = None
-    total = generated = 0
-    with open(output_path, "a", encoding="utf-8") as fh:
+    total = 0
+    with ResumableOutput(output_path, checkpoint_uri, checkpoint_every) as out:
         # Fixed slices of the shard, so batch b (and its seed) is the same on every resume.
         for b, batch in enumerate(batched(records, cfg.batch_size)):
             total += len(batch)
-            todo = [r for r in batch if id_key(r["id"]) not in done]
+            todo = [r for r in batch if not out.is_done(r)]
             if not todo:
                 continue
             if sampler is None:
@@ -209,13 +199,6 @@ def generate_file(
                 else:
                     sampler = HFSampler(model, cfg)
             answers = sampler.sample(todo, b)
-            for rec, ans in zip(todo, answers, strict=True):
-                fh.write(dumps({**rec, "generated_answers": ans}) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-            generated += len(todo)
-            checkpoint.progress(output_path, len(todo))
-            print(f"generate: {total} records read, {generated} generated", file=sys.stderr)
-    if generated:
-        checkpoint.flush(output_path)
-    return GenerateSummary(total, generated, total - generated, name)
+            out.append([{**r, "generated_answers": a} for r, a in zip(todo, answers, strict=True)])
+            print(f"generate: {total} records read, {out.written} generated", file=sys.stderr)
+    return GenerateSummary(total, out.written, total - out.written, name)

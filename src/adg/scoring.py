@@ -30,17 +30,9 @@ from typing import Any
 import numpy as np
 
 from adg import divergence, models
-from adg.checkpoint import RemoteCheckpoint
+from adg.checkpoint import ResumableOutput
 from adg.hidden import HiddenStateEncoder
-from adg.records import (
-    PoolError,
-    batched,
-    dumps,
-    id_key,
-    iter_jsonl_tolerant,
-    iter_records,
-    truncate_partial_line,
-)
+from adg.records import PoolError, batched, iter_records
 
 ANSWERS_FIELD = "generated_answers"
 
@@ -159,20 +151,14 @@ def score_file(
     opts = ScoreOptions(
         model or "", weights or divergence.ScoreWeights(), all_metrics, proxy_model, seed
     )
-    checkpoint = RemoteCheckpoint(checkpoint_uri, checkpoint_every)
-    checkpoint.restore(output_path)
-    truncate_partial_line(output_path)
-    done = {id_key(r["id"]) for r in iter_jsonl_tolerant(output_path)}
     scorer: Scorer | None = None
-    total = scored = 0
-    with open(output_path, "a", encoding="utf-8") as fh:
+    total = 0
+    with ResumableOutput(output_path, checkpoint_uri, checkpoint_every) as out:
         for chunk in batched(iter_records(input_path), chunk_records):
             where = [
                 f"{input_path}: record {total + n} (id {r['id']!r})" for n, r in enumerate(chunk)
             ]
-            todo = [
-                (r, w) for r, w in zip(chunk, where, strict=True) if id_key(r["id"]) not in done
-            ]
+            todo = [(r, w) for r, w in zip(chunk, where, strict=True) if not out.is_done(r)]
             total += len(chunk)
             if not todo:
                 continue
@@ -180,16 +166,9 @@ def score_file(
                 scorer = SCORERS[method](opts, encoder)
             records = [r for r, _ in todo]
             fields = scorer(records, [w for _, w in todo])
-            for rec, extra in zip(records, fields, strict=True):
-                fh.write(dumps({**rec, **extra}) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-            scored += len(records)
-            checkpoint.progress(output_path, len(records))
-            print(f"score: {total} records read, {scored} scored", file=sys.stderr)
-    if scored:
-        checkpoint.flush(output_path)
-    return ScoreSummary(total, scored, total - scored)
+            out.append([{**r, **f} for r, f in zip(records, fields, strict=True)])
+            print(f"score: {total} records read, {out.written} scored", file=sys.stderr)
+    return ScoreSummary(total, out.written, total - out.written)
 
 
 def embed_file(
