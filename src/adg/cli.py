@@ -222,6 +222,7 @@ def cmd_run(a: argparse.Namespace) -> None:
         tensor_parallel_size=a.tensor_parallel_size,
         gpu_memory_utilization=a.gpu_memory_utilization,
         analyse=a.analyse,
+        selectors=[m.strip() for m in a.selectors.split(",") if m.strip()],
     )
     run_local(opts)
 
@@ -518,6 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
     _vllm_args(p)
     p.add_argument("--export-uri", default="", help="s3:// prefix to export the subsets to")
     p.add_argument("--analyse", action="store_true", help="also run the task-type analysis")
+    p.add_argument(
+        "--selectors",
+        default="adg",
+        help="comma-separated selectors to compare side by side, e.g. adg,random,ifd "
+        "(writes comparison.md/.html/.json)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compile", help="compile the pipeline to YAML for Kubeflow")
