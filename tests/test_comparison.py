@@ -200,3 +200,22 @@ def test_adg_run_rejects_an_unknown_selector(tmp_path, capsys):
     args = ["run", "--input", str(pool), "--output-dir", str(tmp_path), "--budget", "1"]
     assert main([*args, "--selectors", "adg,best"]) == 2
     assert "unknown method(s) 'best'" in capsys.readouterr().err
+
+
+def test_adg_compare_cli(tmp_path, capsys):
+    from adg.cli import main
+
+    adg = _top(tmp_path / "adg.json", [1, 2], [0.9, 0.8])
+    rnd = _top(tmp_path / "rnd.json", [2, 3], [0.1, 0.2])
+    out = tmp_path / "cmp"
+    args = ["compare", "--run", f"adg={adg}", "--run", f"random={rnd}", "--output-dir", str(out)]
+    assert main(args) == 0
+    assert "| adg | 1.000 | 0.333 |" in capsys.readouterr().out
+    labels = write_jsonl(
+        tmp_path / "labels.jsonl", [{"id": i, "category": "Math"} for i in (1, 2, 3)]
+    )
+    again = ["compare", "--comparison", str(out / "comparison.json"), "--labels", str(labels)]
+    assert main([*again, "--output-dir", str(out)]) == 0
+    assert "### Task-type mix" in (out / "comparison.md").read_text()
+    assert main(["compare", "--run", "adg", "--output-dir", str(out)]) == 2
+    assert "expected NAME=TOP.json" in capsys.readouterr().err
