@@ -1,4 +1,5 @@
-"""score: dispersion, anisotropy and the ADG score of each record's K answers (one shard)."""
+"""score: dispersion, anisotropy and the ADG score of each record's K answers (one shard), or a
+baseline method's score (ifd, superfiltering, random) of every record of the merged file."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
@@ -18,13 +19,15 @@ def score(
     checkpoint_uri: str,
     checkpoint_every: int,
     run_id: str,
+    method: str = "adg",
 ):
-    """Append `dispersion`, `anisotropy`, `score` to each record; resumes a half-done output,
-    from the shard's object-store checkpoint when `checkpoint_uri` is set."""
+    """Append `dispersion`, `anisotropy`, `score` (or the `method`'s fields) to each record;
+    resumes a half-done output, from the object-store checkpoint when `checkpoint_uri` is set."""
     from adg.checkpoint import shard_uri
     from adg.divergence import ScoreWeights
     from adg.scoring import score_file
 
+    stage = "score" if method == "adg" else f"score-{method}"  # separate checkpoints
     weights = ScoreWeights(dispersion=dispersion_weight, anisotropy=anisotropy_weight)
     summary = score_file(
         generated.path,
@@ -32,8 +35,9 @@ def score(
         model=model,
         weights=weights,
         all_metrics=all_metrics,
-        checkpoint_uri=shard_uri(checkpoint_uri, run_id, "score", shard_index),
+        method=method,
+        checkpoint_uri=shard_uri(checkpoint_uri, run_id, stage, shard_index),
         checkpoint_every=checkpoint_every,
     )
     print(summary.line())
-    scored.metadata.update(records=summary.total, shard=shard_index)
+    scored.metadata.update(records=summary.total, shard=shard_index, method=method)

@@ -9,6 +9,7 @@ from kfp import dsl
 
 from components.analyse import analyse
 from components.cluster import cluster
+from components.compare import compare, plan_selectors
 from components.embed import embed
 from components.evaluate import evaluate
 from components.export import export
@@ -55,6 +56,7 @@ def adg_pipeline(
     select_budget: int = 10000,
     select_strategy: str = "exact",
     select_fail_on_collapse: bool = False,
+    selectors: list = ["adg"],  # noqa: B006
     gpu_node_selector: dict = {},  # noqa: B006 - KFP parameter defaults are literals
     gpu_tolerations: list = [],  # noqa: B006
     storage_secret: str = "adg-object-store",
@@ -129,6 +131,11 @@ def adg_pipeline(
         select_strategy: exact (fills the budget) or reference (the published procedure).
         select_fail_on_collapse: fail the run when the scores cannot rank the pool (NaNs, no
             spread, most records at one value) instead of only warning; for recurring runs.
+        selectors: the selectors to compare side by side, e.g. ["adg", "random", "ifd"] (methods
+            of `adg score --method`). ADG always runs as now; every other one gets its own branch
+            that scores the merged file with its method, selects with the same budget and bins
+            and, with train_enabled, trains and evaluates with the same settings; then `compare`
+            writes the comparison table. ["adg"] = no comparison.
         gpu_node_selector: node labels GPU pods must match, e.g. {"nvidia.com/gpu.present": "true"}.
         gpu_tolerations: tolerations of GPU pods, a list of Kubernetes toleration objects, e.g.
             [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}].
@@ -238,57 +245,126 @@ def adg_pipeline(
         ).set_display_name("cluster")
         cpu_task(bins, "cluster")
 
+        select_args = {
+            "clusters": bins.outputs["clusters"],
+            "budget": select_budget,
+            "strategy": select_strategy,
+            "fail_on_collapse": select_fail_on_collapse,
+            "rejects": ing.outputs["rejects"],
+        }
+        run_parameters = {
+            "model": model,
+            "generate_num_samples": generate_num_samples,
+            "generate_temperature": generate_temperature,
+            "score_dispersion_weight": score_dispersion_weight,
+            "score_anisotropy_weight": score_anisotropy_weight,
+            "cluster_count": cluster_count,
+        }
         chosen = select(
-            scored=scored.outputs["merged"],
-            clusters=bins.outputs["clusters"],
-            budget=select_budget,
-            strategy=select_strategy,
-            fail_on_collapse=select_fail_on_collapse,
-            rejects=ing.outputs["rejects"],
-            run_parameters={
-                "model": model,
-                "generate_num_samples": generate_num_samples,
-                "generate_temperature": generate_temperature,
-                "score_dispersion_weight": score_dispersion_weight,
-                "score_anisotropy_weight": score_anisotropy_weight,
-                "cluster_count": cluster_count,
-            },
+            scored=scored.outputs["merged"], run_parameters=run_parameters, **select_args
         ).set_display_name("select")
         cpu_task(chosen, "select")
 
+        # --- other selectors, side by side with ADG (only when `selectors` names any) ---------
+        plan = plan_selectors(selectors=selectors).set_display_name("plan_selectors")
+        cpu_task(plan, "compare")
+
+        def baseline_branch(trained: bool):
+            """Score the merged file with each baseline method, select (and train, evaluate)."""
+            with dsl.ParallelFor(plan.outputs["baselines"]) as method:
+                rescored = score(
+                    generated=scored.outputs["merged"],
+                    model=model,
+                    dispersion_weight=score_dispersion_weight,
+                    anisotropy_weight=score_anisotropy_weight,
+                    all_metrics=False,
+                    shard_index=0,
+                    checkpoint_uri=checkpoint_uri,
+                    checkpoint_every=checkpoint_every,
+                    run_id=run_id,
+                    method=method,
+                ).set_display_name("score_baseline")
+                gpu_task(rescored, "score", score_gpu_count, gpu_node_selector, gpu_tolerations)
+                use_object_store_secret(rescored, storage_secret)
+                picked = select(
+                    scored=rescored.outputs["scored"],
+                    run_parameters={**run_parameters, "selector": method},
+                    **select_args,
+                ).set_display_name("select_baseline")
+                cpu_task(picked, "select")
+                if not trained:
+                    return picked, None
+                model_b = train(data=picked.outputs["top"], **train_args)
+                model_b.set_display_name("train_baseline")
+                gpu_task(model_b, "train", train_num_gpus, gpu_node_selector, gpu_tolerations)
+                use_object_store_secret(model_b, storage_secret)
+                evaluated_b = evaluate(model=model_b.outputs["model"], **evaluate_args)
+                evaluated_b.set_display_name("evaluate_baseline")
+                gpu_task(
+                    evaluated_b, "evaluate", evaluate_gpu_count, gpu_node_selector, gpu_tolerations
+                )
+                use_object_store_secret(evaluated_b, storage_secret)
+                return picked, evaluated_b
+
+        def compare_step(picked, **results) -> None:
+            table = compare(
+                selectors=selectors,
+                baselines=plan.outputs["baselines"],
+                adg_top=chosen.outputs["top"],
+                baseline_tops=dsl.Collected(picked.outputs["top"]),
+                **results,
+            ).set_display_name("compare")
+            cpu_task(table, "compare")
+
+        # Identical settings for ADG's model and every baseline's.
+        train_args = {
+            "base_model": model,
+            "epochs": train_epochs,
+            "max_steps": train_max_steps,
+            "batch_size": train_batch_size,
+            "gradient_accumulation_steps": train_gradient_accumulation_steps,
+            "learning_rate": train_learning_rate,
+            "lr_scheduler": train_lr_scheduler,
+            "warmup_ratio": train_warmup_ratio,
+            "weight_decay": train_weight_decay,
+            "model_max_length": train_model_max_length,
+            "seed": train_seed,
+            "deepspeed": train_deepspeed,
+            "num_gpus": train_num_gpus,
+            "checkpoint_dir": train_checkpoint_dir,
+        }
+        evaluate_args = {
+            "tasks": evaluate_tasks,
+            "num_fewshot": evaluate_num_fewshot,
+            "limit": evaluate_limit,
+            "include_path": evaluate_include_path,
+            "baseline": evaluate_baseline,
+            "backend": evaluate_backend,
+            "batch_size": evaluate_batch_size,
+        }
+
         # --- train and evaluate (only when train_enabled) ------------------------------------
         with dsl.If(train_enabled == True, name="train-enabled"):  # noqa: E712
-            tuned = train(
-                data=chosen.outputs["top"],
-                base_model=model,
-                epochs=train_epochs,
-                max_steps=train_max_steps,
-                batch_size=train_batch_size,
-                gradient_accumulation_steps=train_gradient_accumulation_steps,
-                learning_rate=train_learning_rate,
-                lr_scheduler=train_lr_scheduler,
-                warmup_ratio=train_warmup_ratio,
-                weight_decay=train_weight_decay,
-                model_max_length=train_model_max_length,
-                seed=train_seed,
-                deepspeed=train_deepspeed,
-                num_gpus=train_num_gpus,
-                checkpoint_dir=train_checkpoint_dir,
-            ).set_display_name("train")
+            tuned = train(data=chosen.outputs["top"], **train_args).set_display_name("train")
             gpu_task(tuned, "train", train_num_gpus, gpu_node_selector, gpu_tolerations)
             use_object_store_secret(tuned, storage_secret)
-            evaluated = evaluate(
-                model=tuned.outputs["model"],
-                tasks=evaluate_tasks,
-                num_fewshot=evaluate_num_fewshot,
-                limit=evaluate_limit,
-                include_path=evaluate_include_path,
-                baseline=evaluate_baseline,
-                backend=evaluate_backend,
-                batch_size=evaluate_batch_size,
-            ).set_display_name("evaluate")
+            evaluated = evaluate(model=tuned.outputs["model"], **evaluate_args)
+            evaluated.set_display_name("evaluate")
             gpu_task(evaluated, "evaluate", evaluate_gpu_count, gpu_node_selector, gpu_tolerations)
             use_object_store_secret(evaluated, storage_secret)
+            with dsl.If(plan.outputs["several"] == True, name="compare-trained"):  # noqa: E712
+                picked, evaluated_b = baseline_branch(trained=True)
+                compare_step(
+                    picked,
+                    adg_results=evaluated.outputs["results"],
+                    baseline_results=dsl.Collected(evaluated_b.outputs["results"]),
+                )
+        with (
+            dsl.Else(name="train-disabled"),
+            dsl.If(plan.outputs["several"] == True, name="compare-selected"),  # noqa: E712
+        ):
+            picked, _ = baseline_branch(trained=False)
+            compare_step(picked)
 
         # A no-op when export_uri is empty; the ledger is written only after it.
         exported = export(

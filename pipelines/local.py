@@ -7,7 +7,8 @@ The pipeline's stages sit inside a `dsl.If` (recurring curation may find nothing
 kfp.local cannot return artifacts chosen by `dsl.OneOf`, so the pipeline declares no outputs and
 the subsets are read from the `select` (or `nothing_to_do`) task's folder of this run, with the
 report (report.html, report.md); with `analyse`, the task-type labels and composition are copied
-too and the composition is added to the report.
+too and the composition is added to the report. With several `selectors`, the compare task's
+table is copied too (comparison.md, .html, .json), with each subset's task mix when analysed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import shutil
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kfp import compiler, local
@@ -43,6 +44,7 @@ class LocalRunOptions:
     analyse: bool = False
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
+    selectors: list[str] = field(default_factory=lambda: ["adg"])
 
 
 def compile_pipeline(output: str | Path) -> None:
@@ -82,11 +84,13 @@ def _subsets_dir(root: Path, before: set[Path]) -> Path:
 
 def run_local(opts: LocalRunOptions) -> dict:
     """Run the whole pipeline locally; print and return the selection report."""
+    from adg.comparison import plan_selectors
     from adg.generation import SamplingConfig
     from adg.models import resolve_model
     from adg.subsets import summary_lines
 
     sampling = opts.sampling or SamplingConfig()
+    _baselines, several = plan_selectors(opts.selectors)  # a bad name fails before the run
     out = Path(opts.output_dir).resolve()
     n, budget, bins = plan_sizes(opts)
     # Resolve (and on first use, convert) the model once here, not in each component.
@@ -133,18 +137,42 @@ def run_local(opts: LocalRunOptions) -> dict:
         select_strategy=opts.strategy,
         export_uri=opts.export_uri,
         analyse_enabled=opts.analyse,
+        selectors=opts.selectors,
     )
     task_dir = _subsets_dir(root, before)
     for name in ("top", "middle", "bottom", "report"):
         target = out / ("selection_report.json" if name == "report" else f"{name}.json")
         shutil.copyfile(task_dir / name, target)
     _copy_report(task_dir, out, opts.analyse)
+    if several:
+        _copy_comparison(task_dir.parent, out, opts.analyse)
     report = json.loads((out / "selection_report.json").read_text())
     print(f"adg run: finished in {time.time() - started:.0f}s; outputs in {out}")
     print("\n".join(summary_lines(report, out)))
     if (out / "report.html").is_file():
         print(f"adg run: report {out / 'report.html'}")
+    if several:
+        print((out / "comparison.md").read_text(encoding="utf-8"))
+        print(f"adg run: selector comparison {out / 'comparison.html'}")
     return report
+
+
+def _copy_comparison(run_dir: Path, out: Path, analysed: bool) -> None:
+    """The compare task's table (Markdown, HTML, JSON); with analysis, each subset's task mix."""
+    from adg.comparison import COMPARISON_FILES, with_task_mix, write_comparison
+
+    found = [
+        d for d in (run_dir / "compare", run_dir / "compare-2") if (d / "comparison").is_file()
+    ]
+    if not found:
+        raise RuntimeError(f"{run_dir}: the compare task wrote no comparison")
+    for name, target in COMPARISON_FILES.items():
+        shutil.copyfile(found[0] / name, out / target)
+    labels = run_dir / "analyse" / "labels"
+    if analysed and labels.is_file():
+        comp = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
+        comp = with_task_mix(comp, labels)
+        write_comparison(comp, {name: out / f for name, f in COMPARISON_FILES.items()})
 
 
 def _copy_report(task_dir: Path, out: Path, analysed: bool) -> None:

@@ -25,6 +25,11 @@ GPU_EXECUTORS = {
     "exec-analyse": "analyse_gpu_count",
     "exec-train": "train_num_gpus",
     "exec-evaluate": "evaluate_gpu_count",
+    # The baseline selectors' branches (selection only; with train/evaluate).
+    "exec-score-2": "score_gpu_count",
+    "exec-score-3": "score_gpu_count",
+    "exec-train-2": "train_num_gpus",
+    "exec-evaluate-2": "evaluate_gpu_count",
 }
 CPU_EXECUTORS = {
     "exec-ingest",
@@ -35,6 +40,11 @@ CPU_EXECUTORS = {
     "exec-export",
     "exec-record-ledger",
     "exec-nothing-to-do",
+    "exec-plan-selectors",
+    "exec-select-2",
+    "exec-select-3",
+    "exec-compare",
+    "exec-compare-2",
 }
 STORAGE_EXECUTORS = {
     "exec-ingest",
@@ -46,8 +56,23 @@ STORAGE_EXECUTORS = {
     "exec-analyse",
     "exec-train",
     "exec-evaluate",
+    "exec-score-2",
+    "exec-score-3",
+    "exec-train-2",
+    "exec-evaluate-2",
 }
-EXECUTOR_STAGE = {"exec-record-ledger": "ledger", "exec-nothing-to-do": "ledger"}
+EXECUTOR_STAGE = {
+    "exec-record-ledger": "ledger",
+    "exec-nothing-to-do": "ledger",
+    "exec-plan-selectors": "compare",
+    "exec-compare-2": "compare",
+    "exec-score-2": "score",
+    "exec-score-3": "score",
+    "exec-select-2": "select",
+    "exec-select-3": "select",
+    "exec-train-2": "train",
+    "exec-evaluate-2": "evaluate",
+}
 SENTINEL_KEY, SENTINEL_SECRET = "AKIAADGSENTINEL0001", "adg-sentinel-secret-value/0123456789"
 
 

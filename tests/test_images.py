@@ -32,6 +32,7 @@ STAGE_EXTRAS = {
     "cluster": set(),
     "select": set(),
     "report": set(),
+    "compare": set(),
     "generate": {"generate"},
     "embed": {"generate"},
     "score": {"generate"},

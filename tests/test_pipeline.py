@@ -57,6 +57,7 @@ def test_parameters_are_stage_prefixed(compiled):
         "checkpoint_uri",
         "checkpoint_every",
         "export_uri",
+        "selectors",
     }
     unprefixed = {n for n in params if not n.startswith(tuple(f"{s}_" for s in stages))}
     assert unprefixed <= run_wide

@@ -10,6 +10,7 @@ packages on the path.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -143,8 +144,6 @@ def cmd_score(a: argparse.Namespace) -> None:
 
 
 def cmd_select(a: argparse.Namespace) -> None:
-    import json
-
     from adg.subsets import select_file, summary_lines
 
     try:
@@ -165,6 +164,41 @@ def cmd_select(a: argparse.Namespace) -> None:
     )
     print("\n".join(summary_lines(report, a.output_dir)))
     print(f"report: {Path(a.output_dir) / 'report.html'}")
+
+
+def cmd_compare(a: argparse.Namespace) -> None:
+    from adg.comparison import (
+        COMPARISON_FILES,
+        SelectorRun,
+        compare_runs,
+        comparison_markdown,
+        with_task_mix,
+        write_comparison,
+    )
+
+    if a.comparison:
+        try:
+            comp = json.loads(Path(a.comparison).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise UsageError(f"{a.comparison}:{err.lineno}: malformed JSON: {err.msg}") from None
+    else:
+        runs = []
+        for spec in a.run:
+            name, _, rest = spec.partition("=")
+            top, _, results = rest.partition(",")
+            if not name or not top:
+                raise UsageError(f"--run {spec!r}: expected NAME=TOP.json[,RESULTS.json]")
+            runs.append(SelectorRun(name, top, results or None))
+        if not runs:
+            raise UsageError("give --comparison or at least one --run NAME=TOP.json")
+        comp = compare_runs(runs)
+    if a.labels:
+        comp = with_task_mix(comp, a.labels)
+    out = Path(a.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_comparison(comp, {name: out / f for name, f in COMPARISON_FILES.items()})
+    print(comparison_markdown(comp))
+    print(f"adg compare: {out / 'comparison.html'}")
 
 
 def cmd_analyse(a: argparse.Namespace) -> None:
@@ -222,6 +256,7 @@ def cmd_run(a: argparse.Namespace) -> None:
         tensor_parallel_size=a.tensor_parallel_size,
         gpu_memory_utilization=a.gpu_memory_utilization,
         analyse=a.analyse,
+        selectors=[m.strip() for m in a.selectors.split(",") if m.strip()],
     )
     run_local(opts)
 
@@ -487,6 +522,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train_evaluate_parsers(sub)
 
+    p = sub.add_parser("compare", help="selectors side by side: their subsets and evaluations")
+    p.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        help="NAME=TOP.json[,RESULTS.json]: one selector's subset (and lm-eval results); repeat",
+    )
+    p.add_argument("--comparison", default="", help="an existing comparison.json instead of --run")
+    p.add_argument("--labels", default="", help="the analyse stage's labels JSONL: add task mix")
+    p.add_argument("--output-dir", default="runs/compare")
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("analyse", help="task-type labels of the pool and the selected subset")
     p.add_argument("--input", required=True, help="pool (pool.jsonl or scored.jsonl)")
     p.add_argument("--selected", default=None, help="top.json: compare its task mix to the pool's")
@@ -518,6 +565,12 @@ def build_parser() -> argparse.ArgumentParser:
     _vllm_args(p)
     p.add_argument("--export-uri", default="", help="s3:// prefix to export the subsets to")
     p.add_argument("--analyse", action="store_true", help="also run the task-type analysis")
+    p.add_argument(
+        "--selectors",
+        default="adg",
+        help="comma-separated selectors to compare side by side, e.g. adg,random,ifd "
+        "(writes comparison.md/.html/.json)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compile", help="compile the pipeline to YAML for Kubeflow")

@@ -1,0 +1,221 @@
+"""Selectors side by side: the comparison table and the Jaccard overlap on hand-made files, the
+multi-selector structure of the compiled pipeline, and `adg run --selectors adg,random` under
+kfp.local on the tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import sample_records, write_jsonl
+
+from adg.comparison import (
+    SelectorRun,
+    compare_runs,
+    comparison_html,
+    comparison_markdown,
+    jaccard,
+    plan_selectors,
+    with_task_mix,
+)
+from adg.records import PoolError
+
+
+def _top(path: Path, ids: list, scores: list[float], di: bool = True) -> Path:
+    records = []
+    for i, s in zip(ids, scores, strict=True):
+        r = {"id": i, "instruction": f"q{i}", "output": "a", "score": s}
+        if di:
+            r.update(dispersion=2 * s, anisotropy=0.5)
+        records.append(r)
+    path.write_text(json.dumps(records))
+    return path
+
+
+def _results(path: Path, gsm8k: float, mmlu: float, mbpp: float) -> Path:
+    results = {
+        "results": {
+            "gsm8k": {"exact_match,strict-match": gsm8k},
+            "mmlu": {"acc,none": mmlu},
+            "mbpp": {"pass_at_1,none": mbpp},
+        },
+        "adg": {"tasks": ["gsm8k", "mmlu", "mbpp"]},
+    }
+    path.write_text(json.dumps(results))
+    return path
+
+
+def test_jaccard():
+    assert jaccard({1, 2, 3}, {2, 3, 4}) == 0.5
+    assert jaccard(set(), set()) == 1.0
+    assert jaccard({1}, {2}) == 0.0
+
+
+def test_plan_selectors():
+    assert plan_selectors(["adg"]) == ([], False)
+    assert plan_selectors(["adg", "random", "ifd", "random"]) == (["random", "ifd"], True)
+    assert plan_selectors(["random"]) == (["random"], True)
+    with pytest.raises(ValueError, match=r"unknown method.*'best'"):
+        plan_selectors(["adg", "best"])
+
+
+def test_selection_only_table_and_overlap(tmp_path):
+    adg = _top(tmp_path / "adg.json", [1, 2, 3, 4], [0.9, 0.8, 0.7, 0.6])
+    rnd = _top(tmp_path / "rnd.json", [3, 4, 5, 6], [0.5, 0.5, 0.5, 0.5], di=False)
+    comp = compare_runs([SelectorRun("adg", adg), SelectorRun("random", rnd)])
+    assert comp["selectors"] == ["adg", "random"] and comp["evaluated"] is False
+    adg_row, rnd_row = comp["rows"]
+    assert adg_row["selected"] == 4 and adg_row["mean_score"] == pytest.approx(0.75)
+    assert adg_row["mean_dispersion"] == pytest.approx(1.5)
+    assert rnd_row["mean_dispersion"] is None and rnd_row["mean_anisotropy"] is None
+    (pair,) = comp["overlap"]
+    assert pair == {"a": "adg", "b": "random", "jaccard": pytest.approx(2 / 6), "shared": 2}
+    md = comparison_markdown(comp)
+    assert "| Selector | Selected | Mean score | Mean D | Mean I |" in md
+    assert "| adg | 4 | 0.7500 | 1.5000 | 0.5000 |" in md
+    assert "| random | 4 | 0.5000 | – | – |" in md
+    assert "| adg | 1.000 | 0.333 |" in md
+    assert "Task-type mix" not in md
+    page = comparison_html(comp)
+    assert page.startswith("<!DOCTYPE html>") and "Jaccard" in page
+
+
+def test_evaluated_table_in_the_papers_shape(tmp_path):
+    adg = _top(tmp_path / "adg.json", [1, 2], [0.9, 0.8])
+    rnd = _top(tmp_path / "rnd.json", [2, 3], [0.1, 0.2])
+    runs = [
+        SelectorRun("adg", adg, _results(tmp_path / "a.json", 0.30, 0.40, 0.20)),
+        SelectorRun("random", rnd, _results(tmp_path / "r.json", 0.20, 0.40, 0.10)),
+    ]
+    comp = compare_runs(runs)
+    assert comp["evaluated"] is True
+    adg_row = comp["rows"][0]
+    assert adg_row["categories"] == {
+        "Reasoning": pytest.approx(30.0),
+        "Knowledge": pytest.approx(40.0),
+        "Coding": pytest.approx(20.0),
+    }
+    assert adg_row["average"] == pytest.approx(30.0)
+    md = comparison_markdown(comp)
+    assert "| Selector | Selected | Reasoning | Knowledge | Coding | Average |" in md
+    assert "| adg | 2 | 30.00 | 40.00 | 20.00 | 30.00 |" in md
+    assert "| random | 2 | 20.00 | 40.00 | 10.00 | 23.33 |" in md
+
+
+def test_task_mix_from_labels(tmp_path):
+    adg = _top(tmp_path / "adg.json", [1, 2], [0.9, 0.8])
+    rnd = _top(tmp_path / "rnd.json", [3, 4], [0.1, 0.2])
+    comp = compare_runs([SelectorRun("adg", adg), SelectorRun("random", rnd)])
+    labels = tmp_path / "labels.jsonl"
+    cats = {1: "Math", 2: "Math", 3: "Coding", 4: "Writing"}
+    write_jsonl(labels, [{"id": i, "category": c} for i, c in cats.items()])
+    mixed = with_task_mix(comp, labels)
+    shares = mixed["task_mix"]["shares"]
+    assert shares["pool"]["Math"] == 0.5 and shares["adg"]["Math"] == 1.0
+    assert shares["random"]["Coding"] == 0.5 and shares["random"]["Math"] == 0.0
+    md = comparison_markdown(mixed)
+    assert "### Task-type mix" in md and "| Math | 50.0% | 100.0% | 0.0% |" in md
+    write_jsonl(labels, [{"id": 1, "category": "Math"}])
+    with pytest.raises(PoolError, match="no label for selected id 2"):
+        with_task_mix(comp, labels)
+
+
+def test_missing_subset_is_one_clear_error(tmp_path):
+    with pytest.raises(PoolError, match="selected subset not found"):
+        compare_runs([SelectorRun("adg", tmp_path / "nope.json")])
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory) -> dict:
+    from pipelines.local import compile_pipeline
+
+    path = tmp_path_factory.mktemp("compiled") / "p.yaml"
+    compile_pipeline(path)
+    return next(yaml.safe_load_all(path.read_text()))
+
+
+def test_compiled_pipeline_fans_out_over_selectors(spec):
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["selectors"]["defaultValue"] == ["adg"]
+    comps = spec["components"]
+    dags = {name: c["dag"]["tasks"] for name, c in comps.items() if "dag" in c}
+    # The ADG path keeps its task names.
+    assert any({"select", "plan-selectors"} <= set(t) for t in dags.values())
+    # Two loops over the plan's baselines: selection only, and with train/evaluate.
+    iterators = []
+    for tasks in dags.values():
+        for task in tasks.values():
+            it = task.get("parameterIterator")
+            if it and "plan-selectors" in json.dumps(it):
+                iterators.append(task["componentRef"]["name"])
+    assert len(iterators) == 2
+    bodies = [set(dags[name]) for name in iterators]
+    assert {frozenset(b) for b in bodies} == {
+        frozenset({"score-3", "select-3"}),
+        frozenset({"score-2", "select-2", "train-2", "evaluate-2"}),
+    }
+    # Each compare gathers the loop's selected subsets (and, when trained, the evaluations).
+    for name in ("comp-compare", "comp-compare-2"):
+        inputs = comps[name]["inputDefinitions"]["artifacts"]
+        assert inputs["baseline_tops"]["isArtifactList"] is True
+    trained = next(t for tasks in dags.values() for n, t in tasks.items() if n == "compare")
+    arts = trained["inputs"]["artifacts"]
+    assert "baseline_results" in arts and "adg_results" in arts
+    assert arts["baseline_tops"]["taskOutputArtifact"]["producerTask"].startswith("for-loop")
+    selection = next(t for tasks in dags.values() for n, t in tasks.items() if n == "compare-2")
+    assert "baseline_results" not in selection["inputs"]["artifacts"]
+    # The baseline score task runs the method of the loop item.
+    score = next(t for tasks in dags.values() for n, t in tasks.items() if n == "score-3")
+    assert "componentInputParameter" in json.dumps(score["inputs"]["parameters"]["method"])
+
+
+def test_adg_run_compares_adg_and_random(tiny_model_dir, tmp_path, capsys):
+    from adg.cli import main
+
+    pool = write_jsonl(tmp_path / "pool.jsonl", sample_records(8))
+    out = tmp_path / "run"
+    args = ["run", "--input", str(pool), "--model", str(tiny_model_dir), "--output-dir", str(out)]
+    args += ["--budget", "3", "--cluster-count", "2", "--num-samples", "2"]
+    args += ["--max-new-tokens", "4", "--backend", "hf", "--selectors", "adg,random"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "## Selector comparison" in printed
+    comp = json.loads((out / "comparison.json").read_text())
+    assert comp["selectors"] == ["adg", "random"]
+    assert [r["selected"] for r in comp["rows"]] == [3, 3]
+    adg_ids = [r["id"] for r in json.loads((out / "top.json").read_text())]
+    assert comp["selected_ids"]["adg"] == adg_ids
+    (pair,) = comp["overlap"]
+    assert 0.0 <= pair["jaccard"] <= 1.0
+    assert "| random | 3 |" in (out / "comparison.md").read_text()
+    assert (out / "comparison.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_adg_run_rejects_an_unknown_selector(tmp_path, capsys):
+    from adg.cli import main
+
+    pool = write_jsonl(tmp_path / "pool.jsonl", sample_records(4))
+    args = ["run", "--input", str(pool), "--output-dir", str(tmp_path), "--budget", "1"]
+    assert main([*args, "--selectors", "adg,best"]) == 2
+    assert "unknown method(s) 'best'" in capsys.readouterr().err
+
+
+def test_adg_compare_cli(tmp_path, capsys):
+    from adg.cli import main
+
+    adg = _top(tmp_path / "adg.json", [1, 2], [0.9, 0.8])
+    rnd = _top(tmp_path / "rnd.json", [2, 3], [0.1, 0.2])
+    out = tmp_path / "cmp"
+    args = ["compare", "--run", f"adg={adg}", "--run", f"random={rnd}", "--output-dir", str(out)]
+    assert main(args) == 0
+    assert "| adg | 1.000 | 0.333 |" in capsys.readouterr().out
+    labels = write_jsonl(
+        tmp_path / "labels.jsonl", [{"id": i, "category": "Math"} for i in (1, 2, 3)]
+    )
+    again = ["compare", "--comparison", str(out / "comparison.json"), "--labels", str(labels)]
+    assert main([*again, "--output-dir", str(out)]) == 0
+    assert "### Task-type mix" in (out / "comparison.md").read_text()
+    assert main(["compare", "--run", "adg", "--output-dir", str(out)]) == 2
+    assert "expected NAME=TOP.json" in capsys.readouterr().err
