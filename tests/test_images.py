@@ -33,6 +33,11 @@ STAGE_EXTRAS = {
     "select": set(),
     "report": set(),
     "compare": set(),
+    "shard": set(),
+    "merge": set(),
+    "export": set(),
+    "ledger": set(),
+    "analyse": set(),  # the backbone through transformers, or an HTTP endpoint
     "generate": {"generate"},
     "embed": {"generate"},
     "score": {"generate"},
@@ -221,7 +226,7 @@ def compile_images(tmp_path: Path, overrides: dict[str, str]) -> dict[str, str]:
 
 
 def executor_images(path: Path) -> dict[str, str]:
-    spec = yaml.safe_load(path.read_text())
+    spec = next(yaml.safe_load_all(path.read_text()))
     executors = spec["deploymentSpec"]["executors"]
     images = {}
     for label, executor in executors.items():
@@ -232,8 +237,17 @@ def executor_images(path: Path) -> dict[str, str]:
     return images
 
 
+# Components whose name is not the stage (components/ledger.py, components/compare.py).
+COMPONENT_STAGE = {
+    "record-ledger": "ledger",
+    "nothing-to-do": "ledger",
+    "plan-selectors": "compare",
+}
+
+
 def stage_of(label: str) -> str:
     stage = re.sub(r"-\d+$", "", label.removeprefix("exec-"))
+    stage = COMPONENT_STAGE.get(stage, stage)
     assert stage in STAGE_FAMILY, f"executor {label}: stage {stage!r} has no image family"
     return stage
 
