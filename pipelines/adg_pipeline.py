@@ -49,6 +49,7 @@ def adg_pipeline(
     embed_gpu_count: int = 1,
     cluster_count: int = 1000,
     cluster_seed: int = 42,
+    cluster_pca_dims: int = 0,
     score_dispersion_weight: float = 0.6,
     score_anisotropy_weight: float = 0.4,
     score_all_metrics: bool = False,
@@ -123,6 +124,8 @@ def adg_pipeline(
         embed_gpu_count: GPUs for the embed pod.
         cluster_count: number of k-means bins (clamped to the pool size).
         cluster_seed: k-means seed.
+        cluster_pca_dims: project the instruction vectors onto this many principal components
+            before k-means (0 = off, the published method; 256 is 12x faster on 52K x 4096).
         score_dispersion_weight: weight of dispersion D in the score.
         score_anisotropy_weight: weight of anisotropy I in the score.
         score_all_metrics: also write the diagnostic metrics per record.
@@ -241,7 +244,10 @@ def adg_pipeline(
         use_object_store_secret(emb, storage_secret)
 
         bins = cluster(
-            embeddings=emb.outputs["embeddings"], count=cluster_count, seed=cluster_seed
+            embeddings=emb.outputs["embeddings"],
+            count=cluster_count,
+            seed=cluster_seed,
+            pca_dims=cluster_pca_dims,
         ).set_display_name("cluster")
         cpu_task(bins, "cluster")
 

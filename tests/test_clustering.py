@@ -42,3 +42,10 @@ def test_auto_bin_count():
     assert auto_bin_count(10) == 1
     assert auto_bin_count(52_002) == 1000
     assert auto_bin_count(5_000) == 96
+
+
+def test_pca_option_keeps_blobs_and_seed():
+    x = blobs(n_per=30, centres=3, dim=64, seed=7)
+    a = kmeans_bins(x, count=3, seed=42, pca_dims=8)
+    assert np.array_equal(a, kmeans_bins(x, count=3, seed=42, pca_dims=8))
+    assert [len(set(a[i * 30 : (i + 1) * 30])) for i in range(3)] == [1, 1, 1]

@@ -120,7 +120,7 @@ def cmd_embed(a: argparse.Namespace) -> None:
 def cmd_cluster(a: argparse.Namespace) -> None:
     from adg.clustering import cluster_file
 
-    used = cluster_file(a.embeddings, a.output, count=a.count, seed=a.seed)
+    used = cluster_file(a.embeddings, a.output, count=a.count, seed=a.seed, pca_dims=a.pca_dims)
     print(f"cluster: {used} bins -> {a.output}")
 
 
@@ -487,6 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True)
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--pca-dims", type=int, default=0, help="k-means on this many principal components (0: off)"
+    )
     p.set_defaults(func=cmd_cluster)
 
     p = sub.add_parser("score", help="score records (ADG divergence or a baseline selector)")
