@@ -26,6 +26,10 @@ from bench.baselines import reference_scoring as ref
         ("℃", 1.3),
         ("°C", 1.3),
         ("x2", 1.3),
+        ("²", 1.3),  # a digit by str.isdigit, as in the straightforward baseline
+        ("①", 1.3),
+        ("٣", 1.3),
+        ("½", 1.0),  # a number form, not a digit
         (" the", 1.0),
         ("@", 1.0),
         ("<s>", 1.0),
@@ -33,6 +37,17 @@ from bench.baselines import reference_scoring as ref
 )
 def test_token_weight_rules(piece, weight):
     assert token_weight(piece) == weight
+    assert ref.weight_of(_OneToken(piece), 0) == weight
+
+
+class _OneToken:
+    """A tokenizer whose only token decodes to `piece` (feeds the baseline's weight rule)."""
+
+    def __init__(self, piece):
+        self.piece = piece
+
+    def decode(self, ids):
+        return self.piece
 
 
 def test_weight_table_matches_per_token_decode(tiny):

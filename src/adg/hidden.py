@@ -23,7 +23,9 @@ import numpy as np
 
 LAYERS = (-4, -3, -2)
 _PUNCT_ONLY = re.compile(r"[\s,.;:!?()\[\]{}\"'`~\-_/\\]+")
-_NUMERIC = re.compile(r"[\d%℃°]")
+# "Contains a digit" is str.isdigit: decimal digits of any script and digit forms such as ² or ①
+# (SmolLM2's vocabulary has ² and ³ as tokens of their own).
+_NUMERIC_SIGNS = frozenset("%℃°")
 NUMERIC_WEIGHT = 1.3
 
 
@@ -32,7 +34,7 @@ def token_weight(piece: str) -> float:
     s = piece.strip()
     if not s or _PUNCT_ONLY.fullmatch(s):
         return 0.0
-    if _NUMERIC.search(s):
+    if any(ch.isdigit() or ch in _NUMERIC_SIGNS for ch in s):
         return NUMERIC_WEIGHT
     return 1.0
 
