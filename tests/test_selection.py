@@ -4,7 +4,7 @@ the exact strategy's budget fill and proportionality."""
 import numpy as np
 import pytest
 
-from adg.selection import collapse_reasons, exact_quotas, select
+from adg.selection import collapse_reasons, exact_quotas, reference_quotas, select
 from bench.baselines.reference_selection import plain_reference
 
 
@@ -34,6 +34,21 @@ def test_reference_hand_case():
     assert sel.top.tolist() == [0, 1]
     assert sel.bottom.tolist() == [8, 9]
     assert sel.middle.tolist() == [10, 11, 4]
+
+
+def test_reference_rounds_like_the_published_code():
+    # 321 * (486 / 52002) is 2.9999999999999996 in floating point: the published int(n * ratio)
+    # gives 2, and so must we (a tolerance would give 3).
+    sizes = np.array([321, 52002 - 321])
+    assert reference_quotas(sizes, 486, 52002)[0] == 2
+    scores = np.random.default_rng(0).random(52002)
+    bins = np.repeat([0, 1], sizes)
+    sel = select(scores, bins, 486, "reference")
+    top, middle, bottom = plain_reference(list(scores), list(bins), 486)
+    assert (bins[sel.top] == 0).sum() == 2
+    assert sel.top.tolist() == top
+    assert sel.middle.tolist() == middle
+    assert sel.bottom.tolist() == bottom
 
 
 def test_exact_fills_budget_proportionally():

@@ -59,8 +59,10 @@ def rank_within_bins(order: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, n
 
 
 def reference_quotas(sizes: np.ndarray, budget: int, total: int) -> np.ndarray:
+    # The published rounding, float error included: int(n * ratio), with ratio = budget / N
+    # (e.g. 321 * (486 / 52002) is 2.9999999999999996, so that bin's quota is 2, not 3).
     ratio = budget / total
-    q = np.maximum(1, np.floor(sizes * ratio + 1e-9).astype(np.int64))
+    q = np.maximum(1, np.floor(sizes * ratio).astype(np.int64))
     return np.where(sizes >= 3, q, 0)
 
 
