@@ -1,8 +1,9 @@
 """Submitting the pipeline to a Kubeflow Pipelines server: one run (`adg submit`) or a recurring
 run (`adg schedule`), through `kfp.Client`.
 
-The server and namespace come from flags or `KFP_HOST` / `KFP_NAMESPACE` (a bearer token, where
-the server wants one, only from `KFP_TOKEN`). Pipeline arguments are given as `key=value` and
+The server, namespace and the service account the pods run as come from flags or `KFP_HOST` /
+`KFP_NAMESPACE` / `KFP_SERVICE_ACCOUNT` (a bearer token, where the server wants one, only from
+`KFP_TOKEN`). Pipeline arguments are given as `key=value` and
 converted to the types the compiled pipeline declares, so a typo or a bad number fails here, not in
 the cluster. A recurring run uses a cron schedule (5 fields, or KFP's 6 with seconds first), never
 catches up on missed runs and never overlaps itself (max concurrency 1): the curation ledger's
@@ -33,15 +34,22 @@ class RemoteError(ValueError):
 class Target:
     host: str
     namespace: str | None
+    service_account: str | None = None
 
 
-def resolve_target(host: str | None = None, namespace: str | None = None) -> Target:
-    """Flags win over `KFP_HOST` / `KFP_NAMESPACE`; a host is required."""
+def resolve_target(
+    host: str | None = None, namespace: str | None = None, service_account: str | None = None
+) -> Target:
+    """Flags win over `KFP_HOST` / `KFP_NAMESPACE` / `KFP_SERVICE_ACCOUNT`; a host is required.
+
+    No service account means the namespace's default one (Kubeflow profiles: default-editor).
+    """
     host = host or os.environ.get("KFP_HOST", "").strip()
     namespace = namespace or os.environ.get("KFP_NAMESPACE", "").strip() or None
+    account = service_account or os.environ.get("KFP_SERVICE_ACCOUNT", "").strip() or None
     if not host:
         raise RemoteError("no Kubeflow Pipelines host: pass --host or set KFP_HOST")
-    return Target(host, namespace)
+    return Target(host, namespace, account)
 
 
 def pipeline_parameters(package_path: str | os.PathLike) -> dict[str, str]:
@@ -105,6 +113,7 @@ def run_request(
     run_name: str | None,
     experiment: str,
     namespace: str | None,
+    service_account: str | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments of `kfp.Client.create_run_from_pipeline_package`."""
     return {
@@ -113,6 +122,7 @@ def run_request(
         "run_name": run_name,
         "experiment_name": experiment,
         "namespace": namespace,
+        "service_account": service_account,
     }
 
 
@@ -122,6 +132,7 @@ def recurring_run_request(
     cron: str,
     job_name: str,
     experiment_id: str,
+    service_account: str | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments of `kfp.Client.create_recurring_run`: no catch-up, one run at a time."""
     return {
@@ -133,6 +144,7 @@ def recurring_run_request(
         "enabled": True,
         "params": arguments,
         "pipeline_package_path": str(package_path),
+        "service_account": service_account,
     }
 
 
@@ -174,12 +186,14 @@ def submit(
     experiment: str = DEFAULT_EXPERIMENT,
     run_name: str | None = None,
     package: str | None = None,
+    service_account: str | None = None,
 ) -> str:
     """Start one run; returns its id."""
-    target = resolve_target(host, namespace)
+    target = resolve_target(host, namespace, service_account)
     with _Package(package) as path:
+        arguments = parse_params(params, path)
         request = run_request(
-            path, parse_params(params, path), run_name, experiment, target.namespace
+            path, arguments, run_name, experiment, target.namespace, target.service_account
         )
         result = _client(target).create_run_from_pipeline_package(**request)
     return result.run_id
@@ -193,14 +207,17 @@ def schedule(
     namespace: str | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
     package: str | None = None,
+    service_account: str | None = None,
 ) -> str:
     """Create a recurring run; returns its id."""
-    target = resolve_target(host, namespace)
+    target = resolve_target(host, namespace, service_account)
     cron_expression(cron)
     with _Package(package) as path:
         arguments = parse_params(params, path)
         client = _client(target)
         exp = client.create_experiment(experiment, namespace=target.namespace)
-        request = recurring_run_request(path, arguments, cron, name, exp.experiment_id)
+        request = recurring_run_request(
+            path, arguments, cron, name, exp.experiment_id, target.service_account
+        )
         job = client.create_recurring_run(**request)
     return job.recurring_run_id

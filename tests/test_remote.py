@@ -82,7 +82,18 @@ def test_run_request():
         "run_name": "nightly",
         "experiment_name": "adg",
         "namespace": "team-a",
+        "service_account": None,
     }
+    request = remote.run_request(PACKAGE, {}, None, "adg", None, "adg-pipeline-runner")
+    assert request["service_account"] == "adg-pipeline-runner"
+
+
+def test_service_account_from_flag_or_environment(monkeypatch):
+    monkeypatch.setenv("KFP_SERVICE_ACCOUNT", "from-env")
+    assert remote.resolve_target("http://h").service_account == "from-env"
+    assert remote.resolve_target("http://h", None, "flag").service_account == "flag"
+    monkeypatch.delenv("KFP_SERVICE_ACCOUNT")
+    assert remote.resolve_target("http://h").service_account is None
 
 
 def test_recurring_run_request_never_catches_up_or_overlaps():

@@ -303,6 +303,7 @@ def cmd_submit(a: argparse.Namespace) -> None:
         experiment=a.experiment,
         run_name=a.run_name,
         package=a.package,
+        service_account=a.service_account,
     )
     print(f"submitted run {run_id}")
 
@@ -319,6 +320,7 @@ def cmd_schedule(a: argparse.Namespace) -> None:
         namespace=a.namespace,
         experiment=a.experiment,
         package=a.package,
+        service_account=a.service_account,
     )
     print(f"scheduled recurring run {job_id} ({a.cron}, no catch-up, max concurrency 1)")
 
@@ -327,6 +329,12 @@ def _kfp_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=None, help="KFP API endpoint (default: $KFP_HOST)")
     p.add_argument("--namespace", default=None, help="Kubeflow namespace (default: $KFP_NAMESPACE)")
     p.add_argument("--experiment", default="adg")
+    p.add_argument(
+        "--service-account",
+        default=None,
+        help="service account of the run's pods, e.g. adg-pipeline-runner from manifests/ "
+        "(default: $KFP_SERVICE_ACCOUNT, else the namespace's default)",
+    )
     p.add_argument(
         "--package", default=None, help="compiled pipeline YAML (default: compile the pipeline now)"
     )
@@ -611,7 +619,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (rec.PoolError, UsageError, FileNotFoundError, ValueError) as err:
+    # OSError: a missing, unreadable or unwritable file, or a model folder transformers cannot load.
+    except (rec.PoolError, UsageError, OSError, ValueError) as err:
         print(f"adg {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
