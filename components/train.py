@@ -25,9 +25,11 @@ def train(
     deepspeed: str,
     num_gpus: int,
     checkpoint_dir: str,
+    run_id: str,
+    selector: str,
 ):
     """Write a HF model folder (tokenizer included); log the loss curve as Metrics."""
-    from adg.training import TrainConfig, curve_points, launch
+    from adg.training import TrainConfig, curve_points, launch, run_checkpoint_dir
 
     cfg = TrainConfig(
         data=data.path,
@@ -44,7 +46,7 @@ def train(
         model_max_length=model_max_length,
         seed=seed,
         deepspeed=deepspeed,
-        checkpoint_dir=checkpoint_dir,
+        checkpoint_dir=run_checkpoint_dir(checkpoint_dir, run_id, selector),
     )
     result = launch(cfg, num_gpus=num_gpus)
     for key in ("train_loss", "first_loss", "final_loss", "steps", "examples", "skipped"):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, build_tokenizer, sample_records, write_jsonl
 
+import adg
 from adg.cli import main
 from adg.prompts import ALPACA_NO_INPUT, ALPACA_WITH_INPUT
 from adg.training import (
@@ -24,6 +25,7 @@ from adg.training import (
     launch,
     load_examples,
     resolve_deepspeed,
+    run_checkpoint_dir,
     train,
 )
 
@@ -235,7 +237,10 @@ def test_deepspeed_is_refused_on_cpu_and_unknown_configs_named(tiny_model_dir, t
 @pytest.mark.parametrize("name", sorted(DEEPSPEED_CONFIGS))
 def test_deepspeed_configs_are_zero3_and_save_gathered_weights(name):
     path = configs_dir() / DEEPSPEED_CONFIGS[name]
-    assert path.parent == REPO / "configs"
+    # Package data (pyproject's package-data), so a non-editable install such as the train image
+    # has the configs too.
+    assert path.parent == Path(adg.__file__).parent / "deepspeed_configs"
+    assert "deepspeed_configs/*.json" in (REPO / "pyproject.toml").read_text()
     config = json.loads(path.read_text())
     zero = config["zero_optimization"]
     assert zero["stage"] == 3
@@ -283,12 +288,25 @@ def test_train_component_through_kfp_local(tiny_model_dir, tmp_path):
             seed=0,
             deepspeed="auto",
             num_gpus=1,
-            checkpoint_dir="",
+            checkpoint_dir=str(tmp_path / "checkpoints"),
+            run_id="run-1",
+            selector="adg",
         ).outputs["model"]
 
     run = only_train(path=str(data))
     folder = Path(run.output.path)
     assert (folder / "model.safetensors").is_file() and (folder / METRICS_FILE).is_file()
+    # Checkpoints went to <checkpoint_dir>/<run id>/<selector>, removed once training finished.
+    assert (tmp_path / "checkpoints" / "run-1").is_dir()
+    assert not (tmp_path / "checkpoints" / "run-1" / "adg").exists()
+
+
+def test_each_run_and_selector_has_its_own_checkpoints():
+    assert run_checkpoint_dir("/cache/ckpt", "run-1", "adg") == "/cache/ckpt/run-1/adg"
+    assert run_checkpoint_dir("/cache/ckpt", "run-1", "random") != run_checkpoint_dir(
+        "/cache/ckpt", "run-1", "adg"
+    )
+    assert run_checkpoint_dir("", "run-1", "adg") == ""  # no base: inside the model output
 
 
 @pytest.mark.integration

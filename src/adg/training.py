@@ -7,9 +7,10 @@ response (and EOS) alone. Sequences are cut at `model_max_length`; a record whos
 fills it has nothing to learn from and is skipped. Training uses the transformers `Trainer` with the
 published recipe as defaults (5 epochs, batch 2 x 8 accumulation, lr 1e-5, cosine, 3% warm-up, no
 weight decay, 2048 tokens; bf16 and gradient checkpointing on GPU, fp32 on CPU). DeepSpeed (ZeRO-3
-configs in configs/) is used only when a config is given, and several GPUs in one pod are driven
-by `launch`, which re-runs this module under torchrun. Checkpoints go to `<output>/checkpoints`
-(or `checkpoint_dir`) and a restarted run resumes from the last one.
+configs in deepspeed_configs/, package data) is used only when a config is given; several GPUs in
+one pod, or DeepSpeed, are driven by `launch`, which re-runs this module under torchrun.
+Checkpoints go to `<output>/checkpoints` (or `checkpoint_dir`) and a restarted run resumes from the
+last one.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from adg.prompts import alpaca_prompt
 
 IGNORE_INDEX = -100
 METRICS_FILE = "training_metrics.json"
-# `--deepspeed NAME` picks configs/deepspeed_NAME.json; a path to a JSON file works too.
+# `--deepspeed NAME` picks deepspeed_configs/deepspeed_NAME.json, package data installed with adg
+# (so the train image has them); a path to a JSON file works too.
 DEEPSPEED_CONFIGS = {
     "zero3": "deepspeed_zero3.json",
     "zero3_offload": "deepspeed_zero3_offload.json",
@@ -142,10 +144,8 @@ class SFTCollator:
 
 
 def configs_dir() -> Path:
-    """configs/ of the checkout (or $ADG_CONFIGS_DIR in an image that copies it elsewhere)."""
-    return Path(
-        os.environ.get("ADG_CONFIGS_DIR") or Path(__file__).resolve().parents[2] / "configs"
-    )
+    """The DeepSpeed configs shipped inside the package."""
+    return Path(__file__).resolve().parent / "deepspeed_configs"
 
 
 def resolve_deepspeed(spec: str) -> str:
@@ -303,7 +303,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     resume = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
     result = trainer.train(resume_from_checkpoint=resume)
     model.config.use_cache = True
-    trainer.save_model(str(out))  # gathers ZeRO-3 shards (see configs/); saves the tokenizer too
+    trainer.save_model(
+        str(out)
+    )  # gathers ZeRO-3 shards (see deepspeed_configs/); saves the tokenizer too
     curve = loss_curve(trainer.state.log_history)
     metrics = {
         "train_loss": float(result.training_loss),
@@ -324,12 +326,23 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     return metrics
 
 
+def run_checkpoint_dir(base: str, run_id: str, selector: str) -> str:
+    """`base/run_id/selector` ('' when no base): a retried pod of the same run finds its own
+    checkpoints, while other runs and the other selectors' trainings never touch them."""
+    return str(Path(base) / run_id / selector) if base else ""
+
+
 def launch(cfg: TrainConfig, num_gpus: int = 1) -> dict[str, Any]:
-    """Train in this process, or with num_gpus > 1 under torchrun (one process per GPU).
+    """Train in this process, or under torchrun (one process per GPU) with num_gpus > 1 or
+    DeepSpeed: DeepSpeed reads its rank and rendezvous from the launcher's environment, even for
+    one GPU.
 
     Without a GPU the workers are CPU processes talking over gloo: the same code path, slower.
     """
-    if num_gpus <= 1:
+    deepspeed = resolve_deepspeed(cfg.deepspeed)
+    if deepspeed and not _cuda():  # here, not as a failed worker process
+        raise ValueError("--deepspeed needs a CUDA GPU; on CPU train without it")
+    if num_gpus <= 1 and not deepspeed:
         return train(cfg)
     if not cfg.deepspeed:
         print(f"adg train: {num_gpus} GPUs without --deepspeed: plain data parallel (DDP)")
