@@ -21,7 +21,13 @@ from components.score import score
 from components.select import select
 from components.shard import shard
 from components.train import train
-from pipelines.placement import cpu_task, gpu_task, use_endpoint_key, use_object_store_secret
+from pipelines.placement import (
+    MODEL_CACHE_PATH,
+    cpu_task,
+    gpu_task,
+    use_endpoint_key,
+    use_object_store_secret,
+)
 
 PIPELINE_NAME = "adg-selection"
 # Shards generated and scored at once (one GPU pod each); ParallelFor needs a compile-time number.
@@ -60,6 +66,7 @@ def adg_pipeline(
     selectors: list = ["adg"],  # noqa: B006
     gpu_node_selector: dict = {},  # noqa: B006 - KFP parameter defaults are literals
     gpu_tolerations: list = [],  # noqa: B006
+    model_cache_pvc: str = "adg-model-cache",
     storage_secret: str = "adg-object-store",
     checkpoint_uri: str = "",
     checkpoint_every: int = 64,
@@ -78,7 +85,7 @@ def adg_pipeline(
     train_seed: int = 42,
     train_deepspeed: str = "auto",
     train_num_gpus: int = 1,
-    train_checkpoint_dir: str = "",
+    train_checkpoint_dir: str = MODEL_CACHE_PATH + "/checkpoints",
     evaluate_tasks: str = "",
     evaluate_num_fewshot: str = "",
     evaluate_limit: float = 0.0,
@@ -142,6 +149,10 @@ def adg_pipeline(
         gpu_node_selector: node labels GPU pods must match, e.g. {"nvidia.com/gpu.present": "true"}.
         gpu_tolerations: tolerations of GPU pods, a list of Kubernetes toleration objects, e.g.
             [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}].
+        model_cache_pvc: PersistentVolumeClaim mounted at /var/cache/adg (ADG_HOME) in every GPU
+            pod: models from s3:// (and the embedded one) are fetched once into it, and training
+            checkpoints live on it (manifests/ creates adg-model-cache; ReadWriteMany for
+            parallel shards on several nodes).
         storage_secret: name of the Kubernetes Secret with AWS_ACCESS_KEY_ID and
             AWS_SECRET_ACCESS_KEY (optionally AWS_ENDPOINT_URL, AWS_REGION) for s3:// URIs.
         checkpoint_uri: s3:// prefix for checkpoints of generate/score shards, so a preempted pod's
@@ -163,8 +174,9 @@ def adg_pipeline(
         train_deepspeed: auto (zero3 on GPU when DeepSpeed is installed, none on CPU), zero3,
             zero3_offload, a DeepSpeed JSON path, or empty for none.
         train_num_gpus: GPUs in the training pod (one torchrun worker each).
-        train_checkpoint_dir: where checkpoints go so a restarted pod resumes (e.g. on a PVC);
-            empty = inside the model output.
+        train_checkpoint_dir: folder for training checkpoints, so a restarted pod resumes; each
+            training gets <folder>/<run id>/<selector> (default: on the model-cache PVC; empty =
+            inside the model output, lost with the pod).
         evaluate_tasks: comma-separated lm-eval tasks; empty = BBH, GSM8K, MMLU, TruthfulQA-MC2,
             MBPP, HumanEval.
         evaluate_num_fewshot: empty = the published shots; N for all tasks; or task=N,task=N.
@@ -184,6 +196,10 @@ def adg_pipeline(
         analyse_gpu_count: GPUs for the analyse pod.
     """
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+
+    def on_gpu(task, stage: str, gpus):
+        return gpu_task(task, stage, gpus, gpu_node_selector, gpu_tolerations, model_cache_pvc)
+
     ing = ingest(
         pool_uri=ingest_input,
         pool_prefix=ingest_pool_prefix,
@@ -217,9 +233,7 @@ def adg_pipeline(
                 checkpoint_every=checkpoint_every,
                 run_id=run_id,
             ).set_display_name("generate")
-            gpu_task(
-                gen, "generate", generate_tensor_parallel_size, gpu_node_selector, gpu_tolerations
-            )
+            on_gpu(gen, "generate", generate_tensor_parallel_size)
             use_object_store_secret(gen, storage_secret)
 
             scored_shard = score(
@@ -233,14 +247,14 @@ def adg_pipeline(
                 checkpoint_every=checkpoint_every,
                 run_id=run_id,
             ).set_display_name("score")
-            gpu_task(scored_shard, "score", score_gpu_count, gpu_node_selector, gpu_tolerations)
+            on_gpu(scored_shard, "score", score_gpu_count)
             use_object_store_secret(scored_shard, storage_secret)
 
         scored = merge(pool=pool, shards=dsl.Collected(scored_shard.outputs["scored"]))
         cpu_task(scored.set_display_name("merge"), "merge")
 
         emb = embed(pool=pool, model=model).set_display_name("embed")
-        gpu_task(emb, "embed", embed_gpu_count, gpu_node_selector, gpu_tolerations)
+        on_gpu(emb, "embed", embed_gpu_count)
         use_object_store_secret(emb, storage_secret)
 
         bins = cluster(
@@ -290,7 +304,7 @@ def adg_pipeline(
                     run_id=run_id,
                     method=method,
                 ).set_display_name("score_baseline")
-                gpu_task(rescored, "score", score_gpu_count, gpu_node_selector, gpu_tolerations)
+                on_gpu(rescored, "score", score_gpu_count)
                 use_object_store_secret(rescored, storage_secret)
                 picked = select(
                     scored=rescored.outputs["scored"],
@@ -300,15 +314,13 @@ def adg_pipeline(
                 cpu_task(picked, "select")
                 if not trained:
                     return picked, None
-                model_b = train(data=picked.outputs["top"], **train_args)
+                model_b = train(data=picked.outputs["top"], selector=method, **train_args)
                 model_b.set_display_name("train_baseline")
-                gpu_task(model_b, "train", train_num_gpus, gpu_node_selector, gpu_tolerations)
+                on_gpu(model_b, "train", train_num_gpus)
                 use_object_store_secret(model_b, storage_secret)
                 evaluated_b = evaluate(model=model_b.outputs["model"], **evaluate_args)
                 evaluated_b.set_display_name("evaluate_baseline")
-                gpu_task(
-                    evaluated_b, "evaluate", evaluate_gpu_count, gpu_node_selector, gpu_tolerations
-                )
+                on_gpu(evaluated_b, "evaluate", evaluate_gpu_count)
                 use_object_store_secret(evaluated_b, storage_secret)
                 return picked, evaluated_b
 
@@ -338,6 +350,7 @@ def adg_pipeline(
             "deepspeed": train_deepspeed,
             "num_gpus": train_num_gpus,
             "checkpoint_dir": train_checkpoint_dir,
+            "run_id": run_id,
         }
         evaluate_args = {
             "tasks": evaluate_tasks,
@@ -351,12 +364,13 @@ def adg_pipeline(
 
         # --- train and evaluate (only when train_enabled) ------------------------------------
         with dsl.If(train_enabled == True, name="train-enabled"):  # noqa: E712
-            tuned = train(data=chosen.outputs["top"], **train_args).set_display_name("train")
-            gpu_task(tuned, "train", train_num_gpus, gpu_node_selector, gpu_tolerations)
+            tuned = train(data=chosen.outputs["top"], selector="adg", **train_args)
+            tuned.set_display_name("train")
+            on_gpu(tuned, "train", train_num_gpus)
             use_object_store_secret(tuned, storage_secret)
             evaluated = evaluate(model=tuned.outputs["model"], **evaluate_args)
             evaluated.set_display_name("evaluate")
-            gpu_task(evaluated, "evaluate", evaluate_gpu_count, gpu_node_selector, gpu_tolerations)
+            on_gpu(evaluated, "evaluate", evaluate_gpu_count)
             use_object_store_secret(evaluated, storage_secret)
             with dsl.If(plan.outputs["several"] == True, name="compare-trained"):  # noqa: E712
                 picked, evaluated_b = baseline_branch(trained=True)
@@ -415,7 +429,7 @@ def adg_pipeline(
                 endpoint_model=analyse_endpoint_model,
                 batch_size=analyse_batch_size,
             ).set_display_name("analyse")
-            gpu_task(tasks, "analyse", analyse_gpu_count, gpu_node_selector, gpu_tolerations)
+            on_gpu(tasks, "analyse", analyse_gpu_count)
             use_object_store_secret(tasks, storage_secret)
             use_endpoint_key(tasks, storage_secret)
 

@@ -4,8 +4,10 @@ and the object-store Secret.
 `gpu_task` is for the stages that need a GPU (generate, embed, score, analyse; later train and
 evaluate): an `nvidia.com/gpu` limit, the node selector and tolerations given as pipeline
 parameters, a memory-backed /dev/shm (vLLM's tensor-parallel workers and PyTorch data loaders share
-memory through it), and retries with exponential backoff, since GPU capacity is often spot nodes
-that get preempted (generation and scoring resume from their checkpoints). `cpu_task` is for
+memory through it), the model-cache PVC at `MODEL_CACHE_PATH` (the images' ADG_HOME: a model is
+downloaded once per cluster, not once per pod; training checkpoints live there too), and retries
+with exponential backoff, since GPU capacity is often spot nodes that get preempted (generation
+and scoring resume from their checkpoints, training from its own). `cpu_task` is for
 everything else: no GPU, no selector, no toleration. Both set CPU and memory requests and limits
 from `RESOURCES`, and `use_object_store_secret` injects the S3 credentials from a Kubernetes Secret
 as environment variables, so no credential is ever in the image or the compiled pipeline. Under
@@ -55,6 +57,9 @@ GPU_BACKOFF = "60s"
 GPU_BACKOFF_FACTOR = 2.0
 GPU_BACKOFF_MAX = "1800s"
 SHM_SIZE = "16Gi"
+# The images set ADG_HOME to this folder; the PVC named by the pipeline's model_cache_pvc is
+# mounted on it in every GPU pod.
+MODEL_CACHE_PATH = "/var/cache/adg"
 
 # Secret keys → environment variables. Credentials must be in the Secret; the endpoint (MinIO,
 # SeaweedFS) and region are optional keys.
@@ -65,6 +70,7 @@ SECRET_REQUIRED_KEYS = {
 SECRET_OPTIONAL_KEYS = {
     "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL",
     "AWS_REGION": "AWS_REGION",
+    "AWS_DEFAULT_REGION": "AWS_DEFAULT_REGION",
 }
 
 
@@ -74,9 +80,12 @@ def _resources(task: PipelineTask, stage: str) -> None:
     task.set_memory_request(r.memory_request).set_memory_limit(r.memory_limit)
 
 
-def gpu_task(task: PipelineTask, stage: str, gpus, node_selector, tolerations) -> PipelineTask:
+def gpu_task(
+    task: PipelineTask, stage: str, gpus, node_selector, tolerations, cache_pvc
+) -> PipelineTask:
     """Place a task on a GPU node: `gpus` (an int or a pipeline parameter) × nvidia.com/gpu,
-    node selector (a dict parameter) and tolerations (a list parameter), resources, retries."""
+    node selector (a dict parameter) and tolerations (a list parameter), the model-cache PVC
+    (its name, a parameter), resources, retries."""
     task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
     if isinstance(gpus, PipelineChannel):
         # The compiler does not see a channel used only as a resource: without this, a task in a
@@ -87,6 +96,7 @@ def gpu_task(task: PipelineTask, stage: str, gpus, node_selector, tolerations) -
     kubernetes.empty_dir_mount(
         task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=SHM_SIZE
     )
+    kubernetes.mount_pvc(task, pvc_name=cache_pvc, mount_path=MODEL_CACHE_PATH)
     _resources(task, stage)
     task.set_retry(
         num_retries=GPU_RETRIES,

@@ -13,7 +13,7 @@ import yaml
 from components.images import STAGE_FAMILY, image_for
 from pipelines.adg_pipeline import SHARD_PARALLELISM
 from pipelines.local import compile_pipeline
-from pipelines.placement import GPU_RESOURCE, GPU_RETRIES
+from pipelines.placement import GPU_RESOURCE, GPU_RETRIES, MODEL_CACHE_PATH
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "pipelines" / "adg_pipeline.yaml"
@@ -156,6 +156,21 @@ def test_selectors_tolerations_and_shm_only_on_gpu_tasks(k8s):
     for name in CPU_EXECUTORS:
         cfg = k8s.get(name, {})
         assert "nodeSelector" not in cfg and "tolerations" not in cfg, name
+
+
+def test_model_cache_pvc_only_on_gpu_tasks(k8s):
+    for name in GPU_EXECUTORS:
+        (mount,) = k8s[name]["pvcMount"]
+        assert mount["mountPath"] == MODEL_CACHE_PATH
+        assert mount["pvcNameParameter"]["componentInputParameter"].endswith("model_cache_pvc")
+    for name in CPU_EXECUTORS:
+        assert "pvcMount" not in k8s.get(name, {}), name
+
+
+def test_train_checkpoints_default_to_the_cache_pvc(compiled):
+    params = compiled[1]["root"]["inputDefinitions"]["parameters"]
+    assert params["model_cache_pvc"]["defaultValue"] == "adg-model-cache"
+    assert params["train_checkpoint_dir"]["defaultValue"].startswith(MODEL_CACHE_PATH + "/")
 
 
 def test_retries_with_backoff_only_on_gpu_tasks(compiled):
