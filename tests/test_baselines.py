@@ -31,6 +31,24 @@ def test_ifd_equals_ratio_of_plain_losses(tiny):
     assert got["ifd"] == pytest.approx(lc / ld, rel=1e-4)
 
 
+def test_both_losses_cover_the_same_answer_tokens(tiny):
+    tokenizer, model = tiny
+    rec = sample_records(1)[0]
+    scorer = IFDScorer(tokenizer, model)
+    cond, labels, direct = scorer._sequences(rec)
+    assert cond[0] == direct[0] == tokenizer.bos_token_id
+    answer = direct[1:]
+    assert cond[-len(answer) :] == answer and labels[-len(answer) :] == answer
+    assert all(y == -100 for y in labels[: -len(answer)])
+    # A prompt too long for max_length keeps its end: the answer still follows "### Response:".
+    short = IFDScorer(tokenizer, model, max_length=len(answer) + 8)
+    cond, labels, _ = short._sequences(rec)
+    assert len(cond) == len(answer) + 8 and cond[-len(answer) :] == answer
+    response = tokenizer("### Response:\n", add_special_tokens=False)["input_ids"]
+    prompt_tail = cond[1 : -len(answer)]
+    assert prompt_tail[-len(response) :] == response[-len(prompt_tail) :]
+
+
 def test_batched_equals_one_by_one(tiny):
     tokenizer, model = tiny
     recs = sample_records(5)

@@ -39,16 +39,24 @@ class IFDScorer:
         self.device = next(model.parameters()).device
 
     def _sequences(self, record: dict[str, Any]) -> tuple[list[int], list[int], list[int]]:
-        """(conditioned ids, conditioned labels, direct ids) for one record."""
+        """(conditioned ids, conditioned labels, direct ids) for one record.
+
+        Both sequences start with BOS where the tokenizer has one, and both losses cover the same
+        answer tokens: without a BOS the direct sequence's first token has no context to be
+        predicted from, so it is left out of the conditioned loss as well. A prompt too long for
+        `max_length` loses its beginning, never the "### Response:" line next to the answer.
+        """
         tok = self.tokenizer
+        bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
         prompt = tok(alpaca_prompt(record), add_special_tokens=False)["input_ids"]
         answer = tok(record.get("output") or "", add_special_tokens=False)["input_ids"]
-        answer = answer[: max(0, self.max_length - 1)]
-        prompt = prompt[: max(0, self.max_length - len(answer))]
-        cond = prompt + answer
-        labels = [IGNORE] * len(prompt) + answer
-        bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
-        return cond, labels, bos + answer
+        answer = answer[: max(0, self.max_length - len(bos) - 1)]
+        room = max(0, self.max_length - len(bos) - len(answer))
+        prompt = prompt[len(prompt) - room :] if len(prompt) > room else prompt
+        unlabelled = 0 if bos else 1
+        cond = bos + prompt + answer
+        labels = [IGNORE] * (len(bos) + len(prompt) + unlabelled) + answer[unlabelled:]
+        return cond, labels[: len(cond)], bos + answer
 
     def _losses(self, seqs: Sequence[list[int]], labels: Sequence[list[int]]) -> np.ndarray:
         """Mean next-token loss over labelled positions, per sequence (NaN when none)."""
