@@ -10,13 +10,26 @@ import time
 import pytest
 
 from adg.generation import SamplingConfig, generate_file
-from adg.prompts import alpaca_prompt, build_prompt
+from adg.prompts import adds_special_tokens, alpaca_prompt, build_prompt
+from adg.training import encode
 
 CFG = SamplingConfig(num_samples=3, max_new_tokens=6, batch_size=4, seed=7)
 
 
 def read(path):
     return [json.loads(line) for line in open(path, encoding="utf-8")]
+
+
+def test_sampling_sees_the_prompt_tokens_training_sees(tiny):
+    # Alpaca prompts get the tokenizer's BOS when sampled, exactly as `adg train` encodes them; a
+    # chat template writes its own special tokens, so none are added to it.
+    tokenizer, _ = tiny
+    record = {"instruction": "Name a colour.", "output": "Blue."}
+    sampled = tokenizer(alpaca_prompt(record), add_special_tokens=adds_special_tokens("alpaca"))
+    trained = encode(record, tokenizer, 512)
+    assert sampled["input_ids"][0] == tokenizer.bos_token_id
+    assert trained["input_ids"][: len(sampled["input_ids"])] == sampled["input_ids"]
+    assert not adds_special_tokens("chat")
 
 
 def test_prompt_uses_input_when_present():

@@ -14,7 +14,7 @@ def test_token_counts_equal_the_tokenizer(tmp_path, tiny_model_dir):
     pool = write_jsonl(tmp_path / "pool.jsonl", recs)
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     plan = make_plan(str(pool), str(tiny_model_dir), gpu="h100", num_samples=3, max_new_tokens=10)
-    prompt = sum(len(tok(alpaca_prompt(r), add_special_tokens=False)["input_ids"]) for r in recs)
+    prompt = sum(len(tok(alpaca_prompt(r))["input_ids"]) for r in recs)  # BOS too, as generated
     instr = sum(len(tok(r["instruction"])["input_ids"]) for r in recs)
     stages = {s.stage: s for s in plan["stages"]}
     assert stages["generate (prefill)"].tokens == pytest.approx(prompt)

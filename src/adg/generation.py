@@ -20,7 +20,7 @@ from typing import Any
 
 from adg import models
 from adg.checkpoint import ResumableOutput
-from adg.prompts import build_prompt
+from adg.prompts import adds_special_tokens, build_prompt
 from adg.records import batched
 from adg.shards import iter_shard
 
@@ -83,7 +83,8 @@ class HFSampler:
 
         cfg = self.cfg
         prompts = [build_prompt(r, cfg.prompt_format, self.tokenizer) for r in records]
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        special = adds_special_tokens(cfg.prompt_format)
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=special)
         enc = enc.to(self.model.device)
         torch.manual_seed(batch_seed(cfg.seed, batch_index))
         with torch.inference_mode():
@@ -106,10 +107,10 @@ class HFSampler:
 class VLLMSampler:
     """vLLM sampling: one engine per process, n=K samples per prompt, tensor parallel on request.
 
-    Prompts are passed as token ids encoded without special tokens, exactly as the transformers
-    backend encodes them (vLLM would otherwise add a BOS to prompts whose template already has
-    one). `tensor_parallel_size` GPUs hold one model copy; `gpu_memory_utilization` is the share
-    of each GPU's memory vLLM may take for weights and KV cache.
+    Prompts are passed as token ids encoded exactly as the transformers backend encodes them
+    (`adds_special_tokens`: BOS for Alpaca text, none added to a chat template that has its own).
+    `tensor_parallel_size` GPUs hold one model copy; `gpu_memory_utilization` is the share of each
+    GPU's memory vLLM may take for weights and KV cache.
     """
 
     name = "vllm"
@@ -125,7 +126,8 @@ class VLLMSampler:
 
         path = models.resolve_model(model_spec)
         kwargs: dict[str, Any] = {}
-        if path.is_file() and path.suffix == ".gguf":
+        # A GGUF file carries its tokenizer; a HF tokenizer beside it (faster) is used if present.
+        if path.is_file() and path.suffix == ".gguf" and (path.parent / "tokenizer.json").is_file():
             kwargs["tokenizer"] = str(path.parent)
         self.llm = LLM(
             model=str(path),
@@ -151,7 +153,8 @@ class VLLMSampler:
         prompts = [
             {
                 "prompt_token_ids": self.tokenizer(
-                    build_prompt(r, cfg.prompt_format, self.tokenizer), add_special_tokens=False
+                    build_prompt(r, cfg.prompt_format, self.tokenizer),
+                    add_special_tokens=adds_special_tokens(cfg.prompt_format),
                 )["input_ids"]
             }
             for r in records

@@ -33,9 +33,13 @@ from adg.records import iter_records
 GPU_PEAK = {"h100": 989e12, "a100": 312e12, "l4": 121e12}
 # Fraction of peak per phase: (prefill-like forward passes, decode).
 EFFICIENCY = {
-    # Measured on the 2-core reference machine: bench/score.py (adg score MFU) and
-    # bench/plan_vs_actual.py (generation MFU); see docs/benchmarks.md.
-    "cpu": {"forward": 0.30, "decode": 0.06, "source": "measured by bench/ (2-core CPU)"},
+    # Measured on the 2-core reference machine by bench/pipeline.py (its MFU lines: score 69%,
+    # generate 19% with 64-token answers); see docs/benchmarks.md.
+    "cpu": {
+        "forward": 0.65,
+        "decode": 0.18,
+        "source": "measured by bench/pipeline.py (2-core CPU)",
+    },
     # Not measured (no GPU was available to the benchmarks yet): typical published vLLM/HF
     # figures for small batches of short sequences.
     "gpu": {"forward": 0.35, "decode": 0.05, "source": "assumed, not measured"},
@@ -97,7 +101,7 @@ def sample_lengths(pool: str, tokenizer, sample: int, seed: int = 0) -> dict[str
                 reservoir[j] = rec
     if not n:
         raise ValueError(f"{pool}: no records")
-    prompts = tokenizer([alpaca_prompt(r) for r in reservoir], add_special_tokens=False)
+    prompts = tokenizer([alpaca_prompt(r) for r in reservoir], add_special_tokens=True)
     instr = tokenizer([r["instruction"] for r in reservoir], add_special_tokens=True)
     answers = tokenizer([r.get("output") or "x" for r in reservoir], add_special_tokens=False)
     answer_chars = sum(len(r.get("output") or "") for r in reservoir)

@@ -43,6 +43,15 @@ def chat_prompt(record: dict[str, Any], tokenizer) -> str:
     )
 
 
+def adds_special_tokens(prompt_format: str) -> bool:
+    """Whether a prompt's text is tokenized with the tokenizer's special tokens.
+
+    An Alpaca prompt is plain text: it gets the BOS a tokenizer adds (Llama-style ones do), exactly
+    as `adg train` encodes it. A chat template already writes its own special tokens.
+    """
+    return prompt_format == "alpaca"
+
+
 def build_prompt(record: dict[str, Any], prompt_format: str, tokenizer=None) -> str:
     if prompt_format == "alpaca":
         return alpaca_prompt(record)
