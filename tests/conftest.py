@@ -6,6 +6,7 @@ encodes any text; the models are random-weight Llama- and Qwen-style decoders of
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import sys
@@ -16,6 +17,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # for bench.baselines, the straightforward reference implementations
 SAMPLE_POOL = REPO / "data" / "alpaca_gpt4_sample_200.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def _print_restored():
+    """kfp.local indents a task's output by swapping `builtins.print`, and a run that fails in a
+    test can leave the swap in place; later tests' captured output would then be indented."""
+    original = builtins.print
+    yield
+    builtins.print = original
 
 
 def sample_records(n: int) -> list[dict]:

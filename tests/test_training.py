@@ -272,7 +272,7 @@ def test_train_component_through_kfp_local(tiny_model_dir, tmp_path):
 
     @dsl.pipeline
     def only_train(path: str) -> dsl.Model:
-        pool = ingest(pool_uri=path, limit=0)
+        pool = ingest(pool_uri=path, pool_prefix="", ledger_uri="", limit=0)
         return train_component(
             data=pool.outputs["pool"],
             base_model=str(tiny_model_dir),
