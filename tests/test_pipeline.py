@@ -54,6 +54,7 @@ def test_parameters_are_stage_prefixed(compiled):
         "gpu_node_selector",
         "gpu_tolerations",
         "storage_secret",
+        "model_cache_pvc",
         "checkpoint_uri",
         "checkpoint_every",
         "export_uri",

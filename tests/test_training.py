@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, build_tokenizer, sample_records, write_jsonl
 
-import adg
+import adg.training
 from adg.cli import main
 from adg.prompts import ALPACA_NO_INPUT, ALPACA_WITH_INPUT
 from adg.training import (
@@ -239,7 +239,7 @@ def test_deepspeed_configs_are_zero3_and_save_gathered_weights(name):
     path = configs_dir() / DEEPSPEED_CONFIGS[name]
     # Package data (pyproject's package-data), so a non-editable install such as the train image
     # has the configs too.
-    assert path.parent == Path(adg.__file__).parent / "deepspeed_configs"
+    assert path.parent == Path(adg.training.__file__).parent / "deepspeed_configs"
     assert "deepspeed_configs/*.json" in (REPO / "pyproject.toml").read_text()
     config = json.loads(path.read_text())
     zero = config["zero_optimization"]
