@@ -128,6 +128,8 @@ def test_tags_are_ghcr_owner_family_sha_and_the_git_tag(images):
     assert "ghcr.io/${GITHUB_REPOSITORY_OWNER,,}/adg-${{ matrix.family }}" in naming
     tags = step_using(build, "docker/metadata-action")["with"]["tags"].split()
     assert "type=sha,format=long,prefix=" in tags and "type=ref,event=tag" in tags
+    # Tag v0.1.0 also pushes :0.1.0, the tag images/images.env (the committed YAML) refers to.
+    assert "type=semver,pattern={{version}}" in tags
 
 
 def test_release_compiles_the_pipeline_with_the_pushed_images(images):
