@@ -4,7 +4,13 @@ the exact strategy's budget fill and proportionality."""
 import numpy as np
 import pytest
 
-from adg.selection import collapse_reasons, exact_quotas, reference_quotas, select
+from adg.selection import (
+    collapse_reasons,
+    exact_quotas,
+    reference_quotas,
+    score_order,
+    select,
+)
 from bench.baselines.reference_selection import plain_reference
 
 
@@ -74,6 +80,17 @@ def test_exact_quotas_largest_remainder():
     sizes = np.array([5, 3, 2])
     # budget 5 of 10: raw 2.5, 1.5, 1.0 → floors 2, 1, 1 (4); one more to the larger tie (bin 0).
     assert exact_quotas(sizes, 5, 10).tolist() == [3, 1, 1]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_score_order_equals_a_stable_float_sort(seed):
+    # The integer-key sort against the plain one: signed zeros, infinities, NaN, subnormals, ties.
+    rng = np.random.default_rng(seed)
+    special = [np.nan, -np.inf, np.inf, -0.0, 0.0, 0.5, -0.5, 5e-324, -5e-324, 1e300]
+    scores = np.concatenate([rng.choice(special, 500), rng.normal(size=500).round(1)])
+    rng.shuffle(scores)
+    plain = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")
+    assert score_order(scores).tolist() == plain.tolist()
 
 
 def test_deterministic_and_nan_lowest():

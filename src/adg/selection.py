@@ -38,9 +38,17 @@ class Selection:
 
 
 def score_order(scores: np.ndarray) -> np.ndarray:
-    """Positions sorted by score, highest first; NaN last; ties by position (stable sort)."""
-    key = np.where(np.isnan(scores), -np.inf, scores)
-    return np.argsort(-key, kind="stable")
+    """Positions sorted by score, highest first; NaN last; ties by position (stable sort).
+
+    The stable sort runs on integer keys, not on the floats: a float64 maps to a uint64 whose order
+    is the float order (flip every bit of a negative, only the sign bit of a positive), and a
+    bitwise not turns that into descending order. numpy sorts the integers faster (bench/select.py).
+    """
+    key = np.where(np.isnan(scores), -np.inf, scores) + 0.0  # + 0.0 turns -0.0 into 0.0
+    bits = key.view(np.uint64)
+    negative = bits >> np.uint64(63) == 1
+    ascending = np.where(negative, ~bits, bits | np.uint64(1 << 63))
+    return np.argsort(~ascending, kind="stable")
 
 
 def rank_within_bins(order: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
