@@ -66,6 +66,38 @@ def time_stages(
     return times, work
 
 
+def stage_mfu(work: Path, model: str, times: dict[str, float]) -> list[str]:
+    """MFU of generate (prefill + the tokens really decoded), embed and score in `work`."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from adg.plan import count_parameters, measure_cpu_peak
+    from adg.prompts import alpaca_prompt
+
+    tok = AutoTokenizer.from_pretrained(model)
+    per_block, blocks, head, _ = count_parameters(model)
+    full, read = per_block * blocks + head, per_block * (blocks - 1)
+    with open(work / "gen.jsonl", encoding="utf-8") as fh:
+        gen = [json.loads(line) for line in fh]
+    prompts = sum(len(x) for x in tok([alpaca_prompt(r) for r in gen])["input_ids"])
+    answers = [a for r in gen for a in r["generated_answers"]]
+    decoded = sum(len(x) for x in tok(answers, add_special_tokens=False)["input_ids"])
+    instr = sum(len(x) for x in tok([r["instruction"] for r in gen])["input_ids"])
+    texts = [f"{r['instruction']} {a}" for r in gen for a in r["generated_answers"] if a.strip()]
+    scored = sum(len(x) for x in tok(texts, add_special_tokens=False)["input_ids"])
+    peak = measure_cpu_peak()
+    rows = [
+        ("generate", 2 * full * (prompts + decoded), times["generate"], f"{decoded} decoded"),
+        ("embed", 2 * read * instr, times["embed"], f"{instr} tokens"),
+        ("score", 2 * read * scored, times["score"], f"{scored} tokens"),
+    ]
+    lines = [f"peak {peak / 1e9:.0f} GFLOP/s"]
+    for name, flops, t, what in rows:
+        lines.append(f"{name}: {flops / t / peak:.1%} ({what}, {t:.1f} s)")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--input", default=str(DEFAULT_POOL))
@@ -94,6 +126,10 @@ def main() -> None:
     for name, t in times.items():
         print(f"| {name} | {t:.1f} | {t / total:.0%} | {n / t:.2f} |")
     print(f"| total (in-process) | {total:.1f} | 100% | {n / total:.2f} |")
+    print()
+    print("model FLOP utilisation (what `adg plan` calls efficiency; CPU fp32 matmul peak):")
+    for line in stage_mfu(work, model, times):
+        print(f"  {line}")
 
     if a.kfp:
         from adg.cli import main as adg_main

@@ -33,8 +33,8 @@ from adg.records import iter_records
 GPU_PEAK = {"h100": 989e12, "a100": 312e12, "l4": 121e12}
 # Fraction of peak per phase: (prefill-like forward passes, decode).
 EFFICIENCY = {
-    # Measured on the 2-core reference machine by bench/pipeline.py (its MFU lines: score 69%,
-    # generate 19% with 64-token answers); see docs/benchmarks.md.
+    # Measured on the 2-core reference machine by bench/pipeline.py (its MFU lines, 32 records,
+    # 64-token answers: score 72%, generate 18%); see docs/benchmarks.md.
     "cpu": {
         "forward": 0.65,
         "decode": 0.18,
