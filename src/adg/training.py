@@ -303,9 +303,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     resume = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
     result = trainer.train(resume_from_checkpoint=resume)
     model.config.use_cache = True
-    trainer.save_model(
-        str(out)
-    )  # gathers ZeRO-3 shards (see deepspeed_configs/); saves the tokenizer too
+    # Gathers the ZeRO-3 shards (see deepspeed_configs/); saves the tokenizer too.
+    trainer.save_model(str(out))
     curve = loss_curve(trainer.state.log_history)
     metrics = {
         "train_loss": float(result.training_loss),
