@@ -1,7 +1,8 @@
-"""analyse (optional): task-type labels of the pool and the task mix of the selected subset."""
+"""analyse (optional): task-type labels of the pool and the task mix of the selected subset,
+written into the selection report (select's HTML and Markdown) as this task's own artifacts."""
 
 from kfp import dsl
-from kfp.dsl import HTML, Dataset, Input, Metrics, Output
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output
 
 from components.images import image_for
 
@@ -10,22 +11,26 @@ from components.images import image_for
 def analyse(
     pool: Input[Dataset],
     selected: Input[Dataset],
+    report_html: Input[HTML],
+    report_markdown: Input[Markdown],
     labels: Output[Dataset],
     composition: Output[Dataset],
     html: Output[HTML],
+    markdown: Output[Markdown],
     shares: Output[Metrics],
     model: str,
     endpoint: str,
     endpoint_model: str,
     batch_size: int,
 ):
-    """Labels JSONL (id, category), the composition as JSON and as an HTML page, shares as Metrics.
+    """Labels JSONL (id, category), the composition as JSON, the selection report with the task
+    mix added (HTML and Markdown), shares as Metrics.
 
     With `endpoint` set, an OpenAI-compatible server classifies (key: env ADG_ENDPOINT_API_KEY);
     else the backbone `model` does, by calibrated label likelihood.
     """
     from adg.analysis import analyse_file, composition_lines
-    from adg.report import analysis_page
+    from adg.report import reports_with_analysis
 
     comp = analyse_file(
         pool.path,
@@ -37,8 +42,11 @@ def analyse(
         batch_size=batch_size,
         composition_output=composition.path,
     )
-    with open(html.path, "w", encoding="utf-8") as fh:
-        fh.write(analysis_page(comp))
+    with open(report_html.path, encoding="utf-8") as fh, open(report_markdown.path) as md:
+        page, summary = reports_with_analysis(fh.read(), md.read(), comp)
+    for artifact, text in ((html, page), (markdown, summary)):
+        with open(artifact.path, "w", encoding="utf-8") as fh:
+            fh.write(text)
     for group in ("pool", "selected"):
         for category, share in comp[group]["shares"].items():
             shares.log_metric(f"{group}_{category}", share)

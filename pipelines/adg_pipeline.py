@@ -187,7 +187,8 @@ def adg_pipeline(
         evaluate_batch_size: an integer or auto.
         evaluate_gpu_count: GPUs of the evaluate pod.
         analyse_enabled: also label every instruction with its task type and compare the task mix
-            of the pool with the selected subset's (the analyse step's own HTML artifact).
+            of the pool with the selected subset's (the analyse task's HTML / Markdown artifacts
+            are the selection report with that task mix in it).
         analyse_endpoint: OpenAI-compatible URL to classify with, e.g. http://vllm:8000/v1
             (empty = the backbone model); its key is the optional key ADG_ENDPOINT_API_KEY of
             the storage_secret Secret.
@@ -424,6 +425,8 @@ def adg_pipeline(
             tasks = analyse(
                 pool=pool,
                 selected=chosen.outputs["top"],
+                report_html=chosen.outputs["html"],
+                report_markdown=chosen.outputs["markdown"],
                 model=model,
                 endpoint=analyse_endpoint,
                 endpoint_model=analyse_endpoint_model,

@@ -176,19 +176,13 @@ def _copy_comparison(run_dir: Path, out: Path, analysed: bool) -> None:
 
 
 def _copy_report(task_dir: Path, out: Path, analysed: bool) -> None:
-    """report.html / report.md from the select task; the analyse task's files when it ran."""
+    """report.html / report.md: the analyse task's (the report with the task mix) when it ran,
+    else the select task's; with analysis also the labels and the composition."""
+    analyse_dir = task_dir.parent / "analyse"
+    if analysed and (analyse_dir / "composition").is_file():
+        task_dir = analyse_dir
+        shutil.copyfile(analyse_dir / "labels", out / "task_labels.jsonl")
+        shutil.copyfile(analyse_dir / "composition", out / "task_composition.json")
     for name, target in (("html", "report.html"), ("markdown", "report.md")):
         if (task_dir / name).is_file():
             shutil.copyfile(task_dir / name, out / target)
-    analyse_dir = task_dir.parent / "analyse"
-    if not analysed or not (analyse_dir / "composition").is_file():
-        return
-    from adg.report import add_analysis, analysis_markdown
-
-    shutil.copyfile(analyse_dir / "labels", out / "task_labels.jsonl")
-    shutil.copyfile(analyse_dir / "composition", out / "task_composition.json")
-    comp = json.loads((analyse_dir / "composition").read_text())
-    page = out / "report.html"
-    page.write_text(add_analysis(page.read_text(encoding="utf-8"), comp), encoding="utf-8")
-    md = out / "report.md"
-    md.write_text(md.read_text(encoding="utf-8") + "\n" + analysis_markdown(comp) + "\n")

@@ -247,6 +247,14 @@ def test_nothing_new_branch_and_ledger_after_select(compiled):
     assert tasks["comp-export"]["dependentTasks"] == ["select"]
 
 
+def test_analyse_writes_the_task_mix_into_selects_report(compiled):
+    # In a cluster the report with the task mix is the analyse task's HTML / Markdown artifact.
+    # (Inside its dsl.If, select's outputs arrive as channels of the enclosing group.)
+    artifacts = all_tasks(compiled[1])["comp-analyse"]["inputs"]["artifacts"]
+    for name, output in (("report_html", "html"), ("report_markdown", "markdown")):
+        assert artifacts[name]["componentInputArtifact"] == f"pipelinechannel--select-{output}"
+
+
 def test_parameters_are_documented(compiled):
     params = compiled[1]["root"]["inputDefinitions"]["parameters"]
     for name, param in params.items():

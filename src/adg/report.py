@@ -365,6 +365,11 @@ def add_analysis(page: str, comp: dict[str, Any]) -> str:
     return page[:start] + analysis_section(comp) + page[end:]
 
 
+def reports_with_analysis(page: str, markdown: str, comp: dict[str, Any]) -> tuple[str, str]:
+    """The selection report (HTML page, Markdown summary) with the task-type composition in it."""
+    return add_analysis(page, comp), markdown.rstrip("\n") + "\n\n" + analysis_markdown(comp) + "\n"
+
+
 def analysis_page(comp: dict[str, Any]) -> str:
     """A standalone page with only the task-type composition (the analyse stage's HTML)."""
     return _page("ADG task-type analysis", analysis_section(comp))
