@@ -42,7 +42,10 @@ def analyse(
         batch_size=batch_size,
         composition_output=composition.path,
     )
-    with open(report_html.path, encoding="utf-8") as fh, open(report_markdown.path) as md:
+    with (
+        open(report_html.path, encoding="utf-8") as fh,
+        open(report_markdown.path, encoding="utf-8") as md,
+    ):
         page, summary = reports_with_analysis(fh.read(), md.read(), comp)
     for artifact, text in ((html, page), (markdown, summary)):
         with open(artifact.path, "w", encoding="utf-8") as fh:

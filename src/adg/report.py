@@ -370,11 +370,6 @@ def reports_with_analysis(page: str, markdown: str, comp: dict[str, Any]) -> tup
     return add_analysis(page, comp), markdown.rstrip("\n") + "\n\n" + analysis_markdown(comp) + "\n"
 
 
-def analysis_page(comp: dict[str, Any]) -> str:
-    """A standalone page with only the task-type composition (the analyse stage's HTML)."""
-    return _page("ADG task-type analysis", analysis_section(comp))
-
-
 def _page(title: str, body: str) -> str:
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}'

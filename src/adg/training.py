@@ -151,7 +151,8 @@ def configs_dir() -> Path:
 def resolve_deepspeed(spec: str) -> str:
     """'' -> '' (no DeepSpeed); a name from DEEPSPEED_CONFIGS or a JSON path -> the file's path.
 
-    'auto' is zero3 on a GPU when DeepSpeed is installed, and no DeepSpeed otherwise.
+    'auto' is zero3 on a GPU when DeepSpeed is installed, and no DeepSpeed otherwise. A config
+    on a machine without a CUDA GPU is an error.
     """
     import importlib.util
 
@@ -165,6 +166,8 @@ def resolve_deepspeed(spec: str) -> str:
         raise FileNotFoundError(f"--deepspeed {spec}: no such file (or use a name: {names})")
     if importlib.util.find_spec("deepspeed") is None:
         raise ValueError("--deepspeed needs the DeepSpeed package: pip install 'adg[train]'")
+    if not _cuda():
+        raise ValueError("--deepspeed needs a CUDA GPU; on CPU train without it")
     return str(path)
 
 
@@ -181,8 +184,6 @@ def training_arguments(cfg: TrainConfig, checkpoint_dir: Path):
 
     on_gpu = _cuda()
     deepspeed = resolve_deepspeed(cfg.deepspeed)
-    if deepspeed and not on_gpu:
-        raise ValueError("--deepspeed needs a CUDA GPU; on CPU train without it")
     bf16 = cfg.bf16 if cfg.bf16 is not None else on_gpu and torch.cuda.is_bf16_supported()
     if bf16 and not on_gpu:
         raise ValueError("bf16 training needs a GPU; on CPU the model trains in fp32")
@@ -338,9 +339,7 @@ def launch(cfg: TrainConfig, num_gpus: int = 1) -> dict[str, Any]:
 
     Without a GPU the workers are CPU processes talking over gloo: the same code path, slower.
     """
-    deepspeed = resolve_deepspeed(cfg.deepspeed)
-    if deepspeed and not _cuda():  # here, not as a failed worker process
-        raise ValueError("--deepspeed needs a CUDA GPU; on CPU train without it")
+    deepspeed = resolve_deepspeed(cfg.deepspeed)  # fails here, not in a worker, on a CPU
     if num_gpus <= 1 and not deepspeed:
         return train(cfg)
     if not cfg.deepspeed:
