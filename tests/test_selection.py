@@ -14,14 +14,28 @@ from adg.selection import (
 from bench.baselines.reference_selection import plain_reference
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_reference_matches_plain_procedure(seed):
-    rng = np.random.default_rng(seed)
-    n = int(rng.integers(20, 400))
-    scores = rng.random(n).round(2)  # rounding creates ties
-    scores[rng.integers(0, n, 3)] = np.nan
-    bins = rng.integers(0, max(2, n // 8), n)
-    budget = int(rng.integers(1, n // 2))
+def _random_case(rng):
+    """A pool in one of the regimes the published procedure must hold in."""
+    n = int(rng.integers(3, 600))
+    regime = rng.integers(0, 3)
+    if regime == 0:  # bins of every size
+        bins = rng.integers(0, max(2, n // int(rng.integers(2, 30))), n)
+    elif regime == 1:  # mostly tiny bins (1-2 records), a few larger ones
+        bins = np.concatenate([np.arange(n - n // 4), rng.integers(0, 5, n // 4)])
+        bins = rng.permutation(bins)
+    else:  # one or two big bins
+        bins = rng.integers(0, 2, n)
+    ratio = float(rng.choice([0.01, 0.05, 0.19, 0.33, 0.34, 0.5, 0.66, 0.75, 0.9]))
+    budget = max(1, min(n, int(n * ratio) + int(rng.integers(-1, 2))))
+    scores = rng.random(n).round(int(rng.integers(1, 4)))  # coarse rounding: many ties
+    if rng.random() < 0.3:
+        scores[rng.integers(0, n, 3)] = np.nan
+    return scores, bins, budget
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_reference_matches_the_published_procedure(seed):
+    scores, bins, budget = _random_case(np.random.default_rng(seed))
     sel = select(scores, bins, budget, "reference")
     top, middle, bottom = plain_reference(list(scores), list(bins), budget)
     assert sel.top.tolist() == top
@@ -29,24 +43,42 @@ def test_reference_matches_plain_procedure(seed):
     assert sel.bottom.tolist() == bottom
 
 
+def test_reference_at_half_the_pool():
+    # 600 records in 40 bins of 15, budget 300: q = int(7.5) = 7, 3q > 15 → f = 15/21,
+    # t = b = int(7·f) = 5, m = 15 − 10 = 5 per bin: 200 records in each group.
+    rng = np.random.default_rng(0)
+    bins = np.repeat(np.arange(40), 15)
+    sel = select(rng.random(600), bins, 300, "reference")
+    assert (len(sel.top), len(sel.middle), len(sel.bottom)) == (200, 200, 200)
+
+
 def test_reference_hand_case():
     # One bin of 10 (scores 9..0 by position), one bin of 2; budget 3 of 12 → ratio 0.25.
     scores = np.array([9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 50, 40], dtype=float)
     bins = np.array([0] * 10 + [1, 1])
     sel = select(scores, bins, 3, "reference")
-    # q = floor(10 * 0.25) = 2: top = ranks 0,1; bottom = ranks 8,9; rest = ranks 2..7, middle its
-    # centre two = ranks 4,5. The 2-record bin goes to middle whole; middle [10, 11, 4, 5] (by
-    # score) is cut to 3 from its centre: start (4 - 3) // 2 = 0.
+    # q = int(10 * 0.25) = 2: top = ranks 0,1; bottom = ranks 8,9; rest = ranks 2..7, middle its
+    # centre two = ranks 4,5. The 2-record bin goes to middle whole; middle [10, 11, 4, 5] is cut
+    # to its 3 highest scores (not its centre).
     assert sel.top.tolist() == [0, 1]
     assert sel.bottom.tolist() == [8, 9]
     assert sel.middle.tolist() == [10, 11, 4]
+
+
+def test_reference_cut_ties_go_to_the_lower_bin():
+    # Two 2-record bins go to middle whole, all four scores tie; budget 1: the cut keeps the
+    # record of the lower bin id, although it sits later in the pool.
+    scores = np.array([0.5, 0.5, 0.5, 0.5])
+    bins = np.array([1, 1, 0, 0])
+    sel = select(scores, bins, 1, "reference")
+    assert sel.middle.tolist() == [2]
 
 
 def test_reference_rounds_like_the_published_code():
     # 321 * (486 / 52002) is 2.9999999999999996 in floating point: the published int(n * ratio)
     # gives 2, and so must we (a tolerance would give 3).
     sizes = np.array([321, 52002 - 321])
-    assert reference_quotas(sizes, 486, 52002)[0] == 2
+    assert reference_quotas(sizes, 486, 52002)[0][0] == 2  # (t, m, b)[t] of bin 0
     scores = np.random.default_rng(0).random(52002)
     bins = np.repeat([0, 1], sizes)
     sel = select(scores, bins, 486, "reference")

@@ -2,21 +2,25 @@
 
 Inputs: `scores` float [N] (NaN counts as the lowest score), `bins` int [N], and a `budget`.
 Inside every bin, records are ranked by score, highest first, ties broken by position in the pool
-(so the result is deterministic). For a bin with n members and quota q:
+(so the result is deterministic). A strategy gives every bin of n members three quotas t, m, b:
 
-    top    = ranks [0, q)
-    bottom = the last min(q, n − q) ranks
-    middle = min(q, what is left) ranks taken from the centre of what is left between them
+    top    = ranks [0, t)
+    bottom = ranks [n − b, n)
+    middle = m ranks from the centre of ranks [t, n − b)   (all of them when fewer than m)
 
 Strategies (a plain dict at the bottom of the module picks one):
 
-* `reference` — the published procedure: ratio = budget / N; bins with n < 3 go to middle whole;
-  otherwise q = max(1, ⌊n · ratio⌋). Each group is then cut to `budget` by score (top keeps its
-  best, bottom its worst, middle the ones nearest the group's centre). Under-fills the budget by the
-  flooring.
-* `exact` (default) — quotas q_b = budget · n_b / N apportioned by largest remainder (ties: the
+* `reference` — the published procedure, to the letter: ratio = budget / N; bins with n < 3 go to
+  middle whole; otherwise t = b = m = max(1, int(n · ratio)), and when t + m + b > n, with
+  f = n / (t + m + b): t = max(1, int(t · f)), b = max(1, int(b · f)), m = max(0, n − t − b).
+  Each group longer than `budget` is then cut by score: top and middle keep their `budget` highest
+  scores, bottom its `budget` lowest; ties there go to the lower bin id, then the earlier position
+  (the published code's stable sort over groups built bin by bin). Under-fills the budget by the
+  rounding. bench/baselines/reference_selection.py is the line-by-line transcription it is tested
+  against.
+* `exact` (default) — top quotas t_b = budget · n_b / N apportioned by largest remainder (ties: the
   larger bin, then the lower bin id), so the top group holds exactly `budget` records when
-  N ≥ budget; bins of any size take part.
+  N ≥ budget; b = min(t, n − t), m = min(t, n − t − b); bins of any size take part.
 """
 
 from __future__ import annotations
@@ -66,12 +70,18 @@ def rank_within_bins(order: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, n
     return by_bin, starts
 
 
-def reference_quotas(sizes: np.ndarray, budget: int, total: int) -> np.ndarray:
-    # The published rounding, float error included: int(n * ratio), with ratio = budget / N
-    # (e.g. 321 * (486 / 52002) is 2.9999999999999996, so that bin's quota is 2, not 3).
+def reference_quotas(sizes: np.ndarray, budget: int, total: int):
+    """The published per-bin quotas (t, m, b), each int64 [n_bins] (see the module docstring)."""
+    # int() on floats, float error included: 321 * (486 / 52002) is 2.9999999999999996 → 2.
     ratio = budget / total
     q = np.maximum(1, np.floor(sizes * ratio).astype(np.int64))
-    return np.where(sizes >= 3, q, 0)
+    f = sizes / (3 * q)  # only used where 3q > n
+    scaled = np.maximum(1, np.floor(q * f).astype(np.int64))
+    over = 3 * q > sizes
+    t = np.where(over, scaled, q)
+    m = np.where(over, np.maximum(0, sizes - 2 * scaled), q)
+    small = sizes < 3  # whole bin to middle
+    return np.where(small, 0, t), np.where(small, sizes, m), np.where(small, 0, t)
 
 
 def exact_quotas(sizes: np.ndarray, budget: int, total: int) -> np.ndarray:
@@ -89,7 +99,14 @@ def exact_quotas(sizes: np.ndarray, budget: int, total: int) -> np.ndarray:
     return np.minimum(q, sizes)
 
 
-def _groups(order: np.ndarray, starts: np.ndarray, quotas: np.ndarray, small_to_middle: bool):
+def exact_split(sizes: np.ndarray, budget: int, total: int):
+    """Per-bin quotas (t, m, b) of the exact strategy: bottom and middle as large as top fits."""
+    t = exact_quotas(sizes, budget, total)
+    b = np.minimum(t, sizes - t)
+    return t, np.minimum(t, sizes - t - b), b
+
+
+def _groups(order: np.ndarray, starts: np.ndarray, t, m, b):
     """Vectorised split of every bin's ranked members into top / middle / bottom.
 
     `rank` is each member's 0-based rank inside its bin; the masks are pure arithmetic on it.
@@ -97,20 +114,13 @@ def _groups(order: np.ndarray, starts: np.ndarray, quotas: np.ndarray, small_to_
     sizes = np.diff(starts)
     bin_of = np.repeat(np.arange(len(sizes)), sizes)
     rank = np.arange(len(order)) - starts[bin_of]
-    n = sizes[bin_of]
-    q = quotas[bin_of]
-    qb = np.minimum(q, n - q)  # bottom quota
-    rest = n - q - qb
-    qm = np.minimum(q, rest)  # middle quota
-    mid_start = q + (rest - qm) // 2
-    is_top = rank < q
-    is_bottom = (rank >= n - qb) & ~is_top
-    is_middle = (rank >= mid_start) & (rank < mid_start + qm)
-    if small_to_middle:
-        small = n < 3
-        is_middle |= small
-        is_top &= ~small
-        is_bottom &= ~small
+    n, t, m, b = sizes[bin_of], t[bin_of], m[bin_of], b[bin_of]
+    rest = n - t - b
+    m = np.minimum(m, rest)
+    mid_start = t + (rest - m) // 2
+    is_top = rank < t
+    is_bottom = rank >= n - b
+    is_middle = (rank >= mid_start) & (rank < mid_start + m)
     return order[is_top], order[is_middle], order[is_bottom]
 
 
@@ -121,13 +131,12 @@ def _by_score(idx: np.ndarray, global_rank: np.ndarray, by_score: np.ndarray) ->
     return by_score[marked]
 
 
-def _cut_reference(top, middle, bottom, budget):
-    top = top[:budget]
-    bottom = bottom[max(0, len(bottom) - budget) :]
-    if len(middle) > budget:
-        start = (len(middle) - budget) // 2
-        middle = middle[start : start + budget]
-    return top, middle, bottom
+def _cut(idx: np.ndarray, key: np.ndarray, bins: np.ndarray, budget: int, lowest: bool):
+    """The `budget` members of `idx` with the highest (or lowest) key; ties: bin id, position."""
+    if len(idx) <= budget:
+        return idx
+    k = key[idx] if lowest else -key[idx]
+    return idx[np.lexsort((idx, bins[idx], k))[:budget]]
 
 
 def select(scores: np.ndarray, bins: np.ndarray, budget: int, strategy: str = "exact") -> Selection:
@@ -150,18 +159,18 @@ def select(scores: np.ndarray, bins: np.ndarray, budget: int, strategy: str = "e
     global_rank[by_score] = np.arange(total)
     order, starts = rank_within_bins(by_score, bins)
     sizes = np.diff(starts)
-    quotas, small_to_middle = STRATEGIES[strategy](sizes, budget, total)
-    groups = _groups(order, starts, quotas, small_to_middle)
-    top, middle, bottom = (_by_score(g, global_rank, by_score) for g in groups)
+    t, m, b = STRATEGIES[strategy](sizes, budget, total)
+    top, middle, bottom = _groups(order, starts, t, m, b)
     if strategy == "reference":
-        top, middle, bottom = _cut_reference(top, middle, bottom, budget)
-    return Selection(top, middle, bottom, quotas, sizes)
+        key = np.where(np.isnan(scores), -np.inf, scores)
+        top = _cut(top, key, bins, budget, lowest=False)
+        middle = _cut(middle, key, bins, budget, lowest=False)
+        bottom = _cut(bottom, key, bins, budget, lowest=True)
+    top, middle, bottom = (_by_score(g, global_rank, by_score) for g in (top, middle, bottom))
+    return Selection(top, middle, bottom, t, sizes)
 
 
-STRATEGIES = {
-    "exact": lambda sizes, budget, total: (exact_quotas(sizes, budget, total), False),
-    "reference": lambda sizes, budget, total: (reference_quotas(sizes, budget, total), True),
-}
+STRATEGIES = {"exact": exact_split, "reference": reference_quotas}
 
 
 def collapse_reasons(scores: np.ndarray, max_share: float = 0.5, min_spread: float = 1e-9):
