@@ -26,10 +26,15 @@ from bench.baselines import reference_scoring as ref
         ("℃", 1.3),
         ("°C", 1.3),
         ("x2", 1.3),
-        ("²", 1.3),  # a digit by str.isdigit, as in the straightforward baseline
-        ("①", 1.3),
-        ("٣", 1.3),
-        ("½", 1.0),  # a number form, not a digit
+        # The published regex's \d is Unicode category Nd: ², ³, ⁶, ½ and ① are not digits.
+        ("²", 1.0),
+        ("x³", 1.0),
+        ("⁶", 1.0),
+        ("①", 1.0),
+        ("½", 1.0),
+        ("٣", 1.3),  # Arabic-Indic three is Nd
+        ("७", 1.3),  # Devanagari seven is Nd
+        ("²5", 1.3),
         (" the", 1.0),
         ("@", 1.0),
         ("<s>", 1.0),

@@ -38,3 +38,17 @@ def test_stage_chain_on_embedded_model(tmp_path, capsys):
     for name in ("top", "middle", "bottom", "selection_report"):
         assert (t / "a" / f"{name}.json").read_bytes() == (t / "b" / f"{name}.json").read_bytes()
     assert len(json.loads((t / "a" / "top.json").read_text())) == 2
+
+
+def test_embedded_tokenizer_superscripts_are_not_digits():
+    # SmolLM2 has ² and ³ as tokens of their own: the published regex gives them weight 1, not 1.3.
+    from transformers import AutoTokenizer
+
+    from adg.hidden import content_weight_table
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_or_skip())
+    table = content_weight_table(tokenizer)
+    for piece, weight in (("²", 1.0), ("³", 1.0), ("7", 1.3)):
+        ids = tokenizer(piece, add_special_tokens=False)["input_ids"]
+        assert len(ids) == 1, piece
+        assert table[ids[0]] == weight

@@ -20,7 +20,7 @@ def weight_of(tokenizer, token_id: int) -> float:
     s = tokenizer.decode([token_id]).strip()
     if s == "" or PUNCT.fullmatch(s):
         return 0.0
-    if any(ch.isdigit() for ch in s) or any(ch in s for ch in "%℃°"):
+    if re.search(r"[\d%℃°]", s):
         return 1.3
     return 1.0
 

@@ -23,9 +23,9 @@ import numpy as np
 
 LAYERS = (-4, -3, -2)
 _PUNCT_ONLY = re.compile(r"[\s,.;:!?()\[\]{}\"'`~\-_/\\]+")
-# "Contains a digit" is str.isdigit: decimal digits of any script and digit forms such as ² or ①
-# (SmolLM2's vocabulary has ² and ³ as tokens of their own).
-_NUMERIC_SIGNS = frozenset("%℃°")
+# The published rule. In Python's `re`, \d is a decimal digit (Unicode category Nd): digits of
+# any script count, but ², ½ and ① do not (SmolLM2's vocabulary has ² and ³ as tokens of their own).
+_NUMERIC = re.compile(r"[\d%℃°]")
 NUMERIC_WEIGHT = 1.3
 
 
@@ -34,7 +34,7 @@ def token_weight(piece: str) -> float:
     s = piece.strip()
     if not s or _PUNCT_ONLY.fullmatch(s):
         return 0.0
-    if any(ch.isdigit() or ch in _NUMERIC_SIGNS for ch in s):
+    if _NUMERIC.search(s):
         return NUMERIC_WEIGHT
     return 1.0
 
