@@ -107,3 +107,22 @@ def test_too_shallow_model_is_an_error():
     tok = build_tokenizer()
     with pytest.raises(ValueError, match="layers"):
         HiddenStateEncoder(tok, build_model(tok, layers=2))
+
+
+def test_batches_bound_padding_on_skewed_lengths(tiny):
+    # Real answer lengths are skewed (a few long, many short): every batch's padded size stays
+    # within max_padding of its real tokens, and every text lands in exactly one batch.
+    tokenizer, model = tiny
+    enc = HiddenStateEncoder(tokenizer, model, max_padding=0.05)
+    rng = np.random.default_rng(0)
+    lengths = np.minimum(1024, rng.lognormal(4.3, 0.9, 500).astype(np.int64) + 1)
+    batches = list(enc._batches(lengths))
+    seen = sorted(i for b in batches for i in b)
+    assert seen == list(range(len(lengths)))
+    for b in batches:
+        padded = len(b) * lengths[b].max()
+        assert padded <= 1.05 * lengths[b].sum() or len(b) == 1
+        assert padded <= enc.max_batch_tokens or len(b) == 1
+        assert len(b) <= enc.max_batch_size
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    assert padded / lengths.sum() <= 1.05

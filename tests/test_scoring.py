@@ -55,7 +55,17 @@ def test_score_resumes(tmp_path, tiny_model_dir):
     part.write_text("".join(lines[:3]) + lines[3][:10])
     s = score_file(src, part, model=str(tiny_model_dir))
     assert (s.resumed, s.scored) == (3, 3)
-    assert read(part) == read(full)
+    # The resumed records are batched with other texts than in one run (batches are cut by length),
+    # so their floats may differ in the last bits; everything else is identical.
+    resumed, whole = read(part), read(full)
+    assert [r["id"] for r in resumed] == [r["id"] for r in whole]
+    for a, b in zip(resumed, whole, strict=True):
+        assert a.keys() == b.keys()
+        for k in a:
+            if isinstance(a[k], float):
+                assert a[k] == pytest.approx(b[k], abs=1e-6), k
+            else:
+                assert a[k] == b[k], k
 
 
 def test_missing_answers_is_a_clear_error(tmp_path, capsys):
