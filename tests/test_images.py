@@ -28,6 +28,7 @@ FAMILIES = sorted(set(STAGE_FAMILY.values()))
 
 # The optional extras each stage needs at run time. The report stage runs in `cpu` too.
 STAGE_EXTRAS = {
+    "preflight": set(),
     "ingest": set(),
     "cluster": set(),
     "select": set(),
