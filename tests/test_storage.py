@@ -332,5 +332,5 @@ def test_a_file_changed_after_listing_is_not_read_as_the_listed_version(bucket, 
     put_file(write_jsonl(tmp_path / "a.jsonl", sample_records(2)), f"{prefix}/a.jsonl")
     (listed,) = ledger.plan_sources("", prefix, "")
     put_file(write_jsonl(tmp_path / "a2.jsonl", sample_records(3)), f"{prefix}/a.jsonl")
-    with pytest.raises(storage.PreconditionFailed, match="a.jsonl"):
+    with pytest.raises(storage.PreconditionFailed, match=r"a\.jsonl"):
         ingest([listed["uri"]], tmp_path / "p.jsonl", None, etags={listed["uri"]: listed["etag"]})

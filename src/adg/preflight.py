@@ -73,14 +73,15 @@ def check_parameters(p: dict[str, Any]) -> list[str]:
             problems.append(f"{name}={_show(p[name])}: must not be negative")
     if "generate_num_samples" in p and not _number(p["generate_num_samples"]) >= 2:
         problems.append(
-            f"generate_num_samples={_show(p['generate_num_samples'])}: at least 2 answers are needed "
-            "for a divergence"
+            f"generate_num_samples={_show(p['generate_num_samples'])}: at least 2 answers are "
+            "needed for a divergence"
         )
     for name in ("generate_gpu_memory_utilization", "generate_top_p"):
         if name in p and not 0 < _number(p[name]) <= 1:
             problems.append(f"{name}={_show(p[name])}: must be in (0, 1]")
     if "generate_temperature" in p and not _number(p["generate_temperature"]) >= 0:
-        problems.append(f"generate_temperature={_show(p['generate_temperature'])}: must not be negative")
+        shown = _show(p["generate_temperature"])
+        problems.append(f"generate_temperature={shown}: must not be negative")
     weights = [p[k] for k in ("score_dispersion_weight", "score_anisotropy_weight") if k in p]
     if weights and (min(map(_number, weights)) < 0 or sum(map(_number, weights)) <= 0):
         problems.append("score_dispersion_weight, score_anisotropy_weight: ≥ 0, not both 0")
