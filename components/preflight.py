@@ -8,7 +8,7 @@ from components.images import image_for
 
 
 @dsl.component(base_image=image_for("preflight"), install_kfp_package=False)
-def preflight(parameters: dict, run_id: str, report: Output[Artifact]) -> str:
+def preflight(parameters: dict, selectors: list, run_id: str, report: Output[Artifact]) -> str:
     """Check the parameters, the object store (reachable, inputs present, targets writable) and
     the model; fail with a one-line reason. Returns the checkpoint prefix the GPU tasks use.
     Uploading `report` is the launcher's own proof that the pipeline root is writable."""
@@ -19,7 +19,8 @@ def preflight(parameters: dict, run_id: str, report: Output[Artifact]) -> str:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        result = run_preflight(parameters, artifact_uri=report.uri, run_id=run_id)
+        params = {**parameters, "selectors": selectors}
+        result = run_preflight(params, artifact_uri=report.uri, run_id=run_id)
     except PreflightError as err:
         print(err)
         raise SystemExit(2) from None

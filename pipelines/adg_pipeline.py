@@ -266,7 +266,6 @@ def adg_pipeline(
             "score_gpu_count": score_gpu_count,
             "select_budget": select_budget,
             "select_strategy": select_strategy,
-            "selectors": selectors,
             "accelerator_type": gpu_accelerator_type,
             "checkpoint_uri": checkpoint_uri,
             "checkpoint_every": checkpoint_every,
@@ -279,6 +278,8 @@ def adg_pipeline(
             "analyse_gpu_count": analyse_gpu_count,
             "analyse_batch_size": analyse_batch_size,
         },
+        # A list inside the dict would not survive kfp.local's placeholder substitution.
+        selectors=selectors,
         run_id=run_id,
     ).set_display_name("preflight")
     use_object_store_secret(cpu_task(uncached(check), "preflight"), storage_secret)

@@ -138,12 +138,14 @@ def test_component_fails_with_one_line(tmp_path, capfd):
         raise_on_error=False,
     )
     pool = write_jsonl(tmp_path / "pool.jsonl", sample_records(2))
-    good = preflight(parameters={**GOOD, "ingest_input": str(pool)}, run_id="r")
+    good = preflight(parameters={**GOOD, "ingest_input": str(pool)}, selectors=["adg"], run_id="r")
     assert good.outputs["Output"] == ""  # a local pipeline root: no remote checkpoints
     report = json.loads(open(good.outputs["report"].path).read())
     assert report["ok"] is True
     capfd.readouterr()
-    bad = preflight(parameters={**GOOD, "ingest_input": str(pool), "shard_count": 0}, run_id="r")
+    bad = preflight(
+        parameters={**GOOD, "ingest_input": str(pool), "shard_count": 0}, selectors=[], run_id="r"
+    )
     out = capfd.readouterr()
     assert "preflight: shard_count=0: must be at least 1" in out.out + out.err
     assert bad.outputs.get("Output") is None
