@@ -45,13 +45,13 @@ SHARD_PARALLELISM = 8
 # large pool with training legitimately runs for days; backends older than the one that honours
 # PipelineConfig.active_deadline_seconds ignore it (docs/kubernetes.md).
 RUN_DEADLINE_SECONDS = 7 * 24 * 3600
-# Tasks whose result depends on the world outside their inputs (a bucket prefix, the ledger, an
-# export target, the object store) must run every time: a KFP cache hit would skip new pool files.
-UNCACHED = "never cached: reads or writes the outside world"
 
 
 def uncached(task):
-    """Turn KFP's cache off for a task with outside effects (see UNCACHED)."""
+    """Turn KFP's cache off for a task whose result depends on the world outside its inputs (a
+    bucket prefix, the ledger, an export target, the object store): it must run every time, or
+    a cache hit would skip new pool files (the cache key is only parameters, input artifacts,
+    image and command)."""
     return task.set_caching_options(False)
 
 
