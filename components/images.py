@@ -9,6 +9,7 @@ IMAGES_ENV = Path(__file__).resolve().parent.parent / "images" / "images.env"
 
 # Which image family serves each stage; the Dockerfiles in images/ install the extras each needs.
 STAGE_FAMILY = {
+    "preflight": "cpu",
     "ingest": "cpu",
     "shard": "cpu",
     "merge": "cpu",

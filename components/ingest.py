@@ -20,12 +20,13 @@ def ingest(
 ) -> NamedTuple("IngestOutputs", [("records", int), ("new_files", int), ("sources", list)]):
     """Validate the pool; bad records go to `rejects` with file, line and reason.
 
-    With `pool_prefix`, only the pool files not yet in the ledger are read; `new_files` is 0 (and
-    the outputs empty) when there is nothing new. `sources` is what `record_ledger` records.
+    With `pool_prefix`, only the pool files not yet in the ledger are read; `new_files` counts
+    those that gave records (0, and the outputs empty, when there is nothing new). `sources`,
+    each with its status (curated, rejected, deferred), is what `record_ledger` records.
     """
     from collections import namedtuple
 
-    from adg.ledger import ingest_pending
+    from adg.ledger import files_with_records, ingest_pending
 
     IngestOutputs = namedtuple("IngestOutputs", ["records", "new_files", "sources"])
 
@@ -38,4 +39,4 @@ def ingest(
     print(summary.line())
     pool.metadata.update(records=summary.accepted, ids_assigned=summary.ids_assigned)
     rejects.metadata["records"] = summary.rejected
-    return IngestOutputs(summary.accepted, len(sources), sources)
+    return IngestOutputs(summary.accepted, files_with_records(sources), sources)

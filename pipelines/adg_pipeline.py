@@ -17,6 +17,7 @@ from components.generate import generate
 from components.ingest import ingest
 from components.ledger import nothing_to_do, record_ledger
 from components.merge import merge
+from components.preflight import preflight
 from components.score import score
 from components.select import select
 from components.shard import shard
@@ -30,11 +31,36 @@ from pipelines.placement import (
 )
 
 PIPELINE_NAME = "adg-selection"
+PIPELINE_DISPLAY_NAME = "ADG: answer-divergence instruction selection"
+PIPELINE_DESCRIPTION = (
+    "Selects a small, strong instruction-tuning subset from a pool (a file, or the new files "
+    "under a bucket prefix) by the divergence of K sampled answers, inside semantic bins; "
+    "optionally fine-tunes and evaluates on it. Set ingest_input (or ingest_pool_prefix), model "
+    "and select_budget; everything else has a working default."
+)
 # Shards generated and scored at once (one GPU pod each); ParallelFor needs a compile-time number.
 SHARD_PARALLELISM = 8
+# The whole run's deadline (Argo activeDeadlineSeconds): a pod that can never be scheduled (no GPU
+# node, a Pending PVC) fails the run after this instead of holding it forever. Generous, since a
+# large pool with training legitimately runs for days; backends older than the one that honours
+# PipelineConfig.active_deadline_seconds ignore it (docs/kubernetes.md).
+RUN_DEADLINE_SECONDS = 7 * 24 * 3600
 
 
-@dsl.pipeline(name=PIPELINE_NAME)
+def uncached(task):
+    """Turn KFP's cache off for a task whose result depends on the world outside its inputs (a
+    bucket prefix, the ledger, an export target, the object store): it must run every time, or
+    a cache hit would skip new pool files (the cache key is only parameters, input artifacts,
+    image and command)."""
+    return task.set_caching_options(False)
+
+
+@dsl.pipeline(
+    name=PIPELINE_NAME,
+    display_name=PIPELINE_DISPLAY_NAME,
+    description=PIPELINE_DESCRIPTION,
+    pipeline_config=dsl.PipelineConfig(active_deadline_seconds=RUN_DEADLINE_SECONDS),
+)
 def adg_pipeline(
     ingest_input: str = "",
     ingest_pool_prefix: str = "",
@@ -66,6 +92,7 @@ def adg_pipeline(
     selectors: list = ["adg"],  # noqa: B006
     gpu_node_selector: dict = {},  # noqa: B006 - KFP parameter defaults are literals
     gpu_tolerations: list = [],  # noqa: B006
+    gpu_accelerator_type: str = "nvidia.com/gpu",
     model_cache_pvc: str = "adg-model-cache",
     storage_secret: str = "adg-object-store",
     checkpoint_uri: str = "",
@@ -149,6 +176,8 @@ def adg_pipeline(
         gpu_node_selector: node labels GPU pods must match, e.g. {"nvidia.com/gpu.present": "true"}.
         gpu_tolerations: tolerations of GPU pods, a list of Kubernetes toleration objects, e.g.
             [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}].
+        gpu_accelerator_type: the extended resource a GPU pod asks for (nvidia.com/gpu,
+            amd.com/gpu, gpu.intel.com/i915, ...).
         model_cache_pvc: PersistentVolumeClaim mounted at /var/cache/adg (ADG_HOME) in every GPU
             pod: models from s3:// (and the embedded one) are fetched once into it, and training
             checkpoints live on it (manifests/ creates adg-model-cache; ReadWriteMany for
@@ -156,7 +185,8 @@ def adg_pipeline(
         storage_secret: name of the Kubernetes Secret with AWS_ACCESS_KEY_ID and
             AWS_SECRET_ACCESS_KEY (optionally AWS_ENDPOINT_URL, AWS_REGION) for s3:// URIs.
         checkpoint_uri: s3:// prefix for checkpoints of generate/score shards, so a preempted pod's
-            retry resumes (empty = no remote checkpoints).
+            retry resumes (empty = under the run's pipeline root when that is on S3 and writable
+            with storage_secret; "none" = no remote checkpoints).
         checkpoint_every: records between two checkpoint uploads.
         export_uri: s3:// prefix to export top/middle/bottom.json, the report and a run manifest
             to (empty = no export).
@@ -199,7 +229,61 @@ def adg_pipeline(
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 
     def on_gpu(task, stage: str, gpus):
-        return gpu_task(task, stage, gpus, gpu_node_selector, gpu_tolerations, model_cache_pvc)
+        return gpu_task(
+            task,
+            stage,
+            gpus,
+            gpu_node_selector,
+            gpu_tolerations,
+            model_cache_pvc,
+            accelerator=gpu_accelerator_type,
+        )
+
+    # First, on CPU: everything that can be known to fail before a GPU is asked for. Every other
+    # task depends on it (through ingest and the checkpoint prefix), so none starts when it fails.
+    check = preflight(
+        parameters={
+            "ingest_input": ingest_input,
+            "ingest_pool_prefix": ingest_pool_prefix,
+            "ingest_ledger_uri": ingest_ledger_uri,
+            "ingest_limit": ingest_limit,
+            "model": model,
+            "shard_count": shard_count,
+            "generate_num_samples": generate_num_samples,
+            "generate_temperature": generate_temperature,
+            "generate_top_p": generate_top_p,
+            "generate_max_new_tokens": generate_max_new_tokens,
+            "generate_batch_size": generate_batch_size,
+            "generate_backend": generate_backend,
+            "generate_prompt_format": generate_prompt_format,
+            "generate_tensor_parallel_size": generate_tensor_parallel_size,
+            "generate_gpu_memory_utilization": generate_gpu_memory_utilization,
+            "embed_gpu_count": embed_gpu_count,
+            "cluster_count": cluster_count,
+            "cluster_pca_dims": cluster_pca_dims,
+            "score_dispersion_weight": score_dispersion_weight,
+            "score_anisotropy_weight": score_anisotropy_weight,
+            "score_gpu_count": score_gpu_count,
+            "select_budget": select_budget,
+            "select_strategy": select_strategy,
+            "accelerator_type": gpu_accelerator_type,
+            "checkpoint_uri": checkpoint_uri,
+            "checkpoint_every": checkpoint_every,
+            "export_uri": export_uri,
+            "train_num_gpus": train_num_gpus,
+            "train_max_steps": train_max_steps,
+            "evaluate_gpu_count": evaluate_gpu_count,
+            "evaluate_limit": evaluate_limit,
+            "evaluate_backend": evaluate_backend,
+            "analyse_gpu_count": analyse_gpu_count,
+            "analyse_batch_size": analyse_batch_size,
+        },
+        # A list inside the dict would not survive kfp.local's placeholder substitution.
+        selectors=selectors,
+        run_id=run_id,
+    ).set_display_name("preflight")
+    use_object_store_secret(cpu_task(uncached(check), "preflight"), storage_secret)
+    checkpoints = check.outputs["Output"]
 
     ing = ingest(
         pool_uri=ingest_input,
@@ -207,14 +291,15 @@ def adg_pipeline(
         ledger_uri=ingest_ledger_uri,
         limit=ingest_limit,
     ).set_display_name("ingest")
-    use_object_store_secret(cpu_task(ing, "ingest"), storage_secret)
+    use_object_store_secret(cpu_task(uncached(ing), "ingest"), storage_secret)
+    ing.after(check)
 
     with dsl.If(ing.outputs["new_files"] > 0, name="new-pool-files"):
         pool = ing.outputs["pool"]
         shards = shard(records=ing.outputs["records"], shard_count=shard_count)
         cpu_task(shards.set_display_name("shard"), "shard")
 
-        with dsl.ParallelFor(shards.output, parallelism=SHARD_PARALLELISM) as index:
+        with dsl.ParallelFor(shards.output, parallelism=SHARD_PARALLELISM, name="shards") as index:
             gen = generate(
                 pool=pool,
                 model=model,
@@ -230,7 +315,7 @@ def adg_pipeline(
                 gpu_memory_utilization=generate_gpu_memory_utilization,
                 shard_index=index,
                 shard_count=shard_count,
-                checkpoint_uri=checkpoint_uri,
+                checkpoint_uri=checkpoints,
                 checkpoint_every=checkpoint_every,
                 run_id=run_id,
             ).set_display_name("generate")
@@ -244,7 +329,7 @@ def adg_pipeline(
                 anisotropy_weight=score_anisotropy_weight,
                 all_metrics=score_all_metrics,
                 shard_index=index,
-                checkpoint_uri=checkpoint_uri,
+                checkpoint_uri=checkpoints,
                 checkpoint_every=checkpoint_every,
                 run_id=run_id,
             ).set_display_name("score")
@@ -292,7 +377,7 @@ def adg_pipeline(
 
         def baseline_branch(trained: bool):
             """Score the merged file with each baseline method, select (and train, evaluate)."""
-            with dsl.ParallelFor(plan.outputs["baselines"]) as method:
+            with dsl.ParallelFor(plan.outputs["baselines"], name="baseline-selectors") as method:
                 rescored = score(
                     generated=scored.outputs["merged"],
                     model=model,
@@ -300,7 +385,7 @@ def adg_pipeline(
                     anisotropy_weight=score_anisotropy_weight,
                     all_metrics=False,
                     shard_index=0,
-                    checkpoint_uri=checkpoint_uri,
+                    checkpoint_uri=checkpoints,
                     checkpoint_every=checkpoint_every,
                     run_id=run_id,
                     method=method,
@@ -411,13 +496,13 @@ def adg_pipeline(
                 "select_strategy": select_strategy,
             },
         ).set_display_name("export")
-        use_object_store_secret(cpu_task(exported, "export"), storage_secret)
+        use_object_store_secret(cpu_task(uncached(exported), "export"), storage_secret)
 
         with dsl.If(ingest_ledger_uri != "", name="ledger-given"):
             ledger = record_ledger(
                 ledger_uri=ingest_ledger_uri, sources=ing.outputs["sources"], run_id=run_id
             ).set_display_name("record_ledger")
-            use_object_store_secret(cpu_task(ledger, "ledger"), storage_secret)
+            use_object_store_secret(cpu_task(uncached(ledger), "ledger"), storage_secret)
             ledger.after(exported)
 
         # Optional: the task-type mix of the pool versus the selected subset.
@@ -437,5 +522,10 @@ def adg_pipeline(
             use_endpoint_key(tasks, storage_secret)
 
     with dsl.Else(name="nothing-new"):
-        idle = nothing_to_do(pool_prefix=ingest_pool_prefix).set_display_name("nothing_to_do")
-        cpu_task(idle, "ledger")
+        idle = nothing_to_do(
+            pool_prefix=ingest_pool_prefix,
+            ledger_uri=ingest_ledger_uri,
+            sources=ing.outputs["sources"],
+            run_id=run_id,
+        ).set_display_name("nothing_to_do")
+        use_object_store_secret(cpu_task(uncached(idle), "ledger"), storage_secret)

@@ -35,6 +35,7 @@ class Resources:
 
 # Per stage; the GPU stages' memory also holds the model on the host while it loads.
 RESOURCES = {
+    "preflight": Resources("100m", "1", "256Mi", "1Gi"),
     "ingest": Resources("500m", "2", "1Gi", "4Gi"),
     "shard": Resources("100m", "500m", "256Mi", "512Mi"),
     "generate": Resources("4", "8", "32Gi", "64Gi"),
@@ -81,16 +82,24 @@ def _resources(task: PipelineTask, stage: str) -> None:
 
 
 def gpu_task(
-    task: PipelineTask, stage: str, gpus, node_selector, tolerations, cache_pvc
+    task: PipelineTask,
+    stage: str,
+    gpus,
+    node_selector,
+    tolerations,
+    cache_pvc,
+    accelerator=GPU_RESOURCE,
 ) -> PipelineTask:
-    """Place a task on a GPU node: `gpus` (an int or a pipeline parameter) × nvidia.com/gpu,
-    node selector (a dict parameter) and tolerations (a list parameter), the model-cache PVC
-    (its name, a parameter), resources, retries."""
-    task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
-    if isinstance(gpus, PipelineChannel):
+    """Place a task on a GPU node: `gpus` (an int or a pipeline parameter) × `accelerator` (the
+    extended resource name, e.g. nvidia.com/gpu or amd.com/gpu; a string or a parameter), node
+    selector (a dict parameter) and tolerations (a list parameter), the model-cache PVC (its
+    name, a parameter), resources, retries."""
+    task.set_accelerator_type(accelerator).set_accelerator_limit(gpus)
+    channels = [c for c in (gpus, accelerator) if isinstance(c, PipelineChannel)]
+    if channels:
         # The compiler does not see a channel used only as a resource: without this, a task in a
         # dsl.If / ParallelFor refers to a parameter its enclosing group was never given.
-        task.register_pipeline_channels([gpus])
+        task.register_pipeline_channels(channels)
     kubernetes.add_node_selector_json(task, node_selector)
     kubernetes.add_toleration_json(task, tolerations)
     kubernetes.empty_dir_mount(

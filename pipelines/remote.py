@@ -9,18 +9,36 @@ the cluster. A recurring run uses a cron schedule (5 fields, or KFP's 6 with sec
 catches up on missed runs and never overlaps itself (max concurrency 1): the curation ledger's
 read-modify-write relies on that. Everything up to the `kfp.Client` call is plain functions that
 build the request, so it is testable without a server.
+
+Before sending, the server's version is read (its healthz endpoint) and a backend older than
+`MIN_BACKEND_VERSION` is refused: older backends silently drop parts of the compiled spec (GPU
+counts, node selectors and tolerations given as parameters, Secret and PVC names from parameters,
+collected artifacts), e.g. a GPU task runs with no GPU limit. Caching is chosen deliberately: a
+single run keeps the compiled settings (pure tasks cached, the tasks with outside effects never),
+a recurring run turns caching off for every task by default (`--cache` keeps the compiled
+settings). kfp.Client's own `enable_caching` is never passed: it overrides only the top-level
+tasks, and True would switch caching on for ingest and the ledger.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 DEFAULT_EXPERIMENT = "adg"
+# The oldest KFP backend the compiled pipeline works on (docs/kubernetes.md says why): from 2.14
+# on, the SDK, kfp-kubernetes and the backend are released together, and pyproject.toml pins
+# kfp / kfp-kubernetes >= 2.14.
+MIN_BACKEND_VERSION = (2, 14, 0)
+HEALTHZ_PATH = "/apis/v1beta1/healthz"
+
+log = logging.getLogger(__name__)
 
 # The compiled spec's parameter types → how to read a `key=value` string.
 _BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -107,6 +125,66 @@ def cron_expression(cron: str) -> str:
     raise RemoteError(f"--cron {cron!r}: expected 5 fields (min hour day month weekday) or 6")
 
 
+def parse_version(tag: str | None) -> tuple[int, int, int] | None:
+    """ "2.14.0", "v2.15.1-rc.1" → (2, 14, 0), (2, 15, 1); None when there is no version in it."""
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", str(tag or ""))
+    if not match:
+        return None
+    major, minor, patch = match.groups()
+    return int(major), int(minor), int(patch or 0)
+
+
+def check_backend_version(tag: str | None) -> tuple[int, int, int] | None:
+    """Refuse a backend older than MIN_BACKEND_VERSION; an unknown version (a dev build) only
+    warns. Returns the version read."""
+    version = parse_version(tag)
+    minimum = ".".join(map(str, MIN_BACKEND_VERSION))
+    if version is None:
+        log.warning("KFP backend version unknown (%r); this pipeline needs %s+", tag, minimum)
+        return None
+    if version < MIN_BACKEND_VERSION:
+        raise RemoteError(
+            f"the Kubeflow Pipelines backend is {'.'.join(map(str, version))}; this pipeline needs "
+            f"{minimum} or newer (older backends drop parameterised GPU counts, node selectors, "
+            "tolerations and Secret/PVC names; see docs/kubernetes.md), or pass "
+            "--skip-version-check"
+        )
+    return version
+
+
+def server_version(client) -> str | None:
+    """The backend's release tag from its healthz endpoint (the API server answers `tag_name`,
+    the UI's proxy `apiServerTagName`), through the client's own authenticated connection."""
+    # kfp.Client exposes no version call (its v2beta1 healthz has no version field); its
+    # generated API client (private attribute) carries the host and credentials.
+    api = client._healthz_api.api_client
+    body = api.call_api(
+        HEALTHZ_PATH,
+        "GET",
+        response_type="object",
+        auth_settings=["Bearer"],
+        _return_http_data_only=True,
+    )
+    if not isinstance(body, dict):
+        return None
+    return body.get("tag_name") or body.get("apiServerTagName") or None
+
+
+def package_without_cache(package_path: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """A copy of the compiled pipeline with caching off for every task at every level."""
+    import yaml
+
+    with open(package_path, encoding="utf-8") as fh:
+        docs = list(yaml.safe_load_all(fh))
+    spec = docs[0]
+    for component in [spec["root"], *spec.get("components", {}).values()]:
+        for task in component.get("dag", {}).get("tasks", {}).values():
+            task["cachingOptions"] = {}
+    with open(dest, "w", encoding="utf-8") as fh:
+        yaml.safe_dump_all(docs, fh, sort_keys=False)
+    return Path(dest)
+
+
 def run_request(
     package_path: str | os.PathLike,
     arguments: dict[str, Any],
@@ -114,6 +192,7 @@ def run_request(
     experiment: str,
     namespace: str | None,
     service_account: str | None = None,
+    pipeline_root: str | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments of `kfp.Client.create_run_from_pipeline_package`."""
     return {
@@ -123,6 +202,7 @@ def run_request(
         "experiment_name": experiment,
         "namespace": namespace,
         "service_account": service_account,
+        "pipeline_root": pipeline_root or None,
     }
 
 
@@ -133,6 +213,7 @@ def recurring_run_request(
     job_name: str,
     experiment_id: str,
     service_account: str | None = None,
+    pipeline_root: str | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments of `kfp.Client.create_recurring_run`: no catch-up, one run at a time."""
     return {
@@ -145,6 +226,7 @@ def recurring_run_request(
         "params": arguments,
         "pipeline_package_path": str(package_path),
         "service_account": service_account,
+        "pipeline_root": pipeline_root or None,
     }
 
 
@@ -156,22 +238,27 @@ def _client(target: Target):
 
 
 class _Package:
-    """The pipeline package to send: a given YAML, or one compiled now into a temp folder."""
+    """The pipeline package to send: a given YAML, or one compiled now into a temp folder;
+    with `cache` False, a copy with caching off everywhere."""
 
-    def __init__(self, package: str | None):
+    def __init__(self, package: str | None, cache: bool = True):
         self.package = package
+        self.cache = cache
         self.tmp: tempfile.TemporaryDirectory | None = None
 
     def __enter__(self) -> Path:
-        if self.package:
-            if not Path(self.package).is_file():
-                raise RemoteError(f"{self.package}: no such pipeline package")
-            return Path(self.package)
-        from pipelines.local import compile_pipeline
-
+        if self.package and not Path(self.package).is_file():
+            raise RemoteError(f"{self.package}: no such pipeline package")
         self.tmp = tempfile.TemporaryDirectory(prefix="adg-compile-")
-        path = Path(self.tmp.name) / "adg_pipeline.yaml"
-        compile_pipeline(path)
+        if self.package:
+            path = Path(self.package)
+        else:
+            from pipelines.local import compile_pipeline
+
+            path = Path(self.tmp.name) / "adg_pipeline.yaml"
+            compile_pipeline(path)
+        if not self.cache:
+            path = package_without_cache(path, Path(self.tmp.name) / "adg_pipeline.nocache.yaml")
         return path
 
     def __exit__(self, *exc) -> None:
@@ -187,15 +274,27 @@ def submit(
     run_name: str | None = None,
     package: str | None = None,
     service_account: str | None = None,
+    cache: bool = True,
+    pipeline_root: str | None = None,
+    check_version: bool = True,
 ) -> str:
-    """Start one run; returns its id."""
+    """Start one run; returns its id. `cache`: keep the compiled caching (False: none at all)."""
     target = resolve_target(host, namespace, service_account)
-    with _Package(package) as path:
+    with _Package(package, cache=cache) as path:
         arguments = parse_params(params, path)
         request = run_request(
-            path, arguments, run_name, experiment, target.namespace, target.service_account
+            path,
+            arguments,
+            run_name,
+            experiment,
+            target.namespace,
+            target.service_account,
+            pipeline_root=pipeline_root,
         )
-        result = _client(target).create_run_from_pipeline_package(**request)
+        client = _client(target)
+        if check_version:
+            check_backend_version(server_version(client))
+        result = client.create_run_from_pipeline_package(**request)
     return result.run_id
 
 
@@ -208,16 +307,28 @@ def schedule(
     experiment: str = DEFAULT_EXPERIMENT,
     package: str | None = None,
     service_account: str | None = None,
+    cache: bool = False,
+    pipeline_root: str | None = None,
+    check_version: bool = True,
 ) -> str:
-    """Create a recurring run; returns its id."""
+    """Create a recurring run; returns its id. `cache` is off by default: every scheduled run
+    computes everything afresh (True keeps the compiled settings)."""
     target = resolve_target(host, namespace, service_account)
     cron_expression(cron)
-    with _Package(package) as path:
+    with _Package(package, cache=cache) as path:
         arguments = parse_params(params, path)
         client = _client(target)
+        if check_version:
+            check_backend_version(server_version(client))
         exp = client.create_experiment(experiment, namespace=target.namespace)
         request = recurring_run_request(
-            path, arguments, cron, name, exp.experiment_id, target.service_account
+            path,
+            arguments,
+            cron,
+            name,
+            exp.experiment_id,
+            target.service_account,
+            pipeline_root=pipeline_root,
         )
         job = client.create_recurring_run(**request)
     return job.recurring_run_id

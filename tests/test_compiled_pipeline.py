@@ -11,7 +11,11 @@ import pytest
 import yaml
 
 from components.images import STAGE_FAMILY, image_for
-from pipelines.adg_pipeline import SHARD_PARALLELISM
+from pipelines.adg_pipeline import (
+    PIPELINE_DISPLAY_NAME,
+    RUN_DEADLINE_SECONDS,
+    SHARD_PARALLELISM,
+)
 from pipelines.local import compile_pipeline
 from pipelines.placement import GPU_RESOURCE, GPU_RETRIES, MODEL_CACHE_PATH
 
@@ -32,6 +36,7 @@ GPU_EXECUTORS = {
     "exec-evaluate-2": "evaluate_gpu_count",
 }
 CPU_EXECUTORS = {
+    "exec-preflight",
     "exec-ingest",
     "exec-shard",
     "exec-merge",
@@ -47,6 +52,8 @@ CPU_EXECUTORS = {
     "exec-compare-2",
 }
 STORAGE_EXECUTORS = {
+    "exec-preflight",
+    "exec-nothing-to-do",
     "exec-ingest",
     "exec-generate",
     "exec-embed",
@@ -127,7 +134,7 @@ def test_gpu_limits_only_on_gpu_tasks(executors):
         resources = executor["container"]["resources"]
         if name in GPU_EXECUTORS:
             accel = resources["accelerator"]
-            assert accel["resourceType"] == GPU_RESOURCE
+            assert "gpu_accelerator_type" in accel["resourceType"]
             assert GPU_EXECUTORS[name] in accel["resourceCount"]
         else:
             assert "accelerator" not in resources, name
@@ -261,3 +268,53 @@ def test_parameters_are_documented(compiled):
         assert param.get("description"), f"pipeline parameter {name} is not documented"
     for name in ("shard_count", "gpu_node_selector", "gpu_tolerations", "storage_secret"):
         assert name in params
+
+
+# --- first real run: caching, preflight, deadline, UI ----------------------------------------
+
+# Tasks whose result depends on the world outside their inputs: a KFP cache hit would skip new
+# pool files under the prefix, re-record the ledger, skip an export or a check.
+OUTSIDE_WORLD = {"preflight", "ingest", "export", "record-ledger", "nothing-to-do"}
+
+
+def test_tasks_with_outside_effects_are_never_cached(compiled):
+    tasks = all_tasks(compiled[1])
+    for name in OUTSIDE_WORLD:
+        options = tasks[f"comp-{name}"].get("cachingOptions", {})
+        assert not options.get("enableCache"), f"{name} is cached"
+    # The pure, artifact-keyed tasks stay cacheable.
+    for name in ("merge", "cluster", "select"):
+        assert tasks[f"comp-{name}"]["cachingOptions"]["enableCache"] is True, name
+
+
+def test_preflight_runs_first_and_everything_waits_for_it(compiled):
+    spec = compiled[1]
+    root = spec["root"]["dag"]["tasks"]
+    assert "dependentTasks" not in root["preflight"]
+    assert root["ingest"]["dependentTasks"] == ["preflight"]
+    # Every other root task (the branches) depends on ingest, so on preflight.
+    for name, task in root.items():
+        if name not in ("preflight", "ingest"):
+            assert "ingest" in task.get("dependentTasks", []), name
+    # The GPU tasks' checkpoint prefix is preflight's output (resolved under the pipeline root).
+    for name in ("generate", "score"):
+        param = all_tasks(spec)[f"comp-{name}"]["inputs"]["parameters"]["checkpoint_uri"]
+        assert param["componentInputParameter"] == "pipelinechannel--preflight-Output"
+
+
+def test_accelerator_resource_is_a_parameter(compiled):
+    params = compiled[1]["root"]["inputDefinitions"]["parameters"]
+    assert params["gpu_accelerator_type"]["defaultValue"] == GPU_RESOURCE
+
+
+def test_run_deadline_fails_a_run_that_cannot_schedule(compiled):
+    config = compiled[2]["platforms"]["kubernetes"]["pipelineConfig"]
+    assert config["activeDeadlineSeconds"] == RUN_DEADLINE_SECONDS
+
+
+def test_ui_names(compiled):
+    spec = compiled[1]
+    assert spec["pipelineInfo"]["displayName"] == PIPELINE_DISPLAY_NAME
+    assert spec["pipelineInfo"]["description"]
+    names = {t["taskInfo"]["name"] for t in all_tasks(spec).values()}
+    assert {"shards", "baseline-selectors"} <= names

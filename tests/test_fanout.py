@@ -133,3 +133,48 @@ def test_recurring_curation_records_the_ledger_then_has_nothing_to_do(
     assert report["nothing_to_do"] is True
     assert json.loads((second / "nothing-to-do" / "top").read_text()) == []
     assert storage.read_json(ledger_uri)["files"] == files
+
+
+def test_second_scheduled_run_reads_the_new_files(tmp_path, bucket):
+    """What a second scheduled run does, through the real components under kfp.local: ingest
+    reads only the files that arrived since (ingest is never cached in the compiled spec, see
+    test_compiled_pipeline), record_ledger adds them, and a third run finds nothing."""
+    from kfp import local
+
+    from components.ingest import ingest
+    from components.ledger import nothing_to_do, record_ledger
+
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(tmp_path / "root"),
+        raise_on_error=True,
+    )
+    prefix, ledger_uri = f"s3://{bucket}/pools/", f"s3://{bucket}/adg/ledger.json"
+    records = sample_records(9)
+    storage.upload(write_jsonl(tmp_path / "a.jsonl", records[:4]), f"{prefix}a.jsonl")
+
+    def scheduled_run(run_id: str):
+        ing = ingest(pool_uri="", pool_prefix=prefix, ledger_uri=ledger_uri, limit=0)
+        args = {"ledger_uri": ledger_uri, "sources": ing.outputs["sources"], "run_id": run_id}
+        if ing.outputs["new_files"]:
+            record_ledger(**args)
+        else:
+            nothing_to_do(pool_prefix=prefix, **args)
+        pool = Path(ing.outputs["pool"].path).read_text().splitlines()
+        return ing.outputs["new_files"], [json.loads(x)["id"] for x in pool]
+
+    assert scheduled_run("run-1") == (1, [r["id"] for r in records[:4]])
+    storage.upload(write_jsonl(tmp_path / "b.jsonl", records[4:]), f"{prefix}b.jsonl")
+    assert scheduled_run("run-2") == (1, [r["id"] for r in records[4:]])
+    assert scheduled_run("run-3") == (0, [])
+    # A file without one valid record: the run ends in nothing_to_do, which records it as
+    # rejected, so later runs neither fail on it nor read it again.
+    storage.write_bytes(f"{prefix}c.jsonl", b'{"instruction": ""}\n')
+    assert scheduled_run("run-4") == (0, [])
+    assert scheduled_run("run-5") == (0, [])
+    files = storage.read_json(ledger_uri)["files"]
+    assert {u: (e["run_id"], e["status"]) for u, e in files.items()} == {
+        f"{prefix}a.jsonl": ("run-1", "curated"),
+        f"{prefix}b.jsonl": ("run-2", "curated"),
+        f"{prefix}c.jsonl": ("run-4", "rejected"),
+    }

@@ -28,6 +28,7 @@ FAMILIES = sorted(set(STAGE_FAMILY.values()))
 
 # The optional extras each stage needs at run time. The report stage runs in `cpu` too.
 STAGE_EXTRAS = {
+    "preflight": set(),
     "ingest": set(),
     "cluster": set(),
     "select": set(),
@@ -151,6 +152,12 @@ def test_locks_agree_on_the_kfp_sdk():
         assert len(set(versions.values())) == 1, f"{name} differs between images: {versions}"
     constraints = (IMAGES / "constraints.txt").read_text()
     assert f"kfp=={read_lock('cpu')['kfp']}" in constraints
+
+
+def test_model_writer_and_reader_share_one_transformers():
+    # The train image saves the fine-tuned model, the eval (and generate) images load it.
+    versions = {family: read_lock(family).get("transformers") for family in FAMILIES}
+    assert len(set(versions.values())) == 1, f"transformers differs between images: {versions}"
 
 
 def test_cpu_image_has_the_cpu_build_of_torch():

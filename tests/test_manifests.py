@@ -59,6 +59,12 @@ def base(kubectl) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
+def rooted(kubectl) -> list[dict]:
+    """The base plus the opt-in, namespace-wide pipeline root (overlays/pipeline-root)."""
+    return render(kubectl, MANIFESTS / "overlays" / "pipeline-root")
+
+
+@pytest.fixture(scope="module")
 def dev(kubectl) -> list[dict]:
     return render(kubectl, MANIFESTS / "overlays" / "dev")
 
@@ -78,7 +84,7 @@ def test_base_and_manifests_root_render_the_same(kubectl, base):
     assert render(kubectl, MANIFESTS / "base") == base
 
 
-@pytest.mark.parametrize("target", ["base", "dev"])
+@pytest.mark.parametrize("target", ["base", "rooted", "dev"])
 def test_every_rendered_object_validates_against_the_kubernetes_schema(target, request):
     import kubernetes_validate
 
@@ -93,8 +99,9 @@ def test_every_rendered_object_validates_against_the_kubernetes_schema(target, r
 
 def test_base_holds_what_a_profile_namespace_needs(base):
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in base)
+    # No kfp-launcher ConfigMap: it would change the pipeline root of every pipeline in the
+    # namespace (opt-in: overlays/pipeline-root).
     assert kinds == [
-        ("ConfigMap", "kfp-launcher"),
         ("PersistentVolumeClaim", "adg-model-cache"),
         ("Role", "adg-pipeline-runner"),
         ("RoleBinding", "adg-pipeline-runner"),
@@ -116,13 +123,17 @@ def test_secret_is_a_template_with_placeholders_only(base):
     assert "AKIA" not in yaml.safe_dump_all(base)
 
 
-def test_launcher_config_points_the_pipeline_root_at_the_secret(base):
-    root, s3 = launcher_s3(base)
+def test_launcher_config_points_the_pipeline_root_at_the_secret(base, rooted):
+    assert {(o["kind"], o["metadata"]["name"]) for o in rooted} - {
+        (o["kind"], o["metadata"]["name"]) for o in base
+    } == {("ConfigMap", "kfp-launcher")}
+    assert len({o["metadata"]["namespace"] for o in rooted}) == 1
+    root, s3 = launcher_s3(rooted)
     assert root.startswith("s3://") and len(root.removeprefix("s3://").split("/")[0]) >= 3
     assert "://" not in s3["endpoint"], "KFP wants host[:port] here; disableSSL picks the scheme"
     ref = s3["credentials"]["secretRef"]
     assert s3["credentials"]["fromEnv"] is False
-    secret = one(base, "Secret", ref["secretName"])
+    secret = one(rooted, "Secret", ref["secretName"])
     assert {ref["accessKeyKey"], ref["secretKeyKey"]} <= set(secret["stringData"])
     assert isinstance(s3["disableSSL"], bool) and isinstance(s3["forcePathStyle"], bool)
 
@@ -149,7 +160,7 @@ def test_runner_may_read_what_the_launcher_reads(base):
             for rule in role["rules"]
         )
 
-    secret_name = launcher_s3(base)[1]["credentials"]["secretRef"]["secretName"]
+    secret_name = one(base, "Secret")["metadata"]["name"]
     assert allowed("configmaps", "get", "kfp-launcher")
     assert allowed("secrets", "get", secret_name)
     assert not allowed("secrets", "list"), "the runner reads one Secret, it does not list them"
@@ -158,10 +169,16 @@ def test_runner_may_read_what_the_launcher_reads(base):
     assert allowed("workflowtaskresults", "create", group="argoproj.io")
 
 
-def test_model_cache_claim(base):
+def test_model_cache_claim(base, dev):
     claim = one(base, "PersistentVolumeClaim", "adg-model-cache")
     assert claim["spec"]["resources"]["requests"]["storage"]
-    assert claim["spec"]["accessModes"]
+    # ReadWriteMany needs a class that offers it: a setting the user must fill in (kustomization).
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert claim["spec"]["storageClassName"].startswith(PLACEHOLDER)
+    # The single-node dev overlay uses the cluster's default class, ReadWriteOnce.
+    dev_claim = one(dev, "PersistentVolumeClaim", "adg-model-cache")
+    assert "storageClassName" not in dev_claim["spec"]
+    assert dev_claim["spec"]["accessModes"] == ["ReadWriteOnce"]
 
 
 def test_dev_overlay_runs_minio_where_the_launcher_looks(base, dev):

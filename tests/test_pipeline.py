@@ -53,6 +53,7 @@ def test_parameters_are_stage_prefixed(compiled):
         "shard_count",
         "gpu_node_selector",
         "gpu_tolerations",
+        "gpu_accelerator_type",
         "storage_secret",
         "model_cache_pvc",
         "checkpoint_uri",

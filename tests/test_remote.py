@@ -83,6 +83,7 @@ def test_run_request():
         "experiment_name": "adg",
         "namespace": "team-a",
         "service_account": None,
+        "pipeline_root": None,
     }
     request = remote.run_request(PACKAGE, {}, None, "adg", None, "adg-pipeline-runner")
     assert request["service_account"] == "adg-pipeline-runner"
@@ -133,3 +134,92 @@ def test_cli_errors_before_any_request(monkeypatch, capsys):
     assert err.count("\n") == 0 and "select_budget" in err
     assert main(["submit", "--host", "http://h", "--package", "/nonexistent.yaml"]) == 2
     assert "no such pipeline package" in capsys.readouterr().err
+
+
+# --- backend version, caching, pipeline root ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tag", "ok"),
+    [("2.14.0", True), ("v2.15.1-rc.1", True), ("2.5.0", False), ("1.8.5", False)],
+)
+def test_backend_version_check(tag, ok):
+    if ok:
+        assert remote.check_backend_version(tag) == remote.parse_version(tag)
+    else:
+        with pytest.raises(remote.RemoteError, match=r"needs 2\.14\.0 or newer"):
+            remote.check_backend_version(tag)
+    assert remote.check_backend_version("dev") is None  # unknown: a warning, not a refusal
+
+
+@pytest.fixture
+def healthz_server():
+    """A loopback HTTP server answering KFP's healthz like an API server of a given tag."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    state = {"tag": "2.5.0", "paths": []}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            state["paths"].append(self.path)
+            body = json.dumps({"commit_sha": "abc", "tag_name": state["tag"], "multi_user": False})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_server_version_is_read_through_kfp_client(healthz_server):
+    host, state = healthz_server
+    client = remote._client(remote.Target(host, None))
+    assert remote.server_version(client) == "2.5.0"
+    assert state["paths"][-1] == remote.HEALTHZ_PATH
+
+
+def test_submit_refuses_an_old_backend_before_sending(healthz_server, capsys):
+    host, state = healthz_server
+    args = ["submit", "--host", host, "--package", str(PACKAGE), "--param", "select_budget=5"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "backend is 2.5.0" in err and "2.14.0" in err
+    # Nothing but health was asked (kfp.Client checks v2beta1 itself, then our v1beta1 read).
+    assert {p.rsplit("/", 1)[-1] for p in state["paths"]} == {"healthz"}
+
+
+def test_no_cache_package_turns_caching_off_everywhere(tmp_path):
+    import yaml
+
+    path = remote.package_without_cache(PACKAGE, tmp_path / "p.yaml")
+    spec, platform = yaml.safe_load_all(path.read_text())
+    original = next(yaml.safe_load_all(PACKAGE.read_text()))
+    for component in [spec["root"], *spec["components"].values()]:
+        for task in component.get("dag", {}).get("tasks", {}).values():
+            assert not task.get("cachingOptions", {}).get("enableCache"), task["taskInfo"]
+    assert platform["platforms"]["kubernetes"]["deploymentSpec"]  # the platform spec is kept
+    assert set(spec["components"]) == set(original["components"])
+
+
+def test_pipeline_root_and_caching_choices_reach_the_request():
+    run = remote.run_request(PACKAGE, {}, None, "adg", None, pipeline_root="s3://b/root")
+    rec = remote.recurring_run_request(PACKAGE, {}, "0 3 * * *", "n", "e", pipeline_root="")
+    assert run["pipeline_root"] == "s3://b/root" and rec["pipeline_root"] is None
+    # kfp.Client's enable_caching is never sent (it overrides only top-level tasks).
+    assert "enable_caching" not in run and "enable_caching" not in rec
+    import inspect
+
+    assert inspect.signature(remote.schedule).parameters["cache"].default is False
+    assert inspect.signature(remote.submit).parameters["cache"].default is True

@@ -304,6 +304,9 @@ def cmd_submit(a: argparse.Namespace) -> None:
         run_name=a.run_name,
         package=a.package,
         service_account=a.service_account,
+        cache=a.cache is not False,
+        pipeline_root=a.pipeline_root,
+        check_version=not a.skip_version_check,
     )
     print(f"submitted run {run_id}")
 
@@ -321,8 +324,34 @@ def cmd_schedule(a: argparse.Namespace) -> None:
         experiment=a.experiment,
         package=a.package,
         service_account=a.service_account,
+        cache=bool(a.cache),
+        pipeline_root=a.pipeline_root,
+        check_version=not a.skip_version_check,
     )
     print(f"scheduled recurring run {job_id} ({a.cron}, no catch-up, max concurrency 1)")
+
+
+def _run_options(p: argparse.ArgumentParser, cache_default: str) -> None:
+    """Caching, pipeline root and the backend version check of `submit` / `schedule`."""
+    p.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="KFP caching: --cache keeps the compiled settings (tasks that read or write the "
+        "outside world are never cached), --no-cache turns it off everywhere "
+        f"(default: {cache_default})",
+    )
+    p.add_argument(
+        "--pipeline-root",
+        default=None,
+        help="s3:// prefix for this run's artifacts (default: the namespace's kfp-launcher "
+        "ConfigMap, else the server's default)",
+    )
+    p.add_argument(
+        "--skip-version-check",
+        action="store_true",
+        help="send even to a backend older than the minimum (docs/kubernetes.md)",
+    )
 
 
 def _kfp_args(p: argparse.ArgumentParser) -> None:
@@ -602,12 +631,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("submit", help="start one run of the pipeline on Kubeflow Pipelines")
     _kfp_args(p)
     p.add_argument("--run-name", default=None)
+    _run_options(p, "the compiled settings: pure tasks cached, outside effects never")
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("schedule", help="create a recurring run (no catch-up, one at a time)")
     _kfp_args(p)
     p.add_argument("--cron", required=True, help='cron schedule, e.g. "0 3 * * *"')
     p.add_argument("--name", default="adg-recurring-curation", help="recurring run name")
+    _run_options(p, "off for every task")
     p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("prepare-model", help="convert the embedded model once (make setup)")

@@ -1,17 +1,37 @@
 """Recurring curation: which pool files under a bucket prefix are new, and a ledger of those done.
 
 A scheduled run points ingest at a pool prefix (`s3://bucket/pools/`) and a ledger object
-(`s3://bucket/adg/ledger.json`). `plan_sources` lists the pool files (.json, .jsonl, and their .gz)
-under the prefix and keeps those the ledger does not hold with the same ETag, so a re-uploaded,
-changed file is curated again. Only after the run has selected its subsets does `record` add the
-ingested files (with the ETag seen at ingest time) to the ledger; a run that fails records nothing
-and the next run picks the files up again. The ledger is a small JSON document:
-`{"version": 1, "files": {uri: {"etag", "size", "run_id", "recorded_at"}}}`. Runs must not
-overlap (the schedule's max concurrency is 1), since the ledger update is read-modify-write.
+(`s3://bucket/adg/ledger.json`). The ledger is a small JSON document,
+
+    {"version": 1,
+     "files": {uri: {"etag", "size", "run_id", "recorded_at", "status", "records"[, "reason"]}}}
+
+with `status` "curated" (its records were selected from in run `run_id`) or "rejected" (the file
+held no valid record; `reason` says why); `records` is how many of its records the run curated.
+Entries written before `status` existed count as curated.
+
+The API, in the order a run uses it:
+
+- `plan_sources(pool_uri, pool_prefix, ledger_uri)`: the pool files (.json, .jsonl, and their .gz)
+  under the prefix that the ledger does not hold with the same ETag, as source dicts
+  `{"uri", "etag", "size"}`. A re-uploaded, changed file has a new ETag and is curated again.
+- `ingest_pending(...)`: reads exactly those versions (If-Match on the listing's ETag) into one
+  pool and gives each source its `records` (how many are in the pool) and `status`: "curated"
+  (all of its valid records are in the pool), "rejected" (no valid record, or not readable as a
+  pool) or "deferred" (`limit` cut some of its records off; the next run reads it again, whole).
+- `record(ledger_uri, sources, run_id)`: after the run's curation succeeded, adds the curated and
+  rejected sources (never the deferred ones): `load`, `updated`, `save`. The write is conditional
+  (If-Match on the ETag the ledger was read with, If-None-Match when there was none), so two runs
+  on one ledger cannot lose an update: the later writer gets `LedgerConflict`, records nothing,
+  and its run fails (the next run curates those files again).
+- `read_ledger(ledger_uri)` / `load(ledger_uri)`: the document (and its ETag), for tools built on
+  top (e.g. an index of what was curated when).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import time
 from typing import Any
@@ -19,21 +39,46 @@ from typing import Any
 from adg import storage
 from adg.records import IngestSummary, ingest, write_jsonl
 
+log = logging.getLogger(__name__)
+
 POOL_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
+LEDGER_VERSION = 1
+CURATED, REJECTED, DEFERRED = "curated", "rejected", "deferred"
+
+
+class LedgerConflict(storage.StorageError):
+    """Another run wrote the ledger between our read and our write; nothing was recorded."""
+
+
+def _empty() -> dict[str, Any]:
+    return {"version": LEDGER_VERSION, "files": {}}
+
+
+def load(ledger_uri: str) -> tuple[dict[str, Any], str | None]:
+    """(ledger, ETag of the object read) — ETag None when there is no ledger yet."""
+    data, etag = storage.read_versioned(ledger_uri)
+    if data is None:
+        return _empty(), None
+    try:
+        ledger = json.loads(data)
+    except json.JSONDecodeError as err:
+        raise storage.StorageError(f"{ledger_uri}: not valid JSON ({err.msg})") from None
+    if not isinstance(ledger, dict) or not isinstance(ledger.get("files"), dict):
+        raise storage.StorageError(f"{ledger_uri}: not an ADG ledger (no 'files' object)")
+    return ledger, etag
 
 
 def read_ledger(ledger_uri: str) -> dict[str, Any]:
-    ledger = storage.read_json(ledger_uri, default=None) or {"version": 1, "files": {}}
-    if not isinstance(ledger.get("files"), dict):
-        raise storage.StorageError(f"{ledger_uri}: not an ADG ledger (no 'files' object)")
-    return ledger
+    """The ledger document (an empty one when the object does not exist yet)."""
+    return load(ledger_uri)[0]
 
 
 def plan_sources(pool_uri: str, pool_prefix: str, ledger_uri: str) -> list[dict[str, Any]]:
     """The pool files this run should ingest, as {"uri", "etag", "size"} dicts.
 
     Without a prefix: just `pool_uri` (a local path or an s3:// URI). With a prefix: the pool
-    files under it not yet in the ledger (all of them when there is no ledger), sorted by key.
+    files under it not yet in the ledger with their current ETag (all of them when there is no
+    ledger), sorted by key.
     """
     if not pool_prefix:
         if not pool_uri:
@@ -54,6 +99,17 @@ def plan_sources(pool_uri: str, pool_prefix: str, ledger_uri: str) -> list[dict[
     return pending
 
 
+def _status(summary: IngestSummary, uri: str) -> tuple[str, str]:
+    counts = summary.per_source.get(uri, {"valid": 0, "kept": 0})
+    if uri in summary.unreadable:
+        return REJECTED, summary.unreadable[uri]
+    if counts["valid"] == 0:
+        return REJECTED, "no valid record"
+    if counts["kept"] < counts["valid"]:
+        return DEFERRED, f"ingest limit kept {counts['kept']} of {counts['valid']} records"
+    return CURATED, ""
+
+
 def ingest_pending(
     pool_uri: str,
     pool_prefix: str,
@@ -63,28 +119,87 @@ def ingest_pending(
     limit: int = 0,
 ) -> tuple[IngestSummary | None, list[dict[str, Any]]]:
     """The ingest stage with recurring curation: (summary, sources), or (None, []) with empty
-    output files when there is nothing new to curate."""
+    output files when there is nothing new to curate.
+
+    Without a prefix this is plain `records.ingest` (a pool with no valid record is an error).
+    With one, every source gets a `status` (and a `reason` unless curated); the summary may
+    count 0 accepted records when every new file was rejected.
+    """
     sources = plan_sources(pool_uri, pool_prefix, ledger_uri)
     if not sources:
         write_jsonl(output, [])
         write_jsonl(rejects, [])
         return None, []
-    return ingest([s["uri"] for s in sources], output, rejects, limit=limit), sources
+    uris = [s["uri"] for s in sources]
+    if not pool_prefix:
+        summary = ingest(uris, output, rejects, limit=limit)
+        sources[0].update(status=CURATED, records=summary.accepted)
+        return summary, sources
+    etags = {s["uri"]: s["etag"] for s in sources}
+    summary = ingest(uris, output, rejects, limit=limit, etags=etags, tolerant=True)
+    for s in sources:
+        status, reason = _status(summary, s["uri"])
+        s["status"] = status
+        s["records"] = summary.per_source.get(s["uri"], {}).get("kept", 0)
+        if reason:
+            s["reason"] = reason
+            log.warning("ingest: %s: %s (%s)", s["uri"], status, reason)
+    return summary, sources
 
 
-def record(ledger_uri: str, sources: list[dict[str, Any]], run_id: str = "") -> int:
-    """Add the curated pool files to the ledger; return how many entries were written."""
-    entries = [s for s in sources if str(s.get("uri", "")).startswith(storage.SCHEME)]
-    if not ledger_uri or not entries:
-        return 0
-    ledger = read_ledger(ledger_uri)
+def files_with_records(sources: list[dict[str, Any]]) -> int:
+    """How many sources contributed records to this run's pool (0: nothing to curate)."""
+    return sum(1 for s in sources if s.get("records", 0) > 0)
+
+
+def updated(
+    ledger: dict[str, Any], sources: list[dict[str, Any]], run_id: str = ""
+) -> tuple[dict[str, Any], int]:
+    """(the ledger with this run's curated and rejected s3:// sources added, how many). Deferred
+    files (cut by the ingest limit) and local files are not recorded."""
+    entries = [
+        s
+        for s in sources
+        if storage.is_s3(s.get("uri")) and s.get("status", CURATED) in (CURATED, REJECTED)
+    ]
+    files = dict(ledger.get("files", {}))
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for s in entries:
-        ledger["files"][s["uri"]] = {
+        entry = {
             "etag": s.get("etag", ""),
             "size": s.get("size", 0),
             "run_id": run_id,
             "recorded_at": stamp,
+            "status": s.get("status", CURATED),
+            "records": s.get("records", 0),
         }
-    storage.write_json(ledger_uri, ledger)
-    return len(entries)
+        if s.get("reason"):
+            entry["reason"] = s["reason"]
+        files[s["uri"]] = entry
+    return {**ledger, "version": LEDGER_VERSION, "files": files}, len(entries)
+
+
+def save(ledger_uri: str, ledger: dict[str, Any], etag: str | None, run_id: str = "") -> None:
+    """Write the ledger only over the version read (`etag`; None: only if there is none yet).
+
+    Raises `LedgerConflict` when another writer changed it in between.
+    """
+    try:
+        storage.write_json(ledger_uri, ledger, if_match=etag, if_none_match=etag is None)
+    except storage.PreconditionFailed:
+        raise LedgerConflict(
+            f"{ledger_uri}: written by another run since this one read it; "
+            f"nothing recorded for run {run_id or '?'} (its files are curated again next run)"
+        ) from None
+
+
+def record(ledger_uri: str, sources: list[dict[str, Any]], run_id: str = "") -> int:
+    """Add this run's curated and rejected pool files to the ledger (read, `updated`, `save`);
+    return how many entries were written. Raises `LedgerConflict` on a concurrent write."""
+    if not ledger_uri:
+        return 0
+    ledger, etag = load(ledger_uri)
+    new, count = updated(ledger, sources, run_id)
+    if count:
+        save(ledger_uri, new, etag, run_id)
+    return count

@@ -59,6 +59,10 @@ class ReadResult:
     records: list[dict[str, Any]] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     ids_assigned: int = 0
+    # Accepted records per source file, in reading order (several files read into one pool).
+    per_source: dict[str, int] = field(default_factory=dict)
+    # Source files that could not be read at all → why (only when read tolerantly).
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 class PoolError(ValueError):
@@ -300,6 +304,9 @@ class IngestSummary:
     accepted: int
     rejected: int
     ids_assigned: int
+    # Per source file: {"valid": records accepted, "kept": of those, within `limit`}.
+    per_source: dict[str, dict[str, int]] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     def line(self) -> str:
         return (
@@ -308,33 +315,59 @@ class IngestSummary:
         )
 
 
-def _read_source(source: str | os.PathLike, id_prefix: str = "") -> ReadResult:
-    """`read_pool` on a local path or an s3:// URI; rejects name the URI, not the temp copy."""
+def _read_source(
+    source: str | os.PathLike, id_prefix: str = "", if_match: str | None = None
+) -> ReadResult:
+    """`read_pool` on a local path or an s3:// URI; rejects name the URI, not the temp copy.
+    `if_match`: the ETag the s3:// object must still have (see `storage.download`)."""
     if not str(source).startswith("s3://"):
-        return read_pool(source, id_prefix)
-    from adg.storage import local_copy
+        result = read_pool(source, id_prefix)
+    else:
+        from adg.storage import local_copy
 
-    with local_copy(str(source)) as path:
-        result = read_pool(path, id_prefix)
-    for r in result.rejects:
-        r.file = str(source)
+        with local_copy(str(source), if_match=if_match) as path:
+            result = read_pool(path, id_prefix)
+        for r in result.rejects:
+            r.file = str(source)
+    result.per_source = {str(source): len(result.records)}
     return result
 
 
-def read_sources(sources: list[str]) -> ReadResult:
+def _read_tolerant(source: str, id_prefix: str, if_match: str | None) -> ReadResult:
+    try:
+        return _read_source(source, id_prefix, if_match)
+    except PoolError as err:
+        out = ReadResult(per_source={source: 0}, unreadable={source: str(err)})
+        out.rejects.append(Reject(source, 0, str(err), ""))
+        return out
+
+
+def read_sources(
+    sources: list[str], etags: dict[str, str] | None = None, tolerant: bool = False
+) -> ReadResult:
     """Read several pool files into one pool; ids must be unique across all of them.
 
     Assigned ids become "<file name>#<position>", so records without ids in different files do
-    not collide.
+    not collide. `etags`: {source: ETag} an s3:// source must still have when read. `tolerant`:
+    a file that cannot be read at all (not JSON, empty) is a reject and listed in `unreadable`
+    instead of an error (recurring curation must not fail on one bad upload forever).
     """
-    if len(sources) == 1:
-        return _read_source(sources[0])
+    etags = etags or {}
+    if len(sources) == 1 and not tolerant:
+        return _read_source(sources[0], if_match=etags.get(sources[0]))
     out = ReadResult()
     seen: set[Any] = set()
     for source in sources:
-        part = _read_source(source, id_prefix=f"{Path(str(source)).name}#")
+        prefix = f"{Path(str(source)).name}#" if len(sources) > 1 else ""
+        part = (
+            _read_tolerant(source, prefix, etags.get(source))
+            if tolerant
+            else _read_source(source, prefix, etags.get(source))
+        )
         out.rejects.extend(part.rejects)
         out.ids_assigned += part.ids_assigned
+        out.unreadable.update(part.unreadable)
+        out.per_source[str(source)] = 0
         for record in part.records:
             key = id_key(record["id"])
             if key in seen:
@@ -343,6 +376,7 @@ def read_sources(sources: list[str]) -> ReadResult:
                 continue
             seen.add(key)
             out.records.append(record)
+            out.per_source[str(source)] += 1
     return out
 
 
@@ -351,24 +385,41 @@ def ingest(
     output: str | os.PathLike,
     rejects: str | os.PathLike | None,
     limit: int = 0,
+    etags: dict[str, str] | None = None,
+    tolerant: bool = False,
 ) -> IngestSummary:
     """The ingest stage: validate a pool into `pool.jsonl`, rejected records into `rejects.jsonl`.
 
     `source` is a local path, an s3:// URI or a list of them (read into one pool). `limit` > 0
-    keeps only the first `limit` accepted records (for quick runs on a large pool).
+    keeps only the first `limit` accepted records (for quick runs on a large pool). `etags` and
+    `tolerant` as in `read_sources`; tolerant, a pool with no valid record is not an error (the
+    summary says 0 accepted and `per_source` which files gave nothing).
     """
     sources = [str(s) for s in source] if isinstance(source, list) else [str(source)]
     if not sources:
         raise PoolError("ingest: no pool files given")
-    result = read_sources(sources)
+    result = read_sources(sources, etags=etags, tolerant=tolerant)
     if limit > 0:
         result.records = result.records[:limit]
+    per_source, budget = {}, len(result.records)
+    for name, valid in result.per_source.items():
+        per_source[name] = {"valid": valid, "kept": min(valid, budget)}
+        budget -= per_source[name]["kept"]
     if rejects is not None:
         write_jsonl(rejects, (r.to_json() for r in result.rejects))
+    if not result.records and tolerant:
+        write_jsonl(output, [])
+        return IngestSummary(0, len(result.rejects), 0, per_source, result.unreadable)
     if not result.records:
         raise PoolError(
             f"{', '.join(sources)}: no valid records ({len(result.rejects)} rejected"
             + (f", see {rejects})" if rejects else ")")
         )
     write_jsonl(output, result.records)
-    return IngestSummary(len(result.records), len(result.rejects), result.ids_assigned)
+    return IngestSummary(
+        len(result.records),
+        len(result.rejects),
+        result.ids_assigned,
+        per_source,
+        result.unreadable,
+    )

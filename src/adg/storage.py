@@ -34,6 +34,10 @@ class StorageError(ValueError):
     """An object-storage problem worth one line to the user (bad URI, no access, unsafe key)."""
 
 
+class PreconditionFailed(StorageError):
+    """A conditional read or write found the object changed (or present) since it was seen."""
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str
@@ -114,6 +118,9 @@ def _errors(uri: str) -> Iterator[None]:
         yield
     except ClientError as err:
         code = str(err.response.get("Error", {}).get("Code", ""))
+        # 412 on a failed If-Match / If-None-Match; 409 when a concurrent conditional write won.
+        if code in ("412", "PreconditionFailed", "409", "ConditionalRequestConflict"):
+            raise PreconditionFailed(f"{uri}: changed (or appeared) since read ({code})") from None
         if code in ("404", "NoSuchKey", "NotFound"):
             raise FileNotFoundError(f"{uri}: no such object") from None
         if code == "NoSuchBucket":
@@ -138,28 +145,55 @@ def exists(uri: str) -> bool:
     return head(uri) is not None
 
 
-def list_objects(prefix_uri: str) -> list[ObjectInfo]:
-    """Every object whose key starts with the URI's key, sorted by key."""
+def list_objects(prefix_uri: str, max_keys: int = 0) -> list[ObjectInfo]:
+    """Every object whose key starts with the URI's key, sorted by key (with `max_keys` > 0: at
+    most that many, from one listing request — enough to tell that the bucket answers)."""
     bucket, prefix = split_uri(prefix_uri)
     out: list[ObjectInfo] = []
     with _errors(prefix_uri):
-        pages = client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        if max_keys > 0:
+            pages = [client().list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=max_keys)]
+        else:
+            paginator = client().get_paginator("list_objects_v2")
+            pages = paginator.paginate(Bucket=bucket, Prefix=prefix)
         for page in pages:
             for obj in page.get("Contents", []):
                 out.append(ObjectInfo(obj["Key"], int(obj["Size"]), obj["ETag"].strip('"')))
     return sorted(out, key=lambda o: o.key)
 
 
-def download(uri: str, dest: str | os.PathLike) -> Path:
-    """Download one object to `dest` atomically (a temp file beside it, then a rename)."""
+def delete(uri: str) -> None:
+    """Delete one object (no error when it is already gone)."""
+    bucket, key = split_uri(uri)
+    with _errors(uri):
+        client().delete_object(Bucket=bucket, Key=key)
+
+
+def download(uri: str, dest: str | os.PathLike, if_match: str | None = None) -> Path:
+    """Download one object to `dest` atomically (a temp file beside it, then a rename).
+
+    With `if_match` (an ETag, e.g. from a listing) the read fails with `PreconditionFailed` when
+    the object is no longer that version, so what was read is exactly what was listed.
+    """
     bucket, key = split_uri(uri)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part")
     with _errors(uri):
-        client().download_file(bucket, key, str(tmp), Config=transfer_config())
+        if if_match:
+            # One streamed GET: a multipart download could not hold every part to one version.
+            body = client().get_object(Bucket=bucket, Key=key, IfMatch=_quoted(if_match))["Body"]
+            with open(tmp, "wb") as fh:
+                for chunk in body.iter_chunks(1 << 20):
+                    fh.write(chunk)
+        else:
+            client().download_file(bucket, key, str(tmp), Config=transfer_config())
     os.replace(tmp, dest)
     return dest
+
+
+def _quoted(etag: str) -> str:
+    return etag if etag.startswith('"') else f'"{etag}"'
 
 
 def upload(path: str | os.PathLike, uri: str) -> None:
@@ -177,10 +211,35 @@ def read_bytes(uri: str) -> bytes:
         return client().get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+def read_versioned(uri: str) -> tuple[bytes | None, str | None]:
+    """(content, ETag) of one object, or (None, None) when it does not exist; the ETag is what a
+    conditional `write_bytes(..., if_match=etag)` compares against."""
     bucket, key = split_uri(uri)
+    try:
+        with _errors(uri):
+            obj = client().get_object(Bucket=bucket, Key=key)
+            return obj["Body"].read(), obj["ETag"].strip('"')
+    except FileNotFoundError:
+        return None, None
+
+
+def write_bytes(
+    uri: str,
+    data: bytes,
+    content_type: str = "application/octet-stream",
+    if_match: str | None = None,
+    if_none_match: bool = False,
+) -> None:
+    """Put one object. `if_match` (an ETag): only over that version; `if_none_match`: only when
+    no object exists. Either way a lost race raises `PreconditionFailed` instead of overwriting."""
+    bucket, key = split_uri(uri)
+    extra: dict[str, str] = {}
+    if if_match:
+        extra["IfMatch"] = _quoted(if_match)
+    if if_none_match:
+        extra["IfNoneMatch"] = "*"
     with _errors(uri):
-        client().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+        client().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, **extra)
 
 
 def read_json(uri: str, default: Any = None) -> Any:
@@ -195,16 +254,19 @@ def read_json(uri: str, default: Any = None) -> Any:
         raise StorageError(f"{uri}: not valid JSON ({err.msg} at line {err.lineno})") from None
 
 
-def write_json(uri: str, value: Any) -> None:
+def write_json(
+    uri: str, value: Any, if_match: str | None = None, if_none_match: bool = False
+) -> None:
     data = (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    write_bytes(uri, data, content_type="application/json")
+    write_bytes(uri, data, "application/json", if_match=if_match, if_none_match=if_none_match)
 
 
 @contextlib.contextmanager
-def local_copy(uri: str | os.PathLike) -> Iterator[Path]:
+def local_copy(uri: str | os.PathLike, if_match: str | None = None) -> Iterator[Path]:
     """A local path for a local path or an s3:// URI (downloaded to a temp folder, then removed).
 
     The temp file keeps the object's name, so `.gz` and `.json` suffixes still mean what they say.
+    `if_match`: read exactly that version of the object (see `download`).
     """
     if not is_s3(uri):
         yield Path(uri)
@@ -212,7 +274,7 @@ def local_copy(uri: str | os.PathLike) -> Iterator[Path]:
     _bucket, key = split_uri(str(uri))
     name = PurePosixPath(key).name or "object"
     with tempfile.TemporaryDirectory(prefix="adg-s3-") as work:
-        yield download(str(uri), Path(work) / name)
+        yield download(str(uri), Path(work) / name, if_match=if_match)
 
 
 # --- model cache -------------------------------------------------------------------------------
@@ -269,7 +331,7 @@ def _verify(path: Path, obj: ObjectInfo, uri: str) -> None:
         raise StorageError(f"{uri}: checksum differs from the store's ETag {obj.etag}")
 
 
-def _remote_model_objects(uri: str) -> tuple[str, list[ObjectInfo]]:
+def model_objects(uri: str) -> tuple[str, list[ObjectInfo]]:
     """(prefix the keys are relative to, objects) for a model prefix or a single model file."""
     bucket, key = split_uri(uri)
     prefix = key.rstrip("/") + "/" if key else ""
@@ -293,7 +355,7 @@ def cache_model(uri: str) -> Path:
     PVC from downloading the same model at once.
     """
     bucket, key = split_uri(uri)
-    prefix, objects = _remote_model_objects(uri)
+    prefix, objects = model_objects(uri)
     folder_key = prefix.rstrip("/")
     if folder_key:
         safe_relative_key("", folder_key)
