@@ -4,10 +4,11 @@ All scorers score the same records with the same model, side by side in one proc
 rounds (the best round of each counts), so the ratios hold even on a busy machine:
 
 - baseline: bench/baselines/reference_scoring.py, one full forward pass per answer at batch size 1;
-- batched: `HiddenStateEncoder` as `adg score` runs it (batches cut so padding stays within 5 % of
-  the real tokens, mask-free causal passes, the last block and the LM head skipped);
-- batched, rows × longest: the same encoder with the previous batching policy (a batch bounded only
-  by rows × its longest text), to show what padding costs on skewed lengths.
+- batched: `HiddenStateEncoder` as `adg score` runs it (length-sorted batches cut where padded
+  tokens plus a per-pass overhead are least, mask-free causal passes, the last block and the LM head
+  skipped); `--overheads 512,2048` adds a row per other overhead setting;
+- batched, rows × longest: the same encoder with the previous batching policy (greedy batches
+  bounded only by rows × their longest text), to show what padding costs on skewed lengths.
 
 Answer sets, both real text with skewed lengths:
 - `real`: real Alpaca-GPT4 records; as their K answers, the real outputs of K neighbouring records
@@ -116,18 +117,35 @@ def score_groups(groups: list[np.ndarray]) -> np.ndarray:
     return divergence.combine(d, a, divergence.ScoreWeights())
 
 
+class RowsTimesLongest(HiddenStateEncoder):
+    """The previous batching policy: greedy over the sorted texts, a batch cut only when rows ×
+    its longest text would pass `max_batch_tokens` or rows `max_batch_size`."""
+
+    def _batches(self, lengths):
+        batch: list[int] = []
+        for idx in np.argsort(-lengths, kind="stable"):
+            width = int(lengths[batch[0]]) if batch else int(lengths[idx])
+            if batch and (
+                (len(batch) + 1) * width > self.max_batch_tokens
+                or len(batch) >= self.max_batch_size
+            ):
+                yield batch
+                batch = []
+            batch.append(int(idx))
+        if batch:
+            yield batch
+
+
 def bench_set(name, recs, tokenizer, model, a, peak):
     n_layers = len(model.get_decoder().layers)
-    enc_new = HiddenStateEncoder(
-        tokenizer, model, max_batch_tokens=a.max_batch_tokens, max_batch_size=a.max_batch_size
-    )
-    enc_old = HiddenStateEncoder(
-        tokenizer,
-        model,
-        max_batch_tokens=a.max_batch_tokens,
-        max_batch_size=a.max_batch_size,
-        max_padding=float("inf"),
-    )
+    limits = {"max_batch_tokens": a.max_batch_tokens, "max_batch_size": a.max_batch_size}
+    enc_new = HiddenStateEncoder(tokenizer, model, **limits)
+    enc_old = RowsTimesLongest(tokenizer, model, **limits)
+    others = {
+        int(o): HiddenStateEncoder(tokenizer, model, batch_overhead_tokens=int(o), **limits)
+        for o in a.overheads.split(",")
+        if o
+    }
     insts = [r["instruction"] for r in recs]
     answers = [r["generated_answers"] for r in recs]
 
@@ -138,12 +156,16 @@ def bench_set(name, recs, tokenizer, model, a, peak):
 
         return run
 
+    adg_label = f"batched (adg score, overhead {enc_new.batch_overhead_tokens})"
+    encoders = {
+        "batched, rows × longest": enc_old,
+        adg_label: enc_new,
+        **{f"batched, overhead {o}": e for o, e in others.items()},
+    }
+    baseline = "baseline (per answer, batch 1)"
     scorers = {
-        "baseline (per answer, batch 1)": lambda: np.array(
-            [ref.score_record(tokenizer, model, r)["score"] for r in recs]
-        ),
-        "batched, rows × longest": batched(enc_old),
-        "batched (adg score)": batched(enc_new),
+        baseline: lambda: np.array([ref.score_record(tokenizer, model, r)["score"] for r in recs]),
+        **{label: batched(e) for label, e in encoders.items()},
     }
     # Warm-up (allocator, thread pools, kernels), then alternating rounds.
     enc_new.answers_batch(insts[:1], answers[:1])
@@ -159,28 +181,24 @@ def bench_set(name, recs, tokenizer, model, a, peak):
     texts = texts_of(recs)
     lengths = np.array([len(x) for x in enc_new.tokenize(texts, False, 1024)])
     real = int(lengths.sum())
-    padded = {
-        "baseline (per answer, batch 1)": real,
-        "batched, rows × longest": enc_old.padded_tokens,
-        "batched (adg score)": enc_new.padded_tokens,
-    }
+    padded = {baseline: real, **{label: e.padded_tokens for label, e in encoders.items()}}
     f_base = param_flops_per_token(model, n_layers, with_head=True)
     f_batched = param_flops_per_token(model, n_layers - 1, with_head=False)
-    fpt = {"baseline (per answer, batch 1)": f_base}
+    fpt = {baseline: f_base}
     print(
         f"\n## {name}: {len(recs)} records, {len(texts)} texts, {real} real tokens "
         f"(per text min {lengths.min()}, median {int(np.median(lengths))}, max {lengths.max()})\n"
     )
     print("| scorer | seconds | texts/s | real tokens/s | padded/real | MFU | speed-up |")
     print("|---|---|---|---|---|---|---|")
-    t_base = best["baseline (per answer, batch 1)"]
+    t_base = best[baseline]
     for label, t in best.items():
         flops = fpt.get(label, f_batched) * padded[label]
         print(
             f"| {label} | {t:.2f} | {len(texts) / t:.1f} | {real / t:.0f} | "
             f"{padded[label] / real:.2f} | {flops / t / peak:.0%} | {t_base / t:.2f}x |"
         )
-    diff = np.abs(outputs["batched (adg score)"] - outputs["baseline (per answer, batch 1)"]).max()
+    diff = np.abs(outputs[adg_label] - outputs[baseline]).max()
     print(
         f"\nmax |score difference| batched vs baseline: {diff:.2e}; FLOP ceiling of the speed-up "
         f"(parameter FLOPs per token, baseline / batched): {f_base / f_batched:.2f}x"
@@ -198,6 +216,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
     ap.add_argument("--max-batch-tokens", type=int, default=16384)
     ap.add_argument("--max-batch-size", type=int, default=64)
+    ap.add_argument("--overheads", default="", help="more batch overheads to compare, e.g. 512")
     a = ap.parse_args()
 
     if a.threads:
