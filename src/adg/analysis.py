@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from adg.config import AnalyseConfig
 from adg.records import PoolError, id_key, read_records, write_jsonl
 
 CATEGORIES = (
@@ -309,8 +310,8 @@ def analyse_file(
     model: str | None = None,
     endpoint: str = "",
     endpoint_model: str = "",
-    batch_size: int = 8,
-    timeout: float = 60.0,
+    batch_size: int = AnalyseConfig.batch_size,
+    timeout: float = AnalyseConfig.timeout,
     composition_output: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """The analyse stage: write the labels JSONL (and the composition as JSON to

@@ -17,6 +17,8 @@ import sys
 
 import numpy as np
 
+from adg.config import ClusterConfig
+
 # Above this many (points x bins) distance evaluations per iteration, full Lloyd iterations are too
 # slow on a laptop; mini-batches of 4096 converge to similar inertia.
 MINIBATCH_ABOVE = 20_000_000
@@ -69,7 +71,11 @@ def kmeans_bins(
 
 
 def cluster_file(
-    embeddings_path: str, output: str, count: int = 1000, seed: int = 42, pca_dims: int = 0
+    embeddings_path: str,
+    output: str,
+    count: int = ClusterConfig.count,
+    seed: int = ClusterConfig.seed,
+    pca_dims: int = ClusterConfig.pca_dims,
 ) -> int:
     """The cluster stage: `embeddings.npy` → `clusters.npy`; returns the number of bins used."""
     emb = np.load(embeddings_path, mmap_mode="r")

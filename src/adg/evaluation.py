@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adg.config import EvaluateConfig
+
 
 @dataclass(frozen=True)
 class Benchmark:
@@ -44,6 +46,8 @@ CATEGORIES = ("Reasoning", "Knowledge", "Coding")
 # Tasks whose scoring executes generated code; only these get code execution switched on.
 CODE_TASK_PREFIXES = ("mbpp", "humaneval")
 BACKENDS = ("auto", "hf", "vllm")
+# `batch_size="auto"` on a CPU (see build_lm).
+CPU_BATCH_SIZE = 8
 _NOT_METRICS = {"alias", "name", "sample_len", "sample_count", " "}
 
 
@@ -56,8 +60,8 @@ class EvalConfig:
     num_fewshot: int | dict[str, int] | None = None
     limit: float | None = None
     include_path: list[str] = field(default_factory=list)
-    backend: str = "auto"
-    batch_size: int | str = 8
+    backend: str = EvaluateConfig.backend
+    batch_size: int | str = EvaluateConfig.batch_size
     device: str = ""
     max_length: int = 0
     seed: int = 1234
@@ -184,7 +188,11 @@ def build_lm(cfg: EvalConfig):
         pretrained=str(path),
         device=device,
         dtype="bfloat16" if device.startswith("cuda") else "float32",
-        batch_size=cfg.batch_size,
+        # lm-eval's batch-size detection starts at 64 full-length sequences: on a GPU it backs off
+        # on out-of-memory, on a CPU it would only be slow, so a CPU takes a fixed batch.
+        batch_size=CPU_BATCH_SIZE
+        if cfg.batch_size == "auto" and not device.startswith("cuda")
+        else cfg.batch_size,
         **extra,
     )
 

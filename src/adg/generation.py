@@ -20,22 +20,12 @@ from typing import Any
 
 from adg import models
 from adg.checkpoint import ResumableOutput
+from adg.config import CheckpointConfig, GenerateConfig, SamplingConfig
 from adg.prompts import adds_special_tokens, build_prompt
 from adg.records import batched
 from adg.shards import iter_shard
 
 BACKENDS = ("auto", "hf", "vllm")
-
-
-@dataclass
-class SamplingConfig:
-    num_samples: int = 5
-    temperature: float = 1.4
-    top_p: float = 0.9
-    max_new_tokens: int = 256
-    seed: int = 0
-    batch_size: int = 8
-    prompt_format: str = "alpaca"
 
 
 @dataclass
@@ -168,14 +158,14 @@ def generate_file(
     output_path: str | os.PathLike,
     model: str | None = None,
     cfg: SamplingConfig | None = None,
-    backend: str = "auto",
+    backend: str = GenerateConfig.backend,
     limit: int = 0,
     shard_index: int = 0,
     shard_count: int = 1,
     checkpoint_uri: str = "",
-    checkpoint_every: int = 64,
-    tensor_parallel_size: int = 1,
-    gpu_memory_utilization: float = 0.9,
+    checkpoint_every: int = CheckpointConfig.checkpoint_every,
+    tensor_parallel_size: int = GenerateConfig.tensor_parallel_size,
+    gpu_memory_utilization: float = GenerateConfig.gpu_memory_utilization,
 ) -> GenerateSummary:
     """The generate stage: `pool.jsonl` (or one shard of it) → `generated.jsonl`, resumable.
 

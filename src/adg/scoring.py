@@ -31,6 +31,7 @@ import numpy as np
 
 from adg import divergence, models
 from adg.checkpoint import ResumableOutput
+from adg.config import CheckpointConfig
 from adg.hidden import HiddenStateEncoder
 from adg.records import PoolError, batched, iter_records
 
@@ -143,7 +144,7 @@ def score_file(
     proxy_model: str = "",
     seed: int = 0,
     checkpoint_uri: str = "",
-    checkpoint_every: int = 64,
+    checkpoint_every: int = CheckpointConfig.checkpoint_every,
 ) -> ScoreSummary:
     """The score stage (see the module docstring)."""
     if method not in SCORERS:

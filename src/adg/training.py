@@ -24,10 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adg.config import TrainConfig
 from adg.prompts import alpaca_prompt
 
 IGNORE_INDEX = -100
@@ -38,32 +38,6 @@ DEEPSPEED_CONFIGS = {
     "zero3": "deepspeed_zero3.json",
     "zero3_offload": "deepspeed_zero3_offload.json",
 }
-
-
-@dataclass
-class TrainConfig:
-    """One fine-tuning run; the defaults are the published recipe."""
-
-    data: str
-    output_dir: str
-    model: str = ""
-    epochs: float = 5.0
-    max_steps: int = 0  # > 0 overrides epochs
-    per_device_batch_size: int = 2
-    gradient_accumulation_steps: int = 8
-    learning_rate: float = 1e-5
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    model_max_length: int = 2048
-    seed: int = 42
-    deepspeed: str = ""
-    bf16: bool | None = None  # None: on when training on a GPU that supports it
-    gradient_checkpointing: bool | None = None  # None: on GPU only
-    logging_steps: int = 1
-    save_steps: int = 500
-    checkpoint_dir: str = ""  # default: <output_dir>/checkpoints
-    keep_checkpoints: bool = False
 
 
 # ----------------------------------------------------------------------------- data
@@ -332,13 +306,14 @@ def run_checkpoint_dir(base: str, run_id: str, selector: str) -> str:
     return str(Path(base) / run_id / selector) if base else ""
 
 
-def launch(cfg: TrainConfig, num_gpus: int = 1) -> dict[str, Any]:
+def launch(cfg: TrainConfig, num_gpus: int | None = None) -> dict[str, Any]:
     """Train in this process, or under torchrun (one process per GPU) with num_gpus > 1 or
     DeepSpeed: DeepSpeed reads its rank and rendezvous from the launcher's environment, even for
-    one GPU.
+    one GPU. `num_gpus` defaults to `cfg.num_gpus`.
 
     Without a GPU the workers are CPU processes talking over gloo: the same code path, slower.
     """
+    num_gpus = cfg.num_gpus if num_gpus is None else num_gpus
     deepspeed = resolve_deepspeed(cfg.deepspeed)  # fails here, not in a worker, on a CPU
     if num_gpus <= 1 and not deepspeed:
         return train(cfg)
