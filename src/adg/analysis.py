@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from adg.config import AnalyseConfig
+from adg.errors import AdgError
 from adg.records import PoolError, id_key, read_records, write_jsonl
 
 CATEGORIES = (
@@ -69,7 +70,7 @@ API_KEY_ENV = "ADG_ENDPOINT_API_KEY"
 MAX_INSTRUCTION_CHARS = 2000
 
 
-class AnalysisError(RuntimeError):
+class AnalysisError(AdgError, RuntimeError):
     """A classifier that cannot run (endpoint unreachable, bad answer): one line for the user."""
 
 

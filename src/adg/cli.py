@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -27,13 +28,10 @@ from adg.config import (
     SelectConfig,
     TrainConfig,
 )
+from adg.errors import AdgError, InputError
 
 DEFAULT_POOL = Path(__file__).resolve().parents[2] / "data" / "alpaca_gpt4_sample_200.jsonl"
 DEFAULT_PIPELINE_YAML = "pipelines/adg_pipeline.yaml"
-
-
-class UsageError(Exception):
-    """A problem with the user's input that deserves one line, not a traceback."""
 
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
@@ -141,9 +139,9 @@ def cmd_select(a: argparse.Namespace) -> None:
     try:
         params = json.loads(a.run_parameters)
     except json.JSONDecodeError as err:
-        raise UsageError(f"--run-parameters: not JSON ({err.msg})") from None
+        raise InputError(f"--run-parameters: not JSON ({err.msg})") from None
     if not isinstance(params, dict):
-        raise UsageError("--run-parameters: expected a JSON object")
+        raise InputError("--run-parameters: expected a JSON object")
     report = select_file(
         a.input,
         a.clusters,
@@ -172,17 +170,17 @@ def cmd_compare(a: argparse.Namespace) -> None:
         try:
             comp = json.loads(Path(a.comparison).read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
-            raise UsageError(f"{a.comparison}:{err.lineno}: malformed JSON: {err.msg}") from None
+            raise InputError(f"{a.comparison}:{err.lineno}: malformed JSON: {err.msg}") from None
     else:
         runs = []
         for spec in a.run:
             name, _, rest = spec.partition("=")
             top, _, results = rest.partition(",")
             if not name or not top:
-                raise UsageError(f"--run {spec!r}: expected NAME=TOP.json[,RESULTS.json]")
+                raise InputError(f"--run {spec!r}: expected NAME=TOP.json[,RESULTS.json]")
             runs.append(SelectorRun(name, top, results or None))
         if not runs:
-            raise UsageError("give --comparison or at least one --run NAME=TOP.json")
+            raise InputError("give --comparison or at least one --run NAME=TOP.json")
         comp = compare_runs(runs)
     if a.labels:
         comp = with_task_mix(comp, a.labels)
@@ -194,22 +192,19 @@ def cmd_compare(a: argparse.Namespace) -> None:
 
 
 def cmd_analyse(a: argparse.Namespace) -> None:
-    from adg.analysis import AnalysisError, analyse_file, composition_lines, composition_path
+    from adg.analysis import analyse_file, composition_lines, composition_path
 
-    try:
-        comp = analyse_file(
-            a.input,
-            a.output,
-            selected_path=a.selected,
-            model=a.model,
-            endpoint=a.endpoint,
-            endpoint_model=a.endpoint_model,
-            batch_size=a.batch_size,
-            timeout=a.timeout,
-            composition_output=composition_path(a.output),
-        )
-    except AnalysisError as err:
-        raise UsageError(str(err)) from None
+    comp = analyse_file(
+        a.input,
+        a.output,
+        selected_path=a.selected,
+        model=a.model,
+        endpoint=a.endpoint,
+        endpoint_model=a.endpoint_model,
+        batch_size=a.batch_size,
+        timeout=a.timeout,
+        composition_output=composition_path(a.output),
+    )
     print("\n".join(composition_lines(comp)))
     print(f"labels -> {a.output}; composition -> {composition_path(a.output)}")
     if a.report:
@@ -276,10 +271,10 @@ def _remote_call(fn, *args, **kwargs):
 
     try:
         return fn(*args, **kwargs)
-    except RemoteError:
-        raise
+    except RemoteError as err:
+        raise InputError(str(err)) from None
     except Exception as err:  # kfp.Client raises urllib3 / kfp_server_api errors of many kinds
-        raise UsageError(
+        raise InputError(
             f"Kubeflow Pipelines request failed: {type(err).__name__}: {err}"
         ) from None
 
@@ -561,8 +556,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    # OSError: a missing, unreadable or unwritable file, or a model folder transformers cannot load.
-    except (rec.PoolError, UsageError, OSError, ValueError) as err:
+    # AdgError: the user-facing errors (adg.errors); OSError: a missing, unreadable or unwritable
+    # file, or a model folder transformers cannot load. Anything else is a bug: its traceback shows.
+    except (AdgError, OSError) as err:
+        if os.environ.get("ADG_DEBUG", "") not in ("", "0"):
+            raise
         print(f"adg {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

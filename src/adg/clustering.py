@@ -18,6 +18,7 @@ import sys
 import numpy as np
 
 from adg.config import ClusterConfig
+from adg.errors import InputError
 
 # Above this many (points x bins) distance evaluations per iteration, full Lloyd iterations are too
 # slow on a laptop; mini-batches of 4096 converge to similar inertia.
@@ -52,9 +53,9 @@ def kmeans_bins(
         x = pca.fit_transform(x).astype(np.float32)
     n = len(x)
     if n == 0:
-        raise ValueError("no embeddings to cluster")
+        raise InputError("no embeddings to cluster")
     if count <= 0:
-        raise ValueError(f"bin count must be positive, got {count}")
+        raise InputError(f"bin count must be positive, got {count}")
     k = min(count, n)
     if k < count:
         print(f"cluster: {count} bins requested for {n} records; using {k}", file=sys.stderr)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adg.errors import InputError
 from adg.evaluation import CATEGORIES as EVAL_CATEGORIES
 from adg.evaluation import load_results, summarise
 from adg.records import PoolError, id_key, iter_records
@@ -53,10 +54,10 @@ def plan_selectors(selectors: list[str]) -> tuple[list[str], bool]:
     from adg.scoring import SCORERS
 
     if not isinstance(selectors, list) or not selectors:
-        raise ValueError("selectors: expected a non-empty list of scoring methods")
+        raise InputError("selectors: expected a non-empty list of scoring methods")
     unknown = [s for s in selectors if s not in SCORERS]
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"selectors: unknown method(s) {', '.join(map(repr, unknown))}; "
             f"choose from {sorted(SCORERS)}"
         )
@@ -94,10 +95,10 @@ def _jsonable_id(value: Any) -> Any:
 def compare_runs(runs: list[SelectorRun]) -> dict[str, Any]:
     """The comparison of the selectors' runs (see the module docstring)."""
     if not runs:
-        raise ValueError("nothing to compare: no selector runs")
+        raise InputError("nothing to compare: no selector runs")
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
-        raise ValueError(f"selectors compared twice: {names}")
+        raise InputError(f"selectors compared twice: {names}")
     evaluated = all(r.results for r in runs)
     rows, ids = [], {}
     for run in runs:

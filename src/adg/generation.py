@@ -21,6 +21,7 @@ from typing import Any
 from adg import models
 from adg.checkpoint import ResumableOutput
 from adg.config import CheckpointConfig, GenerateConfig, SamplingConfig
+from adg.errors import InputError
 from adg.prompts import adds_special_tokens, build_prompt
 from adg.records import batched
 from adg.shards import iter_shard
@@ -44,7 +45,7 @@ class GenerateSummary:
 
 def resolve_backend(backend: str) -> str:
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        raise InputError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if backend != "auto":
         return backend
     import importlib.util
@@ -174,7 +175,7 @@ def generate_file(
     """
     cfg = cfg or SamplingConfig()
     if cfg.num_samples < 2:
-        raise ValueError("--num-samples must be at least 2 (divergence needs several answers)")
+        raise InputError("--num-samples must be at least 2 (divergence needs several answers)")
     records = iter_shard(input_path, shard_count, shard_index, limit=limit)
     name = resolve_backend(backend)
     sampler = None

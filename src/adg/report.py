@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from adg.errors import InputError
 from adg.records import id_key, read_records
 
 GROUPS = ("top", "middle", "bottom")
@@ -360,7 +361,7 @@ def add_analysis(page: str, comp: dict[str, Any]) -> str:
     """Replace the `tasks` section of a rendered page with the given composition."""
     start = page.find('<section id="tasks">')
     if start < 0:
-        raise ValueError("not an adg report page (no tasks section)")
+        raise InputError("not an adg report page (no tasks section)")
     end = page.index("</section>", start) + len("</section>")
     return page[:start] + analysis_section(comp) + page[end:]
 

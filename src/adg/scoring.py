@@ -32,6 +32,7 @@ import numpy as np
 from adg import divergence, models
 from adg.checkpoint import ResumableOutput
 from adg.config import CheckpointConfig
+from adg.errors import InputError
 from adg.hidden import HiddenStateEncoder
 from adg.records import PoolError, batched, iter_records
 
@@ -148,7 +149,7 @@ def score_file(
 ) -> ScoreSummary:
     """The score stage (see the module docstring)."""
     if method not in SCORERS:
-        raise ValueError(f"unknown scoring method {method!r}; choose one of {sorted(SCORERS)}")
+        raise InputError(f"unknown scoring method {method!r}; choose one of {sorted(SCORERS)}")
     opts = ScoreOptions(
         model or "", weights or divergence.ScoreWeights(), all_metrics, proxy_model, seed
     )

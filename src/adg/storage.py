@@ -26,11 +26,13 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from adg.errors import AdgError
+
 SCHEME = "s3://"
 MANIFEST_NAME = ".adg-s3-manifest.json"
 
 
-class StorageError(ValueError):
+class StorageError(AdgError, ValueError):
     """An object-storage problem worth one line to the user (bad URI, no access, unsafe key)."""
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from adg.errors import AdgError
 from adg.records import PoolError, read_records, write_json_array
 from adg.selection import collapse_reasons, select
 
@@ -23,7 +24,7 @@ GROUPS = ("top", "middle", "bottom")
 LARGEST_BINS = 15
 
 
-class ScoreCollapse(ValueError):
+class ScoreCollapse(AdgError, ValueError):
     """The scores cannot rank the pool and the caller asked to fail on that."""
 
 
@@ -59,6 +60,8 @@ def select_records(
                 f"{scored_path}: record {n} (id {r.get('id')!r}): field 'score' missing"
             )
     scores = np.array([float(r["score"]) for r in records], dtype=np.float64)
+    if budget < 1:
+        raise PoolError(f"budget must be positive, got {budget}")
     if budget > len(records):
         raise PoolError(f"budget {budget} is larger than the pool ({len(records)} records)")
     sel = select(scores, bins, budget, strategy)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from adg.config import TrainConfig
+from adg.errors import InputError
 from adg.prompts import alpaca_prompt
 
 IGNORE_INDEX = -100
@@ -139,9 +140,9 @@ def resolve_deepspeed(spec: str) -> str:
         names = ", ".join(DEEPSPEED_CONFIGS)
         raise FileNotFoundError(f"--deepspeed {spec}: no such file (or use a name: {names})")
     if importlib.util.find_spec("deepspeed") is None:
-        raise ValueError("--deepspeed needs the DeepSpeed package: pip install 'adg[train]'")
+        raise InputError("--deepspeed needs the DeepSpeed package: pip install 'adg[train]'")
     if not _cuda():
-        raise ValueError("--deepspeed needs a CUDA GPU; on CPU train without it")
+        raise InputError("--deepspeed needs a CUDA GPU; on CPU train without it")
     return str(path)
 
 
@@ -160,7 +161,7 @@ def training_arguments(cfg: TrainConfig, checkpoint_dir: Path):
     deepspeed = resolve_deepspeed(cfg.deepspeed)
     bf16 = cfg.bf16 if cfg.bf16 is not None else on_gpu and torch.cuda.is_bf16_supported()
     if bf16 and not on_gpu:
-        raise ValueError("bf16 training needs a GPU; on CPU the model trains in fp32")
+        raise InputError("bf16 training needs a GPU; on CPU the model trains in fp32")
     checkpointing = cfg.gradient_checkpointing
     if checkpointing is None:
         checkpointing = on_gpu
@@ -199,15 +200,12 @@ def _load_for_training(spec: str, dtype):
     """(tokenizer, model) from a folder or .gguf file, ready for training."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from adg.models import resolve_model
+    from adg.models import hf_source, resolve_model
 
-    path = resolve_model(spec)
-    kwargs = {}
-    if path.is_file() and path.suffix == ".gguf":
-        kwargs["gguf_file"], path = path.name, path.parent
+    path, kwargs = hf_source(resolve_model(spec))
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     if tokenizer.eos_token_id is None:
-        raise ValueError(f"{spec}: the tokenizer has no EOS token to end responses with")
+        raise InputError(f"{spec}: the tokenizer has no EOS token to end responses with")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
