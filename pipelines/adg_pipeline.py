@@ -19,21 +19,21 @@ from adg.config import (
     SelectConfig,
     TrainConfig,
 )
-from components.analyse import analyse
-from components.cluster import cluster
-from components.compare import compare, plan_selectors
-from components.embed import embed
-from components.evaluate import evaluate
-from components.export import export
-from components.generate import generate
-from components.ingest import ingest
-from components.ledger import nothing_to_do, record_ledger
-from components.merge import merge
-from components.score import score
-from components.select import select
-from components.shard import shard
-from components.train import train
-from pipelines.placement import (
+from adg_kfp.components.analyse import analyse
+from adg_kfp.components.cluster import cluster
+from adg_kfp.components.compare import compare, plan_selectors
+from adg_kfp.components.embed import embed
+from adg_kfp.components.evaluate import evaluate
+from adg_kfp.components.export import export
+from adg_kfp.components.generate import generate
+from adg_kfp.components.ingest import ingest
+from adg_kfp.components.ledger import nothing_to_do, record_ledger
+from adg_kfp.components.merge import merge
+from adg_kfp.components.score import score
+from adg_kfp.components.select import select
+from adg_kfp.components.shard import shard
+from adg_kfp.components.train import train
+from adg_kfp.pipelines.placement import (
     MODEL_CACHE_PATH,
     cpu_task,
     gpu_task,

@@ -23,7 +23,7 @@ from pathlib import Path
 from kfp import compiler, local
 
 from adg.config import GenerateConfig, SamplingConfig, ScoreConfig, SelectConfig
-from pipelines.adg_pipeline import PIPELINE_NAME, adg_pipeline
+from adg_kfp.pipelines.adg_pipeline import PIPELINE_NAME, adg_pipeline
 
 
 @dataclass

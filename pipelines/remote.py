@@ -167,7 +167,7 @@ class _Package:
             if not Path(self.package).is_file():
                 raise RemoteError(f"{self.package}: no such pipeline package")
             return Path(self.package)
-        from pipelines.local import compile_pipeline
+        from adg_kfp.pipelines.local import compile_pipeline
 
         self.tmp = tempfile.TemporaryDirectory(prefix="adg-compile-")
         path = Path(self.tmp.name) / "adg_pipeline.yaml"

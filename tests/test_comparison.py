@@ -129,7 +129,7 @@ def test_missing_subset_is_one_clear_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory) -> dict:
-    from pipelines.local import compile_pipeline
+    from adg_kfp.pipelines.local import compile_pipeline
 
     path = tmp_path_factory.mktemp("compiled") / "p.yaml"
     compile_pipeline(path)

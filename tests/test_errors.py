@@ -49,5 +49,5 @@ def test_any_other_error_keeps_its_traceback(tmp_path, monkeypatch):
 
 def test_adg_debug_shows_the_traceback_of_user_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("ADG_DEBUG", "1")
-    with pytest.raises(PoolError, match="nope.jsonl"):
+    with pytest.raises(PoolError, match=r"nope\.jsonl"):
         main(["ingest", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "p.jsonl")])

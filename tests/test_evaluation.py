@@ -261,7 +261,7 @@ def test_cli_evaluate_rejects_unknown_tasks_and_bad_baselines(tiny_model_dir, tm
 def test_evaluate_component_through_kfp_local(tiny_model_dir, tmp_path):
     from kfp import dsl, local
 
-    from components.evaluate import evaluate as evaluate_component
+    from adg_kfp.components.evaluate import evaluate as evaluate_component
 
     local.init(
         runner=local.SubprocessRunner(use_venv=False),

@@ -96,7 +96,7 @@ def test_recurring_curation_records_the_ledger_then_has_nothing_to_do(
 ):
     from kfp import local
 
-    from pipelines.adg_pipeline import adg_pipeline
+    from adg_kfp.pipelines.adg_pipeline import adg_pipeline
 
     prefix, ledger_uri = f"s3://{bucket}/pools/", f"s3://{bucket}/adg/ledger.json"
     records = sample_records(10)

@@ -20,7 +20,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from components.images import STAGE_FAMILY, read_images_env
+from adg_kfp.components.images import STAGE_FAMILY, read_images_env
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "images"
@@ -220,7 +220,10 @@ def compile_images(tmp_path: Path, overrides: dict[str, str]) -> dict[str, str]:
     out = tmp_path / "pipeline.yaml"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADG_IMAGE_")}
     env.update(overrides)
-    code = "import sys; from pipelines.local import compile_pipeline; compile_pipeline(sys.argv[1])"
+    code = (
+        "import sys; from adg_kfp.pipelines.local import compile_pipeline; "
+        "compile_pipeline(sys.argv[1])"
+    )
     subprocess.run([sys.executable, "-c", code, str(out)], check=True, env=env, cwd=REPO)
     return executor_images(out)
 

@@ -7,7 +7,7 @@ import yaml
 from conftest import REPO, sample_records, write_jsonl
 
 from adg.cli import main
-from components.images import image_for, read_images_env
+from adg_kfp.components.images import image_for, read_images_env
 
 STAGES = ("ingest", "generate", "embed", "cluster", "score", "select")
 

@@ -177,7 +177,7 @@ def test_adg_run_copies_report_and_runs_analysis(tiny_model_dir, tmp_path):
     """The KFP pipeline under kfp.local: select writes the HTML artifact, analyse runs behind
     analyse_enabled, and `run_local` puts both into the output folder."""
     from adg.generation import SamplingConfig
-    from pipelines.local import LocalRunOptions, run_local
+    from adg_kfp.pipelines.local import LocalRunOptions, run_local
 
     pool = write_jsonl(tmp_path / "pool.jsonl", sample_records(10))
     out = tmp_path / "out"

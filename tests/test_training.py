@@ -260,8 +260,8 @@ def test_curve_points_keep_the_last_point():
 def test_train_component_through_kfp_local(tiny_model_dir, tmp_path):
     from kfp import dsl, local
 
-    from components.ingest import ingest
-    from components.train import train as train_component
+    from adg_kfp.components.ingest import ingest
+    from adg_kfp.components.train import train as train_component
 
     data = write_jsonl(tmp_path / "top.jsonl", sample_records(2))
     local.init(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.images import STAGE_FAMILY
+from adg_kfp.components.images import STAGE_FAMILY
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"

@@ -2,14 +2,16 @@
 `submit` / `schedule` (a run or a recurring run on Kubeflow Pipelines).
 
 Every stage command reads and writes files; bad input ends in one line on stderr naming the file,
-line and field, and exit status 2 — never a traceback. `adg run`, `compile`, `submit` and
-`schedule` import the KFP pipeline lazily, so the stage commands work without the pipeline
-packages on the path.
+line and field, and exit status 2 — never a traceback (adg.errors). The flags of every stage
+come from its config dataclass in adg.config, the one source of each default. `adg run`,
+`compile`, `submit` and `schedule` belong to the KFP side (adg_kfp.pipelines) and are handed over
+to it by module name, so this library never imports kfp.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -30,8 +32,24 @@ from adg.config import (
 )
 from adg.errors import AdgError, InputError
 
-DEFAULT_POOL = Path(__file__).resolve().parents[2] / "data" / "alpaca_gpt4_sample_200.jsonl"
+SAMPLE_POOL = "alpaca_gpt4_sample_200.jsonl"
 DEFAULT_PIPELINE_YAML = "pipelines/adg_pipeline.yaml"
+# `run`, `compile`, `submit` and `schedule` are the KFP side's (adg_kfp.pipelines, shipped in the
+# same wheel from pipelines/): the library never imports it (tests/test_layering.py checks), the CLI
+# hands these commands over by module name, so `import adg.cli` never loads kfp.
+KFP_PIPELINES = "adg_kfp.pipelines"
+
+
+def kfp_module(name: str):
+    """adg_kfp.pipelines.<name>: `local` (run, compile) or `remote` (submit, schedule)."""
+    return importlib.import_module(f"{KFP_PIPELINES}.{name}")
+
+
+def default_pool() -> Path:
+    """The in-repository Alpaca-GPT4 sample: package data `adg.data` (data/ in a checkout)."""
+    import adg.data
+
+    return next(Path(p) for p in adg.data.__path__ if Path(p).is_dir()) / SAMPLE_POOL
 
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
@@ -216,16 +234,13 @@ def cmd_analyse(a: argparse.Namespace) -> None:
 
 
 def cmd_compile(a: argparse.Namespace) -> None:
-    from pipelines.local import compile_pipeline
-
-    compile_pipeline(a.output)
+    kfp_module("local").compile_pipeline(a.output)
     print(f"compiled pipeline -> {a.output}")
 
 
 def cmd_run(a: argparse.Namespace) -> None:
-    from pipelines.local import LocalRunOptions, run_local
-
-    opts = LocalRunOptions(
+    local = kfp_module("local")
+    opts = local.LocalRunOptions(
         input=a.input,
         model=a.model,
         budget=a.budget,
@@ -245,7 +260,7 @@ def cmd_run(a: argparse.Namespace) -> None:
         analyse=a.analyse,
         selectors=[m.strip() for m in a.selectors.split(",") if m.strip()],
     )
-    run_local(opts)
+    local.run_local(opts)
 
 
 def cmd_plan(a: argparse.Namespace) -> None:
@@ -267,11 +282,9 @@ def cmd_plan(a: argparse.Namespace) -> None:
 
 def _remote_call(fn, *args, **kwargs):
     """Call into pipelines.remote; a server that cannot be reached is one line, not a traceback."""
-    from pipelines.remote import RemoteError
-
     try:
         return fn(*args, **kwargs)
-    except RemoteError as err:
+    except kfp_module("remote").RemoteError as err:
         raise InputError(str(err)) from None
     except Exception as err:  # kfp.Client raises urllib3 / kfp_server_api errors of many kinds
         raise InputError(
@@ -280,10 +293,8 @@ def _remote_call(fn, *args, **kwargs):
 
 
 def cmd_submit(a: argparse.Namespace) -> None:
-    from pipelines.remote import submit
-
     run_id = _remote_call(
-        submit,
+        kfp_module("remote").submit,
         a.param,
         host=a.host,
         namespace=a.namespace,
@@ -296,10 +307,8 @@ def cmd_submit(a: argparse.Namespace) -> None:
 
 
 def cmd_schedule(a: argparse.Namespace) -> None:
-    from pipelines.remote import schedule
-
     job_id = _remote_call(
-        schedule,
+        kfp_module("remote").schedule,
         a.cron,
         a.param,
         a.name,
@@ -498,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_analyse)
 
     p = sub.add_parser("run", help="run the whole KFP pipeline locally (kfp.local)")
-    p.add_argument("--input", default=str(DEFAULT_POOL), help="pool (default: in-repo sample)")
+    p.add_argument("--input", default=str(default_pool()), help="pool (default: in-repo sample)")
     _model_arg(p)
     p.add_argument("--budget", type=int, default=0, help="records to select (default: 20%%)")
     p.add_argument("--output-dir", default="runs/latest")
