@@ -9,8 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import sample_records, write_jsonl
-from conftest_s3 import bucket, s3_server  # noqa: F401 - fixtures
+from helpers import sample_records, write_jsonl
 
 from adg import shards, storage
 from adg.records import PoolError
@@ -63,6 +62,7 @@ def _run_dir(root: Path) -> Path:
     return run
 
 
+@pytest.mark.kfp_local
 def test_adg_run_fans_out_over_two_shards(tiny_model_dir, tmp_path, bucket):
     from adg.cli import main
 
@@ -91,6 +91,7 @@ def test_adg_run_fans_out_over_two_shards(tiny_model_dir, tmp_path, bucket):
     assert top_bytes == (out / "top.json").read_bytes()
 
 
+@pytest.mark.kfp_local
 def test_recurring_curation_records_the_ledger_then_has_nothing_to_do(
     tiny_model_dir, tmp_path, bucket
 ):

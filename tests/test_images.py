@@ -197,6 +197,7 @@ def test_dockerignore_keeps_the_context_to_the_package():
         assert pattern in lines
 
 
+@pytest.mark.subprocess
 def test_hadolint_passes():
     hadolint = find_tool("hadolint")
     if hadolint is None:
@@ -255,6 +256,7 @@ def stage_of(label: str) -> str:
     return stage
 
 
+@pytest.mark.subprocess
 def test_compiled_tasks_use_their_stage_image(tmp_path):
     defaults = read_images_env()
     images = compile_images(tmp_path, {})
@@ -264,6 +266,7 @@ def test_compiled_tasks_use_their_stage_image(tmp_path):
         assert image == defaults[f"ADG_IMAGE_{family.upper()}"], label
 
 
+@pytest.mark.subprocess
 def test_env_overrides_reach_every_compiled_task(tmp_path):
     overrides = {f"ADG_IMAGE_{f.upper()}": f"registry.test/team/adg-{f}:abc123" for f in FAMILIES}
     images = compile_images(tmp_path, overrides)

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import sample_records, write_jsonl
+from helpers import sample_records, write_jsonl
 
 from adg import report as rp
 from adg.cli import main
@@ -173,6 +173,7 @@ def test_cli_select_writes_report(small_run, tmp_path, capsys):
     assert "--run-parameters: not JSON" in capsys.readouterr().err
 
 
+@pytest.mark.kfp_local
 def test_adg_run_copies_report_and_runs_analysis(tiny_model_dir, tmp_path):
     """The KFP pipeline under kfp.local: select writes the HTML artifact, analyse runs behind
     analyse_enabled, and `run_local` puts both into the output folder."""
