@@ -17,6 +17,8 @@ import pytest
 from helpers import REPO, sample_records, save_tiny, write_jsonl
 
 sys.path.insert(0, str(REPO))  # for bench.baselines, the straightforward reference implementations
+# No progress bars in test output (kfp.local's stage subprocesses inherit this too).
+os.environ.setdefault("ADG_PROGRESS", "0")
 
 
 @pytest.fixture(autouse=True)

@@ -31,6 +31,7 @@ from adg.config import (
     TrainConfig,
 )
 from adg.errors import AdgError, InputError
+from adg.progress import configure_logging
 
 SAMPLE_POOL = "alpaca_gpt4_sample_200.jsonl"
 DEFAULT_PIPELINE_YAML = "pipelines/adg_pipeline.yaml"
@@ -563,6 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging()
     try:
         args.func(args)
     # AdgError: the user-facing errors (adg.errors); OSError: a missing, unreadable or unwritable

@@ -13,12 +13,12 @@ bins are those of the published method.
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 
 from adg.config import ClusterConfig
 from adg.errors import InputError
+from adg.progress import log
 
 # Above this many (points x bins) distance evaluations per iteration, full Lloyd iterations are too
 # slow on a laptop; mini-batches of 4096 converge to similar inertia.
@@ -58,7 +58,7 @@ def kmeans_bins(
         raise InputError(f"bin count must be positive, got {count}")
     k = min(count, n)
     if k < count:
-        print(f"cluster: {count} bins requested for {n} records; using {k}", file=sys.stderr)
+        log.info("cluster: %d bins requested for %d records; using %d", count, n, k)
     if k == 1:
         return np.zeros(n, dtype=np.int32)
     if n * k > MINIBATCH_ABOVE:

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from adg import divergence, models
+from adg import divergence, models, progress
 from adg.checkpoint import ResumableOutput
 from adg.config import CheckpointConfig
 from adg.errors import InputError
@@ -155,21 +154,24 @@ def score_file(
     )
     scorer: Scorer | None = None
     total = 0
-    with ResumableOutput(output_path, checkpoint_uri, checkpoint_every) as out:
+    size = sum(1 for _ in iter_records(input_path))
+    with (
+        ResumableOutput(output_path, checkpoint_uri, checkpoint_every) as out,
+        progress.bar(size, "score" if method == "adg" else f"score ({method})") as bar,
+    ):
         for chunk in batched(iter_records(input_path), chunk_records):
             where = [
                 f"{input_path}: record {total + n} (id {r['id']!r})" for n, r in enumerate(chunk)
             ]
             todo = [(r, w) for r, w in zip(chunk, where, strict=True) if not out.is_done(r)]
             total += len(chunk)
-            if not todo:
-                continue
-            if scorer is None:  # the model loads only when there is work left
-                scorer = SCORERS[method](opts, encoder)
-            records = [r for r, _ in todo]
-            fields = scorer(records, [w for _, w in todo])
-            out.append([{**r, **f} for r, f in zip(records, fields, strict=True)])
-            print(f"score: {total} records read, {out.written} scored", file=sys.stderr)
+            if todo:
+                if scorer is None:  # the model loads only when there is work left
+                    scorer = SCORERS[method](opts, encoder)
+                records = [r for r, _ in todo]
+                fields = scorer(records, [w for _, w in todo])
+                out.append([{**r, **f} for r, f in zip(records, fields, strict=True)])
+            bar.update(len(chunk))
     return ScoreSummary(total, out.written, total - out.written)
 
 
@@ -189,12 +191,13 @@ def embed_file(
     tmp = f"{output_path}.tmp"
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
     start = 0
-    for chunk in batched(iter_records(input_path), chunk_records):
-        out[start : start + len(chunk)] = encoder.instruction_vectors(
-            [r["instruction"] for r in chunk]
-        )
-        start += len(chunk)
-        print(f"embed: {start}/{n}", file=sys.stderr)
+    with progress.bar(n, "embed") as bar:
+        for chunk in batched(iter_records(input_path), chunk_records):
+            out[start : start + len(chunk)] = encoder.instruction_vectors(
+                [r["instruction"] for r in chunk]
+            )
+            start += len(chunk)
+            bar.update(len(chunk))
     out.flush()
     del out
     os.replace(tmp, output_path)

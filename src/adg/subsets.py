@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from adg.errors import AdgError
+from adg.progress import log
 from adg.records import PoolError, read_records, write_json_array
 from adg.selection import collapse_reasons, select
 
@@ -69,10 +69,10 @@ def select_records(
     if collapse and fail_on_collapse:
         raise ScoreCollapse(f"score collapse in {scored_path}: {'; '.join(collapse)}")
     if collapse:
-        print(
-            f"WARNING: score collapse in {scored_path}: {'; '.join(collapse)}; the selection "
-            "cannot be trusted to mean anything",
-            file=sys.stderr,
+        log.warning(
+            "WARNING: score collapse in %s: %s; the selection cannot be trusted to mean anything",
+            scored_path,
+            "; ".join(collapse),
         )
     report: dict[str, Any] = {
         "records": len(records),

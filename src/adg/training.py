@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from adg import progress
 from adg.config import TrainConfig
 from adg.errors import InputError
 from adg.prompts import alpaca_prompt
@@ -184,7 +185,8 @@ def training_arguments(cfg: TrainConfig, checkpoint_dir: Path):
         "remove_unused_columns": False,
         "use_cpu": not on_gpu,
         "deepspeed": deepspeed or None,
-        "disable_tqdm": True,
+        # The Trainer's own bar (steps, s/step) on stderr; ADG_PROGRESS=0 turns it off.
+        "disable_tqdm": not progress.enabled(),
     }
     # transformers 5 folded warmup_ratio into a fractional warmup_steps and renamed checkpointing.
     names = {f.name for f in dataclasses.fields(TrainingArguments)}
@@ -316,7 +318,7 @@ def launch(cfg: TrainConfig, num_gpus: int | None = None) -> dict[str, Any]:
     if num_gpus <= 1 and not deepspeed:
         return train(cfg)
     if not cfg.deepspeed:
-        print(f"adg train: {num_gpus} GPUs without --deepspeed: plain data parallel (DDP)")
+        progress.log.info("train: %d GPUs without --deepspeed: plain data parallel (DDP)", num_gpus)
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(
         "w", suffix=".json", prefix="adg-train-", delete=False, encoding="utf-8"
