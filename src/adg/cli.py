@@ -20,6 +20,7 @@ from pathlib import Path
 
 from adg import records as rec
 from adg.config import (
+    SCORE_METHODS,
     AnalyseConfig,
     CheckpointConfig,
     ClusterConfig,
@@ -465,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", required=True)
     _model_arg(p)
-    p.add_argument("--method", choices=("adg", "ifd", "superfiltering", "random"), default="adg")
+    p.add_argument("--method", choices=SCORE_METHODS, default="adg")
     p.add_argument("--proxy-model", default="", help="superfiltering's model (default: embedded)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random method")
     add_flags(p, ScoreConfig)

@@ -51,15 +51,15 @@ def plan_selectors(selectors: list[str]) -> tuple[list[str], bool]:
     ADG always runs (it is the pipeline's own selection); a comparison happens when any other
     selector is asked for.
     """
-    from adg.scoring import SCORERS
+    from adg.config import SCORE_METHODS
 
     if not isinstance(selectors, list) or not selectors:
         raise InputError("selectors: expected a non-empty list of scoring methods")
-    unknown = [s for s in selectors if s not in SCORERS]
+    unknown = [s for s in selectors if s not in SCORE_METHODS]
     if unknown:
         raise InputError(
             f"selectors: unknown method(s) {', '.join(map(repr, unknown))}; "
-            f"choose from {sorted(SCORERS)}"
+            f"choose from {sorted(SCORE_METHODS)}"
         )
     baselines = list(dict.fromkeys(s for s in selectors if s != ADG))
     return baselines, bool(baselines)

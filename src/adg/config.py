@@ -81,6 +81,10 @@ class ClusterConfig:
     )
 
 
+# `adg score --method`: ADG's divergence score or a baseline selector's (adg.scoring).
+SCORE_METHODS = ("adg", "ifd", "superfiltering", "random")
+
+
 @dataclass
 class ScoreConfig:
     """The score: 0.6·dispersion + 0.4·anisotropy by default."""

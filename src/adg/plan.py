@@ -55,10 +55,6 @@ class StagePlan:
     flops: float
     seconds: float
 
-    @property
-    def gpu_hours(self) -> float:
-        return self.seconds / 3600
-
 
 def count_parameters(model_path: str) -> tuple[int, int, int, int]:
     """(per-block parameters, blocks, LM-head parameters, hidden size) from the config alone."""

@@ -18,6 +18,7 @@ import html
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,15 +70,6 @@ class Report:
     markdown: str
     metrics: dict[str, float]
 
-    def write(self, output_dir: str | os.PathLike) -> tuple[Path, Path]:
-        """Write report.html and report.md into `output_dir`; return their paths."""
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        page, md = out / "report.html", out / "report.md"
-        page.write_text(self.html, encoding="utf-8")
-        md.write_text(self.markdown, encoding="utf-8")
-        return page, md
-
 
 # ---------------------------------------------------------------- small helpers
 
@@ -127,9 +119,27 @@ def _table(head: list[str], rows: list[list[Any]], left: int = 1) -> str:
     return f"<table><tr>{cells('th', head)}</tr>{body}</table>"
 
 
+# Markdown's inline syntax; a backslash before one makes it literal.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|])")
+
+
+def _md_cell(value: Any) -> str:
+    """A table cell's text, literal in any Markdown renderer: HTML escaped (a renderer passes raw
+    HTML such as `<script>` through), inline syntax and pipes backslash-escaped, one line."""
+    text = html.escape(" ".join(str(value).split()), quote=False)
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _param(value: Any) -> str:
+    """A run parameter as a user wrote it: 5 not 5.0, 1.4 not 1.4000, 1e-05."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:g}"
+    return str(value)
+
+
 def _md_table(head: list[str], rows: list[list[Any]]) -> str:
     def line(row: list[Any]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |"
+        return "| " + " | ".join(_md_cell(c) for c in row) + " |"
 
     return "\n".join([line(head), "|" + "---|" * len(head), *(line(r) for r in rows)])
 
@@ -336,8 +346,9 @@ def analysis_section(comp: dict[str, Any] | None) -> str:
     if not comp:
         return (
             f'<section id="tasks"><h2>Task types</h2>{ANALYSIS_MARK}<p class="muted">The task-type '
-            "analysis did not run (pipeline parameter <code>analyse_enabled</code>, or "
-            "<code>adg analyse ... --report report.html</code>).</p></section>"
+            "analysis did not run (<code>adg run --analyse</code>, the pipeline parameter "
+            "<code>analyse_enabled</code>, or <code>adg analyse ... --report report.html</code>)."
+            "</p></section>"
         )
     sel = comp.get("selected")
     head = ["category", "pool", "pool share"]
@@ -465,7 +476,9 @@ def build_report(
     d, i = _field(pool, "dispersion"), _field(pool, "anisotropy")
 
     # run: parameters and counts
-    param_rows = [[k, _num(v) if isinstance(v, float) else v] for k, v in params.items()]
+    # Sorted: the pipeline hands the parameters over as a JSON object, in no fixed order.
+    params = dict(sorted(params.items()))
+    param_rows = [[k, _param(v)] for k, v in params.items()]
     counts = [
         ["records in (scored pool)", numbers["records"]],
         ["rejected at ingest", "not known" if rejected is None else rejected],
@@ -566,7 +579,7 @@ def _markdown(numbers, params, counts, group_head, group_rows, table, analysis) 
         f"(budget {numbers['budget']}, fill {numbers['budget_fill']:.1%}, strategy "
         f"{numbers['strategy']}); {numbers['bins_in_top']} of {numbers['bins']} bins contribute.",
         "## Parameters",
-        _md_table(["parameter", "value"], [[k, _num(v)] for k, v in params.items()]),
+        _md_table(["parameter", "value"], [[k, _param(v)] for k, v in params.items()]),
         "## Counts",
         _md_table(["", "value"], counts),
         "## Groups",

@@ -1,7 +1,7 @@
 """The score and embed stages: stream records through a scorer or the encoder, write results.
 
 score: records → `scored.jsonl`, each record plus `score` (higher is better) and the method's own
-fields. Methods (a plain dict, `SCORERS`, picks one):
+fields. Methods (`make_scorer` picks one of `adg.config.SCORE_METHODS`):
 
 * `adg` (default): needs `generated_answers` (ours, or the original ADG repository's file);
   writes `dispersion`, `anisotropy`, `score` (and `divergence.diagnostics` with `all_metrics`).
@@ -30,7 +30,7 @@ import numpy as np
 
 from adg import divergence, models, progress
 from adg.checkpoint import ResumableOutput
-from adg.config import CheckpointConfig
+from adg.config import SCORE_METHODS, CheckpointConfig
 from adg.errors import InputError
 from adg.hidden import HiddenStateEncoder
 from adg.records import PoolError, batched, iter_records
@@ -124,12 +124,13 @@ def _random_scorer(opts: ScoreOptions) -> Scorer:
     return run
 
 
-SCORERS: dict[str, Callable[[ScoreOptions, HiddenStateEncoder | None], Scorer]] = {
-    "adg": _adg_scorer,
-    "ifd": lambda opts, _enc: _ifd_scorer(opts.model),
-    "superfiltering": lambda opts, _enc: _ifd_scorer(opts.proxy_model),
-    "random": lambda opts, _enc: _random_scorer(opts),
-}
+def make_scorer(method: str, opts: ScoreOptions, encoder: HiddenStateEncoder | None) -> Scorer:
+    """The scorer of one of SCORE_METHODS; superfiltering is IFD with the proxy model."""
+    if method == "adg":
+        return _adg_scorer(opts, encoder)
+    if method == "random":
+        return _random_scorer(opts)
+    return _ifd_scorer(opts.model if method == "ifd" else opts.proxy_model)
 
 
 def score_file(
@@ -147,8 +148,8 @@ def score_file(
     checkpoint_every: int = CheckpointConfig.checkpoint_every,
 ) -> ScoreSummary:
     """The score stage (see the module docstring)."""
-    if method not in SCORERS:
-        raise InputError(f"unknown scoring method {method!r}; choose one of {sorted(SCORERS)}")
+    if method not in SCORE_METHODS:
+        raise InputError(f"unknown scoring method {method!r}; choose one of {SCORE_METHODS}")
     opts = ScoreOptions(
         model or "", weights or divergence.ScoreWeights(), all_metrics, proxy_model, seed
     )
@@ -167,7 +168,7 @@ def score_file(
             total += len(chunk)
             if todo:
                 if scorer is None:  # the model loads only when there is work left
-                    scorer = SCORERS[method](opts, encoder)
+                    scorer = make_scorer(method, opts, encoder)
                 records = [r for r, _ in todo]
                 fields = scorer(records, [w for _, w in todo])
                 out.append([{**r, **f} for r, f in zip(records, fields, strict=True)])
