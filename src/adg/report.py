@@ -175,10 +175,13 @@ class _Canvas:
             f'<text x="14" y="{(self.y0 + self.y1) / 2:.0f}" text-anchor="middle" '
             f'transform="rotate(-90 14 {(self.y0 + self.y1) / 2:.0f})">{_esc(ylabel)}</text>',
         ]
-        for t in _ticks(*xlim):
-            x = self.px(t)
+        ticks = _ticks(*xlim)
+        for n, t in enumerate(ticks):
+            # The right-most label ends at the axis end: centred there it ran off the image.
+            anchor = "end" if n == len(ticks) - 1 and n else "middle"
             self.parts.append(
-                f'<text x="{x:.1f}" y="{self.y0 + 14}" text-anchor="middle">{t:.3g}</text>'
+                f'<text x="{self.px(t):.1f}" y="{self.y0 + 14}" text-anchor="{anchor}">'
+                f"{t:.3g}</text>"
             )
         for t in _ticks(*ylim):
             y = self.py(t)
