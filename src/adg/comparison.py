@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adg import render
 from adg.errors import InputError
 from adg.evaluation import CATEGORIES as EVAL_CATEGORIES
 from adg.evaluation import load_results, summarise
 from adg.records import PoolError, id_key, iter_records
-from adg.report import _md_table, _page, _table
 
 ADG = "adg"
 # Output name -> file name of the comparison (the compare step and `adg run` write these).
@@ -234,22 +234,22 @@ NOTES = {
 def comparison_markdown(comparison: dict[str, Any]) -> str:
     """The comparison as Markdown: the main table, the overlap and (if present) the task mix."""
     parts = ["## Selector comparison", "", NOTES[comparison["evaluated"]], ""]
-    parts += [_md_table(*_main_table(comparison)), ""]
+    parts += [render.markdown_table(*_main_table(comparison)), ""]
     parts += ["### Overlap of the selected subsets (Jaccard of ids)", ""]
-    parts += [_md_table(*_overlap_table(comparison)), ""]
+    parts += [render.markdown_table(*_overlap_table(comparison)), ""]
     if comparison.get("task_mix"):
-        parts += ["### Task-type mix", "", _md_table(*_mix_table(comparison)), ""]
+        parts += ["### Task-type mix", "", render.markdown_table(*_mix_table(comparison)), ""]
     return "\n".join(parts)
 
 
 def comparison_html(comparison: dict[str, Any]) -> str:
     """The comparison as a standalone HTML page."""
-    body = [f"<p>{NOTES[comparison['evaluated']]}</p>", _table(*_main_table(comparison))]
+    body = [f"<p>{NOTES[comparison['evaluated']]}</p>", render.html_table(*_main_table(comparison))]
     body += ["<h2>Overlap of the selected subsets (Jaccard of ids)</h2>"]
-    body += [_table(*_overlap_table(comparison))]
+    body += [render.html_table(*_overlap_table(comparison))]
     if comparison.get("task_mix"):
-        body += ["<h2>Task-type mix</h2>", _table(*_mix_table(comparison))]
-    return _page("ADG selector comparison", "".join(body))
+        body += ["<h2>Task-type mix</h2>", render.html_table(*_mix_table(comparison))]
+    return render.page("ADG selector comparison", "".join(body))
 
 
 def write_comparison(comparison: dict[str, Any], paths: dict[str, str | os.PathLike]) -> None:
