@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adg import render
+from adg import fields, render
 from adg.errors import InputError
 from adg.evaluation import CATEGORIES as EVAL_CATEGORIES
 from adg.evaluation import load_results, summarise
@@ -71,17 +70,6 @@ def jaccard(a: set, b: set) -> float:
     return len(a & b) / len(union) if union else 1.0
 
 
-def _mean(records: list[dict[str, Any]], field: str) -> float | None:
-    values = [
-        float(r[field])
-        for r in records
-        if isinstance(r.get(field), int | float)
-        and not isinstance(r.get(field), bool)
-        and math.isfinite(r[field])
-    ]
-    return sum(values) / len(values) if values else None
-
-
 def _read_top(path: str | os.PathLike) -> list[dict[str, Any]]:
     if not Path(path).is_file():
         raise PoolError(f"{path}: selected subset not found")
@@ -107,9 +95,9 @@ def compare_runs(runs: list[SelectorRun]) -> dict[str, Any]:
         row: dict[str, Any] = {
             "selector": run.name,
             "selected": len(top),
-            "mean_score": _mean(top, "score"),
-            "mean_dispersion": _mean(top, "dispersion"),
-            "mean_anisotropy": _mean(top, "anisotropy"),
+            "mean_score": fields.mean(fields.values(top, "score")),
+            "mean_dispersion": fields.mean(fields.values(top, "dispersion")),
+            "mean_anisotropy": fields.mean(fields.values(top, "anisotropy")),
         }
         if evaluated:
             summary = summarise(load_results(run.results))

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from adg import render
+from adg import fields, render
 from adg.errors import InputError
 from adg.records import id_key, read_records
 from adg.render import esc, html_table, markdown_table
@@ -75,19 +75,6 @@ def _num(x: Any, digits: int = 4) -> str:
     if isinstance(x, float):
         return f"{x:.{digits}f}"
     return str(x)
-
-
-def _field(records: list[dict[str, Any]], name: str) -> np.ndarray:
-    vals = []
-    for r in records:
-        v = r.get(name)
-        vals.append(float(v) if isinstance(v, int | float) and not isinstance(v, bool) else np.nan)
-    return np.array(vals, dtype=np.float64)
-
-
-def _mean(values: np.ndarray) -> float | None:
-    values = values[~np.isnan(values)]
-    return float(values.mean()) if len(values) else None
 
 
 def _param(value: Any) -> str:
@@ -398,7 +385,7 @@ def headline_metrics(
         m["rejected"] = rejected
     for name, recs in (("pool", pool), *groups.items()):
         for field, short in (("dispersion", "D"), ("anisotropy", "I")):
-            v = _mean(_field(recs, field))
+            v = fields.mean(fields.values(recs, field))
             if v is not None:
                 m[f"mean_{short}_{name}"] = v
     return m
@@ -422,7 +409,7 @@ def build_report(
     metrics = headline_metrics(numbers, pool, groups, rejected)
     top_keys = {id_key(r["id"]) for r in groups["top"]}
     top_mask = np.array([id_key(r["id"]) in top_keys for r in pool], dtype=bool)
-    d, i = _field(pool, "dispersion"), _field(pool, "anisotropy")
+    d, i = fields.values(pool, "dispersion"), fields.values(pool, "anisotropy")
 
     # run: parameters and counts
     # Sorted: the pipeline hands the parameters over as a JSON object, in no fixed order.
@@ -444,7 +431,10 @@ def build_report(
     for name, recs in (("pool", pool), *((g, groups[g]) for g in GROUPS)):
         group_rows.append(
             [name, len(recs)]
-            + [_num(_mean(_field(recs, f))) for f in ("score", "dispersion", "anisotropy")]
+            + [
+                _num(fields.mean(fields.values(recs, f)))
+                for f in ("score", "dispersion", "anisotropy")
+            ]
         )
     group_head = ["group", "records", "mean score", "mean D", "mean I"]
     collapse = numbers.get("score_collapse") or []
@@ -477,8 +467,8 @@ def build_report(
         ("dispersion", "dispersion D"),
         ("anisotropy", "anisotropy I"),
     ):
-        series = {"pool": _field(pool, field)}
-        series.update({g: _field(groups[g], field) for g in GROUPS if groups[g]})
+        series = {"pool": fields.values(pool, field)}
+        series.update({g: fields.values(groups[g], field) for g in GROUPS if groups[g]})
         hists.append(histogram_svg(label, series))
     hist_sec = (
         '<section id="histograms"><h2>Distributions</h2><div class="plots">'

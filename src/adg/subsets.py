@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from adg import fields
 from adg.errors import AdgError
 from adg.progress import log
 from adg.records import PoolError, read_records, write_json_array
@@ -26,13 +27,6 @@ LARGEST_BINS = 15
 
 class ScoreCollapse(AdgError, ValueError):
     """The scores cannot rank the pool and the caller asked to fail on that."""
-
-
-def _stats(values: np.ndarray) -> dict[str, float | None]:
-    values = values[~np.isnan(values)]
-    if not len(values):
-        return {"min": None, "mean": None, "max": None}
-    return {"min": float(values.min()), "mean": float(values.mean()), "max": float(values.max())}
 
 
 def select_records(
@@ -85,9 +79,9 @@ def select_records(
         "bins_with_quota": int((sel.quotas > 0).sum()),
         "bins_table": _bins_table(sel, bins),
         "pool": {
-            "score": _stats(scores),
-            "dispersion": _stats(_field(records, "dispersion")),
-            "anisotropy": _stats(_field(records, "anisotropy")),
+            "score": fields.summary(scores),
+            "dispersion": fields.summary(fields.values(records, "dispersion")),
+            "anisotropy": fields.summary(fields.values(records, "anisotropy")),
         },
     }
     groups = {}
@@ -96,9 +90,9 @@ def select_records(
         groups[name] = [records[i] for i in idx]
         report[name] = {
             "count": len(idx),
-            "score": _stats(scores[idx]),
-            "dispersion": _stats(_field(groups[name], "dispersion")),
-            "anisotropy": _stats(_field(groups[name], "anisotropy")),
+            "score": fields.summary(scores[idx]),
+            "dispersion": fields.summary(fields.values(groups[name], "dispersion")),
+            "anisotropy": fields.summary(fields.values(groups[name], "anisotropy")),
             "file": f"{name}.json",
         }
     return groups, report
@@ -175,10 +169,6 @@ def select_file(
     paths = {name: out / file for name, file in SELECTION_FILES.items()}
     report, _metrics = write_selection(scored_path, clusters_path, budget, paths, **options)
     return report
-
-
-def _field(records: list[dict[str, Any]], name: str) -> np.ndarray:
-    return np.array([float(r.get(name, np.nan)) for r in records], dtype=np.float64)
 
 
 def summary_lines(report: dict[str, Any], where: str | os.PathLike) -> list[str]:
