@@ -23,7 +23,7 @@ image = $(if $(REGISTRY),$(REGISTRY)/,)adg-$(1):$(TAG)
 # ADG_IMAGE_<FAMILY>=<reference> for every family, passed to `adg compile` when REGISTRY is set.
 IMAGE_ENV = $(if $(REGISTRY),$(foreach f,$(FAMILIES),ADG_IMAGE_$(shell echo $(f) | tr a-z A-Z)=$(call image,$(f))))
 
-.PHONY: setup run test lint format compile check-compiled images push lock clean
+.PHONY: setup run test test-fast lint format compile check-compiled images push lock clean
 
 setup: $(STAMP)
 	$(BIN)/adg prepare-model
@@ -41,6 +41,13 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The edit-test loop (under 2 minutes): no kfp.local runs, no embedded model, no subprocess runs,
+# none of the few tests that take over ~20 s of CPU alone (markers in pyproject.toml).
+# `make test` (CI) runs everything.
+FAST_MARKERS := not integration and not kfp_local and not subprocess and not slow and not gpu
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

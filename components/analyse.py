@@ -4,7 +4,7 @@ written into the selection report (select's HTML and Markdown) as this task's ow
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output
 
-from components.images import image_for
+from adg_kfp.components.images import image_for
 
 
 @dsl.component(base_image=image_for("analyse"), install_kfp_package=False)

@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
-from components.images import image_for
+from adg_kfp.components.images import image_for
 
 
 @dsl.component(base_image=image_for("cluster"), install_kfp_package=False)

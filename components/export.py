@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input
 
-from components.images import image_for
+from adg_kfp.components.images import image_for
 
 
 @dsl.component(base_image=image_for("export"), install_kfp_package=False)

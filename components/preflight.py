@@ -4,7 +4,7 @@ any GPU pod is requested."""
 from kfp import dsl
 from kfp.dsl import Artifact, Output
 
-from components.images import image_for
+from adg_kfp.components.images import image_for
 
 
 @dsl.component(base_image=image_for("preflight"), install_kfp_package=False)

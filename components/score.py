@@ -4,7 +4,7 @@ baseline method's score (ifd, superfiltering, random) of every record of the mer
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
-from components.images import image_for
+from adg_kfp.components.images import image_for
 
 
 @dsl.component(base_image=image_for("score"), install_kfp_package=False)

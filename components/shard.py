@@ -2,7 +2,7 @@
 
 from kfp import dsl
 
-from components.images import image_for
+from adg_kfp.components.images import image_for
 
 
 @dsl.component(base_image=image_for("shard"), install_kfp_package=False)

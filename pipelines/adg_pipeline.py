@@ -2,27 +2,39 @@
 ingest → embed → cluster, → select → (export) → (record_ledger); select → (analyse).
 
 Only wiring lives here; every stage is a component in `components/` calling the `adg` library,
-and where each task runs in a cluster is decided by `pipelines/placement.py`.
+and where each task runs in a cluster is decided by `pipelines/placement.py`. The parameters'
+defaults come from the stages' config dataclasses in `adg.config` (stdlib only), read at compile
+time, so the CLI, the library and the pipeline share one source.
 """
 
 from kfp import dsl
 
-from components.analyse import analyse
-from components.cluster import cluster
-from components.compare import compare, plan_selectors
-from components.embed import embed
-from components.evaluate import evaluate
-from components.export import export
-from components.generate import generate
-from components.ingest import ingest
-from components.ledger import nothing_to_do, record_ledger
-from components.merge import merge
-from components.preflight import preflight
-from components.score import score
-from components.select import select
-from components.shard import shard
-from components.train import train
-from pipelines.placement import (
+from adg.config import (
+    AnalyseConfig,
+    CheckpointConfig,
+    ClusterConfig,
+    EvaluateConfig,
+    GenerateConfig,
+    ScoreConfig,
+    SelectConfig,
+    TrainConfig,
+)
+from adg_kfp.components.analyse import analyse
+from adg_kfp.components.cluster import cluster
+from adg_kfp.components.compare import compare, plan_selectors
+from adg_kfp.components.embed import embed
+from adg_kfp.components.evaluate import evaluate
+from adg_kfp.components.export import export
+from adg_kfp.components.generate import generate
+from adg_kfp.components.ingest import ingest
+from adg_kfp.components.ledger import nothing_to_do, record_ledger
+from adg_kfp.components.merge import merge
+from adg_kfp.components.preflight import preflight
+from adg_kfp.components.score import score
+from adg_kfp.components.select import select
+from adg_kfp.components.shard import shard
+from adg_kfp.components.train import train
+from adg_kfp.pipelines.placement import (
     MODEL_CACHE_PATH,
     cpu_task,
     gpu_task,
@@ -68,27 +80,27 @@ def adg_pipeline(
     model: str = "",
     ingest_limit: int = 0,
     shard_count: int = 1,
-    generate_num_samples: int = 5,
-    generate_temperature: float = 1.4,
-    generate_top_p: float = 0.9,
-    generate_max_new_tokens: int = 256,
-    generate_seed: int = 0,
-    generate_batch_size: int = 8,
-    generate_backend: str = "auto",
-    generate_prompt_format: str = "alpaca",
-    generate_tensor_parallel_size: int = 1,
-    generate_gpu_memory_utilization: float = 0.9,
+    generate_num_samples: int = GenerateConfig.num_samples,
+    generate_temperature: float = GenerateConfig.temperature,
+    generate_top_p: float = GenerateConfig.top_p,
+    generate_max_new_tokens: int = GenerateConfig.max_new_tokens,
+    generate_seed: int = GenerateConfig.seed,
+    generate_batch_size: int = GenerateConfig.batch_size,
+    generate_backend: str = GenerateConfig.backend,
+    generate_prompt_format: str = GenerateConfig.prompt_format,
+    generate_tensor_parallel_size: int = GenerateConfig.tensor_parallel_size,
+    generate_gpu_memory_utilization: float = GenerateConfig.gpu_memory_utilization,
     embed_gpu_count: int = 1,
-    cluster_count: int = 1000,
-    cluster_seed: int = 42,
-    cluster_pca_dims: int = 0,
-    score_dispersion_weight: float = 0.6,
-    score_anisotropy_weight: float = 0.4,
-    score_all_metrics: bool = False,
+    cluster_count: int = ClusterConfig.count,
+    cluster_seed: int = ClusterConfig.seed,
+    cluster_pca_dims: int = ClusterConfig.pca_dims,
+    score_dispersion_weight: float = ScoreConfig.dispersion_weight,
+    score_anisotropy_weight: float = ScoreConfig.anisotropy_weight,
+    score_all_metrics: bool = ScoreConfig.all_metrics,
     score_gpu_count: int = 1,
     select_budget: int = 10000,
-    select_strategy: str = "exact",
-    select_fail_on_collapse: bool = False,
+    select_strategy: str = SelectConfig.strategy,
+    select_fail_on_collapse: bool = SelectConfig.fail_on_collapse,
     selectors: list = ["adg"],  # noqa: B006
     gpu_node_selector: dict = {},  # noqa: B006 - KFP parameter defaults are literals
     gpu_tolerations: list = [],  # noqa: B006
@@ -96,35 +108,35 @@ def adg_pipeline(
     model_cache_pvc: str = "adg-model-cache",
     storage_secret: str = "adg-object-store",
     checkpoint_uri: str = "",
-    checkpoint_every: int = 64,
+    checkpoint_every: int = CheckpointConfig.checkpoint_every,
     export_uri: str = "",
     # --- train and evaluate (run only when train_enabled) ---
     train_enabled: bool = False,
-    train_epochs: float = 5.0,
-    train_max_steps: int = 0,
-    train_batch_size: int = 2,
-    train_gradient_accumulation_steps: int = 8,
-    train_learning_rate: float = 1e-5,
-    train_lr_scheduler: str = "cosine",
-    train_warmup_ratio: float = 0.03,
-    train_weight_decay: float = 0.0,
-    train_model_max_length: int = 2048,
-    train_seed: int = 42,
-    train_deepspeed: str = "auto",
-    train_num_gpus: int = 1,
+    train_epochs: float = TrainConfig.epochs,
+    train_max_steps: int = TrainConfig.max_steps,
+    train_batch_size: int = TrainConfig.per_device_batch_size,
+    train_gradient_accumulation_steps: int = TrainConfig.gradient_accumulation_steps,
+    train_learning_rate: float = TrainConfig.learning_rate,
+    train_lr_scheduler: str = TrainConfig.lr_scheduler,
+    train_warmup_ratio: float = TrainConfig.warmup_ratio,
+    train_weight_decay: float = TrainConfig.weight_decay,
+    train_model_max_length: int = TrainConfig.model_max_length,
+    train_seed: int = TrainConfig.seed,
+    train_deepspeed: str = TrainConfig.deepspeed,
+    train_num_gpus: int = TrainConfig.num_gpus,
     train_checkpoint_dir: str = MODEL_CACHE_PATH + "/checkpoints",
-    evaluate_tasks: str = "",
-    evaluate_num_fewshot: str = "",
-    evaluate_limit: float = 0.0,
+    evaluate_tasks: str = EvaluateConfig.tasks,
+    evaluate_num_fewshot: str = EvaluateConfig.num_fewshot,
+    evaluate_limit: float = EvaluateConfig.limit,
     evaluate_include_path: str = "",
     evaluate_baseline: str = "",
-    evaluate_backend: str = "auto",
-    evaluate_batch_size: str = "auto",
+    evaluate_backend: str = EvaluateConfig.backend,
+    evaluate_batch_size: str = EvaluateConfig.batch_size,
     evaluate_gpu_count: int = 1,
     analyse_enabled: bool = False,
-    analyse_endpoint: str = "",
-    analyse_endpoint_model: str = "",
-    analyse_batch_size: int = 8,
+    analyse_endpoint: str = AnalyseConfig.endpoint,
+    analyse_endpoint_model: str = AnalyseConfig.endpoint_model,
+    analyse_batch_size: int = AnalyseConfig.batch_size,
     analyse_gpu_count: int = 1,
 ) -> None:
     """Answer Divergence-Guided Selection of an instruction pool.

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from kfp import compiler, local
 
-from pipelines.adg_pipeline import PIPELINE_NAME, adg_pipeline
+from adg.config import GenerateConfig, SamplingConfig, ScoreConfig, SelectConfig
+from adg_kfp.pipelines.adg_pipeline import PIPELINE_NAME, adg_pipeline
 
 
 @dataclass
@@ -33,17 +34,17 @@ class LocalRunOptions:
     output_dir: str = "runs/latest"
     limit: int = 0
     cluster_count: int = 0
-    strategy: str = "exact"
-    sampling: object = None  # adg.generation.SamplingConfig
-    backend: str = "auto"
-    dispersion_weight: float = 0.6
-    anisotropy_weight: float = 0.4
-    all_metrics: bool = False
+    strategy: str = SelectConfig.strategy
+    sampling: SamplingConfig | None = None
+    backend: str = GenerateConfig.backend
+    dispersion_weight: float = ScoreConfig.dispersion_weight
+    anisotropy_weight: float = ScoreConfig.anisotropy_weight
+    all_metrics: bool = ScoreConfig.all_metrics
     shard_count: int = 1
     export_uri: str = ""
     analyse: bool = False
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.9
+    tensor_parallel_size: int = GenerateConfig.tensor_parallel_size
+    gpu_memory_utilization: float = GenerateConfig.gpu_memory_utilization
     selectors: list[str] = field(default_factory=lambda: ["adg"])
 
 
@@ -85,7 +86,6 @@ def _subsets_dir(root: Path, before: set[Path]) -> Path:
 def run_local(opts: LocalRunOptions) -> dict:
     """Run the whole pipeline locally; print and return the selection report."""
     from adg.comparison import plan_selectors
-    from adg.generation import SamplingConfig
     from adg.models import resolve_model
     from adg.subsets import summary_lines
 

@@ -253,7 +253,7 @@ class _Package:
         if self.package:
             path = Path(self.package)
         else:
-            from pipelines.local import compile_pipeline
+            from adg_kfp.pipelines.local import compile_pipeline
 
             path = Path(self.tmp.name) / "adg_pipeline.yaml"
             compile_pipeline(path)

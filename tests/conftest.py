@@ -1,22 +1,24 @@
-"""Shared fixtures: tiny random models and a tokenizer built inside the test session (no download).
-
-The tokenizer is a byte-level BPE trained in well under a second on the in-repo sample pool, so it
-encodes any text; the models are random-weight Llama- and Qwen-style decoders of a few layers.
+"""Shared fixtures: tiny random models saved once per session (built by helpers.py, no download),
+a twelve-record pool, and a real S3 API on loopback (moto's server mode on 127.0.0.1 and a free
+port; the environment points boto3, and every `adg` subprocess a test starts, at it with dummy
+credentials while it runs, and is restored afterwards; nothing patches boto3).
 """
 
 from __future__ import annotations
 
 import builtins
-import json
 import os
+import socket
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+from helpers import REPO, sample_records, save_tiny, write_jsonl
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # for bench.baselines, the straightforward reference implementations
-SAMPLE_POOL = REPO / "data" / "alpaca_gpt4_sample_200.jsonl"
+# No progress bars in test output (kfp.local's stage subprocesses inherit this too).
+os.environ.setdefault("ADG_PROGRESS", "0")
 
 
 @pytest.fixture(autouse=True)
@@ -26,71 +28,6 @@ def _print_restored():
     original = builtins.print
     yield
     builtins.print = original
-
-
-def sample_records(n: int) -> list[dict]:
-    with open(SAMPLE_POOL, encoding="utf-8") as fh:
-        return [json.loads(line) for _, line in zip(range(n), fh, strict=False)]
-
-
-def build_tokenizer(vocab_size: int = 600):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<pad>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    texts = [r["instruction"] + " " + r["output"] for r in sample_records(200)]
-    tok.train_from_iterator(texts, trainer=trainer)
-    bos = tok.token_to_id("<s>")
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>"
-    )
-    fast.chat_template = (
-        "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}</s>{% endfor %}"
-        "{% if add_generation_prompt %}<s>assistant: {% endif %}"
-    )
-    return fast
-
-
-def build_model(tokenizer, family: str = "llama", layers: int = 4, seed: int = 0):
-    import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
-
-    config_cls = {"llama": LlamaConfig, "qwen2": Qwen2Config}[family]
-    config = config_cls(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.eval()
-    return model
-
-
-def save_tiny(path: Path, family: str = "llama") -> Path:
-    tokenizer = build_tokenizer()
-    model = build_model(tokenizer, family)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -113,24 +50,57 @@ def tiny(tiny_model_dir):
     return models.load(str(tiny_model_dir), device="cpu")
 
 
-def write_jsonl(path: Path, records: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    return path
-
-
 @pytest.fixture
 def pool_file(tmp_path) -> Path:
     """Twelve real records from the in-repo sample as a JSONL pool."""
     return write_jsonl(tmp_path / "pool.jsonl", sample_records(12))
 
 
-def embedded_model_or_skip():
-    """The embedded SmolLM2 folder (prepared by `make setup`), or skip outside the make flow."""
-    from adg.models import _is_hf_folder, embedded_model_dir
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "ADG_S3_MAX_ATTEMPTS": "3",
+}
 
-    path = embedded_model_dir()
-    if not _is_hf_folder(path):
-        if os.environ.get("CI"):
-            pytest.fail("embedded model missing in CI: `make test` should have prepared it")
-        pytest.skip("embedded model not prepared; run `make setup`")
-    return path
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """The endpoint URL of a moto S3 server; the env is set for boto3 while it runs."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {**S3_ENV, "AWS_ENDPOINT_URL": endpoint}
+    saved = {k: os.environ.get(k) for k in [*env, "ADG_S3_ENDPOINT_URL"]}
+    os.environ.pop("ADG_S3_ENDPOINT_URL", None)
+    os.environ.update(env)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture
+def bucket(s3_server) -> str:
+    """A fresh, empty bucket's name."""
+    from adg import storage
+
+    name = f"adg-test-{uuid.uuid4().hex[:12]}"
+    storage.client().create_bucket(Bucket=name)
+    return name

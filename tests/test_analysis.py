@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
-from conftest import embedded_model_or_skip, sample_records, write_jsonl
+from helpers import embedded_model_or_skip, sample_records, write_jsonl
 
 from adg import analysis
 from adg.cli import main

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import build_model, build_tokenizer, sample_records, write_jsonl
+from helpers import build_model, build_tokenizer, sample_records, write_jsonl
 
 from adg.ifd import UNUSABLE_SCORE, IFDScorer
 from adg.scoring import score_file
@@ -58,6 +58,7 @@ def test_batched_equals_one_by_one(tiny):
         assert a["ifd"] == pytest.approx(b["ifd"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_memorised_output_has_low_ifd():
     # Hand-checkable: fit a fresh tiny model until it predicts record A's output from A's prompt
     # (conditioned loss → 0), then IFD(A) → 0, while a record it never saw keeps IFD near 1.

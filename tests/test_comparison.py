@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import sample_records, write_jsonl
+from helpers import sample_records, write_jsonl
 
 from adg.comparison import (
     SelectorRun,
@@ -129,7 +129,7 @@ def test_missing_subset_is_one_clear_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory) -> dict:
-    from pipelines.local import compile_pipeline
+    from adg_kfp.pipelines.local import compile_pipeline
 
     path = tmp_path_factory.mktemp("compiled") / "p.yaml"
     compile_pipeline(path)
@@ -171,6 +171,7 @@ def test_compiled_pipeline_fans_out_over_selectors(spec):
     assert "componentInputParameter" in json.dumps(score["inputs"]["parameters"]["method"])
 
 
+@pytest.mark.kfp_local
 def test_adg_run_compares_adg_and_random(tiny_model_dir, tmp_path, capsys):
     from adg.cli import main
 

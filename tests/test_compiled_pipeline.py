@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.images import STAGE_FAMILY, image_for
-from pipelines.adg_pipeline import (
+from adg_kfp.components.images import STAGE_FAMILY, image_for
+from adg_kfp.pipelines.adg_pipeline import (
     PIPELINE_DISPLAY_NAME,
     RUN_DEADLINE_SECONDS,
     SHARD_PARALLELISM,
 )
-from pipelines.local import compile_pipeline
-from pipelines.placement import GPU_RESOURCE, GPU_RETRIES, MODEL_CACHE_PATH
+from adg_kfp.pipelines.local import compile_pipeline
+from adg_kfp.pipelines.placement import GPU_RESOURCE, GPU_RETRIES, MODEL_CACHE_PATH
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "pipelines" / "adg_pipeline.yaml"

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 from adg.cli import main
 from adg.evaluation import (
@@ -204,6 +204,7 @@ def tiny_run(tiny_model_dir):
     return evaluate(cfg)
 
 
+@pytest.mark.slow
 def test_lm_eval_runs_both_task_kinds_on_the_tiny_model(tiny_run):
     results = tiny_run["results"]
     assert set(TINY_TASKS) <= set(results)
@@ -222,6 +223,7 @@ def test_lm_eval_runs_both_task_kinds_on_the_tiny_model(tiny_run):
     assert "| Other | adg_tiny_gen | exact_match,first-number |" in table
 
 
+@pytest.mark.slow
 def test_cli_evaluate_writes_results_table_and_compares(tiny_model_dir, tiny_run, tmp_path, capsys):
     baseline = tmp_path / "base.json"
     dump_results(tiny_run, baseline)
@@ -244,6 +246,7 @@ def test_cli_evaluate_writes_results_table_and_compares(tiny_model_dir, tiny_run
     assert rows and all(line.endswith("| +0.00 |") for line in rows)
 
 
+@pytest.mark.slow
 def test_cli_evaluate_rejects_unknown_tasks_and_bad_baselines(tiny_model_dir, tmp_path, capsys):
     args = ["evaluate", "--output", str(tmp_path / "r.json"), "--model", str(tiny_model_dir),
             "--include-path", str(TASKS_DIR)]  # fmt: skip
@@ -258,10 +261,11 @@ def test_cli_evaluate_rejects_unknown_tasks_and_bad_baselines(tiny_model_dir, tm
     assert main(["evaluate", "--output", "r.json", "--include-path", str(tmp_path / "no")]) == 2
 
 
+@pytest.mark.kfp_local
 def test_evaluate_component_through_kfp_local(tiny_model_dir, tmp_path):
     from kfp import dsl, local
 
-    from components.evaluate import evaluate as evaluate_component
+    from adg_kfp.components.evaluate import evaluate as evaluate_component
 
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
@@ -292,7 +296,7 @@ def test_evaluate_component_through_kfp_local(tiny_model_dir, tmp_path):
 
 @pytest.mark.integration
 def test_embedded_model_on_the_tiny_tasks(tmp_path):
-    from conftest import embedded_model_or_skip
+    from helpers import embedded_model_or_skip
 
     model_dir = embedded_model_or_skip()
     cfg = EvalConfig(

@@ -9,8 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import sample_records, write_jsonl
-from conftest_s3 import bucket, s3_server  # noqa: F401 - fixtures
+from helpers import sample_records, write_jsonl
 
 from adg import shards, storage
 from adg.records import PoolError
@@ -63,6 +62,7 @@ def _run_dir(root: Path) -> Path:
     return run
 
 
+@pytest.mark.kfp_local
 def test_adg_run_fans_out_over_two_shards(tiny_model_dir, tmp_path, bucket):
     from adg.cli import main
 
@@ -91,12 +91,13 @@ def test_adg_run_fans_out_over_two_shards(tiny_model_dir, tmp_path, bucket):
     assert top_bytes == (out / "top.json").read_bytes()
 
 
+@pytest.mark.kfp_local
 def test_recurring_curation_records_the_ledger_then_has_nothing_to_do(
     tiny_model_dir, tmp_path, bucket
 ):
     from kfp import local
 
-    from pipelines.adg_pipeline import adg_pipeline
+    from adg_kfp.pipelines.adg_pipeline import adg_pipeline
 
     prefix, ledger_uri = f"s3://{bucket}/pools/", f"s3://{bucket}/adg/ledger.json"
     records = sample_records(10)
@@ -135,14 +136,15 @@ def test_recurring_curation_records_the_ledger_then_has_nothing_to_do(
     assert storage.read_json(ledger_uri)["files"] == files
 
 
+@pytest.mark.kfp_local
 def test_second_scheduled_run_reads_the_new_files(tmp_path, bucket):
     """What a second scheduled run does, through the real components under kfp.local: ingest
     reads only the files that arrived since (ingest is never cached in the compiled spec, see
     test_compiled_pipeline), record_ledger adds them, and a third run finds nothing."""
     from kfp import local
 
-    from components.ingest import ingest
-    from components.ledger import nothing_to_do, record_ledger
+    from adg_kfp.components.ingest import ingest
+    from adg_kfp.components.ledger import nothing_to_do, record_ledger
 
     local.init(
         runner=local.SubprocessRunner(use_venv=False),

@@ -74,6 +74,7 @@ def test_resume_skips_done_ids_and_cuts_partial_line(tmp_path, pool_file, tiny_m
     assert read(part) == read(full)
 
 
+@pytest.mark.subprocess
 def test_killed_run_resumes_with_every_id_once(tmp_path, pool_file, tiny_model_dir):
     out = tmp_path / "gen.jsonl"
     cmd = [

@@ -4,7 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import sample_records
+from helpers import sample_records
 
 from adg.divergence import ScoreWeights
 from adg.hidden import HiddenStateEncoder, content_weight_table, token_weight
@@ -73,7 +73,10 @@ def records_with_answers(n=6):
     return recs
 
 
-@pytest.mark.parametrize("fixture", ["tiny_model_dir", "tiny_qwen_dir"])
+# The Llama-style model stays in `make test-fast`; the Qwen-style one runs in `make test`.
+@pytest.mark.parametrize(
+    "fixture", ["tiny_model_dir", pytest.param("tiny_qwen_dir", marks=pytest.mark.slow)]
+)
 def test_batched_scores_equal_reference(fixture, request):
     from adg import models
 
@@ -104,7 +107,7 @@ def test_instruction_vectors_equal_reference(tiny):
 
 
 def test_too_shallow_model_is_an_error():
-    from conftest import build_model, build_tokenizer
+    from helpers import build_model, build_tokenizer
 
     tok = build_tokenizer()
     with pytest.raises(ValueError, match="layers"):

@@ -20,7 +20,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from components.images import STAGE_FAMILY, read_images_env
+from adg_kfp.components.images import STAGE_FAMILY, read_images_env
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "images"
@@ -204,6 +204,7 @@ def test_dockerignore_keeps_the_context_to_the_package():
         assert pattern in lines
 
 
+@pytest.mark.subprocess
 def test_hadolint_passes():
     hadolint = find_tool("hadolint")
     if hadolint is None:
@@ -227,7 +228,10 @@ def compile_images(tmp_path: Path, overrides: dict[str, str]) -> dict[str, str]:
     out = tmp_path / "pipeline.yaml"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADG_IMAGE_")}
     env.update(overrides)
-    code = "import sys; from pipelines.local import compile_pipeline; compile_pipeline(sys.argv[1])"
+    code = (
+        "import sys; from adg_kfp.pipelines.local import compile_pipeline; "
+        "compile_pipeline(sys.argv[1])"
+    )
     subprocess.run([sys.executable, "-c", code, str(out)], check=True, env=env, cwd=REPO)
     return executor_images(out)
 
@@ -259,6 +263,7 @@ def stage_of(label: str) -> str:
     return stage
 
 
+@pytest.mark.subprocess
 def test_compiled_tasks_use_their_stage_image(tmp_path):
     defaults = read_images_env()
     images = compile_images(tmp_path, {})
@@ -268,6 +273,7 @@ def test_compiled_tasks_use_their_stage_image(tmp_path):
         assert image == defaults[f"ADG_IMAGE_{family.upper()}"], label
 
 
+@pytest.mark.subprocess
 def test_env_overrides_reach_every_compiled_task(tmp_path):
     overrides = {f"ADG_IMAGE_{f.upper()}": f"registry.test/team/adg-{f}:abc123" for f in FAMILIES}
     images = compile_images(tmp_path, overrides)

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_POOL, embedded_model_or_skip
+from helpers import SAMPLE_POOL, embedded_model_or_skip
 
 from adg.cli import main
 

@@ -4,10 +4,10 @@ import json
 
 import pytest
 import yaml
-from conftest import REPO, sample_records, write_jsonl
+from helpers import REPO, sample_records, write_jsonl
 
 from adg.cli import main
-from components.images import image_for, read_images_env
+from adg_kfp.components.images import image_for, read_images_env
 
 STAGES = ("ingest", "generate", "embed", "cluster", "score", "select")
 
@@ -73,6 +73,7 @@ def test_committed_yaml_is_current(tmp_path):
     assert out.read_text() == (REPO / "pipelines" / "adg_pipeline.yaml").read_text()
 
 
+@pytest.mark.kfp_local
 def test_local_run_end_to_end(tmp_path, tiny_model_dir, capsys):
     pool = write_jsonl(tmp_path / "pool.jsonl", sample_records(10))
     out = tmp_path / "run"

@@ -1,7 +1,7 @@
 """`adg plan`: token counts equal the tokenizer's; FLOPs, time and storage follow the formula."""
 
 import pytest
-from conftest import sample_records, write_jsonl
+from helpers import sample_records, write_jsonl
 from transformers import AutoTokenizer
 
 from adg.cli import main

@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import sample_records, write_jsonl
-from conftest_s3 import bucket, s3_server  # noqa: F401 - fixtures
+from helpers import sample_records, write_jsonl
 
 from adg import storage
 from adg.preflight import (
@@ -127,10 +126,11 @@ def test_checkpoints_default_under_the_pipeline_root(bucket):
     assert run_preflight(params, elsewhere, "run-42")["checkpoint_uri"] == ""
 
 
+@pytest.mark.kfp_local
 def test_component_fails_with_one_line(tmp_path, capfd):
     from kfp import local
 
-    from components.preflight import preflight
+    from adg_kfp.components.preflight import preflight
 
     local.init(
         runner=local.SubprocessRunner(use_venv=False),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from adg.cli import main
-from pipelines import remote
+from adg_kfp.pipelines import remote
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pipelines" / "adg_pipeline.yaml"
 

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import sample_records, write_jsonl
+from helpers import sample_records, write_jsonl
 
 from adg import report as rp
 from adg.cli import main
@@ -173,11 +173,12 @@ def test_cli_select_writes_report(small_run, tmp_path, capsys):
     assert "--run-parameters: not JSON" in capsys.readouterr().err
 
 
+@pytest.mark.kfp_local
 def test_adg_run_copies_report_and_runs_analysis(tiny_model_dir, tmp_path):
     """The KFP pipeline under kfp.local: select writes the HTML artifact, analyse runs behind
     analyse_enabled, and `run_local` puts both into the output folder."""
     from adg.generation import SamplingConfig
-    from pipelines.local import LocalRunOptions, run_local
+    from adg_kfp.pipelines.local import LocalRunOptions, run_local
 
     pool = write_jsonl(tmp_path / "pool.jsonl", sample_records(10))
     out = tmp_path / "out"
@@ -202,3 +203,21 @@ def test_adg_run_copies_report_and_runs_analysis(tiny_model_dir, tmp_path):
     assert comp["selected"]["count"] == 3
     assert "## Task types" in (out / "report.md").read_text()
     assert Path(out / "top.json").is_file()
+
+
+def test_report_md_escapes_run_parameters_and_prints_them_as_given(small_run, tmp_path):
+    """--run-parameters reach report.md literally: `<script>` stays text in any Markdown renderer
+    (the KFP UI renders the Markdown artifact), integers print as 5, the order is stable."""
+    work, _ = small_run
+    params = {"zeta": 5.0, "note": "<script>alert(1)</script> | *x*", "alpha": 1.4, "lr": 1e-05}
+    args = ["select", "--input", str(work / "scored.jsonl"), "--clusters"]
+    args += [str(work / "clusters.npy"), "--budget", "5", "--output-dir", str(tmp_path)]
+    assert main([*args, "--run-parameters", json.dumps(params)]) == 0
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "<script>" not in md
+    assert "| note | &lt;script&gt;alert(1)&lt;/script&gt; \\| \\*x\\* |" in md
+    assert "| zeta | 5 |" in md and "| alpha | 1.4 |" in md and "| lr | 1e-05 |" in md
+    rows = [line.split(" | ")[0][2:] for line in md.splitlines() if line.startswith("| ")]
+    assert rows.index("alpha") < rows.index("lr") < rows.index("note") < rows.index("zeta")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<script>" not in page and "adg run --analyse" in page

@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import sample_records, write_jsonl
-from conftest_s3 import bucket, s3_server  # noqa: F401 - fixtures
+from helpers import sample_records, write_jsonl
 
 from adg import checkpoint, storage
 
@@ -72,6 +71,7 @@ def pool(tmp_path) -> Path:
     return write_jsonl(tmp_path / "pool.jsonl", sample_records(N_RECORDS))
 
 
+@pytest.mark.subprocess
 def test_killed_generate_resumes_from_local_output(pool, tiny_model_dir, tmp_path):
     out = tmp_path / "generated.jsonl"
     cmd = generate_cmd(pool, out, tiny_model_dir)
@@ -89,6 +89,7 @@ def test_killed_generate_resumes_from_local_output(pool, tiny_model_dir, tmp_pat
     assert all(len(json.loads(line)["generated_answers"]) == 2 for line in out.open())
 
 
+@pytest.mark.subprocess
 def test_killed_generate_resumes_from_checkpoint_in_a_fresh_pod(
     pool, tiny_model_dir, tmp_path, bucket
 ):

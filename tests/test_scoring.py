@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import sample_records, write_jsonl
+from helpers import sample_records, write_jsonl
 
 from adg.cli import main
 from adg.scoring import embed_file, score_file

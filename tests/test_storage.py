@@ -9,8 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import sample_records, write_jsonl
-from conftest_s3 import bucket, s3_server  # noqa: F401 - fixtures
+from helpers import sample_records, write_jsonl
 
 from adg import ledger, storage
 from adg.cli import main

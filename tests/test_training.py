@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, build_tokenizer, sample_records, write_jsonl
+from helpers import REPO, build_tokenizer, sample_records, write_jsonl
 
 import adg.training
 from adg.cli import main
@@ -184,6 +184,7 @@ def test_restart_resumes_from_the_last_checkpoint(tiny_model_dir, tmp_path):
     assert not ckpt.exists()
 
 
+@pytest.mark.subprocess
 def test_two_workers_under_torchrun_share_the_data(tiny_model_dir, tmp_path):
     # On CPU torchrun's workers use gloo: the same launch path as one worker per GPU in a pod.
     data = write_jsonl(tmp_path / "top.jsonl", sample_records(4))
@@ -240,7 +241,7 @@ def test_deepspeed_configs_are_zero3_and_save_gathered_weights(name):
     # Package data (pyproject's package-data), so a non-editable install such as the train image
     # has the configs too.
     assert path.parent == Path(adg.training.__file__).parent / "deepspeed_configs"
-    assert "deepspeed_configs/*.json" in (REPO / "pyproject.toml").read_text()
+    assert '"adg.deepspeed_configs" = ["*.json"]' in (REPO / "pyproject.toml").read_text()
     config = json.loads(path.read_text())
     zero = config["zero_optimization"]
     assert zero["stage"] == 3
@@ -257,11 +258,12 @@ def test_curve_points_keep_the_last_point():
     assert curve_points(curve[:5]) == curve[:5]
 
 
+@pytest.mark.kfp_local
 def test_train_component_through_kfp_local(tiny_model_dir, tmp_path):
     from kfp import dsl, local
 
-    from components.ingest import ingest
-    from components.train import train as train_component
+    from adg_kfp.components.ingest import ingest
+    from adg_kfp.components.train import train as train_component
 
     data = write_jsonl(tmp_path / "top.jsonl", sample_records(2))
     local.init(
@@ -311,7 +313,7 @@ def test_each_run_and_selector_has_its_own_checkpoints():
 
 @pytest.mark.integration
 def test_two_steps_on_the_embedded_model(tmp_path):
-    from conftest import embedded_model_or_skip
+    from helpers import embedded_model_or_skip
 
     model_dir = embedded_model_or_skip()
     data = write_jsonl(tmp_path / "top.jsonl", sample_records(2))

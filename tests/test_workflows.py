@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.images import STAGE_FAMILY
+from adg_kfp.components.images import STAGE_FAMILY
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -71,6 +71,7 @@ def test_workflows_are_valid_yaml_and_pin_their_actions():
         assert secrets <= {"GITHUB_TOKEN"}, f"{path.name} needs no secret but the job token"
 
 
+@pytest.mark.subprocess
 def test_workflows_match_the_github_workflow_schema():
     tool = Path(sys.executable).parent / "check-jsonschema"
     path = str(tool) if tool.is_file() else shutil.which("check-jsonschema")

@@ -32,13 +32,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from adg import progress
+from adg.config import AnalyseConfig
+from adg.errors import AdgError
 from adg.records import PoolError, id_key, read_records, write_jsonl
 
 CATEGORIES = (
@@ -68,7 +70,7 @@ API_KEY_ENV = "ADG_ENDPOINT_API_KEY"
 MAX_INSTRUCTION_CHARS = 2000
 
 
-class AnalysisError(RuntimeError):
+class AnalysisError(AdgError, RuntimeError):
     """A classifier that cannot run (endpoint unreachable, bad answer): one line for the user."""
 
 
@@ -139,14 +141,13 @@ class ModelClassifier:
         prompts = [classifier_prompt(_record_text(r)) for r in records]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         labels: list[str] = [""] * len(prompts)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            scores = self._scores([prompts[i] for i in idx]) - self._prior
-            for i, row in zip(idx, scores, strict=True):
-                labels[i] = CATEGORIES[int(row.argmax())]
-            print(
-                f"analyse: {min(start + self.batch_size, len(order))}/{len(order)}", file=sys.stderr
-            )
+        with progress.bar(len(order), "analyse") as bar:
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                scores = self._scores([prompts[i] for i in idx]) - self._prior
+                for i, row in zip(idx, scores, strict=True):
+                    labels[i] = CATEGORIES[int(row.argmax())]
+                bar.update(len(idx))
         return labels
 
 
@@ -217,13 +218,13 @@ class EndpointClassifier:
 
     def classify(self, records: Sequence[dict[str, Any]]) -> list[str]:
         labels = []
-        for n, r in enumerate(records, start=1):
-            category = parse_category(self.ask(_record_text(r)))
-            if category is None:
-                self.unparsed += 1
-            labels.append(category or "Others")
-            if n % 50 == 0 or n == len(records):
-                print(f"analyse: {n}/{len(records)}", file=sys.stderr)
+        with progress.bar(len(records), "analyse") as bar:
+            for r in records:
+                category = parse_category(self.ask(_record_text(r)))
+                if category is None:
+                    self.unparsed += 1
+                labels.append(category or "Others")
+                bar.update(1)
         return labels
 
 
@@ -309,8 +310,8 @@ def analyse_file(
     model: str | None = None,
     endpoint: str = "",
     endpoint_model: str = "",
-    batch_size: int = 8,
-    timeout: float = 60.0,
+    batch_size: int = AnalyseConfig.batch_size,
+    timeout: float = AnalyseConfig.timeout,
     composition_output: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """The analyse stage: write the labels JSONL (and the composition as JSON to

@@ -11,12 +11,12 @@ place derived from the run: `<checkpoint_uri>/<run id>/<stage>/shard-00003.jsonl
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from adg import storage
+from adg.progress import log
 from adg.records import dumps, id_key, iter_jsonl_tolerant, truncate_partial_line
 
 
@@ -54,7 +54,7 @@ class RemoteCheckpoint:
             if remote_lines <= _complete_lines(local_path):
                 return 0
             _copy(remote, local_path)
-        print(f"checkpoint: restored {remote_lines} records from {self.uri}", file=sys.stderr)
+        log.info("checkpoint: restored %d records from %s", remote_lines, self.uri)
         return remote_lines
 
     def progress(self, local_path: str | os.PathLike, new_records: int) -> None:

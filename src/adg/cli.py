@@ -2,26 +2,56 @@
 `submit` / `schedule` (a run or a recurring run on Kubeflow Pipelines).
 
 Every stage command reads and writes files; bad input ends in one line on stderr naming the file,
-line and field, and exit status 2 — never a traceback. `adg run`, `compile`, `submit` and
-`schedule` import the KFP pipeline lazily, so the stage commands work without the pipeline
-packages on the path.
+line and field, and exit status 2 — never a traceback (adg.errors). The flags of every stage
+come from its config dataclass in adg.config, the one source of each default. `adg run`,
+`compile`, `submit` and `schedule` belong to the KFP side (adg_kfp.pipelines) and are handed over
+to it by module name, so this library never imports kfp.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import sys
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 from adg import records as rec
+from adg.config import (
+    SCORE_METHODS,
+    AnalyseConfig,
+    CheckpointConfig,
+    ClusterConfig,
+    EvaluateConfig,
+    GenerateConfig,
+    SamplingConfig,
+    ScoreConfig,
+    SelectConfig,
+    TrainConfig,
+)
+from adg.errors import AdgError, InputError
+from adg.progress import configure_logging
 
-DEFAULT_POOL = Path(__file__).resolve().parents[2] / "data" / "alpaca_gpt4_sample_200.jsonl"
+SAMPLE_POOL = "alpaca_gpt4_sample_200.jsonl"
 DEFAULT_PIPELINE_YAML = "pipelines/adg_pipeline.yaml"
+# `run`, `compile`, `submit` and `schedule` are the KFP side's (adg_kfp.pipelines, shipped in the
+# same wheel from pipelines/): the library never imports it (tests/test_layering.py checks), the CLI
+# hands these commands over by module name, so `import adg.cli` never loads kfp.
+KFP_PIPELINES = "adg_kfp.pipelines"
 
 
-class UsageError(Exception):
-    """A problem with the user's input that deserves one line, not a traceback."""
+def kfp_module(name: str):
+    """adg_kfp.pipelines.<name>: `local` (run, compile) or `remote` (submit, schedule)."""
+    return importlib.import_module(f"{KFP_PIPELINES}.{name}")
+
+
+def default_pool() -> Path:
+    """The in-repository Alpaca-GPT4 sample: package data `adg.data` (data/ in a checkout)."""
+    import adg.data
+
+    return next(Path(p) for p in adg.data.__path__ if Path(p).is_dir()) / SAMPLE_POOL
 
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
@@ -32,41 +62,31 @@ def _model_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _sampling_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--num-samples", type=int, default=5, help="answers per instruction (K)")
-    p.add_argument("--temperature", type=float, default=1.4)
-    p.add_argument("--top-p", type=float, default=0.9)
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=8, help="instructions per batch")
-    p.add_argument("--backend", choices=("auto", "hf", "vllm"), default="auto")
-    p.add_argument("--prompt-format", choices=("alpaca", "chat"), default="alpaca")
+def add_flags(
+    p: argparse.ArgumentParser, cls: type, only: tuple[str, ...] = (), skip: tuple[str, ...] = ()
+) -> None:
+    """One flag per setting of the config dataclass `cls` (adg.config): its default, help text
+    and choices come from the dataclass, the one source of every default."""
+    for f in fields(cls):
+        if f.name in skip or (only and f.name not in only) or f.type not in (int, float, str, bool):
+            continue
+        flag = "--" + f.metadata.get("flag", f.name.replace("_", "-"))
+        kw: dict = {"dest": f.name, "help": f.metadata.get("help")}
+        if f.default is MISSING:
+            kw["required"] = True
+        elif f.type is bool:
+            kw.update(action="store_true", default=f.default)
+        else:
+            kw.update(type=f.type, default=f.default, choices=f.metadata.get("choices"))
+            kw["metavar"] = None if kw["choices"] else flag[2:].replace("-", "_").upper()
+            kw["help"] = f"{kw['help']} (default: %(default)s)"
+        p.add_argument(flag, **kw)
 
 
-def _vllm_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--tensor-parallel-size", type=int, default=1, help="vLLM: GPUs one model copy spans"
-    )
-    p.add_argument(
-        "--gpu-memory-utilization",
-        type=float,
-        default=0.9,
-        help="vLLM: share of each GPU's memory for weights and KV cache (0-1)",
-    )
-
-
-def _checkpoint_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--checkpoint-uri",
-        default="",
-        help="s3:// object mirroring the output: restored at start, updated every N records",
-    )
-    p.add_argument("--checkpoint-every", type=int, default=64, help="records between uploads")
-
-
-def _weight_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dispersion-weight", type=float, default=0.6)
-    p.add_argument("--anisotropy-weight", type=float, default=0.4)
+def from_flags(cls: type, a: argparse.Namespace, **overrides):
+    """An instance of the config dataclass `cls` from the parsed flags `add_flags` made."""
+    values = {f.name: getattr(a, f.name) for f in fields(cls) if hasattr(a, f.name)}
+    return cls(**{**values, **overrides})
 
 
 def cmd_ingest(a: argparse.Namespace) -> None:
@@ -76,18 +96,8 @@ def cmd_ingest(a: argparse.Namespace) -> None:
         print(f"rejects written to {a.rejects}" if a.rejects else "rejects not kept (no --rejects)")
 
 
-def _sampling_config(a: argparse.Namespace):
-    from adg.generation import SamplingConfig
-
-    return SamplingConfig(
-        num_samples=a.num_samples,
-        temperature=a.temperature,
-        top_p=a.top_p,
-        max_new_tokens=a.max_new_tokens,
-        seed=a.seed,
-        batch_size=a.batch_size,
-        prompt_format=a.prompt_format,
-    )
+def _sampling_config(a: argparse.Namespace) -> SamplingConfig:
+    return from_flags(SamplingConfig, a)
 
 
 def cmd_generate(a: argparse.Namespace) -> None:
@@ -149,9 +159,9 @@ def cmd_select(a: argparse.Namespace) -> None:
     try:
         params = json.loads(a.run_parameters)
     except json.JSONDecodeError as err:
-        raise UsageError(f"--run-parameters: not JSON ({err.msg})") from None
+        raise InputError(f"--run-parameters: not JSON ({err.msg})") from None
     if not isinstance(params, dict):
-        raise UsageError("--run-parameters: expected a JSON object")
+        raise InputError("--run-parameters: expected a JSON object")
     report = select_file(
         a.input,
         a.clusters,
@@ -180,17 +190,17 @@ def cmd_compare(a: argparse.Namespace) -> None:
         try:
             comp = json.loads(Path(a.comparison).read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
-            raise UsageError(f"{a.comparison}:{err.lineno}: malformed JSON: {err.msg}") from None
+            raise InputError(f"{a.comparison}:{err.lineno}: malformed JSON: {err.msg}") from None
     else:
         runs = []
         for spec in a.run:
             name, _, rest = spec.partition("=")
             top, _, results = rest.partition(",")
             if not name or not top:
-                raise UsageError(f"--run {spec!r}: expected NAME=TOP.json[,RESULTS.json]")
+                raise InputError(f"--run {spec!r}: expected NAME=TOP.json[,RESULTS.json]")
             runs.append(SelectorRun(name, top, results or None))
         if not runs:
-            raise UsageError("give --comparison or at least one --run NAME=TOP.json")
+            raise InputError("give --comparison or at least one --run NAME=TOP.json")
         comp = compare_runs(runs)
     if a.labels:
         comp = with_task_mix(comp, a.labels)
@@ -202,22 +212,19 @@ def cmd_compare(a: argparse.Namespace) -> None:
 
 
 def cmd_analyse(a: argparse.Namespace) -> None:
-    from adg.analysis import AnalysisError, analyse_file, composition_lines, composition_path
+    from adg.analysis import analyse_file, composition_lines, composition_path
 
-    try:
-        comp = analyse_file(
-            a.input,
-            a.output,
-            selected_path=a.selected,
-            model=a.model,
-            endpoint=a.endpoint,
-            endpoint_model=a.endpoint_model,
-            batch_size=a.batch_size,
-            timeout=a.timeout,
-            composition_output=composition_path(a.output),
-        )
-    except AnalysisError as err:
-        raise UsageError(str(err)) from None
+    comp = analyse_file(
+        a.input,
+        a.output,
+        selected_path=a.selected,
+        model=a.model,
+        endpoint=a.endpoint,
+        endpoint_model=a.endpoint_model,
+        batch_size=a.batch_size,
+        timeout=a.timeout,
+        composition_output=composition_path(a.output),
+    )
     print("\n".join(composition_lines(comp)))
     print(f"labels -> {a.output}; composition -> {composition_path(a.output)}")
     if a.report:
@@ -229,16 +236,13 @@ def cmd_analyse(a: argparse.Namespace) -> None:
 
 
 def cmd_compile(a: argparse.Namespace) -> None:
-    from pipelines.local import compile_pipeline
-
-    compile_pipeline(a.output)
+    kfp_module("local").compile_pipeline(a.output)
     print(f"compiled pipeline -> {a.output}")
 
 
 def cmd_run(a: argparse.Namespace) -> None:
-    from pipelines.local import LocalRunOptions, run_local
-
-    opts = LocalRunOptions(
+    local = kfp_module("local")
+    opts = local.LocalRunOptions(
         input=a.input,
         model=a.model,
         budget=a.budget,
@@ -258,7 +262,7 @@ def cmd_run(a: argparse.Namespace) -> None:
         analyse=a.analyse,
         selectors=[m.strip() for m in a.selectors.split(",") if m.strip()],
     )
-    run_local(opts)
+    local.run_local(opts)
 
 
 def cmd_plan(a: argparse.Namespace) -> None:
@@ -280,23 +284,19 @@ def cmd_plan(a: argparse.Namespace) -> None:
 
 def _remote_call(fn, *args, **kwargs):
     """Call into pipelines.remote; a server that cannot be reached is one line, not a traceback."""
-    from pipelines.remote import RemoteError
-
     try:
         return fn(*args, **kwargs)
-    except RemoteError:
-        raise
+    except kfp_module("remote").RemoteError as err:
+        raise InputError(str(err)) from None
     except Exception as err:  # kfp.Client raises urllib3 / kfp_server_api errors of many kinds
-        raise UsageError(
+        raise InputError(
             f"Kubeflow Pipelines request failed: {type(err).__name__}: {err}"
         ) from None
 
 
 def cmd_submit(a: argparse.Namespace) -> None:
-    from pipelines.remote import submit
-
     run_id = _remote_call(
-        submit,
+        kfp_module("remote").submit,
         a.param,
         host=a.host,
         namespace=a.namespace,
@@ -312,10 +312,8 @@ def cmd_submit(a: argparse.Namespace) -> None:
 
 
 def cmd_schedule(a: argparse.Namespace) -> None:
-    from pipelines.remote import schedule
-
     job_id = _remote_call(
-        schedule,
+        kfp_module("remote").schedule,
         a.cron,
         a.param,
         a.name,
@@ -390,31 +388,15 @@ def _optional_flag(text: str) -> bool | None:
 
 
 def cmd_train(a: argparse.Namespace) -> None:
-    from adg.training import TrainConfig, launch
+    from adg.training import launch
 
-    cfg = TrainConfig(
-        data=a.data,
-        output_dir=a.output_dir,
-        model=a.model,
-        epochs=a.epochs,
-        max_steps=a.max_steps,
-        per_device_batch_size=a.batch_size,
-        gradient_accumulation_steps=a.gradient_accumulation_steps,
-        learning_rate=a.learning_rate,
-        lr_scheduler=a.lr_scheduler,
-        warmup_ratio=a.warmup_ratio,
-        weight_decay=a.weight_decay,
-        model_max_length=a.model_max_length,
-        seed=a.seed,
-        deepspeed=a.deepspeed,
-        bf16=_optional_flag(a.bf16),
-        gradient_checkpointing=_optional_flag(a.gradient_checkpointing),
-        logging_steps=a.logging_steps,
-        save_steps=a.save_steps,
-        checkpoint_dir=a.checkpoint_dir,
-        keep_checkpoints=a.keep_checkpoints,
+    cfg = from_flags(
+        TrainConfig,
+        a,
+        bf16=_optional_flag(a.bf16_mode),
+        gradient_checkpointing=_optional_flag(a.gradient_checkpointing_mode),
     )
-    m = launch(cfg, num_gpus=a.num_gpus)
+    m = launch(cfg)
     print(
         f"train: {m['examples']} examples ({m['skipped']} skipped), {m['steps']} steps, "
         f"loss {m['first_loss']:.4f} -> {m['final_loss']:.4f} -> {a.output_dir}"
@@ -443,42 +425,25 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
 
 def _add_train_evaluate_parsers(sub) -> None:
     p = sub.add_parser("train", help="fine-tune on a subset (Alpaca prompt, loss on responses)")
-    p.add_argument("--data", required=True, help="top.json or any subset (JSON array or JSONL)")
-    p.add_argument("--output-dir", required=True, help="HF model folder to write")
     _model_arg(p)
-    p.add_argument("--epochs", type=float, default=5.0)
-    p.add_argument("--max-steps", type=int, default=0, help="stop after S steps (overrides epochs)")
-    p.add_argument("--batch-size", type=int, default=2, help="per-device batch size")
-    p.add_argument("--gradient-accumulation-steps", type=int, default=8)
-    p.add_argument("--learning-rate", type=float, default=1e-5)
-    p.add_argument("--lr-scheduler", default="cosine")
-    p.add_argument("--warmup-ratio", type=float, default=0.03)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--model-max-length", type=int, default=2048)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument(
-        "--deepspeed", default="", help="zero3, zero3_offload, auto or a DeepSpeed JSON (GPU)"
-    )
-    p.add_argument("--num-gpus", type=int, default=1, help="> 1: one torchrun worker per GPU")
-    p.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
-    p.add_argument("--gradient-checkpointing", choices=("auto", "on", "off"), default="auto")
-    p.add_argument("--logging-steps", type=int, default=1)
-    p.add_argument("--save-steps", type=int, default=500)
-    p.add_argument("--checkpoint-dir", default="", help="default: OUTPUT_DIR/checkpoints")
-    p.add_argument("--keep-checkpoints", action="store_true")
+    add_flags(p, TrainConfig, skip=("model",))
+    for name in ("bf16", "gradient-checkpointing"):
+        p.add_argument(
+            f"--{name}",
+            dest=name.replace("-", "_") + "_mode",
+            choices=("auto", "on", "off"),
+            default="auto",
+            help="auto: on when training on a GPU that supports it",
+        )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="lm-evaluation-harness benchmarks -> results + table")
     p.add_argument("--output", required=True, help="results JSON to write")
     _model_arg(p)
-    p.add_argument("--tasks", default="", help="comma-separated lm-eval tasks (default: the six)")
-    p.add_argument("--num-fewshot", default="", help="N for all, or task=N,task=N")
+    add_flags(p, EvaluateConfig)
     p.add_argument("--include-path", action="append", help="folder of lm-eval task YAMLs")
-    p.add_argument("--limit", type=float, default=0, help="examples per task (< 1: a fraction)")
     p.add_argument("--baseline", default=None, help="results JSON to compare with")
     p.add_argument("--table", default=None, help="Markdown table (default: OUTPUT with .md)")
-    p.add_argument("--backend", choices=("auto", "hf", "vllm"), default="auto")
-    p.add_argument("--batch-size", default="8", help="an integer or auto")
     p.add_argument("--device", default="", help="default: cuda when present, else cpu")
     p.add_argument("--max-length", type=int, default=0, help="context length (default: model's)")
     p.add_argument("--log-samples", action="store_true", help="keep per-example outputs")
@@ -505,12 +470,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
     _model_arg(p)
-    _sampling_args(p)
+    add_flags(p, GenerateConfig)
     p.add_argument("--limit", type=int, default=0, help="only the first N records")
     p.add_argument("--shard-index", type=int, default=0, help="which shard of the pool to do")
     p.add_argument("--shard-count", type=int, default=1, help="shards the pool is split into")
-    _vllm_args(p)
-    _checkpoint_args(p)
+    add_flags(p, CheckpointConfig)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("embed", help="instruction vectors for binning")
@@ -522,11 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cluster", help="k-means bins over instruction vectors")
     p.add_argument("--embeddings", required=True)
     p.add_argument("--output", required=True)
-    p.add_argument("--count", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument(
-        "--pca-dims", type=int, default=0, help="k-means on this many principal components (0: off)"
-    )
+    add_flags(p, ClusterConfig)
     p.set_defaults(func=cmd_cluster)
 
     p = sub.add_parser("score", help="score records (ADG divergence or a baseline selector)")
@@ -535,12 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", required=True)
     _model_arg(p)
-    p.add_argument("--method", choices=("adg", "ifd", "superfiltering", "random"), default="adg")
+    p.add_argument("--method", choices=SCORE_METHODS, default="adg")
     p.add_argument("--proxy-model", default="", help="superfiltering's model (default: embedded)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random method")
-    _weight_args(p)
-    p.add_argument("--all-metrics", action="store_true", help="also write diagnostic metrics")
-    _checkpoint_args(p)
+    add_flags(p, ScoreConfig)
+    add_flags(p, CheckpointConfig)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("select", help="bin-wise top / middle / bottom within a budget")
@@ -548,12 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clusters", required=True, help="clusters.npy")
     p.add_argument("--budget", type=int, required=True)
     p.add_argument("--output-dir", required=True)
-    p.add_argument("--strategy", choices=("exact", "reference"), default="exact")
-    p.add_argument(
-        "--fail-on-collapse",
-        action="store_true",
-        help="exit non-zero when the scores cannot rank the pool (for recurring runs)",
-    )
+    add_flags(p, SelectConfig)
     p.add_argument("--rejects", default=None, help="ingest's rejects.jsonl, counted in the report")
     p.add_argument(
         "--run-parameters", default="{}", help="JSON object of run parameters shown in the report"
@@ -579,15 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selected", default=None, help="top.json: compare its task mix to the pool's")
     p.add_argument("--output", required=True, help="labels JSONL (id, category)")
     _model_arg(p)
-    p.add_argument("--endpoint", default="", help="OpenAI-compatible URL, e.g. http://vllm:8000/v1")
-    p.add_argument("--endpoint-model", default="", help="model name sent to the endpoint")
-    p.add_argument("--batch-size", type=int, default=8, help="instructions per forward pass")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per endpoint request")
+    add_flags(p, AnalyseConfig)
     p.add_argument("--report", default=None, help="report.html to add the task-type section to")
     p.set_defaults(func=cmd_analyse)
 
     p = sub.add_parser("run", help="run the whole KFP pipeline locally (kfp.local)")
-    p.add_argument("--input", default=str(DEFAULT_POOL), help="pool (default: in-repo sample)")
+    p.add_argument("--input", default=str(default_pool()), help="pool (default: in-repo sample)")
     _model_arg(p)
     p.add_argument("--budget", type=int, default=0, help="records to select (default: 20%%)")
     p.add_argument("--output-dir", default="runs/latest")
@@ -595,14 +546,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cluster-count", type=int, default=0, help="bins (default: one per ~52 records)"
     )
-    p.add_argument("--strategy", choices=("exact", "reference"), default="exact")
-    _sampling_args(p)
-    _weight_args(p)
-    p.add_argument("--all-metrics", action="store_true")
+    add_flags(p, SelectConfig, only=("strategy",))
+    add_flags(p, GenerateConfig)
+    add_flags(p, ScoreConfig)
     p.add_argument(
         "--shard-count", type=int, default=1, help="fan generate/score out over N shards"
     )
-    _vllm_args(p)
     p.add_argument("--export-uri", default="", help="s3:// prefix to export the subsets to")
     p.add_argument("--analyse", action="store_true", help="also run the task-type analysis")
     p.add_argument(
@@ -622,8 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arg(p)
     p.add_argument("--gpu", choices=("h100", "a100", "l4", "cpu"), default="h100")
     p.add_argument("--gpus", type=int, default=1)
-    p.add_argument("--num-samples", type=int, default=5)
-    p.add_argument("--max-new-tokens", type=int, default=256)
+    add_flags(p, SamplingConfig, only=("num_samples", "max_new_tokens"))
     p.add_argument("--sample", type=int, default=512, help="records tokenized to estimate")
     p.add_argument("--budget", type=int, default=0, help="for the subsets' size (default 20%%)")
     p.set_defaults(func=cmd_plan)
@@ -648,10 +596,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging()
     try:
         args.func(args)
-    # OSError: a missing, unreadable or unwritable file, or a model folder transformers cannot load.
-    except (rec.PoolError, UsageError, OSError, ValueError) as err:
+    # AdgError: the user-facing errors (adg.errors); OSError: a missing, unreadable or unwritable
+    # file, or a model folder transformers cannot load. Anything else is a bug: its traceback shows.
+    except (AdgError, OSError) as err:
+        if os.environ.get("ADG_DEBUG", "") not in ("", "0"):
+            raise
         print(f"adg {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

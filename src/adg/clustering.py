@@ -13,9 +13,12 @@ bins are those of the published method.
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
+
+from adg.config import ClusterConfig
+from adg.errors import InputError
+from adg.progress import log
 
 # Above this many (points x bins) distance evaluations per iteration, full Lloyd iterations are too
 # slow on a laptop; mini-batches of 4096 converge to similar inertia.
@@ -50,12 +53,12 @@ def kmeans_bins(
         x = pca.fit_transform(x).astype(np.float32)
     n = len(x)
     if n == 0:
-        raise ValueError("no embeddings to cluster")
+        raise InputError("no embeddings to cluster")
     if count <= 0:
-        raise ValueError(f"bin count must be positive, got {count}")
+        raise InputError(f"bin count must be positive, got {count}")
     k = min(count, n)
     if k < count:
-        print(f"cluster: {count} bins requested for {n} records; using {k}", file=sys.stderr)
+        log.info("cluster: %d bins requested for %d records; using %d", count, n, k)
     if k == 1:
         return np.zeros(n, dtype=np.int32)
     if n * k > MINIBATCH_ABOVE:
@@ -69,7 +72,11 @@ def kmeans_bins(
 
 
 def cluster_file(
-    embeddings_path: str, output: str, count: int = 1000, seed: int = 42, pca_dims: int = 0
+    embeddings_path: str,
+    output: str,
+    count: int = ClusterConfig.count,
+    seed: int = ClusterConfig.seed,
+    pca_dims: int = ClusterConfig.pca_dims,
 ) -> int:
     """The cluster stage: `embeddings.npy` → `clusters.npy`; returns the number of bins used."""
     emb = np.load(embeddings_path, mmap_mode="r")

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adg import fields, render
+from adg.errors import InputError
 from adg.evaluation import CATEGORIES as EVAL_CATEGORIES
 from adg.evaluation import load_results, summarise
 from adg.records import PoolError, id_key, iter_records
-from adg.report import _md_table, _page, _table
 
 ADG = "adg"
 # Output name -> file name of the comparison (the compare step and `adg run` write these).
@@ -50,15 +50,15 @@ def plan_selectors(selectors: list[str]) -> tuple[list[str], bool]:
     ADG always runs (it is the pipeline's own selection); a comparison happens when any other
     selector is asked for.
     """
-    from adg.scoring import SCORERS
+    from adg.config import SCORE_METHODS
 
     if not isinstance(selectors, list) or not selectors:
-        raise ValueError("selectors: expected a non-empty list of scoring methods")
-    unknown = [s for s in selectors if s not in SCORERS]
+        raise InputError("selectors: expected a non-empty list of scoring methods")
+    unknown = [s for s in selectors if s not in SCORE_METHODS]
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"selectors: unknown method(s) {', '.join(map(repr, unknown))}; "
-            f"choose from {sorted(SCORERS)}"
+            f"choose from {sorted(SCORE_METHODS)}"
         )
     baselines = list(dict.fromkeys(s for s in selectors if s != ADG))
     return baselines, bool(baselines)
@@ -68,17 +68,6 @@ def jaccard(a: set, b: set) -> float:
     """|a ∩ b| / |a ∪ b|; two empty sets are identical (1.0)."""
     union = a | b
     return len(a & b) / len(union) if union else 1.0
-
-
-def _mean(records: list[dict[str, Any]], field: str) -> float | None:
-    values = [
-        float(r[field])
-        for r in records
-        if isinstance(r.get(field), int | float)
-        and not isinstance(r.get(field), bool)
-        and math.isfinite(r[field])
-    ]
-    return sum(values) / len(values) if values else None
 
 
 def _read_top(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -94,10 +83,10 @@ def _jsonable_id(value: Any) -> Any:
 def compare_runs(runs: list[SelectorRun]) -> dict[str, Any]:
     """The comparison of the selectors' runs (see the module docstring)."""
     if not runs:
-        raise ValueError("nothing to compare: no selector runs")
+        raise InputError("nothing to compare: no selector runs")
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
-        raise ValueError(f"selectors compared twice: {names}")
+        raise InputError(f"selectors compared twice: {names}")
     evaluated = all(r.results for r in runs)
     rows, ids = [], {}
     for run in runs:
@@ -106,9 +95,9 @@ def compare_runs(runs: list[SelectorRun]) -> dict[str, Any]:
         row: dict[str, Any] = {
             "selector": run.name,
             "selected": len(top),
-            "mean_score": _mean(top, "score"),
-            "mean_dispersion": _mean(top, "dispersion"),
-            "mean_anisotropy": _mean(top, "anisotropy"),
+            "mean_score": fields.mean(fields.values(top, "score")),
+            "mean_dispersion": fields.mean(fields.values(top, "dispersion")),
+            "mean_anisotropy": fields.mean(fields.values(top, "anisotropy")),
         }
         if evaluated:
             summary = summarise(load_results(run.results))
@@ -233,22 +222,22 @@ NOTES = {
 def comparison_markdown(comparison: dict[str, Any]) -> str:
     """The comparison as Markdown: the main table, the overlap and (if present) the task mix."""
     parts = ["## Selector comparison", "", NOTES[comparison["evaluated"]], ""]
-    parts += [_md_table(*_main_table(comparison)), ""]
+    parts += [render.markdown_table(*_main_table(comparison)), ""]
     parts += ["### Overlap of the selected subsets (Jaccard of ids)", ""]
-    parts += [_md_table(*_overlap_table(comparison)), ""]
+    parts += [render.markdown_table(*_overlap_table(comparison)), ""]
     if comparison.get("task_mix"):
-        parts += ["### Task-type mix", "", _md_table(*_mix_table(comparison)), ""]
+        parts += ["### Task-type mix", "", render.markdown_table(*_mix_table(comparison)), ""]
     return "\n".join(parts)
 
 
 def comparison_html(comparison: dict[str, Any]) -> str:
     """The comparison as a standalone HTML page."""
-    body = [f"<p>{NOTES[comparison['evaluated']]}</p>", _table(*_main_table(comparison))]
+    body = [f"<p>{NOTES[comparison['evaluated']]}</p>", render.html_table(*_main_table(comparison))]
     body += ["<h2>Overlap of the selected subsets (Jaccard of ids)</h2>"]
-    body += [_table(*_overlap_table(comparison))]
+    body += [render.html_table(*_overlap_table(comparison))]
     if comparison.get("task_mix"):
-        body += ["<h2>Task-type mix</h2>", _table(*_mix_table(comparison))]
-    return _page("ADG selector comparison", "".join(body))
+        body += ["<h2>Task-type mix</h2>", render.html_table(*_mix_table(comparison))]
+    return render.page("ADG selector comparison", "".join(body))
 
 
 def write_comparison(comparison: dict[str, Any], paths: dict[str, str | os.PathLike]) -> None:

@@ -20,13 +20,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adg.config import ScoreConfig
+
 EPS = 1e-12
 
 
 @dataclass(frozen=True)
 class ScoreWeights:
-    dispersion: float = 0.6
-    anisotropy: float = 0.4
+    dispersion: float = ScoreConfig.dispersion_weight
+    anisotropy: float = ScoreConfig.anisotropy_weight
 
 
 def centred_gram(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

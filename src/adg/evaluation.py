@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adg.config import EvaluateConfig
+from adg.errors import InputError
+
 
 @dataclass(frozen=True)
 class Benchmark:
@@ -44,6 +47,8 @@ CATEGORIES = ("Reasoning", "Knowledge", "Coding")
 # Tasks whose scoring executes generated code; only these get code execution switched on.
 CODE_TASK_PREFIXES = ("mbpp", "humaneval")
 BACKENDS = ("auto", "hf", "vllm")
+# `batch_size="auto"` on a CPU (see build_lm).
+CPU_BATCH_SIZE = 8
 _NOT_METRICS = {"alias", "name", "sample_len", "sample_count", " "}
 
 
@@ -56,8 +61,8 @@ class EvalConfig:
     num_fewshot: int | dict[str, int] | None = None
     limit: float | None = None
     include_path: list[str] = field(default_factory=list)
-    backend: str = "auto"
-    batch_size: int | str = 8
+    backend: str = EvaluateConfig.backend
+    batch_size: int | str = EvaluateConfig.batch_size
     device: str = ""
     max_length: int = 0
     seed: int = 1234
@@ -85,7 +90,7 @@ def parse_fewshot(text: str) -> int | dict[str, int] | None:
             shots[task.strip()] = int(n)
         return shots
     except ValueError:
-        raise ValueError(
+        raise InputError(
             f"--num-fewshot {text!r}: expected N or task=N,task=N (N an integer)"
         ) from None
 
@@ -96,7 +101,7 @@ def parse_limit(value: float | str | None) -> float | None:
         return None
     number = float(value)
     if number < 0:
-        raise ValueError(f"--limit must be >= 0, got {value}")
+        raise InputError(f"--limit must be >= 0, got {value}")
     if number == 0:
         return None
     return int(number) if number >= 1 and number.is_integer() else number
@@ -143,7 +148,7 @@ def code_execution(allowed: bool):
 
 def resolve_backend(backend: str, device: str) -> str:
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        raise InputError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if backend != "auto":
         return backend
     import importlib.util
@@ -155,14 +160,11 @@ def resolve_backend(backend: str, device: str) -> str:
 
 def build_lm(cfg: EvalConfig):
     """Load the model once as an lm-eval LM: HFLM (fp32 on CPU, bf16 on GPU) or vLLM."""
-    from adg.models import default_device, resolve_model
+    from adg.models import default_device, hf_source, resolve_model
 
-    path = resolve_model(cfg.model)
+    path, extra = hf_source(resolve_model(cfg.model))
     device = cfg.device or default_device()
     backend = resolve_backend(cfg.backend, device)
-    extra: dict[str, Any] = {}
-    if path.is_file() and path.suffix == ".gguf":
-        extra["gguf_file"], path = path.name, path.parent
     if cfg.max_length:
         extra["max_length" if backend == "hf" else "max_model_len"] = cfg.max_length
     if backend == "vllm":
@@ -184,7 +186,11 @@ def build_lm(cfg: EvalConfig):
         pretrained=str(path),
         device=device,
         dtype="bfloat16" if device.startswith("cuda") else "float32",
-        batch_size=cfg.batch_size,
+        # lm-eval's batch-size detection starts at 64 full-length sequences: on a GPU it backs off
+        # on out-of-memory, on a CPU it would only be slow, so a CPU takes a fixed batch.
+        batch_size=CPU_BATCH_SIZE
+        if cfg.batch_size == "auto" and not device.startswith("cuda")
+        else cfg.batch_size,
         **extra,
     )
 
@@ -211,7 +217,7 @@ def evaluate(cfg: EvalConfig, lm=None) -> dict[str, Any]:
     known = set(manager.all_tasks)
     unknown = [t for t in cfg.tasks if t not in known]
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"unknown lm-eval task(s): {', '.join(unknown)} (add their folder with --include-path)"
         )
     lm = lm if lm is not None else build_lm(cfg)
@@ -364,9 +370,9 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}:{err.lineno}: malformed JSON: {err.msg}") from None
+        raise InputError(f"{path}:{err.lineno}: malformed JSON: {err.msg}") from None
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
-        raise ValueError(f"{path}: field 'results': missing; not an lm-eval results file")
+        raise InputError(f"{path}: field 'results': missing; not an lm-eval results file")
     return data
 
 

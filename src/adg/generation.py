@@ -14,28 +14,18 @@ pod's retry continues where the last checkpoint left off.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
-from adg import models
+from adg import models, progress
 from adg.checkpoint import ResumableOutput
+from adg.config import CheckpointConfig, GenerateConfig, SamplingConfig
+from adg.errors import InputError
 from adg.prompts import adds_special_tokens, build_prompt
 from adg.records import batched
 from adg.shards import iter_shard
 
 BACKENDS = ("auto", "hf", "vllm")
-
-
-@dataclass
-class SamplingConfig:
-    num_samples: int = 5
-    temperature: float = 1.4
-    top_p: float = 0.9
-    max_new_tokens: int = 256
-    seed: int = 0
-    batch_size: int = 8
-    prompt_format: str = "alpaca"
 
 
 @dataclass
@@ -54,7 +44,7 @@ class GenerateSummary:
 
 def resolve_backend(backend: str) -> str:
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        raise InputError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if backend != "auto":
         return backend
     import importlib.util
@@ -77,6 +67,7 @@ class HFSampler:
         self.tokenizer, self.model = models.load(model_spec)
         self.tokenizer.padding_side = "left"
         self.cfg = cfg
+        self.tokens = 0  # generated so far (for tokens/s)
 
     def sample(self, records: list[dict[str, Any]], batch_index: int) -> list[list[str]]:
         import torch
@@ -97,9 +88,9 @@ class HFSampler:
                 num_return_sequences=cfg.num_samples,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
-        texts = self.tokenizer.batch_decode(
-            out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True
-        )
+        new = out[:, enc["input_ids"].shape[1] :]
+        self.tokens += int((new != self.tokenizer.pad_token_id).sum())
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         k = cfg.num_samples
         return [[t.strip() for t in texts[i * k : (i + 1) * k]] for i in range(len(records))]
 
@@ -138,6 +129,7 @@ class VLLMSampler:
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.cfg = cfg
+        self.tokens = 0  # generated so far (for tokens/s)
 
     def sample(self, records: list[dict[str, Any]], batch_index: int) -> list[list[str]]:
         from vllm import SamplingParams
@@ -160,6 +152,7 @@ class VLLMSampler:
             for r in records
         ]
         outs = self.llm.generate(prompts, params, use_tqdm=False)
+        self.tokens += sum(len(c.token_ids) for o in outs for c in o.outputs)
         return [[c.text.strip() for c in o.outputs] for o in outs]
 
 
@@ -168,14 +161,14 @@ def generate_file(
     output_path: str | os.PathLike,
     model: str | None = None,
     cfg: SamplingConfig | None = None,
-    backend: str = "auto",
+    backend: str = GenerateConfig.backend,
     limit: int = 0,
     shard_index: int = 0,
     shard_count: int = 1,
     checkpoint_uri: str = "",
-    checkpoint_every: int = 64,
-    tensor_parallel_size: int = 1,
-    gpu_memory_utilization: float = 0.9,
+    checkpoint_every: int = CheckpointConfig.checkpoint_every,
+    tensor_parallel_size: int = GenerateConfig.tensor_parallel_size,
+    gpu_memory_utilization: float = GenerateConfig.gpu_memory_utilization,
 ) -> GenerateSummary:
     """The generate stage: `pool.jsonl` (or one shard of it) → `generated.jsonl`, resumable.
 
@@ -184,24 +177,33 @@ def generate_file(
     """
     cfg = cfg or SamplingConfig()
     if cfg.num_samples < 2:
-        raise ValueError("--num-samples must be at least 2 (divergence needs several answers)")
+        raise InputError("--num-samples must be at least 2 (divergence needs several answers)")
+    size = sum(1 for _ in iter_shard(input_path, shard_count, shard_index, limit=limit))
     records = iter_shard(input_path, shard_count, shard_index, limit=limit)
     name = resolve_backend(backend)
     sampler = None
     total = 0
-    with ResumableOutput(output_path, checkpoint_uri, checkpoint_every) as out:
+    with (
+        ResumableOutput(output_path, checkpoint_uri, checkpoint_every) as out,
+        progress.bar(size, "generate") as bar,
+    ):
+        tokens = progress.Tokens(bar)
         # Fixed slices of the shard, so batch b (and its seed) is the same on every resume.
         for b, batch in enumerate(batched(records, cfg.batch_size)):
             total += len(batch)
             todo = [r for r in batch if not out.is_done(r)]
-            if not todo:
-                continue
-            if sampler is None:
-                if name == "vllm":
-                    sampler = VLLMSampler(model, cfg, tensor_parallel_size, gpu_memory_utilization)
-                else:
-                    sampler = HFSampler(model, cfg)
-            answers = sampler.sample(todo, b)
-            out.append([{**r, "generated_answers": a} for r, a in zip(todo, answers, strict=True)])
-            print(f"generate: {total} records read, {out.written} generated", file=sys.stderr)
+            if todo:
+                if sampler is None:
+                    sampler = (
+                        VLLMSampler(model, cfg, tensor_parallel_size, gpu_memory_utilization)
+                        if name == "vllm"
+                        else HFSampler(model, cfg)
+                    )
+                before = sampler.tokens
+                answers = sampler.sample(todo, b)
+                out.append(
+                    [{**r, "generated_answers": a} for r, a in zip(todo, answers, strict=True)]
+                )
+                tokens.add(sampler.tokens - before)
+            bar.update(len(batch))
     return GenerateSummary(total, out.written, total - out.written, name)

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from adg.errors import InputError
+
 LAYERS = (-4, -3, -2)
 # Fixed cost of one forward pass in token equivalents, by device type (bench/score.py: on CPU a
 # batched pass costs little beyond its tokens; on an H200 a pass of SmolLM2 costs ~5 ms of kernel
@@ -69,7 +71,7 @@ def decoder_layers(model):
         layers = getattr(backbone, name, None)
         if layers is not None:
             return backbone, layers
-    raise ValueError(f"cannot find the decoder layers of {type(model).__name__}")
+    raise InputError(f"cannot find the decoder layers of {type(model).__name__}")
 
 
 class HiddenStateEncoder:
@@ -93,7 +95,7 @@ class HiddenStateEncoder:
         # hidden_states[j] (j >= 1) is the output of block j-1; negative j counts from n_layers + 1.
         self.block_ids = [(n_layers + 1 + j if j < 0 else j) - 1 for j in layers]
         if min(self.block_ids) < 0:
-            raise ValueError(f"model has {n_layers} layers; layers {tuple(layers)} need more")
+            raise InputError(f"model has {n_layers} layers; layers {tuple(layers)} need more")
         self.blocks = blocks
         self.device = next(model.parameters()).device
         self.weights = torch.from_numpy(content_weight_table(tokenizer)).to(self.device)

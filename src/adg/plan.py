@@ -26,6 +26,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from adg.errors import InputError
 from adg.prompts import alpaca_prompt
 from adg.records import iter_records
 
@@ -53,10 +54,6 @@ class StagePlan:
     tokens: float
     flops: float
     seconds: float
-
-    @property
-    def gpu_hours(self) -> float:
-        return self.seconds / 3600
 
 
 def count_parameters(model_path: str) -> tuple[int, int, int, int]:
@@ -100,7 +97,7 @@ def sample_lengths(pool: str, tokenizer, sample: int, seed: int = 0) -> dict[str
             if j < sample:
                 reservoir[j] = rec
     if not n:
-        raise ValueError(f"{pool}: no records")
+        raise InputError(f"{pool}: no records")
     prompts = tokenizer([alpaca_prompt(r) for r in reservoir], add_special_tokens=True)
     instr = tokenizer([r["instruction"] for r in reservoir], add_special_tokens=True)
     answers = tokenizer([r.get("output") or "x" for r in reservoir], add_special_tokens=False)
@@ -131,7 +128,7 @@ def make_plan(
     from transformers import AutoTokenizer
 
     if gpu != "cpu" and gpu not in GPU_PEAK:
-        raise ValueError(f"unknown --gpu {gpu!r}; choose one of {['cpu', *sorted(GPU_PEAK)]}")
+        raise InputError(f"unknown --gpu {gpu!r}; choose one of {['cpu', *sorted(GPU_PEAK)]}")
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     lengths = sample_lengths(pool, tokenizer, sample)
     per_block, n_blocks, head, hidden = count_parameters(model_path)

@@ -125,13 +125,13 @@ def _number(value: Any) -> float:
 
 
 def _check_selectors(selectors: Any) -> list[str]:
-    from adg.scoring import SCORERS
+    from adg.config import SCORE_METHODS
 
     if not isinstance(selectors, list) or not selectors:
         return [f'selectors={selectors!r}: a non-empty list, e.g. ["adg", "random"]']
-    unknown = [s for s in selectors if s not in SCORERS]
+    unknown = [s for s in selectors if s not in SCORE_METHODS]
     if unknown:
-        return [f"selectors: unknown {unknown}; known: {', '.join(sorted(SCORERS))}"]
+        return [f"selectors: unknown {unknown}; known: {', '.join(sorted(SCORE_METHODS))}"]
     return []
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from adg.errors import InputError
+
 ALPACA_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further "
     "context. Write a response that appropriately completes the request.\n\n"
@@ -37,7 +39,7 @@ def chat_prompt(record: dict[str, Any], tokenizer) -> str:
     if extra.strip():
         content = f"{content}\n\n{extra}"
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("--prompt-format chat needs a tokenizer with a chat template")
+        raise InputError("--prompt-format chat needs a tokenizer with a chat template")
     return tokenizer.apply_chat_template(
         [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
     )
@@ -57,4 +59,4 @@ def build_prompt(record: dict[str, Any], prompt_format: str, tokenizer=None) -> 
         return alpaca_prompt(record)
     if prompt_format == "chat":
         return chat_prompt(record, tokenizer)
-    raise ValueError(f"unknown prompt format {prompt_format!r}; choose one of {PROMPT_FORMATS}")
+    raise InputError(f"unknown prompt format {prompt_format!r}; choose one of {PROMPT_FORMATS}")

@@ -20,6 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError, field_validator
 
+from adg.errors import AdgError
+
 
 class Record(BaseModel):
     """One instruction record; unknown fields are kept as extras."""
@@ -65,7 +67,7 @@ class ReadResult:
     unreadable: dict[str, str] = field(default_factory=dict)
 
 
-class PoolError(ValueError):
+class PoolError(AdgError, ValueError):
     """A pool that cannot be read at all (missing, empty, not JSON): one clear line for the user."""
 
 

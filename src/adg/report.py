@@ -14,7 +14,6 @@ Inputs are the scored pool, the three groups and the selection report dict of
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import os
@@ -24,7 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from adg import fields, render
+from adg.errors import InputError
 from adg.records import id_key, read_records
+from adg.render import esc, html_table, markdown_table
 
 GROUPS = ("top", "middle", "bottom")
 COLORS = {
@@ -47,18 +49,6 @@ QUADRANTS = (
     ("lo_lo", "low D, low I", "answers close together along one direction"),
 )
 
-CSS = " ".join(
-    [
-        "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#212529;",
-        "padding:0 1em}h1{font-size:1.6em}h2{border-bottom:1px solid #dee2e6;margin-top:1.6em}",
-        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #dee2e6;",
-        "padding:.25em .6em;text-align:right}th{background:#f1f3f5}td.l,th.l{text-align:left}",
-        ".plots{display:flex;flex-wrap:wrap;gap:1em}.ex{border:1px solid #dee2e6;",
-        "border-radius:4px;padding:.5em .8em;margin:.5em 0}.ex pre{white-space:pre-wrap;",
-        "margin:.2em 0;font-size:.9em}.muted{color:#868e96}.sel{color:#d9480f;font-weight:600}",
-    ]
-)
-
 
 @dataclass
 class Report:
@@ -68,21 +58,8 @@ class Report:
     markdown: str
     metrics: dict[str, float]
 
-    def write(self, output_dir: str | os.PathLike) -> tuple[Path, Path]:
-        """Write report.html and report.md into `output_dir`; return their paths."""
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        page, md = out / "report.html", out / "report.md"
-        page.write_text(self.html, encoding="utf-8")
-        md.write_text(self.markdown, encoding="utf-8")
-        return page, md
-
 
 # ---------------------------------------------------------------- small helpers
-
-
-def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _cut(text: Any, limit: int) -> str:
@@ -100,37 +77,11 @@ def _num(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
-def _field(records: list[dict[str, Any]], name: str) -> np.ndarray:
-    vals = []
-    for r in records:
-        v = r.get(name)
-        vals.append(float(v) if isinstance(v, int | float) and not isinstance(v, bool) else np.nan)
-    return np.array(vals, dtype=np.float64)
-
-
-def _mean(values: np.ndarray) -> float | None:
-    values = values[~np.isnan(values)]
-    return float(values.mean()) if len(values) else None
-
-
-def _table(head: list[str], rows: list[list[Any]], left: int = 1) -> str:
-    """An HTML table; the first `left` columns are left-aligned; cells are escaped."""
-
-    def cells(tag: str, row: list[Any]) -> str:
-        attr = ' class="l"'
-        return "".join(
-            f"<{tag}{attr if i < left else ''}>{_esc(c)}</{tag}>" for i, c in enumerate(row)
-        )
-
-    body = "".join(f"<tr>{cells('td', r)}</tr>" for r in rows)
-    return f"<table><tr>{cells('th', head)}</tr>{body}</table>"
-
-
-def _md_table(head: list[str], rows: list[list[Any]]) -> str:
-    def line(row: list[Any]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |"
-
-    return "\n".join([line(head), "|" + "---|" * len(head), *(line(r) for r in rows)])
+def _param(value: Any) -> str:
+    """A run parameter as a user wrote it: 5 not 5.0, 1.4 not 1.4000, 1e-05."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:g}"
+    return str(value)
 
 
 # ---------------------------------------------------------------- SVG plots
@@ -153,21 +104,24 @@ class _Canvas:
         self.parts = [
             f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11" '
-            f'role="img" aria-label="{_esc(title)}">',
-            f"<title>{_esc(title)}</title>",
+            f'role="img" aria-label="{esc(title)}">',
+            f"<title>{esc(title)}</title>",
             f'<text x="{width / 2:.0f}" y="16" text-anchor="middle" font-size="13">'
-            f"{_esc(title)}</text>",
+            f"{esc(title)}</text>",
             f'<rect x="{self.x0}" y="{self.y1}" width="{self.x1 - self.x0}" '
             f'height="{self.y0 - self.y1}" fill="none" stroke="#adb5bd"/>',
             f'<text x="{(self.x0 + self.x1) / 2:.0f}" y="{height - 8}" '
-            f'text-anchor="middle">{_esc(xlabel)}</text>',
+            f'text-anchor="middle">{esc(xlabel)}</text>',
             f'<text x="14" y="{(self.y0 + self.y1) / 2:.0f}" text-anchor="middle" '
-            f'transform="rotate(-90 14 {(self.y0 + self.y1) / 2:.0f})">{_esc(ylabel)}</text>',
+            f'transform="rotate(-90 14 {(self.y0 + self.y1) / 2:.0f})">{esc(ylabel)}</text>',
         ]
-        for t in _ticks(*xlim):
-            x = self.px(t)
+        ticks = _ticks(*xlim)
+        for n, t in enumerate(ticks):
+            # The right-most label ends at the axis end: centred there it ran off the image.
+            anchor = "end" if n == len(ticks) - 1 and n else "middle"
             self.parts.append(
-                f'<text x="{x:.1f}" y="{self.y0 + 14}" text-anchor="middle">{t:.3g}</text>'
+                f'<text x="{self.px(t):.1f}" y="{self.y0 + 14}" text-anchor="{anchor}">'
+                f"{t:.3g}</text>"
             )
         for t in _ticks(*ylim):
             y = self.py(t)
@@ -188,7 +142,7 @@ class _Canvas:
             y = self.y1 + 12 + 14 * i
             self.parts.append(
                 f'<rect x="{self.x1 - 110}" y="{y - 8}" width="10" height="10" fill="{color}"/>'
-                f'<text x="{self.x1 - 96}" y="{y + 1}">{_esc(label)}</text>'
+                f'<text x="{self.x1 - 96}" y="{y + 1}">{esc(label)}</text>'
             )
 
     def svg(self) -> str:
@@ -308,7 +262,7 @@ def composition_svg(comp: dict[str, Any]) -> str:
     for r, cat in enumerate(cats):
         y = top + r * row_h
         parts.append(
-            f'<text x="{left - 6}" y="{y + row_h / 2 + 2:.0f}" text-anchor="end">{_esc(cat)}</text>'
+            f'<text x="{left - 6}" y="{y + row_h / 2 + 2:.0f}" text-anchor="end">{esc(cat)}</text>'
         )
         for j, (key, color) in enumerate(layers):
             share = comp[key]["shares"][cat]
@@ -322,7 +276,7 @@ def composition_svg(comp: dict[str, Any]) -> str:
         x = left + 90 * j
         parts.append(
             f'<rect x="{x}" y="{height - 16}" width="10" height="10" fill="{color}"/>'
-            f'<text x="{x + 14}" y="{height - 7}">{_esc(key)}</text>'
+            f'<text x="{x + 14}" y="{height - 7}">{esc(key)}</text>'
         )
     return "".join(parts) + "</svg>"
 
@@ -335,8 +289,9 @@ def analysis_section(comp: dict[str, Any] | None) -> str:
     if not comp:
         return (
             f'<section id="tasks"><h2>Task types</h2>{ANALYSIS_MARK}<p class="muted">The task-type '
-            "analysis did not run (pipeline parameter <code>analyse_enabled</code>, or "
-            "<code>adg analyse ... --report report.html</code>).</p></section>"
+            "analysis did not run (<code>adg run --analyse</code>, the pipeline parameter "
+            "<code>analyse_enabled</code>, or <code>adg analyse ... --report report.html</code>)."
+            "</p></section>"
         )
     sel = comp.get("selected")
     head = ["category", "pool", "pool share"]
@@ -349,10 +304,10 @@ def analysis_section(comp: dict[str, Any] | None) -> str:
             row += [sel["counts"][cat], f"{sel['shares'][cat]:.1%}", f"{comp['shift'][cat]:+.1%}"]
         rows.append(row)
     return (
-        f'<section id="tasks"><h2>Task types</h2><p>Classifier: {_esc(comp["classifier"])}; '
+        f'<section id="tasks"><h2>Task types</h2><p>Classifier: {esc(comp["classifier"])}; '
         f"{comp['pool']['count']} pool records"
         + (f", {sel['count']} selected" if sel else "")
-        + f'.</p>{_table(head, rows)}<div class="plots">{composition_svg(comp)}</div></section>'
+        + f'.</p>{html_table(head, rows)}<div class="plots">{composition_svg(comp)}</div></section>'
     )
 
 
@@ -360,7 +315,7 @@ def add_analysis(page: str, comp: dict[str, Any]) -> str:
     """Replace the `tasks` section of a rendered page with the given composition."""
     start = page.find('<section id="tasks">')
     if start < 0:
-        raise ValueError("not an adg report page (no tasks section)")
+        raise InputError("not an adg report page (no tasks section)")
     end = page.index("</section>", start) + len("</section>")
     return page[:start] + analysis_section(comp) + page[end:]
 
@@ -368,13 +323,6 @@ def add_analysis(page: str, comp: dict[str, Any]) -> str:
 def reports_with_analysis(page: str, markdown: str, comp: dict[str, Any]) -> tuple[str, str]:
     """The selection report (HTML page, Markdown summary) with the task-type composition in it."""
     return add_analysis(page, comp), markdown.rstrip("\n") + "\n\n" + analysis_markdown(comp) + "\n"
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}'
-        f"</title><style>{CSS}</style></head><body><h1>{_esc(title)}</h1>{body}</body></html>\n"
-    )
 
 
 def _quadrant_of(d: float, i: float, md: float, mi: float) -> str:
@@ -402,14 +350,14 @@ def _examples(pool, d, i, top_keys) -> tuple[dict[str, list[int]], float, float]
 
 def _example_html(r: dict[str, Any], d: float, i: float, selected: bool) -> str:
     answers = r.get("generated_answers") or []
-    items = "".join(f"<li><pre>{_esc(_cut(a, ANSWER_CHARS))}</pre></li>" for a in answers)
+    items = "".join(f"<li><pre>{esc(_cut(a, ANSWER_CHARS))}</pre></li>" for a in answers)
     extra = (r.get("input") or "").strip()
     return (
-        f'<div class="ex"><div>id {_esc(r.get("id"))} · D {d:.4f} · I {i:.4f} · score '
-        f"{_esc(_num(r.get('score')))}"
+        f'<div class="ex"><div>id {esc(r.get("id"))} · D {d:.4f} · I {i:.4f} · score '
+        f"{esc(_num(r.get('score')))}"
         + (' · <span class="sel">selected</span>' if selected else "")
-        + f"</div><pre>{_esc(_cut(r.get('instruction'), INSTRUCTION_CHARS))}</pre>"
-        + (f'<pre class="muted">{_esc(_cut(extra, INSTRUCTION_CHARS))}</pre>' if extra else "")
+        + f"</div><pre>{esc(_cut(r.get('instruction'), INSTRUCTION_CHARS))}</pre>"
+        + (f'<pre class="muted">{esc(_cut(extra, INSTRUCTION_CHARS))}</pre>' if extra else "")
         + (f"<div>{len(answers)} sampled answers:</div><ol>{items}</ol>" if answers else "")
         + "</div>"
     )
@@ -437,7 +385,7 @@ def headline_metrics(
         m["rejected"] = rejected
     for name, recs in (("pool", pool), *groups.items()):
         for field, short in (("dispersion", "D"), ("anisotropy", "I")):
-            v = _mean(_field(recs, field))
+            v = fields.mean(fields.values(recs, field))
             if v is not None:
                 m[f"mean_{short}_{name}"] = v
     return m
@@ -461,10 +409,12 @@ def build_report(
     metrics = headline_metrics(numbers, pool, groups, rejected)
     top_keys = {id_key(r["id"]) for r in groups["top"]}
     top_mask = np.array([id_key(r["id"]) in top_keys for r in pool], dtype=bool)
-    d, i = _field(pool, "dispersion"), _field(pool, "anisotropy")
+    d, i = fields.values(pool, "dispersion"), fields.values(pool, "anisotropy")
 
     # run: parameters and counts
-    param_rows = [[k, _num(v) if isinstance(v, float) else v] for k, v in params.items()]
+    # Sorted: the pipeline hands the parameters over as a JSON object, in no fixed order.
+    params = dict(sorted(params.items()))
+    param_rows = [[k, _param(v)] for k, v in params.items()]
     counts = [
         ["records in (scored pool)", numbers["records"]],
         ["rejected at ingest", "not known" if rejected is None else rejected],
@@ -481,12 +431,15 @@ def build_report(
     for name, recs in (("pool", pool), *((g, groups[g]) for g in GROUPS)):
         group_rows.append(
             [name, len(recs)]
-            + [_num(_mean(_field(recs, f))) for f in ("score", "dispersion", "anisotropy")]
+            + [
+                _num(fields.mean(fields.values(recs, f)))
+                for f in ("score", "dispersion", "anisotropy")
+            ]
         )
     group_head = ["group", "records", "mean score", "mean D", "mean I"]
     collapse = numbers.get("score_collapse") or []
     warning = (
-        '<p class="sel">Warning, score collapse: ' + _esc("; ".join(collapse)) + "</p>"
+        '<p class="sel">Warning, score collapse: ' + esc("; ".join(collapse)) + "</p>"
         if collapse
         else ""
     )
@@ -494,18 +447,18 @@ def build_report(
         '<section id="run"><h2>Run</h2>'
         + warning
         + '<div class="plots"><div><h3>Parameters</h3>'
-        + _table(["parameter", "value"], param_rows, left=2)
+        + html_table(["parameter", "value"], param_rows, left=2)
         + "</div><div><h3>Counts</h3>"
-        + _table(["", "value"], counts)
+        + html_table(["", "value"], counts)
         + "</div></div>"
-        + _table(group_head, group_rows)
+        + html_table(group_head, group_rows)
         + "</section>"
     )
 
     plane, caption = plane_svg(d, i, top_mask)
     plane_sec = (
         f'<section id="plane"><h2>Dispersion × anisotropy</h2><div class="plots">{plane}</div>'
-        f'<p class="muted">{_esc(caption)}</p></section>'
+        f'<p class="muted">{esc(caption)}</p></section>'
     )
 
     hists = []
@@ -514,8 +467,8 @@ def build_report(
         ("dispersion", "dispersion D"),
         ("anisotropy", "anisotropy I"),
     ):
-        series = {"pool": _field(pool, field)}
-        series.update({g: _field(groups[g], field) for g in GROUPS if groups[g]})
+        series = {"pool": fields.values(pool, field)}
+        series.update({g: fields.values(groups[g], field) for g in GROUPS if groups[g]})
         hists.append(histogram_svg(label, series))
     hist_sec = (
         '<section id="histograms"><h2>Distributions</h2><div class="plots">'
@@ -534,7 +487,7 @@ def build_report(
         f"({metrics['bins_in_top_share']:.1%}) contribute to the top set; "
         f"{numbers.get('bins_with_quota', '–')} bins have a non-zero quota. "
         f"The {len(table)} largest bins:</p>"
-        + _table(["bin", "size", "quota", "top", "middle", "bottom"], bin_rows, left=0)
+        + html_table(["bin", "size", "quota", "top", "middle", "bottom"], bin_rows, left=0)
         + "</section>"
     )
 
@@ -545,7 +498,7 @@ def build_report(
         "the records farthest from the medians are shown.</p>"
     ]
     for q, title, meaning in QUADRANTS:
-        ex_parts.append(f'<h3 id="q-{q}">{_esc(title)}</h3><p class="muted">{_esc(meaning)}</p>')
+        ex_parts.append(f'<h3 id="q-{q}">{esc(title)}</h3><p class="muted">{esc(meaning)}</p>')
         for k in chosen[q]:
             ex_parts.append(_example_html(pool[k], d[k], i[k], bool(top_mask[k])))
         if not chosen[q]:
@@ -553,7 +506,7 @@ def build_report(
     ex_parts.append("</section>")
 
     body = run + plane_sec + hist_sec + bins_sec + "".join(ex_parts) + analysis_section(analysis)
-    page = _page("ADG selection report", body)
+    page = render.page("ADG selection report", body)
     markdown = _markdown(numbers, params, counts, group_head, group_rows, table, analysis)
     return Report(page, markdown, metrics)
 
@@ -565,16 +518,16 @@ def _markdown(numbers, params, counts, group_head, group_rows, table, analysis) 
         f"(budget {numbers['budget']}, fill {numbers['budget_fill']:.1%}, strategy "
         f"{numbers['strategy']}); {numbers['bins_in_top']} of {numbers['bins']} bins contribute.",
         "## Parameters",
-        _md_table(["parameter", "value"], [[k, _num(v)] for k, v in params.items()]),
+        markdown_table(["parameter", "value"], [[k, _param(v)] for k, v in params.items()]),
         "## Counts",
-        _md_table(["", "value"], counts),
+        markdown_table(["", "value"], counts),
         "## Groups",
-        _md_table(group_head, group_rows),
+        markdown_table(group_head, group_rows),
     ]
     if table:
         parts += [
             "## Largest bins",
-            _md_table(
+            markdown_table(
                 ["bin", "size", "quota", "top", "middle", "bottom"],
                 [
                     [b["bin"], b["size"], b["quota"], b["top"], b["middle"], b["bottom"]]
@@ -597,7 +550,7 @@ def analysis_markdown(comp: dict[str, Any]) -> str:
         if sel:
             row += [f"{sel['shares'][c]:.1%}", f"{comp['shift'][c]:+.1%}"]
         rows.append(row)
-    return f"## Task types\n\nClassifier: {comp['classifier']}\n\n" + _md_table(head, rows)
+    return f"## Task types\n\nClassifier: {comp['classifier']}\n\n" + markdown_table(head, rows)
 
 
 def count_rejects(path: str | os.PathLike | None) -> int | None:

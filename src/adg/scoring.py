@@ -1,7 +1,7 @@
 """The score and embed stages: stream records through a scorer or the encoder, write results.
 
 score: records → `scored.jsonl`, each record plus `score` (higher is better) and the method's own
-fields. Methods (a plain dict, `SCORERS`, picks one):
+fields. Methods (`make_scorer` picks one of `adg.config.SCORE_METHODS`):
 
 * `adg` (default): needs `generated_answers` (ours, or the original ADG repository's file);
   writes `dispersion`, `anisotropy`, `score` (and `divergence.diagnostics` with `all_metrics`).
@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from adg import divergence, models
+from adg import divergence, models, progress
 from adg.checkpoint import ResumableOutput
+from adg.config import SCORE_METHODS, CheckpointConfig
+from adg.errors import InputError
 from adg.hidden import HiddenStateEncoder
 from adg.records import PoolError, batched, iter_records
 
@@ -123,12 +124,13 @@ def _random_scorer(opts: ScoreOptions) -> Scorer:
     return run
 
 
-SCORERS: dict[str, Callable[[ScoreOptions, HiddenStateEncoder | None], Scorer]] = {
-    "adg": _adg_scorer,
-    "ifd": lambda opts, _enc: _ifd_scorer(opts.model),
-    "superfiltering": lambda opts, _enc: _ifd_scorer(opts.proxy_model),
-    "random": lambda opts, _enc: _random_scorer(opts),
-}
+def make_scorer(method: str, opts: ScoreOptions, encoder: HiddenStateEncoder | None) -> Scorer:
+    """The scorer of one of SCORE_METHODS; superfiltering is IFD with the proxy model."""
+    if method == "adg":
+        return _adg_scorer(opts, encoder)
+    if method == "random":
+        return _random_scorer(opts)
+    return _ifd_scorer(opts.model if method == "ifd" else opts.proxy_model)
 
 
 def score_file(
@@ -143,31 +145,34 @@ def score_file(
     proxy_model: str = "",
     seed: int = 0,
     checkpoint_uri: str = "",
-    checkpoint_every: int = 64,
+    checkpoint_every: int = CheckpointConfig.checkpoint_every,
 ) -> ScoreSummary:
     """The score stage (see the module docstring)."""
-    if method not in SCORERS:
-        raise ValueError(f"unknown scoring method {method!r}; choose one of {sorted(SCORERS)}")
+    if method not in SCORE_METHODS:
+        raise InputError(f"unknown scoring method {method!r}; choose one of {SCORE_METHODS}")
     opts = ScoreOptions(
         model or "", weights or divergence.ScoreWeights(), all_metrics, proxy_model, seed
     )
     scorer: Scorer | None = None
     total = 0
-    with ResumableOutput(output_path, checkpoint_uri, checkpoint_every) as out:
+    size = sum(1 for _ in iter_records(input_path))
+    with (
+        ResumableOutput(output_path, checkpoint_uri, checkpoint_every) as out,
+        progress.bar(size, "score" if method == "adg" else f"score ({method})") as bar,
+    ):
         for chunk in batched(iter_records(input_path), chunk_records):
             where = [
                 f"{input_path}: record {total + n} (id {r['id']!r})" for n, r in enumerate(chunk)
             ]
             todo = [(r, w) for r, w in zip(chunk, where, strict=True) if not out.is_done(r)]
             total += len(chunk)
-            if not todo:
-                continue
-            if scorer is None:  # the model loads only when there is work left
-                scorer = SCORERS[method](opts, encoder)
-            records = [r for r, _ in todo]
-            fields = scorer(records, [w for _, w in todo])
-            out.append([{**r, **f} for r, f in zip(records, fields, strict=True)])
-            print(f"score: {total} records read, {out.written} scored", file=sys.stderr)
+            if todo:
+                if scorer is None:  # the model loads only when there is work left
+                    scorer = make_scorer(method, opts, encoder)
+                records = [r for r, _ in todo]
+                fields = scorer(records, [w for _, w in todo])
+                out.append([{**r, **f} for r, f in zip(records, fields, strict=True)])
+            bar.update(len(chunk))
     return ScoreSummary(total, out.written, total - out.written)
 
 
@@ -187,12 +192,13 @@ def embed_file(
     tmp = f"{output_path}.tmp"
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
     start = 0
-    for chunk in batched(iter_records(input_path), chunk_records):
-        out[start : start + len(chunk)] = encoder.instruction_vectors(
-            [r["instruction"] for r in chunk]
-        )
-        start += len(chunk)
-        print(f"embed: {start}/{n}", file=sys.stderr)
+    with progress.bar(n, "embed") as bar:
+        for chunk in batched(iter_records(input_path), chunk_records):
+            out[start : start + len(chunk)] = encoder.instruction_vectors(
+                [r["instruction"] for r in chunk]
+            )
+            start += len(chunk)
+            bar.update(len(chunk))
     out.flush()
     del out
     os.replace(tmp, output_path)

@@ -14,13 +14,14 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from adg.errors import InputError
 from adg.records import PoolError, id_key, iter_records, read_records, write_jsonl
 
 
 def effective_count(n_records: int, shard_count: int) -> int:
     """Shards actually used: at least 1, at most one per record."""
     if shard_count < 1:
-        raise ValueError(f"shard count must be at least 1, got {shard_count}")
+        raise InputError(f"shard count must be at least 1, got {shard_count}")
     return max(1, min(shard_count, n_records))
 
 
@@ -33,7 +34,7 @@ def shard_bounds(n_records: int, shard_count: int, index: int) -> tuple[int, int
     """[start, end) of shard `index` among `effective_count(n_records, shard_count)` shards."""
     count = effective_count(n_records, shard_count)
     if not 0 <= index < count:
-        raise ValueError(f"shard index {index} out of range for {count} shards")
+        raise InputError(f"shard index {index} out of range for {count} shards")
     return index * n_records // count, (index + 1) * n_records // count
 
 

@@ -17,7 +17,6 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,11 +25,13 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from adg.errors import AdgError
+
 SCHEME = "s3://"
 MANIFEST_NAME = ".adg-s3-manifest.json"
 
 
-class StorageError(ValueError):
+class StorageError(AdgError, ValueError):
     """An object-storage problem worth one line to the user (bad URI, no access, unsafe key)."""
 
 
@@ -387,12 +388,6 @@ def cache_model(uri: str) -> Path:
     if key and len(objects) == 1 and not key.endswith("/") and objects[0].key == key:
         return root / rels[key]
     return root
-
-
-def clear_model_cache(uri: str) -> None:
-    """Remove the cached copy of an s3:// model (the next load downloads it again)."""
-    bucket, key = split_uri(uri)
-    shutil.rmtree(model_cache_root() / bucket / key.strip("/"), ignore_errors=True)
 
 
 # --- export --------------------------------------------------------------------------------------

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from adg import fields
+from adg.errors import AdgError
+from adg.progress import log
 from adg.records import PoolError, read_records, write_json_array
 from adg.selection import collapse_reasons, select
 
@@ -23,15 +25,8 @@ GROUPS = ("top", "middle", "bottom")
 LARGEST_BINS = 15
 
 
-class ScoreCollapse(ValueError):
+class ScoreCollapse(AdgError, ValueError):
     """The scores cannot rank the pool and the caller asked to fail on that."""
-
-
-def _stats(values: np.ndarray) -> dict[str, float | None]:
-    values = values[~np.isnan(values)]
-    if not len(values):
-        return {"min": None, "mean": None, "max": None}
-    return {"min": float(values.min()), "mean": float(values.mean()), "max": float(values.max())}
 
 
 def select_records(
@@ -59,6 +54,8 @@ def select_records(
                 f"{scored_path}: record {n} (id {r.get('id')!r}): field 'score' missing"
             )
     scores = np.array([float(r["score"]) for r in records], dtype=np.float64)
+    if budget < 1:
+        raise PoolError(f"budget must be positive, got {budget}")
     if budget > len(records):
         raise PoolError(f"budget {budget} is larger than the pool ({len(records)} records)")
     sel = select(scores, bins, budget, strategy)
@@ -66,10 +63,10 @@ def select_records(
     if collapse and fail_on_collapse:
         raise ScoreCollapse(f"score collapse in {scored_path}: {'; '.join(collapse)}")
     if collapse:
-        print(
-            f"WARNING: score collapse in {scored_path}: {'; '.join(collapse)}; the selection "
-            "cannot be trusted to mean anything",
-            file=sys.stderr,
+        log.warning(
+            "WARNING: score collapse in %s: %s; the selection cannot be trusted to mean anything",
+            scored_path,
+            "; ".join(collapse),
         )
     report: dict[str, Any] = {
         "records": len(records),
@@ -82,9 +79,9 @@ def select_records(
         "bins_with_quota": int((sel.quotas > 0).sum()),
         "bins_table": _bins_table(sel, bins),
         "pool": {
-            "score": _stats(scores),
-            "dispersion": _stats(_field(records, "dispersion")),
-            "anisotropy": _stats(_field(records, "anisotropy")),
+            "score": fields.summary(scores),
+            "dispersion": fields.summary(fields.values(records, "dispersion")),
+            "anisotropy": fields.summary(fields.values(records, "anisotropy")),
         },
     }
     groups = {}
@@ -93,9 +90,9 @@ def select_records(
         groups[name] = [records[i] for i in idx]
         report[name] = {
             "count": len(idx),
-            "score": _stats(scores[idx]),
-            "dispersion": _stats(_field(groups[name], "dispersion")),
-            "anisotropy": _stats(_field(groups[name], "anisotropy")),
+            "score": fields.summary(scores[idx]),
+            "dispersion": fields.summary(fields.values(groups[name], "dispersion")),
+            "anisotropy": fields.summary(fields.values(groups[name], "anisotropy")),
             "file": f"{name}.json",
         }
     return groups, report
@@ -172,10 +169,6 @@ def select_file(
     paths = {name: out / file for name, file in SELECTION_FILES.items()}
     report, _metrics = write_selection(scored_path, clusters_path, budget, paths, **options)
     return report
-
-
-def _field(records: list[dict[str, Any]], name: str) -> np.ndarray:
-    return np.array([float(r.get(name, np.nan)) for r in records], dtype=np.float64)
 
 
 def summary_lines(report: dict[str, Any], where: str | os.PathLike) -> list[str]:

@@ -24,10 +24,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adg import progress
+from adg.config import TrainConfig
+from adg.errors import InputError
 from adg.prompts import alpaca_prompt
 
 IGNORE_INDEX = -100
@@ -38,32 +40,6 @@ DEEPSPEED_CONFIGS = {
     "zero3": "deepspeed_zero3.json",
     "zero3_offload": "deepspeed_zero3_offload.json",
 }
-
-
-@dataclass
-class TrainConfig:
-    """One fine-tuning run; the defaults are the published recipe."""
-
-    data: str
-    output_dir: str
-    model: str = ""
-    epochs: float = 5.0
-    max_steps: int = 0  # > 0 overrides epochs
-    per_device_batch_size: int = 2
-    gradient_accumulation_steps: int = 8
-    learning_rate: float = 1e-5
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    model_max_length: int = 2048
-    seed: int = 42
-    deepspeed: str = ""
-    bf16: bool | None = None  # None: on when training on a GPU that supports it
-    gradient_checkpointing: bool | None = None  # None: on GPU only
-    logging_steps: int = 1
-    save_steps: int = 500
-    checkpoint_dir: str = ""  # default: <output_dir>/checkpoints
-    keep_checkpoints: bool = False
 
 
 # ----------------------------------------------------------------------------- data
@@ -165,9 +141,9 @@ def resolve_deepspeed(spec: str) -> str:
         names = ", ".join(DEEPSPEED_CONFIGS)
         raise FileNotFoundError(f"--deepspeed {spec}: no such file (or use a name: {names})")
     if importlib.util.find_spec("deepspeed") is None:
-        raise ValueError("--deepspeed needs the DeepSpeed package: pip install 'adg[train]'")
+        raise InputError("--deepspeed needs the DeepSpeed package: pip install 'adg[train]'")
     if not _cuda():
-        raise ValueError("--deepspeed needs a CUDA GPU; on CPU train without it")
+        raise InputError("--deepspeed needs a CUDA GPU; on CPU train without it")
     return str(path)
 
 
@@ -186,7 +162,7 @@ def training_arguments(cfg: TrainConfig, checkpoint_dir: Path):
     deepspeed = resolve_deepspeed(cfg.deepspeed)
     bf16 = cfg.bf16 if cfg.bf16 is not None else on_gpu and torch.cuda.is_bf16_supported()
     if bf16 and not on_gpu:
-        raise ValueError("bf16 training needs a GPU; on CPU the model trains in fp32")
+        raise InputError("bf16 training needs a GPU; on CPU the model trains in fp32")
     checkpointing = cfg.gradient_checkpointing
     if checkpointing is None:
         checkpointing = on_gpu
@@ -209,7 +185,8 @@ def training_arguments(cfg: TrainConfig, checkpoint_dir: Path):
         "remove_unused_columns": False,
         "use_cpu": not on_gpu,
         "deepspeed": deepspeed or None,
-        "disable_tqdm": True,
+        # The Trainer's own bar (steps, s/step) on stderr; ADG_PROGRESS=0 turns it off.
+        "disable_tqdm": not progress.enabled(),
     }
     # transformers 5 folded warmup_ratio into a fractional warmup_steps and renamed checkpointing.
     names = {f.name for f in dataclasses.fields(TrainingArguments)}
@@ -225,15 +202,12 @@ def _load_for_training(spec: str, dtype):
     """(tokenizer, model) from a folder or .gguf file, ready for training."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from adg.models import resolve_model
+    from adg.models import hf_source, resolve_model
 
-    path = resolve_model(spec)
-    kwargs = {}
-    if path.is_file() and path.suffix == ".gguf":
-        kwargs["gguf_file"], path = path.name, path.parent
+    path, kwargs = hf_source(resolve_model(spec))
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     if tokenizer.eos_token_id is None:
-        raise ValueError(f"{spec}: the tokenizer has no EOS token to end responses with")
+        raise InputError(f"{spec}: the tokenizer has no EOS token to end responses with")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
@@ -332,18 +306,19 @@ def run_checkpoint_dir(base: str, run_id: str, selector: str) -> str:
     return str(Path(base) / run_id / selector) if base else ""
 
 
-def launch(cfg: TrainConfig, num_gpus: int = 1) -> dict[str, Any]:
+def launch(cfg: TrainConfig, num_gpus: int | None = None) -> dict[str, Any]:
     """Train in this process, or under torchrun (one process per GPU) with num_gpus > 1 or
     DeepSpeed: DeepSpeed reads its rank and rendezvous from the launcher's environment, even for
-    one GPU.
+    one GPU. `num_gpus` defaults to `cfg.num_gpus`.
 
     Without a GPU the workers are CPU processes talking over gloo: the same code path, slower.
     """
+    num_gpus = cfg.num_gpus if num_gpus is None else num_gpus
     deepspeed = resolve_deepspeed(cfg.deepspeed)  # fails here, not in a worker, on a CPU
     if num_gpus <= 1 and not deepspeed:
         return train(cfg)
     if not cfg.deepspeed:
-        print(f"adg train: {num_gpus} GPUs without --deepspeed: plain data parallel (DDP)")
+        progress.log.info("train: %d GPUs without --deepspeed: plain data parallel (DDP)", num_gpus)
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(
         "w", suffix=".json", prefix="adg-train-", delete=False, encoding="utf-8"

@@ -1,0 +1,174 @@
+"""Every stage's settings: one dataclass per stage, the one source of each default and its help.
+
+The library takes these dataclasses (or their defaults), `adg.cli` builds its flags from them
+(`add_flags`), and the pipeline's parameters take their defaults from them at compile time
+(`pipelines/adg_pipeline.py` reads e.g. `GenerateConfig.temperature`). A pipeline parameter is
+`<stage>_<field>` unless the field's metadata names it (`param`; empty: the pipeline keeps its own
+default, for the reason given at the field); a CLI flag is `--<field>` with dashes unless the
+metadata names it (`flag`). `tests/test_config.py` checks that the CLI, the
+library and the compiled YAML agree.
+
+This module imports only the standard library: the KFP side (components/, pipelines/) imports it
+when compiling, where torch and transformers need not be installed.
+"""
+
+from dataclasses import MISSING, dataclass, field
+from typing import Any
+
+
+def setting(default: Any, help: str, **meta: Any) -> Any:
+    """A dataclass field with its default and help text (and optional `choices`, `flag`,
+    `param` metadata)."""
+    return field(default=default, metadata={"help": help, **meta})
+
+
+# --- generate ------------------------------------------------------------------------------
+
+
+@dataclass
+class SamplingConfig:
+    """How the K answers per instruction are sampled (the paper's settings)."""
+
+    num_samples: int = setting(5, "K, answers sampled per instruction")
+    temperature: float = setting(1.4, "sampling temperature")
+    top_p: float = setting(0.9, "nucleus sampling threshold")
+    max_new_tokens: int = setting(256, "longest answer, in tokens")
+    seed: int = setting(0, "sampling seed")
+    batch_size: int = setting(8, "instructions per generation batch")
+    prompt_format: str = setting("alpaca", "prompt template", choices=("alpaca", "chat"))
+
+
+@dataclass
+class GenerateConfig(SamplingConfig):
+    """The generate stage: sampling plus where it runs."""
+
+    backend: str = setting(
+        "auto",
+        "auto (vLLM when a GPU and vLLM are present), hf or vllm",
+        choices=("auto", "hf", "vllm"),
+    )
+    tensor_parallel_size: int = setting(
+        1, "vLLM: GPUs one model copy spans (GPUs per generate pod)"
+    )
+    gpu_memory_utilization: float = setting(
+        0.9, "vLLM: share of each GPU's memory for weights and KV cache (0-1)"
+    )
+
+
+@dataclass
+class CheckpointConfig:
+    """Object-store checkpoints of generate and score, so a preempted pod's retry resumes."""
+
+    checkpoint_uri: str = setting(
+        "", "s3:// object (CLI) or prefix (pipeline) mirroring the output; empty = none", param=""
+    )
+    checkpoint_every: int = setting(
+        64, "records between two checkpoint uploads", param="checkpoint_every"
+    )
+
+
+# --- embed, cluster, score, select ---------------------------------------------------------
+
+
+@dataclass
+class ClusterConfig:
+    """k-means bins over the instruction vectors."""
+
+    count: int = setting(1000, "number of k-means bins (clamped to the pool size)")
+    seed: int = setting(42, "k-means seed")
+    pca_dims: int = setting(
+        0, "k-means on this many principal components (0 = off, the published method)"
+    )
+
+
+# `adg score --method`: ADG's divergence score or a baseline selector's (adg.scoring).
+SCORE_METHODS = ("adg", "ifd", "superfiltering", "random")
+
+
+@dataclass
+class ScoreConfig:
+    """The score: 0.6·dispersion + 0.4·anisotropy by default."""
+
+    dispersion_weight: float = setting(0.6, "weight of dispersion D in the score")
+    anisotropy_weight: float = setting(0.4, "weight of anisotropy I in the score")
+    all_metrics: bool = setting(False, "also write the diagnostic metrics per record")
+
+
+@dataclass
+class SelectConfig:
+    """Bin-wise top / middle / bottom within the budget."""
+
+    strategy: str = setting(
+        "exact",
+        "exact (fills the budget) or reference (the published procedure)",
+        choices=("exact", "reference"),
+    )
+    fail_on_collapse: bool = setting(
+        False, "fail when the scores cannot rank the pool (for recurring runs)"
+    )
+
+
+# --- train, evaluate, analyse --------------------------------------------------------------
+
+
+@dataclass
+class TrainConfig:
+    """One fine-tuning run; the defaults are the published recipe."""
+
+    data: str = setting(MISSING, "top.json or any subset (JSON array or JSONL)")
+    output_dir: str = setting(MISSING, "HF model folder to write")
+    model: str = setting("", "base model (default: the embedded SmolLM2-135M-Instruct)")
+    epochs: float = setting(5.0, "training epochs")
+    max_steps: int = setting(0, "stop after this many optimizer steps (0 = all epochs)")
+    per_device_batch_size: int = setting(
+        2, "per-GPU batch size", flag="batch-size", param="train_batch_size"
+    )
+    gradient_accumulation_steps: int = setting(8, "micro-batches per optimizer step")
+    learning_rate: float = setting(1e-5, "peak learning rate")
+    lr_scheduler: str = setting("cosine", "learning-rate schedule (a transformers name)")
+    warmup_ratio: float = setting(0.03, "fraction of the steps spent warming up")
+    weight_decay: float = setting(0.0, "AdamW weight decay")
+    model_max_length: int = setting(2048, "longest training sequence, in tokens")
+    seed: int = setting(42, "training seed")
+    deepspeed: str = setting(
+        "auto",
+        "auto (zero3 on GPU when DeepSpeed is installed, none on CPU), zero3, zero3_offload, "
+        "a DeepSpeed JSON path, or empty for none",
+    )
+    bf16: bool | None = setting(None, "None: on when training on a GPU that supports it")
+    gradient_checkpointing: bool | None = setting(None, "None: on GPU only")
+    logging_steps: int = setting(1, "optimizer steps between two loss log lines")
+    save_steps: int = setting(500, "optimizer steps between two checkpoints")
+    # The pipeline's train_checkpoint_dir defaults to the model-cache PVC instead, so a restarted
+    # pod finds the checkpoints (they would be lost with the pod's own disk).
+    checkpoint_dir: str = setting(
+        "", "folder for checkpoints (default: OUTPUT_DIR/checkpoints)", param=""
+    )
+    keep_checkpoints: bool = setting(False, "keep the checkpoints after training")
+    num_gpus: int = setting(1, "GPUs: > 1 runs one torchrun worker per GPU")
+
+
+@dataclass
+class EvaluateConfig:
+    """lm-evaluation-harness settings as the user gives them (strings are parsed by
+    `adg.evaluation`)."""
+
+    tasks: str = setting("", "comma-separated lm-eval tasks (empty = the published six)")
+    num_fewshot: str = setting("", "empty = the published shots; N for all; or task=N,task=N")
+    limit: float = setting(0.0, "examples per task (0 = all; below 1 = a fraction)")
+    backend: str = setting(
+        "auto",
+        "auto (vLLM when a GPU and vLLM are present), hf or vllm",
+        choices=("auto", "hf", "vllm"),
+    )
+    batch_size: str = setting("auto", "an integer, or auto (lm-eval's detection on GPU, 8 on CPU)")
+
+
+@dataclass
+class AnalyseConfig:
+    """Task-type labels of the pool and the selected subset."""
+
+    endpoint: str = setting("", "OpenAI-compatible URL, e.g. http://vllm:8000/v1 (empty = model)")
+    endpoint_model: str = setting("", "model name sent to the endpoint")
+    batch_size: int = setting(8, "instructions per forward pass of the backbone classifier")
+    timeout: float = setting(60.0, "seconds per endpoint request")
