@@ -100,6 +100,18 @@ def test_ingest_missing_s3_pool_is_one_line(bucket, tmp_path, capsys):
     assert err.count("\n") == 0 and "no such object" in err
 
 
+@pytest.mark.parametrize(("content", "message"), [(b"", "the pool is empty"), (b"[1", "no valid")])
+def test_ingest_s3_errors_name_the_uri_not_the_temp_copy(
+    bucket, tmp_path, capsys, content, message
+):
+    uri = f"s3://{bucket}/pools/empty.jsonl"
+    storage.write_bytes(uri, content)
+    rc = main(["ingest", uri, "--output", str(tmp_path / "o.jsonl")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0
+    assert uri in err and message in err and "adg-s3-" not in err and "/tmp" not in err
+
+
 # --- model cache ---------------------------------------------------------------------------------
 
 
