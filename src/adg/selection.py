@@ -167,14 +167,17 @@ STRATEGIES = {
 def collapse_reasons(scores: np.ndarray, max_share: float = 0.5, min_spread: float = 1e-9):
     """Why a score vector cannot rank records (empty list when it can).
 
-    Flags NaN scores, (near) zero spread of the finite scores, and more than `max_share` of the
-    records sharing one value (scores equal to 1e-9).
+    Flags NaN and ±Infinity scores, (near) zero spread of the finite scores, and more than
+    `max_share` of the records sharing one value (scores equal to 1e-9).
     """
     scores = np.asarray(scores, dtype=np.float64)
     reasons = []
     nan = int(np.isnan(scores).sum())
     if nan:
         reasons.append(f"{nan} of {len(scores)} scores are NaN")
+    infinite = int(np.isinf(scores).sum())
+    if infinite:
+        reasons.append(f"{infinite} of {len(scores)} scores are infinite")
     finite = scores[np.isfinite(scores)]
     if len(finite) > 1 and finite.max() - finite.min() < min_spread:
         reasons.append(f"scores have zero spread (all {finite[0]:.6g})")
