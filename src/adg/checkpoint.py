@@ -86,7 +86,7 @@ class ResumableOutput:
     On open: the remote checkpoint (if any) is restored, a half-written last line is cut off, and
     the ids already written are collected (`done`). `append` writes whole records, flushes and
     fsyncs, so a kill loses at most the batch in flight; on close the file is checkpointed once
-    more. Use as a context manager.
+    more. The file is created by the first `append`. Use as a context manager.
     """
 
     def __init__(self, path: str | os.PathLike, checkpoint_uri: str = "", every: int = 64):
@@ -102,10 +102,21 @@ class ResumableOutput:
         return id_key(record["id"]) in self.done
 
     def __enter__(self) -> ResumableOutput:
-        self._fh = open(self.path, "a", encoding="utf-8")
+        # The file is opened at the first append, so a run that fails before producing anything
+        # (a model that does not load, a bad input) leaves no empty output behind; an output
+        # that cannot be written is still refused before any work starts.
+        folder = Path(self.path).parent
+        if not folder.is_dir():
+            raise OSError(f"{self.path}: cannot write (no such folder {folder})")
+        if not os.access(folder, os.W_OK) or (
+            Path(self.path).exists() and not os.access(self.path, os.W_OK)
+        ):
+            raise OSError(f"{self.path}: cannot write (permission denied)")
         return self
 
     def append(self, records: list[dict[str, Any]]) -> None:
+        if self._fh is None:
+            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in __exit__
         for rec in records:
             self._fh.write(dumps(rec) + "\n")
         self._fh.flush()
@@ -114,6 +125,7 @@ class ResumableOutput:
         self.checkpoint.progress(self.path, len(records))
 
     def __exit__(self, *exc_info) -> None:
-        self._fh.close()
+        if self._fh is not None:
+            self._fh.close()
         if self.written:
             self.checkpoint.flush(self.path)

@@ -16,7 +16,7 @@ import json
 import os
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -452,6 +452,37 @@ def iter_numbered(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]
         if value.get("id") is None:
             value = {"id": position, **value}
         yield lineno, value
+
+
+def check_records(
+    path: str | os.PathLike, extra: Callable[[dict[str, Any], str], None] | None = None
+) -> int:
+    """Validate a stage's input file before any work starts; return its record count.
+
+    Every record must pass the rules of ingest (`validate_record`) and ids must be unique; the
+    first violation is one `PoolError` naming the file, line and field. Stage inputs come from
+    ingest, so a bad record here means a hand-made or wrong file: stopping is safer than
+    dropping records the other stages' files (e.g. clusters.npy) still count. `extra(record,
+    where)` adds a stage's own checks (raising `PoolError`).
+    """
+    seen: dict[Any, int] = {}
+    n = 0
+    for lineno, record in iter_numbered(path):
+        try:
+            validate_record(record)
+        except ValueError as err:
+            raise PoolError(f"{path}:{lineno}: {err}") from None
+        key = id_key(record["id"])
+        if key in seen:
+            raise PoolError(
+                f"{path}:{lineno}: field 'id': duplicate id {record['id']!r} "
+                f"(first at line {seen[key]})"
+            )
+        seen[key] = lineno
+        if extra is not None:
+            extra(record, f"{path}:{lineno} (id {record['id']!r})")
+        n += 1
+    return n
 
 
 def iter_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:

@@ -9,10 +9,12 @@ fields. Methods (a plain dict, `SCORERS`, picks one):
 * `superfiltering`: the same IFD with a small proxy model (default: the embedded model).
 * `random`: a seeded uniform score per id (stable across runs and resumes).
 
-Records are read and written in chunks, so memory does not grow with the pool; output is appended
-chunk by chunk and a killed run resumes, skipping ids already scored. With `checkpoint_uri` the
-output is also checkpointed to object storage (see `adg.checkpoint`), so a retried pod resumes a
-preempted shard.
+Every input record is validated first (the rules of ingest, unique ids, and for `adg` the
+answers); the first bad one is a one-line error naming file, line and field, before any model
+loads. Records are read and written in chunks, so memory does not grow with the pool; output is
+appended chunk by chunk and a killed run resumes, skipping ids already scored. With
+`checkpoint_uri` the output is also checkpointed to object storage (see `adg.checkpoint`), so a
+retried pod resumes a preempted shard.
 
 embed: `pool.jsonl` → `embeddings.npy`, float32 [N, H] unit-norm instruction vectors, written
 chunk by chunk into a memory-mapped .npy.
@@ -32,7 +34,7 @@ import numpy as np
 from adg import divergence, models
 from adg.checkpoint import ResumableOutput
 from adg.hidden import HiddenStateEncoder
-from adg.records import PoolError, batched, iter_records
+from adg.records import PoolError, batched, check_records, iter_records
 
 ANSWERS_FIELD = "generated_answers"
 
@@ -151,6 +153,8 @@ def score_file(
     opts = ScoreOptions(
         model or "", weights or divergence.ScoreWeights(), all_metrics, proxy_model, seed
     )
+    # Every record is checked before the model loads or the output is touched.
+    check_records(input_path, extra=_answers if method == "adg" else None)
     scorer: Scorer | None = None
     total = 0
     with ResumableOutput(output_path, checkpoint_uri, checkpoint_every) as out:
