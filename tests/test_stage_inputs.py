@@ -218,3 +218,15 @@ def test_score_random_still_scores_a_good_file(tmp_path, capsys):
     )
     assert code == 0
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [1, 2]
+
+
+def test_embed_checks_records_and_output_before_loading_the_model(tmp_path, capsys):
+    src = tmp_path / "pool.jsonl"
+    src.write_text(json.dumps(generated(1)) + "\n" + json.dumps({"id": 2}) + "\n")
+    out = tmp_path / "embeddings.npy"
+    assert main(["embed", "--input", str(src), "--output", str(out)]) == 2
+    one_line_error(capsys.readouterr().err, "pool.jsonl:2: field 'instruction': missing")
+    src.write_text(json.dumps(generated(1)) + "\n")
+    out = tmp_path / "missing" / "embeddings.npy"
+    assert main(["embed", "--input", str(src), "--output", str(out)]) == 2
+    one_line_error(capsys.readouterr().err, f"{out}: cannot write (no such folder")

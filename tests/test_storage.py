@@ -112,6 +112,14 @@ def test_ingest_s3_errors_name_the_uri_not_the_temp_copy(
     assert uri in err and message in err and "adg-s3-" not in err and "/tmp" not in err
 
 
+def test_read_json_error_has_no_doubled_at(bucket):
+    uri = f"s3://{bucket}/doc.json"
+    storage.write_bytes(uri, b'{"a": "\x01"}')
+    with pytest.raises(storage.StorageError) as err:
+        storage.read_json(uri)
+    assert "at at" not in str(err.value) and "Invalid control character, line 1" in str(err.value)
+
+
 # --- model cache ---------------------------------------------------------------------------------
 
 

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from adg import storage
-from adg.records import dumps, id_key, iter_jsonl_tolerant, truncate_partial_line
+from adg.records import (
+    check_writable,
+    dumps,
+    id_key,
+    iter_jsonl_tolerant,
+    truncate_partial_line,
+)
 
 
 def shard_uri(base: str, run_id: str, stage: str, shard_index: int) -> str:
@@ -105,13 +111,7 @@ class ResumableOutput:
         # The file is opened at the first append, so a run that fails before producing anything
         # (a model that does not load, a bad input) leaves no empty output behind; an output
         # that cannot be written is still refused before any work starts.
-        folder = Path(self.path).parent
-        if not folder.is_dir():
-            raise OSError(f"{self.path}: cannot write (no such folder {folder})")
-        if not os.access(folder, os.W_OK) or (
-            Path(self.path).exists() and not os.access(self.path, os.W_OK)
-        ):
-            raise OSError(f"{self.path}: cannot write (permission denied)")
+        check_writable(self.path)
         return self
 
     def append(self, records: list[dict[str, Any]]) -> None:

@@ -523,7 +523,7 @@ def iter_jsonl_tolerant(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
             try:
                 yield json.loads(line)
             except json.JSONDecodeError as err:
-                raise PoolError(f"{path}:{lineno}: malformed JSON: {err.msg}") from None
+                raise PoolError(f"{path}:{lineno}: {_json_error(err)}") from None
 
 
 def truncate_partial_line(path: str | os.PathLike) -> None:
@@ -538,6 +538,15 @@ def truncate_partial_line(path: str | os.PathLike) -> None:
 
 def dumps(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False)
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Refuse an output that cannot be written, before any work is done for it."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise OSError(f"{path}: cannot write (no such folder {folder})")
+    if not os.access(folder, os.W_OK) or (Path(path).exists() and not os.access(path, os.W_OK)):
+        raise OSError(f"{path}: cannot write (permission denied)")
 
 
 @contextlib.contextmanager

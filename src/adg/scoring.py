@@ -34,7 +34,7 @@ import numpy as np
 from adg import divergence, models
 from adg.checkpoint import ResumableOutput
 from adg.hidden import HiddenStateEncoder
-from adg.records import PoolError, batched, check_records, iter_records
+from adg.records import PoolError, batched, check_records, check_writable, iter_records
 
 ANSWERS_FIELD = "generated_answers"
 
@@ -183,9 +183,10 @@ def embed_file(
     encoder: HiddenStateEncoder | None = None,
 ) -> tuple[int, int]:
     """The embed stage; returns the array's shape (N, H)."""
-    n = sum(1 for _ in iter_records(input_path))  # first pass: the row count for the memmap
+    n = check_records(input_path)  # first pass: every record checked, rows counted for the memmap
     if not n:
         raise PoolError(f"{input_path}: no records to embed")
+    check_writable(output_path)
     encoder = encoder or HiddenStateEncoder(*models.load(model))
     shape = (n, encoder.hidden_size)
     tmp = f"{output_path}.tmp"
