@@ -139,9 +139,9 @@ def _utf8_error(raw: str) -> ValueError:
     return ValueError(f"not valid UTF-8 text (first bad byte at column {column})")
 
 
-def _parse_line(lineno: int, text: str) -> Item:
-    """One JSONL line (already decoded with surrogateescape) → an item."""
-    if _UNDECODABLE.search(text):
+def _parse_line(lineno: int, text: str, bad: bool) -> Item:
+    """One JSONL line → an item; `bad`: it is not UTF-8 (decoded with surrogateescape)."""
+    if bad:
         return lineno, _printable(text), _utf8_error(text)
     try:
         return lineno, text, _DECODER.decode(text)
@@ -149,40 +149,46 @@ def _parse_line(lineno: int, text: str) -> Item:
         return lineno, text, _json_error(err)
 
 
-def _line_text(line: bytes) -> str:
+def _line_text(line: bytes) -> tuple[str, bool]:
+    """The decoded line and whether it is not UTF-8 (then decoded with surrogateescape)."""
     line = line.removesuffix(b"\n").removesuffix(b"\r")
-    return line.decode("utf-8", "surrogateescape")
+    try:
+        return line.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return line.decode("utf-8", "surrogateescape"), True
 
 
 class _Lines:
     """Numbered lines of a binary file, split on "\n" only (a raw "\r" inside a string does not
-    end a line); a decompression error ends the iteration and is kept in `error`."""
+    end a line); a decompression error ends the iteration and is kept in `error`, the numbers
+    of lines that are not UTF-8 in `bad`."""
 
     def __init__(self, fh):
         self.fh = fh
         self.lineno = 0
         self.error: Exception | None = None
+        self.bad: set[int] = set()
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
-        while True:
-            try:
-                line = self.fh.readline()
-            except _GZIP_ERRORS as err:
-                self.error = err
-                return
-            if not line:
-                return
-            self.lineno += 1
-            text = _line_text(line)
-            if self.lineno == 1:
-                text = text.removeprefix(_BOM)
-            yield self.lineno, text
+        try:
+            for line in self.fh:
+                self.lineno += 1
+                text, bad = _line_text(line)
+                if bad:
+                    self.bad.add(self.lineno)
+                if self.lineno == 1:
+                    text = text.removeprefix(_BOM)
+                yield self.lineno, text
+        except _GZIP_ERRORS as err:
+            self.error = err
 
 
-def _iter_jsonl(lines: Iterable[tuple[int, str]]) -> Iterator[Item]:
+def _iter_jsonl(
+    lines: Iterable[tuple[int, str]], bad: Callable[[int, str], bool]
+) -> Iterator[Item]:
     for lineno, text in lines:
         if text.strip(_WS):
-            yield _parse_line(lineno, text)
+            yield _parse_line(lineno, text, bad(lineno, text))
 
 
 class _ArrayText:
@@ -190,8 +196,9 @@ class _ArrayText:
     reject and reading resumes at the next element. Text after the closing bracket is left for
     the caller (`rest`)."""
 
-    def __init__(self, text: str, first_line: int = 1):
+    def __init__(self, text: str, first_line: int = 1, check_utf8: bool = True):
         self.text = text
+        self.check_utf8 = check_utf8  # whether any line was not UTF-8
         self.first_line = first_line
         self.rest = ""
         self.rest_line = first_line
@@ -279,7 +286,7 @@ class _ArrayText:
                 pos = nxt
                 continue
             raw = text[pos:end]
-            if _UNDECODABLE.search(raw):
+            if self.check_utf8 and _UNDECODABLE.search(raw):
                 yield lineno, _printable(raw), _utf8_error(raw)
             else:
                 yield lineno, raw, value
@@ -300,7 +307,8 @@ def _items_after_array(array: _ArrayText) -> Iterator[Item]:
         return
     lines = array.rest.split("\n")
     yield from _iter_jsonl(
-        (array.rest_line + i, line.removesuffix("\r")) for i, line in enumerate(lines)
+        ((array.rest_line + i, line.removesuffix("\r")) for i, line in enumerate(lines)),
+        lambda _n, text: array.check_utf8 and _UNDECODABLE.search(text) is not None,
     )
 
 
@@ -321,9 +329,13 @@ def _iter_file(lines: _Lines, name: str) -> Iterator[Item]:
             raise PoolError(f"{name}: cannot decompress ({lines.error})")
         raise PoolError(f"{name}: the pool is empty")
     lineno, text = first
+
+    def bad(n: int, _text: str) -> bool:
+        return n in lines.bad
+
     if not text.lstrip(_WS).startswith("["):
-        yield _parse_line(lineno, text)
-        yield from _iter_jsonl(it)
+        yield _parse_line(lineno, text, bad(lineno, text))
+        yield from _iter_jsonl(it, bad)
         return
     try:
         _DECODER.decode(text)
@@ -333,17 +345,17 @@ def _iter_file(lines: _Lines, name: str) -> Iterator[Item]:
     if whole_line:
         nxt = next(((n, t) for n, t in it if t.strip(_WS)), None)
         if nxt is not None:  # JSONL whose first line happens to be an array
-            yield _parse_line(lineno, text)
-            yield _parse_line(*nxt)
-            yield from _iter_jsonl(it)
+            yield _parse_line(lineno, text, bad(lineno, text))
+            yield _parse_line(*nxt, bad(*nxt))
+            yield from _iter_jsonl(it, bad)
             return
-        array = _ArrayText(text, lineno)
+        array = _ArrayText(text, lineno, bad(lineno, text))
         yield from array.items()
         yield from _items_after_array(array)
         return
     # A multi-line JSON array (the original ADG repository's format) is read whole.
     rest = [text] + [t for _, t in it]
-    array = _ArrayText("\n".join(rest), lineno)
+    array = _ArrayText("\n".join(rest), lineno, bool(lines.bad))
     yield from array.items()
     yield from _items_after_array(array)
 
