@@ -225,6 +225,29 @@ def test_bad_input_loses_no_good_record(tmp_path, capsys, case):
     assert f"{len(want_ids)} accepted + {len(want_rejects)} rejected = {read} read" in out
 
 
+def test_broken_element_with_nested_objects_resumes_at_the_next_element(tmp_path):
+    # ShareGPT-style records hold lists of objects; json.dump(indent=2) puts those deeper, so the
+    # nested {"from": ...} objects of the broken element are not taken for array elements.
+    conv = [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]
+    recs = [{"id": i, "instruction": f"Task {i}", "conversations": conv} for i in range(4)]
+    text = json.dumps(recs, indent=2)
+    broken = text.replace('"instruction": "Task 1"', '"instruction": "Task 1" "oops"')
+    src = tmp_path / "p.json"
+    src.write_text(broken)
+    result = records.read_pool(src)
+    assert [r["id"] for r in result.records] == [0, 2, 3]
+    assert len(result.rejects) == 1 and result.read == 4
+    assert result.records[1]["conversations"] == conv
+
+
+def test_a_broken_first_line_starting_with_a_bracket_loses_no_later_line(tmp_path):
+    src = tmp_path / "p.jsonl"
+    src.write_bytes(lines("[1, 2", good(1), '{"id": 9, "instruction": "x" "y"}', good(2), good(3)))
+    result = records.read_pool(src)
+    assert [r["id"] for r in result.records] == [1, 2, 3]
+    assert result.read == len(result.records) + len(result.rejects)
+
+
 def test_raw_carriage_return_is_kept_inside_the_string(tmp_path):
     src = tmp_path / "p.jsonl"
     src.write_bytes(lines(good(1), '{"id": 2, "instruction": "two\rlines"}', "{", good(3)))
@@ -308,28 +331,41 @@ BROKEN = [
 BROKEN_BYTES = [b"\xff\xfe{}", b'{"id": "latin", "instruction": "caf\xe9"}', b"\x00\x01"]
 
 
+CONVERSATION = [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]
+
+
+def _pretty(obj: dict) -> bytes:
+    """One array element as json.dump(indent=2) writes it inside an array."""
+    return json.dumps(obj, indent=2, ensure_ascii=False).replace("\n", "\n  ").encode()
+
+
 def _fuzz_pool(rng: random.Random) -> tuple[bytes, list[int], str]:
     """A random pool: (bytes, the good ids in order, the file name)."""
     n = rng.randint(1, 40)
+    array = rng.random() < 0.3  # the original ADG format: a pretty-printed array
     good_ids, parts = [], []
     for i in range(n):
+        obj = {"id": 1000 + i, "instruction": f"Task {i}", "output": "x"}
+        if rng.random() < 0.3:
+            obj["conversations"] = CONVERSATION  # nested objects, deeper in a pretty array
         if rng.random() < 0.55:
-            item = good(1000 + i)
             if rng.random() < 0.2:  # a raw CR or tab inside a string is still good
-                item = item.replace("Task", "Ta\rsk" if rng.random() < 0.5 else "Ta\tsk")
-            parts.append(item.encode())
+                obj["instruction"] = "Ta\rsk" if rng.random() < 0.5 else "Ta\tsk"
+            parts.append(_pretty(obj) if array else json.dumps(obj).encode())
             good_ids.append(1000 + i)
+        elif array and rng.random() < 0.3:  # a pretty element broken inside
+            parts.append(_pretty(obj).replace(b'"output"', b'"oops" "output"'))
         elif rng.random() < 0.3:
             parts.append(rng.choice(BROKEN_BYTES))
         else:
             parts.append(rng.choice(BROKEN)(rng, i).encode())
-    if rng.random() < 0.2:
-        parts.insert(rng.randint(0, len(parts)), b"   ")  # blank lines are not items
     bom = b"\xef\xbb\xbf" if rng.random() < 0.2 else b""
     eol = b"\r\n" if rng.random() < 0.2 else b"\n"
-    if rng.random() < 0.3:  # the original ADG format: a pretty-printed array
-        body = bom + b"[\n" + (b"," + eol).join(b"  " + p for p in parts if p.strip()) + eol
-        return body + b"]" + eol, good_ids, "pool.json"
+    if array:
+        body = b"[\n" + b",\n".join(b"  " + p for p in parts if p.strip()) + b"\n]\n"
+        return bom + body.replace(b"\n", eol), good_ids, "pool.json"
+    if rng.random() < 0.2:
+        parts.insert(rng.randint(0, len(parts)), b"   ")  # blank lines are not items
     data = bom + eol.join(parts) + eol
     if rng.random() < 0.3:
         return gzip.compress(data, mtime=0), good_ids, "pool.jsonl.gz"

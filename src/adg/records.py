@@ -111,7 +111,7 @@ _WS = " \t\r\n"
 # Bytes that are not UTF-8, as `surrogateescape` decoding leaves them in the text.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 _GZIP_ERRORS = (zlib.error, EOFError, gzip.BadGzipFile)
-_CLOSING_LINE = re.compile(r"^[ \t]*\][ \t\r]*$", re.MULTILINE)
+_CLOSING_LINE = re.compile(r"^([ \t]*)\][ \t\r]*$", re.MULTILINE)
 
 Item = tuple[int, str, Any]  # (line number, raw text, parsed value or the ValueError why not)
 
@@ -218,10 +218,10 @@ class _ArrayText:
             pos += 1
         return pos
 
-    def _element_end(self, pos: int) -> bool:
-        """Whether a value may end before `pos`: what follows is ',' or ']' (or nothing)."""
+    def _element_end(self, pos: int, follow: str = ",]") -> bool:
+        """Whether a value may end before `pos`: what follows is in `follow` (or nothing)."""
         pos = self._skip_ws(pos)
-        return pos >= len(self.text) or self.text[pos] in ",]"
+        return pos >= len(self.text) or self.text[pos] in follow
 
     def _prev_char(self, pos: int) -> str:
         """The last non-whitespace character before `pos` ("" at the start)."""
@@ -230,32 +230,42 @@ class _ArrayText:
             pos -= 1
         return text[pos - 1] if pos else ""
 
-    def _starts_line(self, pos: int) -> bool:
-        return not self.text[self.text.rfind("\n", 0, pos) + 1 : pos].strip(_WS)
+    def _indent(self, pos: int) -> int | None:
+        """The column of `pos` when only whitespace precedes it on its line, else None."""
+        start = self.text.rfind("\n", 0, pos) + 1
+        return pos - start if not self.text[start:pos].strip(_WS) else None
 
     def _resync(self, pos: int) -> int | None:
-        """Where the element after a malformed one starts: an object after a comma that parses
-        and is followed by ',' or ']'. Pretty-printed arrays are resynchronised only at line
-        starts, so an object nested inside the broken element is not taken for the next one."""
+        """Where the element after a malformed one starts: an object that parses and is followed
+        by ',' or ']'. In a pretty-printed array (elements start lines) it must start a line at
+        the broken element's indentation, so an object nested inside the broken element is not
+        taken for the next one; on one line it must follow a comma."""
         text = self.text
-        pretty = self._starts_line(pos)
+        indent = self._indent(pos)
         q = pos + 1
         while (q := text.find("{", q)) >= 0:
-            if self._prev_char(q) == "," and (not pretty or self._starts_line(q)):
+            if indent is None:
+                candidate = self._prev_char(q) == ","
+            else:  # a missing comma between elements is tolerated here as elsewhere
+                candidate = self._indent(q) == indent and self._prev_char(q) in (",", "}")
+            if candidate:
                 try:
                     _, end = _DECODER.raw_decode(text, q)
                 except json.JSONDecodeError:
                     pass
                 else:
-                    if self._element_end(end):
+                    if self._element_end(end, ",]" if indent is None else ",]{"):
                         return q
             q += 1
         return None
 
-    def _closing_line(self, pos: int) -> int | None:
-        """A ']' alone on a line after `pos` (the end of a broken last element)."""
-        m = _CLOSING_LINE.search(self.text, pos)
-        return m.end() if m else None
+    def _closing_line(self, pos: int, indent: int | None) -> int | None:
+        """The end of a line after `pos` holding only ']' (the end of a broken last element),
+        indented no deeper than the elements (`indent`), so a nested list's ']' is not it."""
+        for m in _CLOSING_LINE.finditer(self.text, pos):
+            if indent is None or len(m.group(1)) <= indent:
+                return m.end()
+        return None
 
     def items(self) -> Iterator[Item]:
         text, n = self.text, len(self.text)
@@ -274,8 +284,8 @@ class _ArrayText:
             except json.JSONDecodeError as err:
                 reason = _json_error(err, line_offset=self.first_line - 1)
                 nxt = self._resync(pos)
-                if nxt is None:
-                    close = self._closing_line(pos)
+                close = self._closing_line(pos, self._indent(pos))
+                if nxt is None or (close is not None and close < nxt):
                     stop = close if close is not None else n
                     raw = text[pos:stop].rstrip(_WS + "]").rstrip(",")
                     yield lineno, _printable(raw), reason
