@@ -119,11 +119,9 @@ Item = tuple[int, str, Any]  # (line number, raw text, parsed value or the Value
 def _json_error(err: json.JSONDecodeError, line_offset: int = 0) -> ValueError:
     # json's own messages sometimes end in " at" ("Invalid control character at").
     msg = err.msg.removesuffix(" at")
-    where = (
-        f"column {err.colno}"
-        if not line_offset and err.lineno == 1
-        else (f"line {err.lineno + line_offset}, column {err.colno}")
-    )
+    where = f"column {err.colno}"
+    if line_offset or err.lineno > 1:  # inside a multi-line array: the file's line too
+        where = f"line {err.lineno + line_offset}, {where}"
     return ValueError(f"malformed JSON: {msg} ({where})")
 
 
