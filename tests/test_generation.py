@@ -74,6 +74,19 @@ def test_resume_skips_done_ids_and_cuts_partial_line(tmp_path, pool_file, tiny_m
     assert read(part) == read(full)
 
 
+def test_resume_inside_a_batch_equals_an_uninterrupted_run(tmp_path, pool_file, tiny_model_dir):
+    # Killed after 2 of batch 0's 4 records (and half of the third): the resumed run samples
+    # batch 0 again whole, so records 2 and 3 get the answers an uninterrupted run gives them.
+    full = tmp_path / "full.jsonl"
+    generate_file(pool_file, full, model=str(tiny_model_dir), cfg=CFG, backend="hf", limit=8)
+    lines = full.read_text().splitlines(keepends=True)
+    part = tmp_path / "part.jsonl"
+    part.write_text("".join(lines[:2]) + lines[2][:25])
+    s = generate_file(pool_file, part, model=str(tiny_model_dir), cfg=CFG, backend="hf", limit=8)
+    assert (s.resumed, s.generated) == (2, 6)
+    assert read(part) == read(full)
+
+
 @pytest.mark.subprocess
 def test_killed_run_resumes_with_every_id_once(tmp_path, pool_file, tiny_model_dir):
     out = tmp_path / "gen.jsonl"

@@ -99,6 +99,26 @@ def test_ingest_missing_s3_pool_is_one_line(bucket, tmp_path, capsys):
     assert err.count("\n") == 0 and "no such object" in err
 
 
+@pytest.mark.parametrize(("content", "message"), [(b"", "the pool is empty"), (b"[1", "no valid")])
+def test_ingest_s3_errors_name_the_uri_not_the_temp_copy(
+    bucket, tmp_path, capsys, content, message
+):
+    uri = f"s3://{bucket}/pools/empty.jsonl"
+    storage.write_bytes(uri, content)
+    rc = main(["ingest", uri, "--output", str(tmp_path / "o.jsonl")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0
+    assert uri in err and message in err and "adg-s3-" not in err and "/tmp" not in err
+
+
+def test_read_json_error_has_no_doubled_at(bucket):
+    uri = f"s3://{bucket}/doc.json"
+    storage.write_bytes(uri, b'{"a": "\x01"}')
+    with pytest.raises(storage.StorageError) as err:
+        storage.read_json(uri)
+    assert "at at" not in str(err.value) and "Invalid control character, line 1" in str(err.value)
+
+
 # --- model cache ---------------------------------------------------------------------------------
 
 
@@ -282,7 +302,7 @@ def test_ledger_marks_curated_rejected_and_defers_files_cut_by_the_limit(bucket,
     }
     assert by_name["a.jsonl"]["records"] == 2 and by_name["d.jsonl"]["records"] == 1
     assert ledger.files_with_records(sources) == 2
-    assert "kept 1 of 3" in by_name["d.jsonl"]["reason"]
+    assert "stopped reading it after 1 records" in by_name["d.jsonl"]["reason"]
 
     assert ledger.record(ledger_uri, sources, run_id="run-1") == 3
     files = ledger.read_ledger(ledger_uri)["files"]

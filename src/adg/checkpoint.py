@@ -17,7 +17,13 @@ from typing import Any
 
 from adg import storage
 from adg.progress import log
-from adg.records import dumps, id_key, iter_jsonl_tolerant, truncate_partial_line
+from adg.records import (
+    check_writable,
+    dumps,
+    id_key,
+    iter_jsonl_tolerant,
+    truncate_partial_line,
+)
 
 
 def shard_uri(base: str, run_id: str, stage: str, shard_index: int) -> str:
@@ -86,7 +92,7 @@ class ResumableOutput:
     On open: the remote checkpoint (if any) is restored, a half-written last line is cut off, and
     the ids already written are collected (`done`). `append` writes whole records, flushes and
     fsyncs, so a kill loses at most the batch in flight; on close the file is checkpointed once
-    more. Use as a context manager.
+    more. The file is created by the first `append`. Use as a context manager.
     """
 
     def __init__(self, path: str | os.PathLike, checkpoint_uri: str = "", every: int = 64):
@@ -102,10 +108,15 @@ class ResumableOutput:
         return id_key(record["id"]) in self.done
 
     def __enter__(self) -> ResumableOutput:
-        self._fh = open(self.path, "a", encoding="utf-8")
+        # The file is opened at the first append, so a run that fails before producing anything
+        # (a model that does not load, a bad input) leaves no empty output behind; an output
+        # that cannot be written is still refused before any work starts.
+        check_writable(self.path)
         return self
 
     def append(self, records: list[dict[str, Any]]) -> None:
+        if self._fh is None:
+            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in __exit__
         for rec in records:
             self._fh.write(dumps(rec) + "\n")
         self._fh.flush()
@@ -114,6 +125,7 @@ class ResumableOutput:
         self.checkpoint.progress(self.path, len(records))
 
     def __exit__(self, *exc_info) -> None:
-        self._fh.close()
+        if self._fh is not None:
+            self._fh.close()
         if self.written:
             self.checkpoint.flush(self.path)

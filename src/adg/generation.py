@@ -4,7 +4,8 @@ Each output record is the input record plus `generated_answers` (a list of K str
 appended batch by batch and flushed, so a run killed half-way resumes on the next call: ids already
 in the output are skipped and a half-written last line is cut off. Batches are fixed slices of the
 pool and each is seeded from (`seed`, batch index), so the same pool, model and seed give the same
-answers on the transformers backend (for a given shard count).
+answers on the transformers backend (for a given shard count). A batch that a kill left partly
+written is sampled again whole, so a resumed run's answers equal an uninterrupted run's.
 
 In a cluster the pool is split into shards (`shard_index` of `shard_count`, see `adg.shards`) and
 each shard's output is also checkpointed to object storage (`adg.checkpoint`), so a preempted
@@ -22,7 +23,7 @@ from adg.checkpoint import ResumableOutput
 from adg.config import CheckpointConfig, GenerateConfig, SamplingConfig
 from adg.errors import InputError
 from adg.prompts import adds_special_tokens, build_prompt
-from adg.records import batched
+from adg.records import batched, check_records
 from adg.shards import iter_shard
 
 BACKENDS = ("auto", "hf", "vllm")
@@ -40,6 +41,20 @@ class GenerateSummary:
             f"generate: {self.generated} generated, {self.resumed} already done "
             f"({self.total} records, backend {self.backend})"
         )
+
+
+def check_sampling(cfg: SamplingConfig) -> None:
+    """Refuse settings that cannot sample, before any file is touched or model loaded."""
+    if cfg.num_samples < 2:
+        raise InputError("--num-samples must be at least 2 (divergence needs several answers)")
+    if cfg.batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {cfg.batch_size}")
+    if cfg.max_new_tokens < 1:
+        raise InputError(f"--max-new-tokens must be at least 1, got {cfg.max_new_tokens}")
+    if not cfg.temperature > 0:
+        raise InputError(f"--temperature must be above 0 for sampling, got {cfg.temperature}")
+    if not 0 < cfg.top_p <= 1:
+        raise InputError(f"--top-p must be in (0, 1], got {cfg.top_p}")
 
 
 def resolve_backend(backend: str) -> str:
@@ -176,8 +191,8 @@ def generate_file(
     `checkpoint_every` records. The two vLLM settings are ignored by the transformers backend.
     """
     cfg = cfg or SamplingConfig()
-    if cfg.num_samples < 2:
-        raise InputError("--num-samples must be at least 2 (divergence needs several answers)")
+    check_sampling(cfg)
+    check_records(input_path)
     size = sum(1 for _ in iter_shard(input_path, shard_count, shard_index, limit=limit))
     records = iter_shard(input_path, shard_count, shard_index, limit=limit)
     name = resolve_backend(backend)
@@ -191,18 +206,24 @@ def generate_file(
         # Fixed slices of the shard, so batch b (and its seed) is the same on every resume.
         for b, batch in enumerate(batched(records, cfg.batch_size)):
             total += len(batch)
-            todo = [r for r in batch if not out.is_done(r)]
-            if todo:
+            if not all(out.is_done(r) for r in batch):
                 if sampler is None:
                     sampler = (
                         VLLMSampler(model, cfg, tensor_parallel_size, gpu_memory_utilization)
                         if name == "vllm"
                         else HFSampler(model, cfg)
                     )
+                # A kill can land inside a batch; the whole batch is sampled again (same records,
+                # same seed), so the records it still lacks get the answers of an uninterrupted
+                # run.
                 before = sampler.tokens
-                answers = sampler.sample(todo, b)
+                answers = sampler.sample(batch, b)
                 out.append(
-                    [{**r, "generated_answers": a} for r, a in zip(todo, answers, strict=True)]
+                    [
+                        {**r, "generated_answers": a}
+                        for r, a in zip(batch, answers, strict=True)
+                        if not out.is_done(r)
+                    ]
                 )
                 tokens.add(sampler.tokens - before)
             bar.update(len(batch))

@@ -101,13 +101,13 @@ def plan_sources(pool_uri: str, pool_prefix: str, ledger_uri: str) -> list[dict[
 
 
 def _status(summary: IngestSummary, uri: str) -> tuple[str, str]:
-    counts = summary.per_source.get(uri, {"valid": 0, "kept": 0})
     if uri in summary.unreadable:
         return REJECTED, summary.unreadable[uri]
-    if counts["valid"] == 0:
+    counts = summary.per_source.get(uri, {"records": 0, "complete": False})
+    if not counts["complete"]:
+        return DEFERRED, f"the ingest limit stopped reading it after {counts['records']} records"
+    if counts["records"] == 0:
         return REJECTED, "no valid record"
-    if counts["kept"] < counts["valid"]:
-        return DEFERRED, f"ingest limit kept {counts['kept']} of {counts['valid']} records"
     return CURATED, ""
 
 
@@ -141,7 +141,7 @@ def ingest_pending(
     for s in sources:
         status, reason = _status(summary, s["uri"])
         s["status"] = status
-        s["records"] = summary.per_source.get(s["uri"], {}).get("kept", 0)
+        s["records"] = summary.per_source.get(s["uri"], {}).get("records", 0)
         if reason:
             s["reason"] = reason
             log.warning("ingest: %s: %s (%s)", s["uri"], status, reason)

@@ -9,11 +9,14 @@ reported as a `Reject` naming the file, line and field, and reading goes on. `in
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
 import os
-from collections.abc import Iterable, Iterator
+import re
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,8 +64,11 @@ class ReadResult:
     records: list[dict[str, Any]] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     ids_assigned: int = 0
-    # Accepted records per source file, in reading order (several files read into one pool).
-    per_source: dict[str, int] = field(default_factory=dict)
+    read: int = 0  # items read: always len(records) + len(rejects)
+    stopped_at_limit: bool = False
+    # Per source file, in reading order: {"records": accepted from it, "complete": read to its
+    # end} (a file that `limit` cut short, or never reached, is not complete).
+    per_source: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Source files that could not be read at all → why (only when read tolerantly).
     unreadable: dict[str, str] = field(default_factory=dict)
 
@@ -93,7 +99,8 @@ def _format_validation_error(err: ValidationError) -> str:
 def validate_record(obj: Any) -> dict[str, Any]:
     """Validate one parsed JSON value; return it (as given, extras kept) or raise ValueError."""
     if not isinstance(obj, dict):
-        raise ValueError(f"not a JSON object (got {type(obj).__name__})")
+        kind = "a JSON array" if isinstance(obj, list) else type(obj).__name__
+        raise ValueError(f"not a JSON object (got {kind})")
     try:
         Record.model_validate(obj)
     except ValidationError as err:
@@ -101,91 +108,318 @@ def validate_record(obj: Any) -> dict[str, Any]:
     return obj
 
 
-def _iter_jsonl(lines: Iterable[str]) -> Iterator[tuple[int, str, Any | Exception]]:
-    for lineno, line in enumerate(lines, start=1):
-        line = line.rstrip("\n")
-        if not line.strip():
-            continue
+# --- reading a pool file: every element or line becomes exactly one item ----------------------
+
+# Raw control characters (a carriage return, a tab) inside strings are accepted: the record's
+# meaning is unambiguous, and what we write is escaped again.
+_DECODER = json.JSONDecoder(strict=False)
+_BOM = "\ufeff"
+_WS = " \t\r\n"
+# Bytes that are not UTF-8, as `surrogateescape` decoding leaves them in the text.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+_GZIP_ERRORS = (zlib.error, EOFError, gzip.BadGzipFile)
+_CLOSING_LINE = re.compile(r"^([ \t]*)\][ \t\r]*$", re.MULTILINE)
+
+Item = tuple[int, str, Any]  # (line number, raw text, parsed value or the ValueError why not)
+
+
+def _json_error(err: json.JSONDecodeError, line_offset: int = 0) -> ValueError:
+    # json's own messages sometimes end in " at" ("Invalid control character at").
+    msg = err.msg.removesuffix(" at")
+    where = f"column {err.colno}"
+    if line_offset or err.lineno > 1:  # inside a multi-line array: the file's line too
+        where = f"line {err.lineno + line_offset}, {where}"
+    return ValueError(f"malformed JSON: {msg} ({where})")
+
+
+def _printable(raw: str) -> str:
+    """Raw text safe to write back as UTF-8 (undecodable bytes become U+FFFD)."""
+    if _UNDECODABLE.search(raw):
+        return raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return raw
+
+
+def _utf8_error(raw: str) -> ValueError:
+    column = _UNDECODABLE.search(raw).start() + 1  # type: ignore[union-attr]
+    return ValueError(f"not valid UTF-8 text (first bad byte at column {column})")
+
+
+def _parse_line(lineno: int, text: str, bad: bool) -> Item:
+    """One JSONL line → an item; `bad`: it is not UTF-8 (decoded with surrogateescape)."""
+    if bad:
+        return lineno, _printable(text), _utf8_error(text)
+    try:
+        return lineno, text, _DECODER.decode(text)
+    except json.JSONDecodeError as err:
+        return lineno, text, _json_error(err)
+
+
+def _line_text(line: bytes) -> tuple[str, bool]:
+    """The decoded line and whether it is not UTF-8 (then decoded with surrogateescape)."""
+    line = line.removesuffix(b"\n").removesuffix(b"\r")
+    try:
+        return line.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return line.decode("utf-8", "surrogateescape"), True
+
+
+class _Lines:
+    """Numbered lines of a binary file, split on "\n" only (a raw "\r" inside a string does not
+    end a line); a decompression error ends the iteration and is kept in `error`, the numbers
+    of lines that are not UTF-8 in `bad`."""
+
+    def __init__(self, fh):
+        self.fh = fh
+        self.lineno = 0
+        self.error: Exception | None = None
+        self.bad: set[int] = set()
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
         try:
-            yield lineno, line, json.loads(line)
-        except json.JSONDecodeError as err:
-            yield lineno, line, ValueError(f"malformed JSON: {err.msg} at column {err.colno}")
+            for line in self.fh:
+                self.lineno += 1
+                text, bad = _line_text(line)
+                if bad:
+                    self.bad.add(self.lineno)
+                if self.lineno == 1:
+                    text = text.removeprefix(_BOM)
+                yield self.lineno, text
+        except _GZIP_ERRORS as err:
+            self.error = err
 
 
-def _iter_json_array(text: str, path: str) -> Iterator[tuple[int, str, Any | Exception]]:
-    """Decode a JSON array element by element so each element keeps its line number."""
-    decoder = json.JSONDecoder()
-    pos = text.index("[") + 1
-    n = len(text)
+def _iter_jsonl(
+    lines: Iterable[tuple[int, str]], bad: Callable[[int, str], bool]
+) -> Iterator[Item]:
+    for lineno, text in lines:
+        if text.strip(_WS):
+            yield _parse_line(lineno, text, bad(lineno, text))
 
-    def skip_ws(p: int) -> int:
-        while p < n and text[p] in " \t\r\n":
-            p += 1
-        return p
 
-    pos = skip_ws(pos)
-    if pos < n and text[pos] == "]":
-        return
-    while True:
-        pos = skip_ws(pos)
-        lineno = text.count("\n", 0, pos) + 1
-        try:
-            obj, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as err:
-            raise PoolError(
-                f"{path}:{err.lineno}: malformed JSON array: {err.msg} at column {err.colno}"
-            ) from None
-        yield lineno, text[pos:end], obj
-        pos = skip_ws(end)
-        if pos < n and text[pos] == ",":
+class _ArrayText:
+    """A JSON array read element by element from the text; a malformed element becomes one
+    reject and reading resumes at the next element. Text after the closing bracket is left for
+    the caller (`rest`)."""
+
+    def __init__(self, text: str, first_line: int = 1, check_utf8: bool = True):
+        self.text = text
+        self.check_utf8 = check_utf8  # whether any line was not UTF-8
+        self.first_line = first_line
+        self.rest = ""
+        self.rest_line = first_line
+        self._counted = (0, first_line)  # (position, its line number): counting is incremental
+
+    def line_at(self, pos: int) -> int:
+        start, line = self._counted
+        if pos < start:
+            start, line = 0, self.first_line
+        line += self.text.count("\n", start, pos)
+        self._counted = (pos, line)
+        return line
+
+    def _skip_ws(self, pos: int) -> int:
+        text, n = self.text, len(self.text)
+        while pos < n and text[pos] in _WS:
             pos += 1
-            continue
-        if pos < n and text[pos] == "]":
+        return pos
+
+    def _element_end(self, pos: int, follow: str = ",]") -> bool:
+        """Whether a value may end before `pos`: what follows is in `follow` (or nothing)."""
+        pos = self._skip_ws(pos)
+        return pos >= len(self.text) or self.text[pos] in follow
+
+    def _prev_char(self, pos: int) -> str:
+        """The last non-whitespace character before `pos` ("" at the start)."""
+        text = self.text
+        while pos > 0 and text[pos - 1] in _WS:
+            pos -= 1
+        return text[pos - 1] if pos else ""
+
+    def _indent(self, pos: int) -> int | None:
+        """The column of `pos` when only whitespace precedes it on its line, else None."""
+        start = self.text.rfind("\n", 0, pos) + 1
+        return pos - start if not self.text[start:pos].strip(_WS) else None
+
+    def _resync(self, pos: int) -> int | None:
+        """Where the element after a malformed one starts: an object that parses and is followed
+        by ',' or ']'. In a pretty-printed array (elements start lines) it must start a line at
+        the broken element's indentation, so an object nested inside the broken element is not
+        taken for the next one; on one line it must follow a comma."""
+        text = self.text
+        indent = self._indent(pos)
+        q = pos + 1
+        while (q := text.find("{", q)) >= 0:
+            if indent is None:
+                candidate = self._prev_char(q) == ","
+            else:  # a missing comma between elements is tolerated here as elsewhere
+                candidate = self._indent(q) == indent and self._prev_char(q) in (",", "}")
+            if candidate:
+                try:
+                    _, end = _DECODER.raw_decode(text, q)
+                except json.JSONDecodeError:
+                    pass
+                else:
+                    if self._element_end(end, ",]" if indent is None else ",]{"):
+                        return q
+            q += 1
+        return None
+
+    def _closing_line(self, pos: int, indent: int | None) -> int | None:
+        """The end of a line after `pos` holding only ']' (the end of a broken last element),
+        indented no deeper than the elements (`indent`), so a nested list's ']' is not it."""
+        for m in _CLOSING_LINE.finditer(self.text, pos):
+            if indent is None or len(m.group(1)) <= indent:
+                return m.end()
+        return None
+
+    def items(self) -> Iterator[Item]:
+        text, n = self.text, len(self.text)
+        pos = self._skip_ws(text.index("[") + 1)
+        while True:
+            pos = self._skip_ws(pos)
+            if pos >= n:
+                yield self.line_at(pos), "", ValueError("malformed JSON array: no closing ']'")
+                return
+            if text[pos] == "]":
+                self._set_rest(pos + 1)
+                return
+            lineno = self.line_at(pos)
+            try:
+                value, end = _DECODER.raw_decode(text, pos)
+            except json.JSONDecodeError as err:
+                reason = _json_error(err, line_offset=self.first_line - 1)
+                nxt = self._resync(pos)
+                close = self._closing_line(pos, self._indent(pos))
+                if nxt is None or (close is not None and close < nxt):
+                    stop = close if close is not None else n
+                    raw = text[pos:stop].rstrip(_WS + "]").rstrip(",")
+                    yield lineno, _printable(raw), reason
+                    if close is not None:
+                        self._set_rest(close)
+                    return
+                yield lineno, _printable(text[pos:nxt].rstrip(_WS).rstrip(",")), reason
+                pos = nxt
+                continue
+            raw = text[pos:end]
+            if self.check_utf8 and _UNDECODABLE.search(raw):
+                yield lineno, _printable(raw), _utf8_error(raw)
+            else:
+                yield lineno, raw, value
+            pos = self._skip_ws(end)
+            # A trailing comma before ']' is tolerated; so is a missing comma between elements
+            # (reading goes on at the next element rather than dropping the rest).
+            if pos < n and text[pos] == ",":
+                pos += 1
+
+    def _set_rest(self, pos: int) -> None:
+        self.rest = self.text[pos:]
+        self.rest_line = self.line_at(pos)
+
+
+def _items_after_array(array: _ArrayText) -> Iterator[Item]:
+    """Lines after an array's closing bracket are read as JSONL (`cat pool.json more.jsonl`)."""
+    if not array.rest.strip(_WS):
+        return
+    lines = array.rest.split("\n")
+    yield from _iter_jsonl(
+        ((array.rest_line + i, line.removesuffix("\r")) for i, line in enumerate(lines)),
+        lambda _n, text: array.check_utf8 and _UNDECODABLE.search(text) is not None,
+    )
+
+
+def _iter_file(lines: _Lines, name: str) -> Iterator[Item]:
+    """A pool's items: JSONL, one JSON array (possibly on one line), or an array then JSONL.
+
+    A first line that is a complete JSON array on its own, followed by more lines, is a JSONL
+    line holding an array (rejected as not an object); the same line alone is a one-line array.
+    """
+    it = iter(lines)
+    first: tuple[int, str] | None = None
+    for lineno, text in it:
+        if text.strip(_WS):
+            first = (lineno, text)
+            break
+    if first is None:
+        if lines.error is not None:
+            raise PoolError(f"{name}: cannot decompress ({lines.error})")
+        raise PoolError(f"{name}: the pool is empty")
+    lineno, text = first
+
+    def bad(n: int, _text: str) -> bool:
+        return n in lines.bad
+
+    if not text.lstrip(_WS).startswith("["):
+        yield _parse_line(lineno, text, bad(lineno, text))
+        yield from _iter_jsonl(it, bad)
+        return
+    try:
+        _DECODER.decode(text)
+        whole_line = True
+    except json.JSONDecodeError:
+        whole_line = False
+    if whole_line:
+        nxt = next(((n, t) for n, t in it if t.strip(_WS)), None)
+        if nxt is not None:  # JSONL whose first line happens to be an array
+            yield _parse_line(lineno, text, bad(lineno, text))
+            yield _parse_line(*nxt, bad(*nxt))
+            yield from _iter_jsonl(it, bad)
             return
-        line = text.count("\n", 0, pos) + 1
-        raise PoolError(f"{path}:{line}: malformed JSON array: expected ',' or ']'")
+        array = _ArrayText(text, lineno, bad(lineno, text))
+        yield from array.items()
+        yield from _items_after_array(array)
+        return
+    # A multi-line JSON array (the original ADG repository's format) is read whole.
+    rest = [text] + [t for _, t in it]
+    array = _ArrayText("\n".join(rest), lineno, bool(lines.bad))
+    yield from array.items()
+    yield from _items_after_array(array)
 
 
-def iter_raw(path: str | os.PathLike) -> Iterator[tuple[int, str, Any | Exception]]:
-    """Yield (line number, raw text, parsed value or the parse error) for each element of a pool.
+def iter_raw(path: str | os.PathLike, name: str | None = None) -> Iterator[Item]:
+    """Yield (line number, raw text, parsed value or the reason it is not) for each element.
 
-    JSONL is streamed line by line, so memory does not grow with the pool; a JSON array (the
-    original ADG repository's format) is parsed whole.
+    Every JSONL line that is not blank, and every element of a JSON array, is one item, so a
+    reader can account for each: a line that is not UTF-8, not JSON, or cut off by a corrupt
+    `.gz` is an item holding the error. JSONL is streamed line by line, so memory does not grow
+    with the pool; a JSON array (the original ADG repository's format) is parsed whole. A UTF-8
+    byte-order mark is ignored. `name` is what messages call the file (an s3:// URI for its
+    downloaded copy).
     """
     p = str(path)
+    name = name or p
     if not Path(p).exists():
-        raise PoolError(f"{p}: no such file")
+        raise PoolError(f"{name}: no such file")
     if Path(p).is_dir():
-        raise PoolError(f"{p}: is a directory, expected a JSON or JSONL file")
-    try:
-        with open_text(p) as fh:
-            first = ""
-            while not first:
-                chunk = fh.read(4096)
-                if not chunk:
-                    raise PoolError(f"{p}: the pool is empty")
-                first = chunk.lstrip()[:1]
-            fh.seek(0)
-            if first == "[":
-                yield from _iter_json_array(fh.read(), p)
-            else:
-                yield from _iter_jsonl(fh)
-    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as err:
-        raise PoolError(f"{p}: cannot read as UTF-8 text ({err})") from None
+        raise PoolError(f"{name}: is a directory, expected a JSON or JSONL file")
+    opener = gzip.open if p.endswith(".gz") else open
+    with opener(p, "rb") as fh:
+        lines = _Lines(fh)
+        yield from _iter_file(lines, name)
+        if lines.error is not None:
+            yield (
+                lines.lineno + 1,
+                "",
+                ValueError(
+                    f"corrupt compressed data after line {lines.lineno} ({lines.error}); "
+                    "the rest of the file cannot be read"
+                ),
+            )
 
 
-def read_pool(path: str | os.PathLike, id_prefix: str = "") -> ReadResult:
-    """Read and validate a pool; bad records become rejects, a missing `id` becomes the position.
-
-    Ids are unique: a second record with an id already seen is rejected. Assigned ids are the
-    record's 0-based position among the file's elements, so they are stable across re-runs; an
-    assigned id that collides with an explicit one is rejected like any other duplicate. With
-    `id_prefix` (several files read into one pool) an assigned id is the string prefix + position.
-    """
-    result = ReadResult()
-    seen: set[Any] = set()
-    name = str(path)
-    for position, (lineno, raw, value) in enumerate(iter_raw(path)):
+def _read_into(
+    result: ReadResult,
+    path: str | os.PathLike,
+    name: str,
+    seen: dict[Any, str],
+    id_prefix: str = "",
+    limit: int = 0,
+) -> None:
+    """Read one file's items into `result`: each one accepted or rejected, until `limit`."""
+    for position, (lineno, raw, value) in enumerate(iter_raw(path, name)):
+        if limit and len(result.records) >= limit:
+            result.stopped_at_limit = True
+            return
+        result.read += 1
         if isinstance(value, Exception):
             result.rejects.append(Reject(name, lineno, str(value), raw))
             continue
@@ -200,12 +434,28 @@ def read_pool(path: str | os.PathLike, id_prefix: str = "") -> ReadResult:
             result.ids_assigned += 1
         key = id_key(record["id"])
         if key in seen:
-            result.rejects.append(
-                Reject(name, lineno, f"field 'id': duplicate id {record['id']!r}", raw)
-            )
+            reason = f"field 'id': duplicate id {record['id']!r} (first at {seen[key]})"
+            result.rejects.append(Reject(name, lineno, reason, raw))
             continue
-        seen.add(key)
+        seen[key] = f"{name}:{lineno}"
         result.records.append(record)
+
+
+def read_pool(
+    path: str | os.PathLike, id_prefix: str = "", name: str | None = None, limit: int = 0
+) -> ReadResult:
+    """Read and validate a pool; bad records become rejects, a missing `id` becomes the position.
+
+    Every item (JSONL line or array element) is exactly one of accepted or rejected:
+    `len(records) + len(rejects) == read`. Ids are unique: a second record with an id already
+    seen is rejected. Assigned ids are the record's 0-based position among the file's elements,
+    so they are stable across re-runs; an assigned id that collides with an explicit one is
+    rejected like any other duplicate. With `id_prefix` (several files read into one pool) an
+    assigned id is the string prefix + position. `limit` > 0 stops reading once that many
+    records are accepted.
+    """
+    result = ReadResult()
+    _read_into(result, path, name or str(path), {}, id_prefix, limit)
     return result
 
 
@@ -215,8 +465,8 @@ def id_key(value: Any) -> tuple[str, Any]:
     return (type(value).__name__, value)
 
 
-def iter_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
-    """Stream the records of a file produced by a stage; any bad record is fatal.
+def iter_numbered(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for each record of a file produced by a stage; a bad one is fatal.
 
     Used for stage outputs and files of the original ADG repository, which are trusted. Records
     without `id` get their position, as in `read_pool`.
@@ -228,7 +478,44 @@ def iter_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
             raise PoolError(f"{path}:{lineno}: not a JSON object")
         if value.get("id") is None:
             value = {"id": position, **value}
-        yield value
+        yield lineno, value
+
+
+def check_records(
+    path: str | os.PathLike, extra: Callable[[dict[str, Any], str], None] | None = None
+) -> int:
+    """Validate a stage's input file before any work starts; return its record count.
+
+    Every record must pass the rules of ingest (`validate_record`) and ids must be unique; the
+    first violation is one `PoolError` naming the file, line and field. Stage inputs come from
+    ingest, so a bad record here means a hand-made or wrong file: stopping is safer than
+    dropping records the other stages' files (e.g. clusters.npy) still count. `extra(record,
+    where)` adds a stage's own checks (raising `PoolError`).
+    """
+    seen: dict[Any, int] = {}
+    n = 0
+    for lineno, record in iter_numbered(path):
+        try:
+            validate_record(record)
+        except ValueError as err:
+            raise PoolError(f"{path}:{lineno}: {err}") from None
+        key = id_key(record["id"])
+        if key in seen:
+            raise PoolError(
+                f"{path}:{lineno}: field 'id': duplicate id {record['id']!r} "
+                f"(first at line {seen[key]})"
+            )
+        seen[key] = lineno
+        if extra is not None:
+            extra(record, f"{path}:{lineno} (id {record['id']!r})")
+        n += 1
+    return n
+
+
+def iter_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """Stream the records of a stage file (see `iter_numbered`)."""
+    for _lineno, record in iter_numbered(path):
+        yield record
 
 
 def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -263,7 +550,7 @@ def iter_jsonl_tolerant(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
             try:
                 yield json.loads(line)
             except json.JSONDecodeError as err:
-                raise PoolError(f"{path}:{lineno}: malformed JSON: {err.msg}") from None
+                raise PoolError(f"{path}:{lineno}: {_json_error(err)}") from None
 
 
 def truncate_partial_line(path: str | os.PathLike) -> None:
@@ -280,25 +567,49 @@ def dumps(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False)
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """Refuse an output that cannot be written, before any work is done for it."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise OSError(f"{path}: cannot write (no such folder {folder})")
+    if not os.access(folder, os.W_OK) or (Path(path).exists() and not os.access(path, os.W_OK)):
+        raise OSError(f"{path}: cannot write (permission denied)")
+
+
+@contextlib.contextmanager
+def _atomic_text(path: str | os.PathLike) -> Iterator[io.TextIOBase]:
+    """A text file written beside `path` and renamed onto it when complete. A failure names
+    `path` (never the temp file) and leaves neither a partial file nor the temp file behind."""
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise OSError(f"{path}: cannot write ({err.strerror or err})") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> int:
     """Write records as JSONL atomically (temp file + rename); return the count."""
-    tmp = f"{path}.tmp"
     n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with _atomic_text(path) as fh:
         for r in records:
             fh.write(dumps(r) + "\n")
             n += 1
-    os.replace(tmp, path)
     return n
 
 
 def write_json_array(path: str | os.PathLike, records: list[dict[str, Any]]) -> None:
     """Write records as one indented JSON array (the format of top/middle/bottom.json)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with _atomic_text(path) as fh:
         json.dump(records, fh, ensure_ascii=False, indent=2)
         fh.write("\n")
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -306,79 +617,56 @@ class IngestSummary:
     accepted: int
     rejected: int
     ids_assigned: int
-    # Per source file: {"valid": records accepted, "kept": of those, within `limit`}.
-    per_source: dict[str, dict[str, int]] = field(default_factory=dict)
+    read: int = 0  # accepted + rejected: every item read is exactly one of them
+    limit: int = 0  # the --limit that stopped reading early, or 0
+    per_source: dict[str, dict[str, Any]] = field(default_factory=dict)  # as in ReadResult
     unreadable: dict[str, str] = field(default_factory=dict)
 
     def line(self) -> str:
+        stopped = f", stopped at --limit {self.limit}" if self.limit else ""
         return (
-            f"ingest: {self.accepted} accepted, {self.rejected} rejected, "
-            f"{self.ids_assigned} ids assigned"
+            f"ingest: {self.accepted} accepted + {self.rejected} rejected = {self.read} read"
+            f" ({self.ids_assigned} ids assigned{stopped})"
         )
-
-
-def _read_source(
-    source: str | os.PathLike, id_prefix: str = "", if_match: str | None = None
-) -> ReadResult:
-    """`read_pool` on a local path or an s3:// URI; rejects name the URI, not the temp copy.
-    `if_match`: the ETag the s3:// object must still have (see `storage.download`)."""
-    if not str(source).startswith("s3://"):
-        result = read_pool(source, id_prefix)
-    else:
-        from adg.storage import local_copy
-
-        with local_copy(str(source), if_match=if_match) as path:
-            result = read_pool(path, id_prefix)
-        for r in result.rejects:
-            r.file = str(source)
-    result.per_source = {str(source): len(result.records)}
-    return result
-
-
-def _read_tolerant(source: str, id_prefix: str, if_match: str | None) -> ReadResult:
-    try:
-        return _read_source(source, id_prefix, if_match)
-    except PoolError as err:
-        out = ReadResult(per_source={source: 0}, unreadable={source: str(err)})
-        out.rejects.append(Reject(source, 0, str(err), ""))
-        return out
 
 
 def read_sources(
-    sources: list[str], etags: dict[str, str] | None = None, tolerant: bool = False
+    sources: list[str],
+    limit: int = 0,
+    etags: dict[str, str] | None = None,
+    tolerant: bool = False,
 ) -> ReadResult:
-    """Read several pool files into one pool; ids must be unique across all of them.
+    """Read one or several pool files (local paths or s3:// URIs) into one pool.
 
-    Assigned ids become "<file name>#<position>", so records without ids in different files do
-    not collide. `etags`: {source: ETag} an s3:// source must still have when read. `tolerant`:
-    a file that cannot be read at all (not JSON, empty) is a reject and listed in `unreadable`
-    instead of an error (recurring curation must not fail on one bad upload forever).
+    Ids must be unique across all of them. With several files, assigned ids become
+    "<file name>#<position>", so records without ids in different files do not collide. Rejects
+    and messages name the URI, not the downloaded copy. `limit` > 0 stops reading once that many
+    records are accepted. `etags`: {source: ETag} an s3:// source must still have when read.
+    `tolerant`: a file that cannot be read at all (empty, not a pool) is one reject and listed in
+    `unreadable` instead of an error (recurring curation must not fail on one bad upload forever).
     """
+    from adg.storage import local_copy
+
     etags = etags or {}
-    if len(sources) == 1 and not tolerant:
-        return _read_source(sources[0], if_match=etags.get(sources[0]))
     out = ReadResult()
-    seen: set[Any] = set()
+    seen: dict[Any, str] = {}
     for source in sources:
-        prefix = f"{Path(str(source)).name}#" if len(sources) > 1 else ""
-        part = (
-            _read_tolerant(source, prefix, etags.get(source))
-            if tolerant
-            else _read_source(source, prefix, etags.get(source))
-        )
-        out.rejects.extend(part.rejects)
-        out.ids_assigned += part.ids_assigned
-        out.unreadable.update(part.unreadable)
-        out.per_source[str(source)] = 0
-        for record in part.records:
-            key = id_key(record["id"])
-            if key in seen:
-                reason = f"field 'id': duplicate id {record['id']!r} (seen in an earlier file)"
-                out.rejects.append(Reject(str(source), 0, reason, dumps(record)))
-                continue
-            seen.add(key)
-            out.records.append(record)
-            out.per_source[str(source)] += 1
+        name = str(source)
+        prefix = f"{Path(name).name}#" if len(sources) > 1 else ""
+        before = len(out.records)
+        try:
+            with local_copy(name, if_match=etags.get(name)) as path:
+                _read_into(out, path, name, seen, prefix, limit)
+        except PoolError as err:
+            if not tolerant:
+                raise
+            out.unreadable[name] = str(err)
+            out.rejects.append(Reject(name, 0, str(err), ""))
+            out.read += 1
+        accepted = len(out.records) - before
+        out.per_source[name] = {"records": accepted, "complete": not out.stopped_at_limit}
+        if out.stopped_at_limit:
+            break
     return out
 
 
@@ -392,27 +680,22 @@ def ingest(
 ) -> IngestSummary:
     """The ingest stage: validate a pool into `pool.jsonl`, rejected records into `rejects.jsonl`.
 
-    `source` is a local path, an s3:// URI or a list of them (read into one pool). `limit` > 0
-    keeps only the first `limit` accepted records (for quick runs on a large pool). `etags` and
-    `tolerant` as in `read_sources`; tolerant, a pool with no valid record is not an error (the
-    summary says 0 accepted and `per_source` which files gave nothing).
+    `source` is a local path, an s3:// URI or a list of them (read into one pool). Every item
+    read (a JSONL line that is not blank, an element of a JSON array) is exactly one of accepted
+    or rejected. `limit` > 0 stops reading once `limit` records are accepted (for quick runs on a
+    large pool); what lies beyond is not read, so it is neither. `etags` and `tolerant` as in
+    `read_sources`; tolerant, a pool with no valid record is not an error (the summary says 0
+    accepted and `per_source` which files gave nothing).
     """
     sources = [str(s) for s in source] if isinstance(source, list) else [str(source)]
     if not sources:
         raise PoolError("ingest: no pool files given")
-    result = read_sources(sources, etags=etags, tolerant=tolerant)
-    if limit > 0:
-        result.records = result.records[:limit]
-    per_source, budget = {}, len(result.records)
-    for name, valid in result.per_source.items():
-        per_source[name] = {"valid": valid, "kept": min(valid, budget)}
-        budget -= per_source[name]["kept"]
+    if limit < 0:
+        raise PoolError(f"ingest: --limit must be 0 (all) or positive, got {limit}")
+    result = read_sources(sources, limit, etags=etags, tolerant=tolerant)
     if rejects is not None:
         write_jsonl(rejects, (r.to_json() for r in result.rejects))
-    if not result.records and tolerant:
-        write_jsonl(output, [])
-        return IngestSummary(0, len(result.rejects), 0, per_source, result.unreadable)
-    if not result.records:
+    if not result.records and not tolerant:
         raise PoolError(
             f"{', '.join(sources)}: no valid records ({len(result.rejects)} rejected"
             + (f", see {rejects})" if rejects else ")")
@@ -422,6 +705,8 @@ def ingest(
         len(result.records),
         len(result.rejects),
         result.ids_assigned,
-        per_source,
+        result.read,
+        limit if result.stopped_at_limit else 0,
+        result.per_source,
         result.unreadable,
     )

@@ -9,10 +9,12 @@ fields. Methods (`make_scorer` picks one of `adg.config.SCORE_METHODS`):
 * `superfiltering`: the same IFD with a small proxy model (default: the embedded model).
 * `random`: a seeded uniform score per id (stable across runs and resumes).
 
-Records are read and written in chunks, so memory does not grow with the pool; output is appended
-chunk by chunk and a killed run resumes, skipping ids already scored. With `checkpoint_uri` the
-output is also checkpointed to object storage (see `adg.checkpoint`), so a retried pod resumes a
-preempted shard.
+Every input record is validated first (the rules of ingest, unique ids, and for `adg` the
+answers); the first bad one is a one-line error naming file, line and field, before any model
+loads. Records are read and written in chunks, so memory does not grow with the pool; output is
+appended chunk by chunk and a killed run resumes, skipping ids already scored. With
+`checkpoint_uri` the output is also checkpointed to object storage (see `adg.checkpoint`), so a
+retried pod resumes a preempted shard.
 
 embed: `pool.jsonl` → `embeddings.npy`, float32 [N, H] unit-norm instruction vectors, written
 chunk by chunk into a memory-mapped .npy.
@@ -33,7 +35,7 @@ from adg.checkpoint import ResumableOutput
 from adg.config import SCORE_METHODS, CheckpointConfig
 from adg.errors import InputError
 from adg.hidden import HiddenStateEncoder
-from adg.records import PoolError, batched, iter_records
+from adg.records import PoolError, batched, check_records, check_writable, iter_records
 
 ANSWERS_FIELD = "generated_answers"
 
@@ -153,6 +155,8 @@ def score_file(
     opts = ScoreOptions(
         model or "", weights or divergence.ScoreWeights(), all_metrics, proxy_model, seed
     )
+    # Every record is checked before the model loads or the output is touched.
+    check_records(input_path, extra=_answers if method == "adg" else None)
     scorer: Scorer | None = None
     total = 0
     size = sum(1 for _ in iter_records(input_path))
@@ -184,9 +188,10 @@ def embed_file(
     encoder: HiddenStateEncoder | None = None,
 ) -> tuple[int, int]:
     """The embed stage; returns the array's shape (N, H)."""
-    n = sum(1 for _ in iter_records(input_path))  # first pass: the row count for the memmap
+    n = check_records(input_path)  # first pass: every record checked, rows counted for the memmap
     if not n:
         raise PoolError(f"{input_path}: no records to embed")
+    check_writable(output_path)
     encoder = encoder or HiddenStateEncoder(*models.load(model))
     shape = (n, encoder.hidden_size)
     tmp = f"{output_path}.tmp"

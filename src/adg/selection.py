@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adg.errors import InputError
+
 
 @dataclass
 class Selection:
@@ -145,15 +147,15 @@ def select(scores: np.ndarray, bins: np.ndarray, budget: int, strategy: str = "e
     bins = np.asarray(bins, dtype=np.int64)
     total = len(scores)
     if len(bins) != total:
-        raise ValueError(f"{total} scores but {len(bins)} bin labels")
+        raise InputError(f"{total} scores but {len(bins)} bin labels")
     if budget <= 0:
-        raise ValueError(f"budget must be positive, got {budget}")
+        raise InputError(f"budget must be positive, got {budget}")
     if budget > total:
-        raise ValueError(f"budget {budget} is larger than the pool ({total} records)")
+        raise InputError(f"budget {budget} is larger than the pool ({total} records)")
     if total and bins.min() < 0:
-        raise ValueError("bin labels must be non-negative")
+        raise InputError("bin labels must be non-negative")
     if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {sorted(STRATEGIES)}")
+        raise InputError(f"unknown strategy {strategy!r}; choose one of {sorted(STRATEGIES)}")
     by_score = score_order(scores)
     global_rank = np.empty(total, dtype=np.int64)
     global_rank[by_score] = np.arange(total)
@@ -176,14 +178,17 @@ STRATEGIES = {"exact": exact_split, "reference": reference_quotas}
 def collapse_reasons(scores: np.ndarray, max_share: float = 0.5, min_spread: float = 1e-9):
     """Why a score vector cannot rank records (empty list when it can).
 
-    Flags NaN scores, (near) zero spread of the finite scores, and more than `max_share` of the
-    records sharing one value (scores equal to 1e-9).
+    Flags NaN and ±Infinity scores, (near) zero spread of the finite scores, and more than
+    `max_share` of the records sharing one value (scores equal to 1e-9).
     """
     scores = np.asarray(scores, dtype=np.float64)
     reasons = []
     nan = int(np.isnan(scores).sum())
     if nan:
         reasons.append(f"{nan} of {len(scores)} scores are NaN")
+    infinite = int(np.isinf(scores).sum())
+    if infinite:
+        reasons.append(f"{infinite} of {len(scores)} scores are infinite")
     finite = scores[np.isfinite(scores)]
     if len(finite) > 1 and finite.max() - finite.min() < min_spread:
         reasons.append(f"scores have zero spread (all {finite[0]:.6g})")

@@ -252,7 +252,9 @@ def read_json(uri: str, default: Any = None) -> Any:
     try:
         return json.loads(data)
     except json.JSONDecodeError as err:
-        raise StorageError(f"{uri}: not valid JSON ({err.msg} at line {err.lineno})") from None
+        # json's own message may end in " at" ("Invalid control character at").
+        msg = err.msg.removesuffix(" at")
+        raise StorageError(f"{uri}: not valid JSON ({msg}, line {err.lineno})") from None
 
 
 def write_json(

@@ -18,7 +18,7 @@ import numpy as np
 from adg import fields
 from adg.errors import AdgError
 from adg.progress import log
-from adg.records import PoolError, read_records, write_json_array
+from adg.records import PoolError, iter_numbered, write_json_array
 from adg.selection import collapse_reasons, select
 
 GROUPS = ("top", "middle", "bottom")
@@ -27,6 +27,76 @@ LARGEST_BINS = 15
 
 class ScoreCollapse(AdgError, ValueError):
     """The scores cannot rank the pool and the caller asked to fail on that."""
+
+
+def load_bins(path: str | os.PathLike, n_records: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """`clusters.npy` checked before anything is allocated from it: a 1-d integer array with one
+    bin id ≥ 0 per record. Returns (bins as int64, original ids or None).
+
+    The header is read through a memory map, so a wrong dtype, shape or length costs nothing.
+    Bin ids are usually 0..K-1 with K ≤ N; ids of N or more (sparse labels from elsewhere) are
+    renumbered 0..K-1 in their order, so no allocation grows with the largest id, and the original
+    ids are returned for the report.
+    """
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise PoolError(f"{path}: no such file") from None
+    except (ValueError, OSError, EOFError) as err:
+        reason = "holds Python objects" if "pickle" in str(err) or "objects" in str(err) else err
+        raise PoolError(f"{path}: not a readable .npy array ({reason})") from None
+    if not isinstance(arr, np.ndarray):
+        raise PoolError(f"{path}: not a .npy array (an .npz archive?)")
+    if arr.ndim != 1:
+        raise PoolError(
+            f"{path}: shape {arr.shape}, expected a 1-d array of bin ids, one per record"
+        )
+    if arr.dtype.kind not in "iu":
+        raise PoolError(f"{path}: dtype {arr.dtype}, expected integer bin ids")
+    if len(arr) != n_records:
+        raise PoolError(f"{path}: {len(arr)} bin labels for {n_records} scored records")
+    if not len(arr):
+        return np.zeros(0, dtype=np.int64), None
+    low = arr.min()
+    if low < 0:
+        raise PoolError(
+            f"{path}: bin id {int(low)} at position {int(arr.argmin())}: bin ids must be 0 or more"
+        )
+    if int(arr.max()) < n_records:
+        return np.asarray(arr, dtype=np.int64), None
+    labels, compact = np.unique(arr, return_inverse=True)
+    return compact.astype(np.int64).reshape(-1), labels
+
+
+def _number(record: dict[str, Any], name: str, where: str, required: bool = False) -> float:
+    """A numeric field as float (missing or null: NaN); true/false or text is an error."""
+    value = record.get(name)
+    if value is None and not required:
+        return np.nan
+    if value is None:
+        raise PoolError(f"{where}: field '{name}' missing")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PoolError(f"{where}: field '{name}': expected a number, got {json.dumps(value)}")
+    return float(value)
+
+
+def read_scored(path: str | os.PathLike) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """Scored records and their `score`, `dispersion`, `anisotropy` columns (float64, NaN where
+    a record has none); any record that the selection or its report cannot use is one error
+    naming file, line and field."""
+    records: list[dict[str, Any]] = []
+    columns: dict[str, list[float]] = {"score": [], "dispersion": [], "anisotropy": []}
+    for lineno, record in iter_numbered(path):
+        where = f"{path}:{lineno} (id {record.get('id')!r})"
+        for name, values in columns.items():
+            values.append(_number(record, name, where, required=name == "score"))
+        value = record.get("input")
+        if value is not None and not isinstance(value, str):
+            raise PoolError(
+                f"{where}: field 'input': expected a string, got {json.dumps(value)[:40]}"
+            )
+        records.append(record)
+    return records, {k: np.array(v, dtype=np.float64) for k, v in columns.items()}
 
 
 def select_records(
@@ -38,24 +108,18 @@ def select_records(
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
     """Split the scored pool into the three groups; return them and the selection report.
 
-    Scores that cannot rank the pool (NaNs, no spread, most records at one value) are reported
-    loudly on stderr and in the report; with `fail_on_collapse` they raise `ScoreCollapse`.
+    Scores that cannot rank the pool (NaNs, infinities, no spread, most records at one value) are
+    reported loudly on stderr and in the report; with `fail_on_collapse` they raise
+    `ScoreCollapse`.
     """
-    records = read_records(scored_path)
-    bins = np.load(clusters_path)
-    if len(bins) != len(records):
-        raise PoolError(
-            f"{clusters_path}: {len(bins)} bin labels for {len(records)} scored records in "
-            f"{scored_path}; both must come from the same pool"
-        )
-    for n, r in enumerate(records):
-        if not isinstance(r.get("score"), int | float):
-            raise PoolError(
-                f"{scored_path}: record {n} (id {r.get('id')!r}): field 'score' missing"
-            )
-    scores = np.array([float(r["score"]) for r in records], dtype=np.float64)
-    if budget < 1:
-        raise PoolError(f"budget must be positive, got {budget}")
+    records, columns = read_scored(scored_path)
+    try:
+        bins, labels = load_bins(clusters_path, len(records))
+    except PoolError as err:
+        if "bin labels for" in str(err):
+            raise PoolError(f"{err} in {scored_path}; both must come from the same pool") from None
+        raise
+    scores = columns["score"]
     if budget > len(records):
         raise PoolError(f"budget {budget} is larger than the pool ({len(records)} records)")
     sel = select(scores, bins, budget, strategy)
@@ -77,12 +141,8 @@ def select_records(
         "budget_fill": len(sel.top) / budget,
         "score_collapse": collapse,
         "bins_with_quota": int((sel.quotas > 0).sum()),
-        "bins_table": _bins_table(sel, bins),
-        "pool": {
-            "score": fields.summary(scores),
-            "dispersion": fields.summary(fields.values(records, "dispersion")),
-            "anisotropy": fields.summary(fields.values(records, "anisotropy")),
-        },
+        "bins_table": _bins_table(sel, bins, labels),
+        "pool": {name: fields.summary(values) for name, values in columns.items()},
     }
     groups = {}
     for name in GROUPS:
@@ -90,22 +150,23 @@ def select_records(
         groups[name] = [records[i] for i in idx]
         report[name] = {
             "count": len(idx),
-            "score": fields.summary(scores[idx]),
-            "dispersion": fields.summary(fields.values(groups[name], "dispersion")),
-            "anisotropy": fields.summary(fields.values(groups[name], "anisotropy")),
+            **{field: fields.summary(values[idx]) for field, values in columns.items()},
             "file": f"{name}.json",
         }
     return groups, report
 
 
-def _bins_table(sel, bins: np.ndarray, limit: int = LARGEST_BINS) -> list[dict[str, int]]:
-    """Size, quota and picks per group of the `limit` largest bins (ties: lower bin id)."""
+def _bins_table(
+    sel, bins: np.ndarray, labels: np.ndarray | None = None, limit: int = LARGEST_BINS
+) -> list[dict[str, int]]:
+    """Size, quota and picks per group of the `limit` largest bins (ties: lower bin id);
+    `labels` maps renumbered bins back to the ids of `clusters.npy`."""
     n = len(sel.bin_sizes)
     picks = {g: np.bincount(bins[getattr(sel, g)], minlength=n) for g in GROUPS}
     largest = np.lexsort((np.arange(n), -sel.bin_sizes))[:limit]
     return [
         {
-            "bin": int(b),
+            "bin": int(b if labels is None else labels[b]),
             "size": int(sel.bin_sizes[b]),
             "quota": int(sel.quotas[b]),
             **{g: int(picks[g][b]) for g in GROUPS},
@@ -148,7 +209,8 @@ def write_selection(
     for name, records in groups.items():
         write_json_array(paths[name], records)
     with open(paths["report"], "w", encoding="utf-8") as fh:
-        json.dump(report, fh, indent=2)
+        # Strict JSON (no NaN / Infinity tokens), so any JSON reader can load it.
+        json.dump(_strict_json(report), fh, indent=2, allow_nan=False)
         fh.write("\n")
     rendered = report_for_run(scored_path, groups, report, run_parameters, rejects_path)
     Path(paths["html"]).write_text(rendered.html, encoding="utf-8")
@@ -169,6 +231,17 @@ def select_file(
     paths = {name: out / file for name, file in SELECTION_FILES.items()}
     report, _metrics = write_selection(scored_path, clusters_path, budget, paths, **options)
     return report
+
+
+def _strict_json(value: Any) -> Any:
+    """`value` with every NaN or ±Infinity float replaced by None."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict_json(v) for v in value]
+    return value
 
 
 def summary_lines(report: dict[str, Any], where: str | os.PathLike) -> list[str]:
