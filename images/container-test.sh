@@ -127,9 +127,10 @@ build_options() {
 build_image() {
   local hash have
   hash=$(context_hash)
-  have=$($ENGINE image inspect --format '{{index .Config.Labels "adg.context"}}' "$IMAGE" 2>/dev/null || true)
-  if [ "$have" = "$hash" ]; then
-    step "$IMAGE is up to date with the sources (context $hash)"
+  have=$($ENGINE images -q --filter "label=adg.context=$hash" | head -1)
+  if [ -n "$have" ]; then
+    step "an image of these sources exists (context $hash): tagging it $IMAGE"
+    $ENGINE tag "$have" "$IMAGE"
     return
   fi
   step "building $IMAGE from images/cpu/Dockerfile (context $hash)"
@@ -193,17 +194,17 @@ others=$(grep -E '^ *image: ' "$OUT/pipeline.yaml" | sed 's/^ *image: //' | sort
 [ -z "$others" ] || die "the compiled pipeline names other images: $others"
 
 [ "$ENGINE" = podman ] && start_service
-since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 step "running the pipeline on $RECORDS records, $MAX_NEW_TOKENS-token answers, every task in $REF"
 "$VENV/bin/adg" run --runner docker --input "$POOL" --limit "$RECORDS" \
-  --max-new-tokens "$MAX_NEW_TOKENS" --cluster-count 2 --output-dir "$OUT"
-started_containers=$($ENGINE events --since "$since" --until "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-  --filter event=start --filter "image=$REF" --format '{{.ID}}' | sort -u | wc -l)
+  --max-new-tokens "$MAX_NEW_TOKENS" --cluster-count 2 --output-dir "$OUT" | tee "$OUT/run.log"
+containers=$(grep -cE "adg run: container [0-9a-f]+ of $REF: user $USER_IN_IMAGE, network none$" \
+  "$OUT/run.log" || true)
 
-# The checks: the subsets exist, every task folder holds what the image's user wrote (the host
-# process is another user), and as many containers of the image started as there are tasks.
-"$VENV/bin/python" - "$OUT" "${USER_IN_IMAGE%%:*}" "$started_containers" <<'PY'
-import json, sys
+# The checks: the subsets exist; every task folder holds only what the image's user wrote (the host
+# process is another user); the engine ran one container of the image per task, as that user and
+# with no network.
+"$VENV/bin/python" - "$OUT" "${USER_IN_IMAGE%%:*}" "$containers" <<'PY'
+import json, os, sys
 from pathlib import Path
 
 out, uid, started = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
@@ -215,19 +216,27 @@ for name in ("top", "middle", "bottom"):
 if not json.loads((out / "top.json").read_text() or "[]"):
     errors.append("top.json is empty")
 runs = sorted(r for r in (out / "kfp-local").iterdir() if r.is_dir() and r.name[0] != ".")
-tasks = [t for t in runs[-1].iterdir() if t.is_dir()] if runs else []
-if uid == 0 or uid == __import__("os").getuid():
+tasks = sorted({f.parent for f in runs[-1].rglob("executor_output.json")}) if runs else []
+if not tasks:
+    errors.append("no task folders in the pipeline root")
+if uid == 0 or uid == os.getuid():
     errors.append(f"the image's user {uid} cannot be told apart from this process's")
 for task in tasks:
     files = [f for f in task.rglob("*") if f.is_file()]
     owners = {f.stat().st_uid for f in files}
     if not files or owners != {uid}:
         errors.append(f"{task.name}: files owned by {sorted(owners) or 'nobody'}, not uid {uid}")
-if started < len(tasks):
-    errors.append(f"{started} containers of the image started for {len(tasks)} tasks")
-print(f"container-test: {len(tasks)} tasks, {started} containers, all files by uid {uid}")
+if started != len(tasks):
+    errors.append(f"{started} containers of the image (as uid {uid}, no network) for {len(tasks)} tasks")
+print(f"container-test: {len(tasks)} tasks, {started} containers of the image as uid {uid} "
+      "without network, every task's files written by that uid")
 for e in errors:
     print(f"container-test: FAILED: {e}", file=sys.stderr)
 sys.exit(1 if errors else 0)
 PY
+# `make push` after an unprefixed `make images` pushes nothing that was never built.
+if make -s push ENGINE="$ENGINE" REGISTRY=registry.invalid/adg TAG=never-built >"$OUT/push.log" 2>&1; then
+  die "make push of a never-built tag succeeded"
+fi
+grep -q "was built" "$OUT/push.log" || die "make push failed otherwise: $(cat "$OUT/push.log")"
 step "passed"

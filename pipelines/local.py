@@ -225,7 +225,13 @@ def _run_container(client, image: str, command: list[str], volumes: dict, **run_
     try:
         for line in container.logs(stream=True, follow=True):
             print(line.decode(errors="replace"), end="")
-        return container.wait()["StatusCode"]
+        code = container.wait()["StatusCode"]
+        # What the engine ran, in its own words (make container-test checks these lines).
+        container.reload()
+        user = container.attrs["Config"].get("User") or "root"
+        network = container.attrs["HostConfig"].get("NetworkMode")
+        print(f"adg run: container {container.short_id} of {image}: user {user}, network {network}")
+        return code
     finally:
         container.remove(force=True)
 
