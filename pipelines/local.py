@@ -100,8 +100,11 @@ def run_local(opts: LocalRunOptions) -> dict:
     from adg.comparison import plan_selectors
     from adg.generation import SamplingConfig
     from adg.models import resolve_model
+    from adg.records import PoolError
     from adg.subsets import summary_lines
 
+    if opts.runner == "docker" and opts.input.startswith("s3://"):
+        raise PoolError(f"{opts.input}: --runner docker reads a local pool (no network in tasks)")
     sampling = opts.sampling or SamplingConfig()
     _baselines, several = plan_selectors(opts.selectors)  # a bad name fails before the run
     out = Path(opts.output_dir).resolve()
@@ -176,10 +179,7 @@ def _docker_runner(opts: LocalRunOptions, root: Path, pool: str, model: str):
     from kfp.local import docker_task_handler
 
     from adg.models import adg_home
-    from adg.records import PoolError
 
-    if pool.startswith("s3://"):
-        raise PoolError(f"{pool}: --runner docker reads a local pool (its tasks have no network)")
     # The tasks run as the image's user, not the caller's: it must be able to write the root.
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o777)
