@@ -214,10 +214,16 @@ def _readable_by_all(path: Path) -> None:
 
 
 def _run_container(client, image: str, command: list[str], volumes: dict, **run_args) -> int:
-    """Run one task's container (the image must exist locally), stream its log, return its exit
-    status; replaces kfp.local.docker_task_handler.run_docker_container."""
+    """Run one task's container (pulling its image if it is not there), stream its log, return
+    its exit status; replaces kfp.local.docker_task_handler.run_docker_container."""
+    from docker.errors import ImageNotFound
+
     image = image if ":" in image.rsplit("/", 1)[-1] or "@" in image else f"{image}:latest"
-    client.images.get(image)  # a missing image is an error here, never a pull
+    try:
+        client.images.get(image)
+    except ImageNotFound:
+        print(f"adg run: pulling {image}")
+        client.images.pull(image)
     run_args.pop("auto_remove", None)
     container = client.containers.run(
         image=image, command=command, detach=True, volumes=volumes, **run_args
