@@ -145,6 +145,11 @@ build_image() {
       || { tail -30 "$CACHE/build.log"; die "image build failed, see $CACHE/build.log"; }
   fi
   step "built $IMAGE"
+  # Keep one image of this script per machine: drop those built from other sources.
+  $ENGINE images -q --filter label=adg.context | sort -u | while read -r id; do
+    [ "$($ENGINE image inspect --format '{{index .Config.Labels "adg.context"}}' "$id")" = "$hash" ] \
+      || $ENGINE rmi -f "$id" >/dev/null 2>&1 || true
+  done
 }
 
 # podman's Docker-compatible API for kfp.local's DockerRunner (the docker Python client).
