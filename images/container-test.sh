@@ -197,6 +197,7 @@ mkdir -p "$OUT"
 "$VENV/bin/adg" compile --output "$OUT/pipeline.yaml" >/dev/null
 others=$(grep -E '^ *image: ' "$OUT/pipeline.yaml" | sed 's/^ *image: //' | sort -u | grep -vxF "$REF" || true)
 [ -z "$others" ] || die "the compiled pipeline names other images: $others"
+grep -qE "^ *image: $REF$" "$OUT/pipeline.yaml" || die "the compiled pipeline names no $REF"
 
 [ "$ENGINE" = podman ] && start_service
 step "running the pipeline on $RECORDS records, $MAX_NEW_TOKENS-token answers, every task in $REF"
