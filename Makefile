@@ -23,7 +23,7 @@ image = $(if $(REGISTRY),$(REGISTRY)/,)adg-$(1):$(TAG)
 # ADG_IMAGE_<FAMILY>=<reference> for every family, passed to `adg compile` when REGISTRY is set.
 IMAGE_ENV = $(if $(REGISTRY),$(foreach f,$(FAMILIES),ADG_IMAGE_$(shell echo $(f) | tr a-z A-Z)=$(call image,$(f))))
 
-.PHONY: setup run test test-fast lint format compile check-compiled images push lock clean
+.PHONY: setup run test test-fast lint format compile check-compiled images push container-test check-locks lock clean
 
 setup: $(STAMP)
 	$(BIN)/adg prepare-model
@@ -70,17 +70,44 @@ check-compiled: $(STAMP)
 	  $(BIN)/adg compile --output $(VENV)/adg_pipeline.check.yaml
 	diff -u pipelines/adg_pipeline.yaml $(VENV)/adg_pipeline.check.yaml
 
-# Image targets need a Docker engine with buildx; the build context is the repository root.
+# Image targets: ENGINE=docker (default, with buildx) or ENGINE=podman, same tags; the build
+# context is the repository root. `make push` pushes only images that `make images` built: the
+# $(REGISTRY)-prefixed tag, or else the unprefixed adg-<family>:$(TAG) re-tagged; it checks every
+# family before pushing any.
+ENGINE ?= docker
+BUILD = $(if $(filter podman,$(ENGINE)),podman build,docker buildx build --load)
 images:
 	@for f in $(FAMILIES); do \
 	  echo "building $(call image,$$f)"; \
-	  docker buildx build --platform $(PLATFORM) --file images/$$f/Dockerfile \
-	    --tag $(call image,$$f) --load . || exit 1; \
+	  $(BUILD) --platform $(PLATFORM) --file images/$$f/Dockerfile \
+	    --tag $(call image,$$f) . || exit 1; \
 	done
 
 push:
 	@test -n "$(REGISTRY)" || { echo "make push needs REGISTRY=<registry>/<owner>"; exit 2; }
-	@for f in $(FAMILIES); do docker push $(call image,$$f) || exit 1; done
+	@for f in $(FAMILIES); do \
+	  $(ENGINE) image inspect $(call image,$$f) >/dev/null 2>&1 \
+	  || $(ENGINE) image inspect adg-$$f:$(TAG) >/dev/null 2>&1 \
+	  || { echo "make push: neither $(call image,$$f) nor adg-$$f:$(TAG) was built (make images TAG=$(TAG))"; exit 2; }; \
+	done
+	@for f in $(FAMILIES); do \
+	  $(ENGINE) image inspect $(call image,$$f) >/dev/null 2>&1 \
+	  || $(ENGINE) tag adg-$$f:$(TAG) $(call image,$$f) || exit 1; \
+	  $(ENGINE) push $(call image,$$f) || exit 1; \
+	done
+
+# The whole selection pipeline in the `cpu` image, every task a container (kfp.local's
+# DockerRunner) as the image's user, without network, on a few records (images/container-test.sh;
+# ENGINE=podman by default there, which the script installs from Debian when missing).
+container-test: setup
+	ENGINE=$(if $(filter command line environment,$(origin ENGINE)),$(ENGINE),podman) TAG=$(TAG) \
+	  VENV=$(VENV) images/container-test.sh
+
+# The GPU images cannot be built here (their bases and CUDA wheels): check that every lock resolves
+# as pinned, each package's exact version found for the image's Python and platform, without
+# installing or building anything (pip --dry-run --no-deps --only-binary).
+check-locks: $(STAMP)
+	images/check-locks.sh
 
 # Re-resolve the pinned dependencies of every image (images/<family>/requirements.txt) for
 # x86_64 Linux with glibc 2.36 (Debian 12; Ubuntu 24.04 has 2.39), with KFP pinned by

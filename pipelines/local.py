@@ -9,6 +9,12 @@ the subsets are read from the `select` (or `nothing_to_do`) task's folder of thi
 report (report.html, report.md); with `analyse`, the task-type labels and composition are copied
 too and the composition is added to the report. With several `selectors`, the compare task's
 table is copied too (comparison.md, .html, .json), with each subset's task mix when analysed.
+
+With `runner="docker"`, every task runs instead in its stage's image (`ADG_IMAGE_*`, read when the
+pipeline is imported) through `kfp.local.DockerRunner`, against whatever engine `DOCKER_HOST`
+names (Docker, or podman's Docker-compatible service), as the image's own user and with no
+network: the model cache is mounted read-only at the images' `ADG_HOME` as the model-cache PVC is
+in a cluster, the pool read-only at `/mnt/adg-input`, and the pipeline root at its own path.
 """
 
 from __future__ import annotations
@@ -46,6 +52,13 @@ class LocalRunOptions:
     tensor_parallel_size: int = GenerateConfig.tensor_parallel_size
     gpu_memory_utilization: float = GenerateConfig.gpu_memory_utilization
     selectors: list[str] = field(default_factory=lambda: ["adg"])
+    runner: str = "subprocess"  # or "docker": each task in its stage's image
+
+
+# Where the stage images keep models (their ADG_HOME, the model-cache PVC's mount path) and where
+# a container run finds the pool.
+IMAGE_ADG_HOME = "/var/cache/adg"
+CONTAINER_INPUT_DIR = "/mnt/adg-input"
 
 
 def compile_pipeline(output: str | Path) -> None:
@@ -87,8 +100,11 @@ def run_local(opts: LocalRunOptions) -> dict:
     """Run the whole pipeline locally; print and return the selection report."""
     from adg.comparison import plan_selectors
     from adg.models import resolve_model
+    from adg.records import PoolError
     from adg.subsets import summary_lines
 
+    if opts.runner == "docker" and opts.input.startswith("s3://"):
+        raise PoolError(f"{opts.input}: --runner docker reads a local pool (no network in tasks)")
     sampling = opts.sampling or SamplingConfig()
     _baselines, several = plan_selectors(opts.selectors)  # a bad name fails before the run
     out = Path(opts.output_dir).resolve()
@@ -101,19 +117,19 @@ def run_local(opts: LocalRunOptions) -> dict:
     # once per task.
     warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
     warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(out / "kfp-local"),
-        raise_on_error=True,
-    )
     root = out / "kfp-local"
+    pool = opts.input if opts.input.startswith("s3://") else str(Path(opts.input).resolve())
+    if opts.runner == "docker":
+        runner, pool, model = _docker_runner(opts, root, pool, model)
+    else:
+        runner = local.SubprocessRunner(use_venv=False)
+    local.init(runner=runner, pipeline_root=str(root), raise_on_error=True)
     before = set(root.glob(f"{PIPELINE_NAME}-*")) if root.exists() else set()
     started = time.time()
     print(
         f"adg run: {n} records, budget {budget}, {bins} bins, {opts.shard_count} shard(s), "
         f"model {model}"
     )
-    pool = opts.input if opts.input.startswith("s3://") else str(Path(opts.input).resolve())
     adg_pipeline(
         ingest_input=pool,
         model=model,
@@ -155,6 +171,75 @@ def run_local(opts: LocalRunOptions) -> dict:
         print((out / "comparison.md").read_text(encoding="utf-8"))
         print(f"adg run: selector comparison {out / 'comparison.html'}")
     return report
+
+
+def _docker_runner(opts: LocalRunOptions, root: Path, pool: str, model: str):
+    """(DockerRunner, pool and model as the containers see them) for `runner="docker"`."""
+    from docker.types import Mount
+    from kfp.local import docker_task_handler
+
+    from adg.models import adg_home
+
+    # The tasks run as the image's user, not the caller's: it must be able to write the root.
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o777)
+    home = adg_home().resolve()
+    mounts = [
+        Mount(IMAGE_ADG_HOME, str(home), type="bind", read_only=True),
+        Mount(CONTAINER_INPUT_DIR, str(Path(pool).parent), type="bind", read_only=True),
+    ]
+    _readable_by_all(Path(model))
+    if Path(model).is_relative_to(home):
+        model = str(IMAGE_ADG_HOME / Path(model).relative_to(home))
+    else:
+        target = f"/mnt/adg-model/{Path(model).name}"
+        mounts.append(Mount(target, model, type="bind", read_only=True))
+        model = target
+    # kfp.local's own container loop removes each container as it exits and then counts a
+    # container it can no longer find as a success (podman removes them at once): a failed task
+    # would pass. Ours waits for the exit status before removing the container.
+    docker_task_handler.run_docker_container = _run_container
+    runner = local.DockerRunner(mounts=mounts, network_mode="none")
+    return runner, f"{CONTAINER_INPUT_DIR}/{Path(pool).name}", model
+
+
+def _readable_by_all(path: Path) -> None:
+    """The tasks read the model as the image's user: the model (a public one, or the caller's
+    choice to mount) must be readable by others; a converted model folder is private by default."""
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        mode = p.stat().st_mode
+        wanted = mode | 0o444 | (0o111 if p.is_dir() else 0)
+        if wanted != mode:
+            p.chmod(wanted)
+
+
+def _run_container(client, image: str, command: list[str], volumes: dict, **run_args) -> int:
+    """Run one task's container (pulling its image if it is not there), stream its log, return
+    its exit status; replaces kfp.local.docker_task_handler.run_docker_container."""
+    from docker.errors import ImageNotFound
+
+    image = image if ":" in image.rsplit("/", 1)[-1] or "@" in image else f"{image}:latest"
+    try:
+        client.images.get(image)
+    except ImageNotFound:
+        print(f"adg run: pulling {image}")
+        client.images.pull(image)
+    run_args.pop("auto_remove", None)
+    container = client.containers.run(
+        image=image, command=command, detach=True, volumes=volumes, **run_args
+    )
+    try:
+        for line in container.logs(stream=True, follow=True):
+            print(line.decode(errors="replace"), end="")
+        code = container.wait()["StatusCode"]
+        # What the engine ran, in its own words (make container-test checks these lines).
+        container.reload()
+        user = container.attrs["Config"].get("User") or "root"
+        network = container.attrs["HostConfig"].get("NetworkMode")
+        print(f"adg run: container {container.short_id} of {image}: user {user}, network {network}")
+        return code
+    finally:
+        container.remove(force=True)
 
 
 def _copy_comparison(run_dir: Path, out: Path, analysed: bool) -> None:

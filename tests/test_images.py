@@ -164,8 +164,12 @@ def test_cpu_image_has_the_cpu_build_of_torch():
     pins = read_lock("cpu")
     assert pins["torch"].endswith("+cpu")
     assert not [p for p in pins if p.startswith("nvidia-") or p == "triton"]
-    run = " ".join(a for k, a in instructions(IMAGES / "cpu" / "Dockerfile") if k == "RUN")
-    assert "https://download.pytorch.org/whl/cpu" in run
+    steps = instructions(IMAGES / "cpu" / "Dockerfile")
+    # PyTorch's CPU index by default; the build argument lets a build name other wheel sources.
+    args = [a for k, a in steps if k == "ARG" and a.startswith("WHEEL_SOURCES=")]
+    assert args and "--extra-index-url https://download.pytorch.org/whl/cpu" in args[0]
+    run = " ".join(a for k, a in steps if k == "RUN")
+    assert "pip install ${WHEEL_SOURCES} --requirement /tmp/requirements.txt" in run
     for family in set(FAMILIES) - {"cpu"}:
         assert "+cpu" not in read_lock(family)["torch"], f"{family} needs CUDA torch"
 
@@ -318,3 +322,22 @@ def test_make_images_builds_every_family_with_buildx_and_lint_runs_hadolint():
     assert loop and sorted(loop.group(1).split()) == FAMILIES
     assert "--file images/$f/Dockerfile" in images and "adg-$f:0abc" in images
     assert "hadolint images/*/Dockerfile" in make_dry_run("lint")
+
+
+def test_make_images_with_podman_builds_the_same_tags():
+    docker = make_dry_run("images", "TAG=0abc", "REGISTRY=r.test/me")
+    podman = make_dry_run("images", "TAG=0abc", "REGISTRY=r.test/me", "ENGINE=podman")
+    assert "podman build" in podman and "docker" not in podman
+    tags = re.compile(r"--tag (\S+)")
+    assert tags.findall(podman) == tags.findall(docker) == ["r.test/me/adg-$f:0abc"]
+
+
+def test_make_push_checks_every_image_was_built_before_pushing_any():
+    push = make_dry_run("push", "TAG=0abc", "REGISTRY=r.test/me", "ENGINE=podman")
+    check, _, publish = push.partition("podman push")
+    # First loop: every family must exist as built, prefixed or as `make images` tags it bare.
+    assert "podman image inspect r.test/me/adg-$f:0abc" in check
+    assert "podman image inspect adg-$f:0abc" in check and "exit 2" in check
+    # Second loop: the bare tag is re-tagged only when the prefixed one was not built.
+    assert "podman tag adg-$f:0abc r.test/me/adg-$f:0abc" in check
+    assert "r.test/me/adg-$f:0abc" in publish

@@ -261,6 +261,7 @@ def cmd_run(a: argparse.Namespace) -> None:
         gpu_memory_utilization=a.gpu_memory_utilization,
         analyse=a.analyse,
         selectors=[m.strip() for m in a.selectors.split(",") if m.strip()],
+        runner=a.runner,
     )
     local.run_local(opts)
 
@@ -559,6 +560,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="adg",
         help="comma-separated selectors to compare side by side, e.g. adg,random,ifd "
         "(writes comparison.md/.html/.json)",
+    )
+    p.add_argument(
+        "--runner",
+        choices=("subprocess", "docker"),
+        default="subprocess",
+        help="subprocess: every task in this Python; docker: in its stage's image (ADG_IMAGE_*), "
+        "through the Docker API at DOCKER_HOST, without network (docs/deploy.md)",
     )
     p.set_defaults(func=cmd_run)
 

@@ -1,0 +1,250 @@
+#!/usr/bin/env bash
+# `make container-test`: build the `cpu` stage image from images/cpu/Dockerfile and run the whole
+# selection pipeline in it through kfp.local's DockerRunner, every task a container of that image
+# running as its non-root user, with no network, on a few records of the in-repository sample.
+# Exits non-zero unless top/middle/bottom come back and every task ran in a container.
+#
+# ENGINE=podman (default) or docker. With podman the script installs podman, buildah, runc and
+# debootstrap from Debian when they are missing, serves podman's Docker-compatible API for the
+# run, and, where the Dockerfile's base image cannot be pulled, builds a stand-in for it with
+# debootstrap (a local-test path only: the Dockerfile keeps naming the real base). The stand-in
+# base and the image are cached in the engine's image store between runs on one machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ENGINE=${ENGINE:-podman}
+TAG=${TAG:-$(git rev-parse --short HEAD 2>/dev/null || echo dev)}
+IMAGE=adg-cpu:$TAG
+RECORDS=${CONTAINER_TEST_RECORDS:-12}
+MAX_NEW_TOKENS=${CONTAINER_TEST_MAX_NEW_TOKENS:-8}
+POOL=${CONTAINER_TEST_POOL:-data/alpaca_gpt4_sample_200.jsonl}
+OUT=${CONTAINER_TEST_OUT:-runs/container-test}
+CACHE=${ADG_CONTAINER_CACHE:-$HOME/.cache/adg-container}
+VENV=${VENV:-.venv}
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+BASE=$(awk 'toupper($1) == "FROM" {print $2; exit}' images/cpu/Dockerfile)
+# The base's full name, as a registry would give it (python:3.11-slim-bookworm is Docker Hub's).
+case "$BASE" in
+  */*.*/* | *.*/* | localhost/*) ;;
+  */*) BASE=docker.io/$BASE ;;
+  *) BASE=docker.io/library/$BASE ;;
+esac
+mkdir -p "$CACHE"
+started=$SECONDS
+
+step() { echo "container-test: [$((SECONDS - started))s] $*"; }
+die() { echo "container-test: FAILED: $*" >&2; exit 1; }
+
+install_tools() {
+  local missing=()
+  for tool in podman buildah runc debootstrap; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+  done
+  [ ${#missing[@]} -eq 0 ] && return
+  step "installing ${missing[*]} (apt-get)"
+  [ "$(id -u)" = 0 ] || die "missing ${missing[*]}: install them (apt-get install podman buildah runc debootstrap)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman buildah runc debootstrap >/dev/null
+}
+
+# runc, not crun (crun refuses this machine's cgroup layout); ulimits no higher than the host's hard
+# limits; cgroupfs and a file event log, since there is no systemd.
+podman_config() {
+  local nofile nproc
+  nofile=$(ulimit -Hn); nproc=$(ulimit -Hu)
+  [ "$nofile" = unlimited ] || [ "$nofile" -gt 1024 ] && nofile=1024
+  [ "$nproc" = unlimited ] || [ "$nproc" -gt 1024 ] && nproc=1024
+  cat >"$CACHE/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+  export CONTAINERS_CONF=$CACHE/containers.conf
+}
+
+# A stand-in for python:3.11-slim-bookworm: Debian bookworm's Python 3.11 as `python`/`pip`, with
+# no EXTERNALLY-MANAGED marker, as the real image has. Tagged with the base's own name.
+stand_in_base() {
+  local tarball=$CACHE/bookworm-python311.tar root
+  if [ ! -s "$tarball" ]; then
+    step "debootstrap: a bookworm root file system with python3 (the stand-in base, once)"
+    root=$(mktemp -d "$CACHE/rootfs.XXXXXX")
+    debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,ca-certificates \
+      bookworm "$root" "$DEBIAN_MIRROR" >"$CACHE/debootstrap.log" 2>&1 \
+      || { rm -rf "$root"; die "debootstrap failed, see $CACHE/debootstrap.log"; }
+    ln -sf /usr/bin/python3 "$root/usr/local/bin/python"
+    ln -sf /usr/bin/pip3 "$root/usr/local/bin/pip"
+    rm -f "$root"/usr/lib/python3.*/EXTERNALLY-MANAGED
+    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+    tar -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+    rm -rf "$root"
+  fi
+  step "importing the stand-in base as $BASE"
+  podman import -q --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' "$tarball" "$BASE" >/dev/null
+}
+
+ensure_base() {
+  podman image exists "$BASE" && return
+  step "pulling $BASE"
+  timeout 120 podman pull -q "$BASE" >/dev/null 2>&1 && return
+  step "$BASE cannot be pulled here: building a stand-in"
+  stand_in_base
+}
+
+# The content of what the cpu image installs (its Dockerfile and lock, the package sources): an
+# image labelled with the same hash is reused as it is.
+context_hash() {
+  git ls-files -co --exclude-standard -- pyproject.toml README.md LICENSE src components pipelines \
+    images/cpu images/constraints.txt .dockerignore | sort | xargs sha256sum | sha256sum | cut -c1-16
+}
+
+# Pip inside the build: the host's CA bundle (for a TLS-inspecting proxy) and the host's on-disk
+# wheel folders (pip's find-links: the CPU torch wheel) mounted in, and named through the
+# Dockerfile's WHEEL_SOURCES instead of PyTorch's index. Without find-links, the Dockerfile's
+# default (PyTorch's CPU index) stays.
+build_options() {
+  local cert links dir
+  cert=${PIP_CERT:-$(python3 -m pip config get global.cert 2>/dev/null || true)}
+  links=${PIP_FIND_LINKS:-$(python3 -m pip config get global.find-links 2>/dev/null || true)}
+  BUILD_OPTS=()
+  if [ -n "$cert" ] && [ -f "$cert" ]; then
+    printf '[global]\ncert = /etc/adg-build-ca.crt\n' >"$CACHE/pip.conf"
+    BUILD_OPTS+=(-v "$cert:/etc/adg-build-ca.crt:ro" -v "$CACHE/pip.conf:/etc/pip.conf:ro")
+  fi
+  local sources=""
+  for dir in $links; do
+    [ -d "$dir" ] || continue
+    BUILD_OPTS+=(-v "$dir:$dir:ro")
+    sources+="--find-links $dir "
+  done
+  [ -n "$sources" ] && BUILD_OPTS+=(--build-arg "WHEEL_SOURCES=$sources")
+  return 0
+}
+
+build_image() {
+  local hash have
+  hash=$(context_hash)
+  have=$($ENGINE images -q --filter "label=adg.context=$hash" | head -1)
+  if [ -n "$have" ]; then
+    step "an image of these sources exists (context $hash): tagging it $IMAGE"
+    $ENGINE tag "$have" "$IMAGE"
+    return
+  fi
+  step "building $IMAGE from images/cpu/Dockerfile (context $hash)"
+  if [ "$ENGINE" = podman ]; then
+    build_options
+    buildah bud --isolation chroot --pull=never --network host "${BUILD_OPTS[@]}" \
+      --label "adg.context=$hash" -f images/cpu/Dockerfile -t "$IMAGE" . >"$CACHE/build.log" 2>&1 \
+      || { tail -30 "$CACHE/build.log"; die "image build failed, see $CACHE/build.log"; }
+  else
+    docker build --label "adg.context=$hash" -f images/cpu/Dockerfile -t "$IMAGE" . \
+      >"$CACHE/build.log" 2>&1 \
+      || { tail -30 "$CACHE/build.log"; die "image build failed, see $CACHE/build.log"; }
+  fi
+  step "built $IMAGE"
+  # Keep one image of this script per machine: drop those built from other sources.
+  $ENGINE images -q --filter label=adg.context | sort -u | while read -r id; do
+    [ "$($ENGINE image inspect --format '{{index .Config.Labels "adg.context"}}' "$id")" = "$hash" ] \
+      || $ENGINE rmi -f "$id" >/dev/null 2>&1 || true
+  done
+}
+
+# podman's Docker-compatible API for kfp.local's DockerRunner (the docker Python client).
+start_service() {
+  local sock=$CACHE/podman.sock
+  rm -f "$sock"
+  podman system service --time=0 "unix://$sock" >"$CACHE/service.log" 2>&1 &
+  SERVICE_PID=$!
+  trap 'kill $SERVICE_PID 2>/dev/null || true; wait $SERVICE_PID 2>/dev/null || true' EXIT
+  for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.2; done
+  [ -S "$sock" ] || die "podman system service did not start, see $CACHE/service.log"
+  export DOCKER_HOST=unix://$sock
+}
+
+install_tools_for_engine() {
+  if [ "$ENGINE" = podman ]; then
+    install_tools
+    podman_config
+  else
+    command -v docker >/dev/null && docker info >/dev/null 2>&1 \
+      || die "ENGINE=docker needs a running Docker engine"
+  fi
+}
+
+if [ "${1:-}" = base ]; then
+  install_tools; podman_config; ensure_base; exit 0
+fi
+
+[ -x "$VENV/bin/adg" ] || die "no $VENV/bin/adg: run make setup first"
+install_tools_for_engine
+if [ "$ENGINE" = podman ]; then
+  ensure_base
+  REF=localhost/$IMAGE  # podman's name for the local tag; DockerRunner looks it up verbatim
+else
+  REF=$IMAGE
+fi
+build_image
+USER_IN_IMAGE=$($ENGINE image inspect --format '{{.Config.User}}' "$IMAGE")
+step "image user: $USER_IN_IMAGE"
+
+# Every family mapped to the one CPU image: the compiled pipeline must name nothing else.
+export ADG_IMAGE_CPU=$REF ADG_IMAGE_GENERATE=$REF ADG_IMAGE_TRAIN=$REF ADG_IMAGE_EVAL=$REF
+rm -rf "$OUT"
+mkdir -p "$OUT"
+"$VENV/bin/adg" compile --output "$OUT/pipeline.yaml" >/dev/null
+others=$(grep -E '^ *image: ' "$OUT/pipeline.yaml" | sed 's/^ *image: //' | sort -u | grep -vxF "$REF" || true)
+[ -z "$others" ] || die "the compiled pipeline names other images: $others"
+grep -qE "^ *image: $REF$" "$OUT/pipeline.yaml" || die "the compiled pipeline names no $REF"
+
+[ "$ENGINE" = podman ] && start_service
+step "running the pipeline on $RECORDS records, $MAX_NEW_TOKENS-token answers, every task in $REF"
+"$VENV/bin/adg" run --runner docker --input "$POOL" --limit "$RECORDS" \
+  --max-new-tokens "$MAX_NEW_TOKENS" --cluster-count 2 --output-dir "$OUT" | tee "$OUT/run.log"
+containers=$(grep -cE "adg run: container [0-9a-f]+ of $REF: user $USER_IN_IMAGE, network none$" \
+  "$OUT/run.log" || true)
+
+# The checks: the subsets exist; every task folder holds only what the image's user wrote (the host
+# process is another user); the engine ran one container of the image per task, as that user and
+# with no network.
+"$VENV/bin/python" - "$OUT" "${USER_IN_IMAGE%%:*}" "$containers" <<'PY'
+import json, os, sys
+from pathlib import Path
+
+out, uid, started = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+errors = []
+for name in ("top", "middle", "bottom"):
+    path = out / f"{name}.json"
+    if not path.is_file() or not isinstance(json.loads(path.read_text()), list):
+        errors.append(f"{path}: missing or not a JSON array")
+if not json.loads((out / "top.json").read_text() or "[]"):
+    errors.append("top.json is empty")
+runs = sorted(r for r in (out / "kfp-local").iterdir() if r.is_dir() and r.name[0] != ".")
+tasks = sorted({f.parent for f in runs[-1].rglob("executor_output.json")}) if runs else []
+if not tasks:
+    errors.append("no task folders in the pipeline root")
+if uid == 0:
+    errors.append("the image runs as root")
+# A rootful engine on Linux keeps uids as they are: the files prove who wrote them. (Rootless
+# podman and Docker Desktop map uids, so there only the engine's record below counts.)
+for task in tasks if os.getuid() == 0 else []:
+    files = [f for f in task.rglob("*") if f.is_file()]
+    owners = {f.stat().st_uid for f in files}
+    if not files or owners != {uid}:
+        errors.append(f"{task.name}: files owned by {sorted(owners) or 'nobody'}, not uid {uid}")
+if started != len(tasks):
+    errors.append(f"{started} containers of the image (as uid {uid}, no network) for {len(tasks)} tasks")
+print(f"container-test: {len(tasks)} tasks, {started} containers of the image as uid {uid} "
+      "without network, every task's files written by that uid")
+for e in errors:
+    print(f"container-test: FAILED: {e}", file=sys.stderr)
+sys.exit(1 if errors else 0)
+PY
+# `make push` after an unprefixed `make images` pushes nothing that was never built.
+if make -s push ENGINE="$ENGINE" REGISTRY=registry.invalid/adg TAG=never-built >"$OUT/push.log" 2>&1; then
+  die "make push of a never-built tag succeeded"
+fi
+grep -q "was built" "$OUT/push.log" || die "make push failed otherwise: $(cat "$OUT/push.log")"
+step "passed"
