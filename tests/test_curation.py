@@ -110,8 +110,11 @@ def test_selection_is_over_the_whole_index(tmp_path):
     assert set(sel.top.tolist()) == set(np.argsort(-arrays.score)[:5].tolist())
 
 
-def test_mismatched_entries_are_refused_or_rescored(tmp_path):
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_mismatched_entries_are_refused_or_rescored(tmp_path, where, request):
     index = str(tmp_path / "index")
+    if where == "s3":
+        index = f"s3://{request.getfixturevalue('bucket')}/curation"
     records = sample_records(12)
     curate(tmp_path, index, "one", records[:8], settings=OTHER)
     with pytest.raises(curation.CurationMismatch, match=r"model='tiny-b'.*--rescore-mismatched"):
