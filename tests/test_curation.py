@@ -143,3 +143,16 @@ def test_parts_binning_equals_stage_binning_when_small():
     sampled = kmeans_bins_parts(parts, 5, fit_rows=120, pca_dims=4)
     assert sampled.shape == (300,) and set(np.unique(sampled)) == set(range(5))
     assert sampled[0] == 0  # renumbered by first appearance
+
+
+def test_a_local_pool_folder_is_read_file_by_file(tmp_path):
+    """`adg run --input FOLDER` (with a curation index): every pool file in it, sorted."""
+    from adg.ledger import local_pool_files, plan_sources
+
+    for name in ("b.jsonl", "a.json", "notes.txt"):
+        (tmp_path / name).write_text("[]")
+    assert [s["uri"] for s in plan_sources(str(tmp_path), "", "")] == [
+        str(tmp_path / "a.json"),
+        str(tmp_path / "b.jsonl"),
+    ]
+    assert local_pool_files(str(tmp_path / "a.json")) == []
