@@ -551,6 +551,7 @@ def select_version(
         "cluster_seed": seed,
         "cluster_pca_dims": pca_dims,
         "counts": {name: report[name]["count"] for name in GROUPS},
+        "top_score": report["top"]["score"],
         "previous": diff["previous"],
         "diff": report["diff"],
     }

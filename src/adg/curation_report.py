@@ -1,8 +1,8 @@
 """The curation history report: how the curated subset changed from version to version.
 
 One row per version of a curation index (oldest first): when and by which run it was written,
-how many entries and indexed records it covers, the size of its top set, and how many top
-records it added and dropped against the version before. Markdown and a static HTML page (every
+how many entries and indexed records it covers, the size and mean score of its top set, and how
+many top records it added and dropped against the version before. Markdown and a static HTML page (every
 value escaped); input is the list of version manifests written by `adg.curation.select_version`.
 """
 
@@ -11,7 +11,21 @@ from __future__ import annotations
 import html
 from typing import Any
 
-HEAD = ("version", "written", "run", "entries", "indexed records", "top", "added", "dropped")
+HEAD = (
+    "version",
+    "written",
+    "run",
+    "entries",
+    "indexed records",
+    "top",
+    "top mean score",
+    "added",
+    "dropped",
+)
+
+
+def _num(x: Any) -> str:
+    return "-" if x is None else f"{x:.4f}"
 
 
 def _rows(history: list[dict[str, Any]]) -> list[list[str]]:
@@ -26,6 +40,7 @@ def _rows(history: list[dict[str, Any]]) -> list[list[str]]:
                 str(len(m.get("entries", []))),
                 str(m.get("records", "")),
                 str((m.get("counts") or {}).get("top", "")),
+                _num((m.get("top_score") or {}).get("mean")),
                 str(diff.get("added", "")),
                 str(diff.get("dropped", "")),
             ]
