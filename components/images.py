@@ -17,6 +17,7 @@ STAGE_FAMILY = {
     "select": "cpu",
     "export": "cpu",
     "ledger": "cpu",
+    "curation": "cpu",
     "compare": "cpu",
     "analyse": "generate",
     "generate": "generate",

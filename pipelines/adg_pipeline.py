@@ -1,5 +1,7 @@
 """The ADG selection pipeline: ingest → shard → [generate → score] per shard → merge,
 ingest → embed → cluster, → select → (export) → (record_ledger); select → (analyse).
+With a curation index: ingest → curation_plan → [generate → score] per shard → merge, embed →
+curation_add → curation_select (over the whole index) → (record_ledger).
 
 Only wiring lives here; every stage is a component in `components/` calling the `adg` library,
 and where each task runs in a cluster is decided by `pipelines/placement.py`. The parameters'
@@ -22,6 +24,7 @@ from adg.config import (
 from adg_kfp.components.analyse import analyse
 from adg_kfp.components.cluster import cluster
 from adg_kfp.components.compare import compare, plan_selectors
+from adg_kfp.components.curation import curation_add, curation_plan, curation_route, curation_select
 from adg_kfp.components.embed import embed
 from adg_kfp.components.evaluate import evaluate
 from adg_kfp.components.export import export
@@ -110,6 +113,8 @@ def adg_pipeline(
     checkpoint_uri: str = "",
     checkpoint_every: int = CheckpointConfig.checkpoint_every,
     export_uri: str = "",
+    curation_index_uri: str = "",
+    curation_rescore_mismatched: bool = False,
     # --- train and evaluate (run only when train_enabled) ---
     train_enabled: bool = False,
     train_epochs: float = TrainConfig.epochs,
@@ -202,6 +207,14 @@ def adg_pipeline(
         checkpoint_every: records between two checkpoint uploads.
         export_uri: s3:// prefix to export top/middle/bottom.json, the report and a run manifest
             to (empty = no export).
+        curation_index_uri: continuous curation: a curation index (s3:// prefix) that keeps every
+            batch scored so far; only the pool records not in it are generated, embedded and
+            scored, then the select_budget is selected over all indexed records into a new
+            version of the curated set under <index>/versions/ (with a manifest and a diff
+            against the previous version). Empty = select within this run's pool only. Batch
+            selection, baselines, training and export do not run in this mode.
+        curation_rescore_mismatched: entries of the index scored with another model or other
+            sampling/score settings are re-scored with this run's (off: the run refuses them).
         train_enabled: fine-tune `model` on the top subset and evaluate it (off: curation only).
         train_epochs: training epochs.
         train_max_steps: stop after this many optimizer steps (0 = run all epochs).
@@ -306,7 +319,10 @@ def adg_pipeline(
     use_object_store_secret(cpu_task(uncached(ing), "ingest"), storage_secret)
     ing.after(check)
 
-    with dsl.If(ing.outputs["new_files"] > 0, name="new-pool-files"):
+    route = curation_route(new_files=ing.outputs["new_files"], index_uri=curation_index_uri)
+    cpu_task(route.set_display_name("curation_route"), "shard")
+
+    with dsl.If(route.output == "batch", name="new-pool-files"):
         pool = ing.outputs["pool"]
         shards = shard(records=ing.outputs["records"], shard_count=shard_count)
         cpu_task(shards.set_display_name("shard"), "shard")
@@ -532,6 +548,108 @@ def adg_pipeline(
             on_gpu(tasks, "analyse", analyse_gpu_count)
             use_object_store_secret(tasks, storage_secret)
             use_endpoint_key(tasks, storage_secret)
+
+    with dsl.Elif(route.output == "curate", name="curate"):
+        # What decides a score; the index refuses to rank entries that differ in any of it.
+        settings = {
+            "generate_num_samples": generate_num_samples,
+            "generate_temperature": generate_temperature,
+            "generate_top_p": generate_top_p,
+            "generate_max_new_tokens": generate_max_new_tokens,
+            "generate_seed": generate_seed,
+            "generate_prompt_format": generate_prompt_format,
+            "score_dispersion_weight": score_dispersion_weight,
+            "score_anisotropy_weight": score_anisotropy_weight,
+        }
+        index_args = {"index_uri": curation_index_uri, "model": model, "settings": settings}
+        plan = curation_plan(
+            pool=ing.outputs["pool"], rescore_mismatched=curation_rescore_mismatched, **index_args
+        ).set_display_name("curation_plan")
+        use_object_store_secret(cpu_task(plan, "curation"), storage_secret)
+        plan.set_caching_options(False)
+        select_args = {
+            "index_uri": curation_index_uri,
+            "budget": select_budget,
+            "cluster_count": cluster_count,
+            "cluster_seed": cluster_seed,
+            "cluster_pca_dims": cluster_pca_dims,
+            "strategy": select_strategy,
+            "run_id": run_id,
+        }
+
+        def curated_version(after=None):
+            """Select over the whole index (after this run's entry, if any), then the ledger."""
+            version = curation_select(**select_args).set_display_name("curation_select")
+            use_object_store_secret(cpu_task(version, "curation"), storage_secret)
+            version.set_caching_options(False)
+            if after is not None:
+                version.after(after)
+            with dsl.If(ingest_ledger_uri != "", name="curation-ledger-given"):
+                ledger = record_ledger(
+                    ledger_uri=ingest_ledger_uri, sources=ing.outputs["sources"], run_id=run_id
+                ).set_display_name("record_ledger")
+                use_object_store_secret(cpu_task(ledger, "ledger"), storage_secret)
+                ledger.after(version).set_caching_options(False)
+
+        with dsl.If(plan.outputs["records"] > 0, name="curation-new-records"):
+            todo = plan.outputs["todo"]
+            todo_shards = shard(records=plan.outputs["records"], shard_count=shard_count)
+            cpu_task(todo_shards.set_display_name("shard"), "shard")
+            with dsl.ParallelFor(
+                todo_shards.output, parallelism=SHARD_PARALLELISM, name="curation-shards"
+            ) as index:
+                gen = generate(
+                    pool=todo,
+                    model=model,
+                    num_samples=generate_num_samples,
+                    temperature=generate_temperature,
+                    top_p=generate_top_p,
+                    max_new_tokens=generate_max_new_tokens,
+                    seed=generate_seed,
+                    batch_size=generate_batch_size,
+                    backend=generate_backend,
+                    prompt_format=generate_prompt_format,
+                    tensor_parallel_size=generate_tensor_parallel_size,
+                    gpu_memory_utilization=generate_gpu_memory_utilization,
+                    shard_index=index,
+                    shard_count=shard_count,
+                    checkpoint_uri=checkpoints,
+                    checkpoint_every=checkpoint_every,
+                    run_id=run_id,
+                ).set_display_name("generate")
+                on_gpu(gen, "generate", generate_tensor_parallel_size)
+                use_object_store_secret(gen, storage_secret)
+                scored_shard = score(
+                    generated=gen.outputs["generated"],
+                    model=model,
+                    dispersion_weight=score_dispersion_weight,
+                    anisotropy_weight=score_anisotropy_weight,
+                    all_metrics=score_all_metrics,
+                    shard_index=index,
+                    checkpoint_uri=checkpoints,
+                    checkpoint_every=checkpoint_every,
+                    run_id=run_id,
+                ).set_display_name("score")
+                on_gpu(scored_shard, "score", score_gpu_count)
+                use_object_store_secret(scored_shard, storage_secret)
+            scored = merge(pool=todo, shards=dsl.Collected(scored_shard.outputs["scored"]))
+            cpu_task(scored.set_display_name("merge"), "merge")
+            emb = embed(pool=todo, model=model).set_display_name("embed")
+            on_gpu(emb, "embed", embed_gpu_count)
+            use_object_store_secret(emb, storage_secret)
+            added = curation_add(
+                scored=scored.outputs["merged"],
+                embeddings=emb.outputs["embeddings"],
+                run_id=run_id,
+                supersedes=plan.outputs["supersedes"],
+                sources=ing.outputs["sources"],
+                **index_args,
+            ).set_display_name("curation_add")
+            use_object_store_secret(cpu_task(added, "curation"), storage_secret)
+            added.set_caching_options(False)
+            curated_version(after=added)
+        with dsl.Else(name="curation-all-indexed"):
+            curated_version()
 
     with dsl.Else(name="nothing-new"):
         idle = nothing_to_do(

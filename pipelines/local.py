@@ -15,6 +15,10 @@ pipeline is imported) through `kfp.local.DockerRunner`, against whatever engine 
 names (Docker, or podman's Docker-compatible service), as the image's own user and with no
 network: the model cache is mounted read-only at the images' `ADG_HOME` as the model-cache PVC is
 in a cluster, the pool read-only at `/mnt/adg-input`, and the pipeline root at its own path.
+
+With a curation index (a local folder or an s3:// prefix) the subsets are the new version of the
+curated set, selected over the whole index, copied with its diff.json and history report; the
+index is checked for entries scored otherwise before the run starts.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class LocalRunOptions:
     gpu_memory_utilization: float = GenerateConfig.gpu_memory_utilization
     selectors: list[str] = field(default_factory=lambda: ["adg"])
     runner: str = "subprocess"  # or "docker": each task in its stage's image
+    curation_index: str = ""
+    rescore_mismatched: bool = False
 
 
 # Where the stage images keep models (their ADG_HOME, the model-cache PVC's mount path) and where
@@ -69,16 +75,21 @@ def compile_pipeline(output: str | Path) -> None:
 def plan_sizes(opts: LocalRunOptions) -> tuple[int, int, int]:
     """(valid records, budget, bin count) for the run, from a read of the pool."""
     from adg.clustering import auto_bin_count
+    from adg.ledger import local_pool_files
     from adg.records import PoolError, read_pool
     from adg.storage import local_copy
 
-    with local_copy(opts.input) as path:
-        n = len(read_pool(path).records)
+    n = 0
+    for source in local_pool_files(opts.input) or [opts.input]:
+        with local_copy(source) as path:
+            n += len(read_pool(path).records)
     if opts.limit:
         n = min(n, opts.limit)
     if n == 0:
         raise PoolError(f"{opts.input}: no valid records")
     budget = opts.budget or max(1, round(0.2 * n))
+    if opts.curation_index:  # the budget is over the whole index: curation_select checks it
+        return n, budget, opts.cluster_count
     if budget > n:
         raise PoolError(f"budget {budget} is larger than the pool ({n} valid records)")
     bins = opts.cluster_count or auto_bin_count(n)
@@ -90,7 +101,7 @@ def _subsets_dir(root: Path, before: set[Path]) -> Path:
     runs = sorted(set(root.glob(f"{PIPELINE_NAME}-*")) - before, key=lambda p: p.stat().st_mtime)
     if not runs:
         raise RuntimeError(f"no pipeline run folder appeared under {root}")
-    for task in ("select", "nothing-to-do"):
+    for task in ("select", "curation-select", "curation-select-2", "nothing-to-do"):
         if (runs[-1] / task / "top").is_file():
             return runs[-1] / task
     raise RuntimeError(f"{runs[-1]}: neither select nor nothing_to_do wrote the subsets")
@@ -111,6 +122,12 @@ def run_local(opts: LocalRunOptions) -> dict:
     n, budget, bins = plan_sizes(opts)
     # Resolve (and on first use, convert) the model once here, not in each component.
     model = str(resolve_model(opts.model).resolve())
+    index = opts.curation_index
+    if index:
+        from adg.curation import check_consistency
+
+        index = index if index.startswith("s3://") else str(Path(index).resolve())
+        check_consistency(index, _curation_settings(model, sampling, opts), opts.rescore_mismatched)
     out.mkdir(parents=True, exist_ok=True)
     # Running the stages in this Python environment instead of their images is the point here, and
     # GPU limits, resources and selectors only mean something in a cluster: kfp.local says both
@@ -128,7 +145,7 @@ def run_local(opts: LocalRunOptions) -> dict:
     started = time.time()
     print(
         f"adg run: {n} records, budget {budget}, {bins} bins, {opts.shard_count} shard(s), "
-        f"model {model}"
+        f"model {model}" + (f", curation index {index}" if index else "")
     )
     adg_pipeline(
         ingest_input=pool,
@@ -154,12 +171,16 @@ def run_local(opts: LocalRunOptions) -> dict:
         export_uri=opts.export_uri,
         analyse_enabled=opts.analyse,
         selectors=opts.selectors,
+        curation_index_uri=index,
+        curation_rescore_mismatched=opts.rescore_mismatched,
     )
     task_dir = _subsets_dir(root, before)
     for name in ("top", "middle", "bottom", "report"):
         target = out / ("selection_report.json" if name == "report" else f"{name}.json")
         shutil.copyfile(task_dir / name, target)
     _copy_report(task_dir, out, opts.analyse)
+    if (task_dir / "diff").is_file():
+        shutil.copyfile(task_dir / "diff", out / "diff.json")
     if several:
         _copy_comparison(task_dir.parent, out, opts.analyse)
     report = json.loads((out / "selection_report.json").read_text())
@@ -240,6 +261,23 @@ def _run_container(client, image: str, command: list[str], volumes: dict, **run_
         return code
     finally:
         container.remove(force=True)
+
+
+def _curation_settings(model: str, sampling, opts: LocalRunOptions) -> dict:
+    """The index's scoring settings, as the pipeline's curation tasks build them."""
+    from adg.curation import scoring_settings
+
+    return scoring_settings(
+        model,
+        generate_num_samples=sampling.num_samples,
+        generate_temperature=sampling.temperature,
+        generate_top_p=sampling.top_p,
+        generate_max_new_tokens=sampling.max_new_tokens,
+        generate_seed=sampling.seed,
+        generate_prompt_format=sampling.prompt_format,
+        score_dispersion_weight=opts.dispersion_weight,
+        score_anisotropy_weight=opts.anisotropy_weight,
+    )
 
 
 def _copy_comparison(run_dir: Path, out: Path, analysed: bool) -> None:

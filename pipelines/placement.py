@@ -47,6 +47,8 @@ RESOURCES = {
     "analyse": Resources("2", "8", "16Gi", "32Gi"),
     "export": Resources("250m", "1", "512Mi", "2Gi"),
     "ledger": Resources("100m", "500m", "256Mi", "512Mi"),
+    # Re-clustering the index: a 200K-row float32 sample plus memory-mapped float16 embeddings.
+    "curation": Resources("2", "4", "8Gi", "32Gi"),
     "compare": Resources("250m", "1", "1Gi", "4Gi"),
     "train": Resources("8", "16", "64Gi", "128Gi"),
     "evaluate": Resources("4", "8", "32Gi", "64Gi"),

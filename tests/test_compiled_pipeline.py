@@ -34,6 +34,18 @@ GPU_EXECUTORS = {
     "exec-score-3": "score_gpu_count",
     "exec-train-2": "train_num_gpus",
     "exec-evaluate-2": "evaluate_gpu_count",
+    # The curation branch's fan-out and embed.
+    "exec-generate-2": "generate_tensor_parallel_size",
+    "exec-score-4": "score_gpu_count",
+    "exec-embed-2": "embed_gpu_count",
+}
+CURATION_EXECUTORS = {
+    "exec-curation-plan",
+    "exec-curation-add",
+    "exec-curation-select",
+    "exec-curation-select-2",
+    "exec-record-ledger-2",
+    "exec-record-ledger-3",
 }
 CPU_EXECUTORS = {
     "exec-preflight",
@@ -50,6 +62,10 @@ CPU_EXECUTORS = {
     "exec-select-3",
     "exec-compare",
     "exec-compare-2",
+    "exec-curation-route",
+    "exec-shard-2",
+    "exec-merge-2",
+    *CURATION_EXECUTORS,
 }
 STORAGE_EXECUTORS = {
     "exec-preflight",
@@ -67,6 +83,10 @@ STORAGE_EXECUTORS = {
     "exec-score-3",
     "exec-train-2",
     "exec-evaluate-2",
+    "exec-generate-2",
+    "exec-score-4",
+    "exec-embed-2",
+    *CURATION_EXECUTORS,
 }
 EXECUTOR_STAGE = {
     "exec-record-ledger": "ledger",
@@ -79,6 +99,18 @@ EXECUTOR_STAGE = {
     "exec-select-3": "select",
     "exec-train-2": "train",
     "exec-evaluate-2": "evaluate",
+    "exec-generate-2": "generate",
+    "exec-score-4": "score",
+    "exec-embed-2": "embed",
+    "exec-shard-2": "shard",
+    "exec-merge-2": "merge",
+    "exec-curation-route": "curation",
+    "exec-curation-plan": "curation",
+    "exec-curation-add": "curation",
+    "exec-curation-select": "curation",
+    "exec-curation-select-2": "curation",
+    "exec-record-ledger-2": "ledger",
+    "exec-record-ledger-3": "ledger",
 }
 SENTINEL_KEY, SENTINEL_SECRET = "AKIAADGSENTINEL0001", "adg-sentinel-secret-value/0123456789"
 
@@ -242,7 +274,10 @@ def test_nothing_new_branch_and_ledger_after_select(compiled):
     spec = compiled[1]
     tasks = all_tasks(spec)
     conditions = [t["triggerPolicy"]["condition"] for t in tasks.values() if "triggerPolicy" in t]
-    assert any("ingest-new_files" in c and "> 0" in c for c in conditions)
+    # New files and no curation index: the batch branch; none: nothing_to_do.
+    assert any("curation-route-Output'] == 'batch'" in c for c in conditions)
+    route = tasks["comp-curation-route"]["inputs"]["parameters"]["new_files"]
+    assert route["taskOutputParameter"]["producerTask"] == "ingest"
     assert "comp-nothing-to-do" in tasks
     # record_ledger sits in its own dsl.If, which waits for export, which waits for select.
     (group,) = [
@@ -318,3 +353,30 @@ def test_ui_names(compiled):
     assert spec["pipelineInfo"]["description"]
     names = {t["taskInfo"]["name"] for t in all_tasks(spec).values()}
     assert {"shards", "baseline-selectors"} <= names
+
+
+def test_curation_branch(compiled):
+    """With a curation index: plan → [generate → score] → merge, embed → add → select over the
+    index → ledger; the tasks that read or write the index are never cached."""
+    spec = compiled[1]
+    tasks = all_tasks(spec)
+    conditions = [t["triggerPolicy"]["condition"] for t in tasks.values() if "triggerPolicy" in t]
+    assert any("curation-route-Output'] == 'curate'" in c for c in conditions)
+    assert any("curation-plan-records']) > 0" in c for c in conditions)
+    for name in CURATION_EXECUTORS:
+        assert tasks[name.replace("exec-", "comp-")]["cachingOptions"] == {}, name
+    assert sorted(tasks["comp-curation-add"]["dependentTasks"]) == ["embed-2", "merge-2"]
+    assert tasks["comp-curation-select"]["dependentTasks"] == ["curation-add"]
+    ledger_groups = {
+        name: comp
+        for name, comp in spec["components"].items()
+        if {"record-ledger-2", "record-ledger-3"} & set(comp.get("dag", {}).get("tasks", {}))
+    }
+    assert {tasks[g]["dependentTasks"][0] for g in ledger_groups} == {
+        "curation-select",
+        "curation-select-2",
+    }
+    loop = next(
+        c for c in spec["components"].values() if "generate-2" in c.get("dag", {}).get("tasks", {})
+    )
+    assert set(loop["dag"]["tasks"]) == {"generate-2", "score-4"}

@@ -46,6 +46,7 @@ def test_parameters_are_stage_prefixed(compiled):
         "train",
         "evaluate",
         "analyse",
+        "curation",
     )
     # Settings that apply to the whole run rather than to one stage.
     run_wide = {
@@ -98,3 +99,48 @@ def test_run_rejects_budget_larger_than_pool(tmp_path, capsys):
     code = main(["run", "--input", str(pool), "--budget", "9", "--output-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "budget 9 is larger than the pool (4 valid records)" in err
+
+
+@pytest.mark.kfp_local
+def test_curation_index_two_runs(tmp_path, tiny_model_dir, tiny_qwen_dir, capsys):
+    """Run 1 curates one file; run 2 sees it plus a new file and scores only the new records,
+    selecting over both; a run with another model is refused before it starts."""
+    pools, index = tmp_path / "pools", tmp_path / "index"
+    pools.mkdir()
+    records = sample_records(14)
+    write_jsonl(pools / "a.jsonl", records[:8])
+    base = ["run", "--input", str(pools), "--curation-index", str(index), "--budget", "4"]
+    base += ["--num-samples", "3", "--max-new-tokens", "6", "--cluster-count", "2"]
+
+    def run(n, model=tiny_model_dir):
+        out = tmp_path / f"run{n}"
+        code = main([*base, "--model", str(model), "--output-dir", str(out)])
+        return code, out
+
+    assert run(1)[0] == 0
+    write_jsonl(pools / "b.jsonl", records[8:])
+    capsys.readouterr()
+    code, out = run(2)
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "curation plan: 6 records to score (14 in the pool, 8 already indexed" in printed
+    entries = sorted(p.name for p in (index / "entries").iterdir())
+    assert entries == ["000001", "000002"]
+    second = json.loads((index / "entries" / "000002" / "manifest.json").read_text())
+    assert second["records"] == 6 and {s.rsplit("/", 1)[-1] for s in second["sources"]} == {
+        "a.jsonl",
+        "b.jsonl",
+    }
+    version = json.loads((index / "versions" / "000002" / "manifest.json").read_text())
+    assert version["entries"] == ["000001", "000002"] and version["records"] == 14
+    top = json.loads((out / "top.json").read_text())
+    assert len(top) == 4 and all("generated_answers" in r for r in top)
+    report = json.loads((out / "selection_report.json").read_text())
+    assert report["records"] == 14 and report["diff"]["previous"] == "000001"
+    diff = json.loads((out / "diff.json").read_text())
+    assert len(diff["added"]) == report["diff"]["added"]
+    assert "| 000002 |" in (out / "report.md").read_text()
+    code, _ = run(3, model=tiny_qwen_dir)
+    err = capsys.readouterr().err
+    assert code == 2 and "was scored with model=" in err and "--rescore-mismatched" in err
+    assert sorted(p.name for p in (index / "entries").iterdir()) == entries

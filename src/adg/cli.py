@@ -262,6 +262,8 @@ def cmd_run(a: argparse.Namespace) -> None:
         analyse=a.analyse,
         selectors=[m.strip() for m in a.selectors.split(",") if m.strip()],
         runner=a.runner,
+        curation_index=a.curation_index,
+        rescore_mismatched=a.rescore_mismatched,
     )
     local.run_local(opts)
 
@@ -539,7 +541,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_analyse)
 
     p = sub.add_parser("run", help="run the whole KFP pipeline locally (kfp.local)")
-    p.add_argument("--input", default=str(default_pool()), help="pool (default: in-repo sample)")
+    p.add_argument(
+        "--input",
+        default=str(default_pool()),
+        help="pool file, or a folder of pool files (default: in-repo sample)",
+    )
     _model_arg(p)
     p.add_argument("--budget", type=int, default=0, help="records to select (default: 20%%)")
     p.add_argument("--output-dir", default="runs/latest")
@@ -567,6 +573,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="subprocess",
         help="subprocess: every task in this Python; docker: in its stage's image (ADG_IMAGE_*), "
         "through the Docker API at DOCKER_HOST, without network (docs/deploy.md)",
+    )
+    p.add_argument(
+        "--curation-index",
+        default="",
+        help="folder or s3:// prefix of a curation index: score only records not in it, then "
+        "select the budget over everything indexed (a new version of the curated set)",
+    )
+    p.add_argument(
+        "--rescore-mismatched",
+        action="store_true",
+        help="re-score index entries scored with another model or settings (default: refuse)",
     )
     p.set_defaults(func=cmd_run)
 

@@ -1,0 +1,599 @@
+"""Continuous curation: an append-only index of scored batches, and the best subset of all of it.
+
+A curation index is a local folder or an s3:// prefix. Every curated batch becomes one *entry*,
+written once and never changed:
+
+    entries/<NNNNNN>/scored.jsonl     the scored records, with their K generated answers
+    entries/<NNNNNN>/embeddings.npy   float16 [n, H] unit-norm instruction vectors, same order
+    entries/<NNNNNN>/arrays.npz       float64 score / dispersion / anisotropy [n], and uint64
+                                      id_hash / content_hash [n] (dedup keys), same order
+    entries/<NNNNNN>/manifest.json    written last: the model id and scoring settings, record
+                                      count, sha256 of each file, the run that wrote it, and
+                                      the entries it supersedes (re-scored ones)
+
+Every selection over the index becomes one *version*:
+
+    versions/<NNNNNN>/top.json, middle.json, bottom.json   the curated subsets
+    versions/<NNNNNN>/selection_report.json                counts, score stats, the diff
+    versions/<NNNNNN>/diff.json                            top ids added / dropped vs the previous
+    versions/<NNNNNN>/report.md, report.html               the history of all versions
+    versions/<NNNNNN>/manifest.json                        written last: entries covered, sha256
+
+A run first *plans* (`plan_batch`): pool records already in the index (same id, or the same
+instruction + input + output) are dropped, so each record is generated, embedded and scored once.
+Entries scored with another model or other scoring settings are never ranked together with this
+run's: planning refuses (`CurationMismatch`), or, with `rescore_mismatched`, sends those entries'
+records through this run again; the new entry then supersedes them. After scoring, `add_entry`
+writes the batch, and `select_version` re-clusters every active entry's embeddings and selects the
+budget over all indexed records. Selection holds only arrays in memory (embeddings memory-mapped,
+scores and hashes as numpy arrays); record text is streamed once to pick the selected rows.
+Runs must not overlap on one index (the schedule's max concurrency is 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adg import storage
+from adg.records import PoolError, id_key, iter_records, write_json_array, write_jsonl
+
+log = logging.getLogger(__name__)
+
+ENTRY_FILES = ("scored.jsonl", "embeddings.npy", "arrays.npz")
+VERSION_FILES = (
+    "top.json",
+    "middle.json",
+    "bottom.json",
+    "selection_report.json",
+    "diff.json",
+    "report.md",
+    "report.html",
+)
+GROUPS = ("top", "middle", "bottom")
+# Fields generate and score add; stripped when a superseded entry's records are scored again.
+SCORED_FIELDS = ("generated_answers", "score", "dispersion", "anisotropy")
+
+
+class CurationMismatch(ValueError):
+    """Index entries were scored with another model or other settings than this run's."""
+
+
+# --- identity -----------------------------------------------------------------------------------
+
+
+def model_id(model: str) -> str:
+    """The model as the index records it: the spec as given; "" is the embedded model."""
+    if model:
+        return str(model)
+    from adg.models import EMBEDDED_NAME
+
+    return f"embedded:{EMBEDDED_NAME}"
+
+
+def scoring_settings(model: str, **settings: Any) -> dict[str, Any]:
+    """What decides a record's score: the model id plus sampling and score settings.
+
+    Numbers are normalised (2.0 and 2 are the same setting; KFP passes dict values as strings).
+    """
+    out: dict[str, Any] = {"model": model_id(model)}
+    for key, value in sorted(settings.items()):
+        out[key] = storage._plain(value)
+    return out
+
+
+def _hash64(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+
+
+def record_keys(record: dict[str, Any]) -> tuple[int, int]:
+    """(id hash, content hash): 1 and "1" are different ids; content is instruction+input+output."""
+    id_text = json.dumps(record["id"], ensure_ascii=False)
+    content = "\x1f".join(str(record.get(f) or "") for f in ("instruction", "input", "output"))
+    return _hash64(id_text), _hash64(content)
+
+
+# --- the index's storage (a local folder or an s3:// prefix) ------------------------------------
+
+
+@dataclass
+class Index:
+    root: str
+
+    def uri(self, *parts: str) -> str:
+        if storage.is_s3(self.root):
+            return storage.join(self.root, *parts)
+        return str(Path(self.root, *parts))
+
+    def read_json(self, *parts: str) -> Any:
+        uri = self.uri(*parts)
+        if storage.is_s3(uri):
+            return storage.read_json(uri, default=None)
+        path = Path(uri)
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise PoolError(f"{path}:{err.lineno}: malformed JSON: {err.msg}") from None
+
+    def put(self, local: str | os.PathLike, *parts: str) -> None:
+        uri = self.uri(*parts)
+        if storage.is_s3(uri):
+            storage.upload(local, uri)
+            return
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        tmp = f"{uri}.tmp"
+        shutil.copyfile(local, tmp)
+        os.replace(tmp, uri)
+
+    def put_json(self, value: Any, *parts: str) -> None:
+        uri = self.uri(*parts)
+        if storage.is_s3(uri):
+            storage.write_json(uri, value)
+            return
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        tmp = f"{uri}.tmp"
+        Path(tmp).write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", "utf-8")
+        os.replace(tmp, uri)
+
+    @contextmanager
+    def local(self, *parts: str):
+        """A local path of one file (downloaded to a temp folder for s3://)."""
+        with storage.local_copy(self.uri(*parts)) as path:
+            yield Path(path)
+
+    def fetch(self, dest: Path, *parts: str) -> Path:
+        """A local path of one file: the file itself locally, else downloaded to `dest`."""
+        uri = self.uri(*parts)
+        if not storage.is_s3(uri):
+            return Path(uri)
+        return storage.download(uri, dest / "/".join(parts))
+
+    def manifests(self, kind: str) -> list[dict[str, Any]]:
+        """The complete entries or versions (those with a manifest), sorted by their id."""
+        if storage.is_s3(self.root):
+            prefix = storage.join(self.root, kind) + "/"
+            names = sorted(
+                {
+                    o.key.rsplit("/", 2)[-2]
+                    for o in storage.list_objects(prefix)
+                    if o.key.endswith("/manifest.json")
+                }
+            )
+        else:
+            folder = Path(self.root, kind)
+            names = sorted(p.parent.name for p in folder.glob("*/manifest.json"))
+        out = []
+        for name in names:
+            manifest = self.read_json(kind, name, "manifest.json")
+            if not isinstance(manifest, dict) or manifest.get("id") != name:
+                raise PoolError(f"{self.uri(kind, name, 'manifest.json')}: not an ADG manifest")
+            out.append(manifest)
+        return out
+
+
+def _next_id(existing: list[dict[str, Any]]) -> str:
+    return f"{max((int(m['id']) for m in existing), default=0) + 1:06d}"
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _describe(settings: dict[str, Any], other: dict[str, Any]) -> str:
+    diff = [k for k in sorted(set(settings) | set(other)) if settings.get(k) != other.get(k)]
+    return ", ".join(f"{k}={settings.get(k)!r} (this run: {other.get(k)!r})" for k in diff)
+
+
+def active_entries(
+    index: Index, settings: dict[str, Any] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(entries that rank with `settings`, entries scored otherwise); superseded ones are left
+    out. Without `settings`, all active entries must agree with each other."""
+    entries = index.manifests("entries")
+    superseded = {s for m in entries for s in m.get("supersedes", [])}
+    live = [m for m in entries if m["id"] not in superseded]
+    if settings is None and live:
+        settings = live[-1]["settings"]
+    same = [m for m in live if m["settings"] == settings]
+    other = [m for m in live if m["settings"] != settings]
+    return same, other
+
+
+def check_consistency(
+    index_uri: str, settings: dict[str, Any], rescore_mismatched: bool = False
+) -> list[dict[str, Any]]:
+    """The index's entries scored otherwise than `settings` (to re-score); raises
+    `CurationMismatch` when there are any and `rescore_mismatched` is off."""
+    _same, other = active_entries(Index(index_uri), settings)
+    if other and not rescore_mismatched:
+        first = other[0]
+        how = _describe(first["settings"], settings)
+        raise CurationMismatch(
+            f"curation index {index_uri}: entry {first['id']} ({first['records']} records, run "
+            f"{first.get('run_id') or '?'}) was scored with {how}"
+            f"; {len(other)} entr{'y' if len(other) == 1 else 'ies'} differ. Records scored "
+            "differently are never ranked together: re-run with --rescore-mismatched "
+            "(pipeline: curation_rescore_mismatched) to score them again, or use another index"
+        )
+    return other
+
+
+# --- planning: which records this run must score ------------------------------------------------
+
+
+@dataclass
+class Plan:
+    records: int  # records to generate, embed and score in this run
+    pool: int  # records in the pool
+    duplicates: int  # pool records already in the index (or repeated in the pool)
+    rescored: int  # records of superseded entries scored again
+    supersedes: list[str]
+
+    def line(self) -> str:
+        return (
+            f"curation plan: {self.records} records to score ({self.pool} in the pool, "
+            f"{self.duplicates} already indexed or repeated, {self.rescored} re-scored from "
+            f"entries {', '.join(self.supersedes) or '-'})"
+        )
+
+
+def plan_batch(
+    index_uri: str,
+    pool_path: str | os.PathLike,
+    output: str | os.PathLike,
+    settings: dict[str, Any],
+    rescore_mismatched: bool = False,
+) -> Plan:
+    """Write to `output` the pool records this run must score (see the module docstring)."""
+    index = Index(index_uri)
+    other = check_consistency(index_uri, settings, rescore_mismatched)
+    same, _ = active_entries(index, settings)
+    known_ids, known_content = _known_keys(index, same)
+    seen_ids: set[int] = set()
+    seen_content: set[int] = set()
+    stats = {"pool": 0, "dup": 0, "rescored": 0}
+
+    def fresh(record: dict[str, Any]) -> bool:
+        i, c = record_keys(record)
+        if i in seen_ids or c in seen_content or i in known_ids or c in known_content:
+            return False
+        seen_ids.add(i)
+        seen_content.add(c)
+        return True
+
+    def todo():
+        for record in iter_records(pool_path):
+            stats["pool"] += 1
+            if fresh(record):
+                yield record
+            else:
+                stats["dup"] += 1
+        for entry in other:
+            with index.local("entries", entry["id"], "scored.jsonl") as path:
+                for record in iter_records(path):
+                    if fresh(record):
+                        stats["rescored"] += 1
+                        yield {k: v for k, v in record.items() if k not in SCORED_FIELDS}
+
+    n = write_jsonl(output, todo())
+    plan = Plan(n, stats["pool"], stats["dup"], stats["rescored"], [m["id"] for m in other])
+    log.info(plan.line())
+    return plan
+
+
+def _known_keys(index: Index, entries: list[dict[str, Any]]) -> tuple[set[int], set[int]]:
+    ids: set[int] = set()
+    content: set[int] = set()
+    for entry in entries:
+        with index.local("entries", entry["id"], "arrays.npz") as path, np.load(path) as arrays:
+            ids.update(arrays["id_hash"].tolist())
+            content.update(arrays["content_hash"].tolist())
+    return ids, content
+
+
+# --- writing an entry ---------------------------------------------------------------------------
+
+
+def add_entry(
+    index_uri: str,
+    scored_path: str | os.PathLike,
+    embeddings_path: str | os.PathLike,
+    settings: dict[str, Any],
+    run_id: str = "",
+    supersedes: list[str] | None = None,
+    sources: list[Any] | None = None,
+) -> str:
+    """Write one batch (scored records + instruction embeddings) as a new entry; its id.
+
+    The files are written first and the manifest last, so an entry without a manifest is an
+    interrupted write and is ignored by everything that reads the index.
+    """
+    index = Index(index_uri)
+    emb = np.load(embeddings_path, mmap_mode="r")
+    with tempfile.TemporaryDirectory(prefix="adg-curation-") as work:
+        arrays = Path(work) / "arrays.npz"
+        n = _write_arrays(scored_path, arrays)
+        if emb.ndim != 2 or len(emb) != n:
+            raise PoolError(
+                f"{embeddings_path}: {emb.shape[0] if emb.ndim else 0} embedding rows for {n} "
+                f"scored records in {scored_path}; both must come from the same batch"
+            )
+        half = Path(work) / "embeddings.npy"
+        out = np.lib.format.open_memmap(half, mode="w+", dtype=np.float16, shape=emb.shape)
+        for start in range(0, n, 65536):
+            out[start : start + 65536] = emb[start : start + 65536]
+        out.flush()
+        del out
+        files = {"scored.jsonl": Path(scored_path), "embeddings.npy": half, "arrays.npz": arrays}
+        entry_id = _next_id(index.manifests("entries"))
+        listing = {}
+        for name, path in files.items():
+            index.put(path, "entries", entry_id, name)
+            listing[name] = {"sha256": storage.sha256_file(path), "bytes": path.stat().st_size}
+        manifest = {
+            "id": entry_id,
+            "run_id": run_id,
+            "created_at": _stamp(),
+            "settings": settings,
+            "records": n,
+            "dim": int(emb.shape[1]),
+            "supersedes": list(supersedes or []),
+            "sources": [s.get("uri", s) if isinstance(s, dict) else s for s in sources or []],
+            "files": listing,
+        }
+        index.put_json(manifest, "entries", entry_id, "manifest.json")
+    log.info("curation: entry %s with %d records -> %s", entry_id, n, index_uri)
+    return entry_id
+
+
+def _write_arrays(scored_path: str | os.PathLike, dest: Path) -> int:
+    cols: dict[str, list] = {k: [] for k in ("score", "dispersion", "anisotropy", "id", "content")}
+    for n, r in enumerate(iter_records(scored_path)):
+        if not isinstance(r.get("score"), int | float):
+            raise PoolError(
+                f"{scored_path}: record {n} (id {r.get('id')!r}): field 'score' missing"
+            )
+        i, c = record_keys(r)
+        cols["score"].append(float(r["score"]))
+        cols["dispersion"].append(float(r.get("dispersion", np.nan)))
+        cols["anisotropy"].append(float(r.get("anisotropy", np.nan)))
+        cols["id"].append(i)
+        cols["content"].append(c)
+    with open(dest, "wb") as fh:
+        np.savez(
+            fh,
+            score=np.array(cols["score"], dtype=np.float64),
+            dispersion=np.array(cols["dispersion"], dtype=np.float64),
+            anisotropy=np.array(cols["anisotropy"], dtype=np.float64),
+            id_hash=np.array(cols["id"], dtype=np.uint64),
+            content_hash=np.array(cols["content"], dtype=np.uint64),
+        )
+    return len(cols["score"])
+
+
+# --- selecting over the whole index --------------------------------------------------------------
+
+
+@dataclass
+class IndexArrays:
+    """Everything selection needs, without record text: one row per indexed record."""
+
+    embeddings: list[np.ndarray]  # memory-mapped float16 [n_e, H] per entry
+    score: np.ndarray  # float64 [N]
+    dispersion: np.ndarray
+    anisotropy: np.ndarray
+    entry: np.ndarray  # int32 [N]: position of the row's entry in `entries`
+    row: np.ndarray  # int64 [N]: row inside its entry
+    entries: list[dict[str, Any]]
+
+
+def load_arrays(index: Index, entries: list[dict[str, Any]], work: Path) -> IndexArrays:
+    """Memory-map every entry's embeddings (downloaded into `work` for s3://) and stack the
+    small per-record arrays."""
+    embs, parts = [], {k: [] for k in ("score", "dispersion", "anisotropy")}
+    entry_col, row_col = [], []
+    for pos, e in enumerate(entries):
+        emb = np.load(index.fetch(work, "entries", e["id"], "embeddings.npy"), mmap_mode="r")
+        with np.load(index.fetch(work, "entries", e["id"], "arrays.npz")) as arrays:
+            for k in parts:
+                parts[k].append(np.asarray(arrays[k], dtype=np.float64))
+        if len(emb) != e["records"] or len(parts["score"][-1]) != e["records"]:
+            raise PoolError(f"{index.uri('entries', e['id'])}: files disagree with the manifest")
+        embs.append(emb)
+        entry_col.append(np.full(e["records"], pos, dtype=np.int32))
+        row_col.append(np.arange(e["records"], dtype=np.int64))
+    cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
+    return IndexArrays(
+        embs,
+        cat["score"],
+        cat["dispersion"],
+        cat["anisotropy"],
+        np.concatenate(entry_col) if entry_col else np.zeros(0, np.int32),
+        np.concatenate(row_col) if row_col else np.zeros(0, np.int64),
+        entries,
+    )
+
+
+def select_arrays(
+    arrays: IndexArrays,
+    budget: int,
+    cluster_count: int = 0,
+    seed: int = 42,
+    pca_dims: int = 0,
+    strategy: str = "exact",
+):
+    """(Selection, bins) over all indexed records: re-cluster, then the selection stage's
+    procedure (adg.selection) on the stacked scores. cluster_count 0 = about 52 per bin."""
+    from adg.clustering import auto_bin_count, kmeans_bins_parts
+    from adg.selection import select
+
+    total = len(arrays.score)
+    if budget > total:
+        raise PoolError(f"budget {budget} is larger than the curation index ({total} records)")
+    count = cluster_count or auto_bin_count(total)
+    bins = kmeans_bins_parts(arrays.embeddings, count=count, seed=seed, pca_dims=pca_dims)
+    return select(arrays.score, bins, budget, strategy), bins
+
+
+def _gather(index: Index, arrays: IndexArrays, picks: dict[str, np.ndarray]) -> dict[str, list]:
+    """The selected records, each group in its pick order, streaming each entry's file once."""
+    wanted: dict[tuple[int, int], list[tuple[str, int]]] = {}
+    for name, idx in picks.items():
+        for pos, i in enumerate(idx):
+            wanted.setdefault((int(arrays.entry[i]), int(arrays.row[i])), []).append((name, pos))
+    out: dict[str, list] = {name: [None] * len(idx) for name, idx in picks.items()}
+    for e_pos, entry in enumerate(arrays.entries):
+        if not any(k[0] == e_pos for k in wanted):
+            continue
+        with index.local("entries", entry["id"], "scored.jsonl") as path:
+            for row, record in enumerate(iter_records(path)):
+                for name, pos in wanted.get((e_pos, row), []):
+                    out[name][pos] = record
+    return out
+
+
+def _stats(values: np.ndarray) -> dict[str, float | None]:
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return {"min": None, "mean": None, "max": None}
+    return {"min": float(values.min()), "mean": float(values.mean()), "max": float(values.max())}
+
+
+def select_version(
+    index_uri: str,
+    budget: int,
+    out_dir: str | os.PathLike,
+    cluster_count: int = 0,
+    seed: int = 42,
+    pca_dims: int = 0,
+    strategy: str = "exact",
+    run_id: str = "",
+) -> dict[str, Any]:
+    """Select the budget over every active entry and write a new version; return its manifest.
+
+    The files of `VERSION_FILES` are written to `out_dir` and then copied into the index,
+    manifest last.
+    """
+    index = Index(index_uri)
+    entries, other = active_entries(index)
+    if other:
+        raise CurationMismatch(
+            f"curation index {index_uri}: entries {', '.join(m['id'] for m in other)} were scored "
+            f"with other settings than entries {', '.join(m['id'] for m in entries)}; "
+            "refusing to rank them together"
+        )
+    if not entries:
+        raise PoolError(f"curation index {index_uri}: no complete entries to select from")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    versions = index.manifests("versions")
+    version_id = _next_id(versions)
+    with tempfile.TemporaryDirectory(prefix="adg-curation-") as work:
+        arrays = load_arrays(index, entries, Path(work))
+        sel, bins = select_arrays(arrays, budget, cluster_count, seed, pca_dims, strategy)
+        picks = {name: getattr(sel, name) for name in GROUPS}
+        groups = _gather(index, arrays, picks)
+    for name, records in groups.items():
+        write_json_array(out / f"{name}.json", records)
+    previous = versions[-1] if versions else None
+    diff = _diff(index, previous, groups["top"])
+    diff["version"] = version_id
+    (out / "diff.json").write_text(json.dumps(diff, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    report = {
+        "version": version_id,
+        "records": len(arrays.score),
+        "entries": [e["id"] for e in entries],
+        "budget": budget,
+        "strategy": strategy,
+        "bins": int((sel.bin_sizes > 0).sum()),
+        "bins_in_top": len(np.unique(bins[sel.top])) if len(sel.top) else 0,
+        "budget_fill": len(sel.top) / budget,
+        "pool": {
+            "score": _stats(arrays.score),
+            "dispersion": _stats(arrays.dispersion),
+            "anisotropy": _stats(arrays.anisotropy),
+        },
+        "diff": {k: diff[k] for k in ("previous", "kept")}
+        | {"added": len(diff["added"]), "dropped": len(diff["dropped"])},
+    }
+    for name, idx in picks.items():
+        report[name] = {
+            "count": len(idx),
+            "score": _stats(arrays.score[idx]),
+            "dispersion": _stats(arrays.dispersion[idx]),
+            "anisotropy": _stats(arrays.anisotropy[idx]),
+            "file": f"{name}.json",
+        }
+    (out / "selection_report.json").write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+    manifest = {
+        "id": version_id,
+        "run_id": run_id,
+        "created_at": _stamp(),
+        "settings": entries[-1]["settings"],
+        "entries": report["entries"],
+        "records": report["records"],
+        "budget": budget,
+        "strategy": strategy,
+        "cluster_count": cluster_count,
+        "cluster_seed": seed,
+        "cluster_pca_dims": pca_dims,
+        "counts": {name: report[name]["count"] for name in GROUPS},
+        "top_score": report["top"]["score"],
+        "previous": diff["previous"],
+        "diff": report["diff"],
+    }
+    history = [*versions, manifest]
+    from adg.curation_report import history_html, history_markdown
+
+    (out / "report.md").write_text(history_markdown(history), encoding="utf-8")
+    (out / "report.html").write_text(history_html(history), encoding="utf-8")
+    manifest["files"] = {}
+    for name in VERSION_FILES:
+        path = out / name
+        index.put(path, "versions", version_id, name)
+        manifest["files"][name] = {
+            "sha256": storage.sha256_file(path),
+            "bytes": path.stat().st_size,
+        }
+    index.put_json(manifest, "versions", version_id, "manifest.json")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
+    log.info(
+        "curation: version %s selects %d of %d indexed records (+%d, -%d vs %s)",
+        version_id,
+        len(sel.top),
+        report["records"],
+        report["diff"]["added"],
+        report["diff"]["dropped"],
+        diff["previous"] or "nothing",
+    )
+    return manifest
+
+
+def _diff(index: Index, previous: dict[str, Any] | None, top: list[dict]) -> dict[str, Any]:
+    """Top ids added and dropped against the previous version's top set."""
+    now = [r["id"] for r in top]
+    before: list[Any] = []
+    if previous is not None:
+        with index.local("versions", previous["id"], "top.json") as path:
+            before = [r["id"] for r in json.loads(path.read_text(encoding="utf-8"))]
+    old = {id_key(i) for i in before}
+    new = {id_key(i) for i in now}
+    return {
+        "previous": previous["id"] if previous else None,
+        "added": [i for i in now if id_key(i) not in old],
+        "dropped": [i for i in before if id_key(i) not in new],
+        "kept": len(old & new),
+    }

@@ -1,0 +1,157 @@
+"""The curation index: dedup, consistency, entries and versions in a local folder and in S3 (moto).
+
+Scored batches here are real pool records with synthetic scores and random unit-norm embeddings:
+what is under test is the index's bookkeeping and the selection over all of it; the model stages
+that produce those fields are tested end to end in test_pipeline's curation runs.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from helpers import sample_records, write_jsonl
+
+from adg import curation, storage
+from adg.clustering import kmeans_bins, kmeans_bins_parts
+
+SETTINGS = curation.scoring_settings("tiny-a", generate_num_samples=3, score_dispersion_weight=0.6)
+OTHER = curation.scoring_settings("tiny-b", generate_num_samples=3, score_dispersion_weight=0.6)
+
+
+def scored_batch(tmp_path, name, records, seed):
+    """A scored batch as the pipeline leaves it: scored.jsonl + embeddings.npy."""
+    rng = np.random.default_rng(seed)
+    scored = [
+        {**r, "generated_answers": ["a", "b", "c"], "dispersion": d, "anisotropy": a, "score": s}
+        for r, d, a, s in zip(
+            records,
+            rng.random(len(records)),
+            rng.random(len(records)),
+            rng.random(len(records)),
+            strict=True,
+        )
+    ]
+    path = write_jsonl(tmp_path / f"{name}.scored.jsonl", scored)
+    emb = rng.standard_normal((len(records), 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    np.save(tmp_path / f"{name}.emb.npy", emb)
+    return path, tmp_path / f"{name}.emb.npy"
+
+
+def curate(tmp_path, index, name, pool, settings=SETTINGS, rescore=False, run_id="run"):
+    """One run's index work: plan, 'score' the planned records, add the entry, select."""
+    pool_path = write_jsonl(tmp_path / f"{name}.pool.jsonl", pool)
+    todo = tmp_path / f"{name}.todo.jsonl"
+    plan = curation.plan_batch(index, pool_path, todo, settings, rescore_mismatched=rescore)
+    planned = [json.loads(line) for line in todo.read_text().splitlines()]
+    if planned:
+        scored, emb = scored_batch(tmp_path, name, planned, seed=len(name))
+        curation.add_entry(index, scored, emb, settings, run_id, plan.supersedes)
+    return plan, planned
+
+
+def run_two_batches(tmp_path, index):
+    records = sample_records(30)
+    first, second = records[:16], records[16:]
+    plan1, _ = curate(tmp_path, index, "one", first, run_id="run-1")
+    v1 = curation.select_version(index, 6, tmp_path / "v1", cluster_count=3, run_id="run-1")
+    # The second run sees both files, and a copy of a first-file record under a new id.
+    copy = {**first[0], "id": "copy-of-first"}
+    plan2, planned = curate(tmp_path, index, "two", first + second + [copy], run_id="run-2")
+    v2 = curation.select_version(index, 6, tmp_path / "v2", cluster_count=3, run_id="run-2")
+    return plan1, plan2, planned, v1, v2, records
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_two_runs_score_only_new_records_and_select_over_all(tmp_path, where, request):
+    index = str(tmp_path / "index")
+    if where == "s3":
+        index = f"s3://{request.getfixturevalue('bucket')}/curation"
+    plan1, plan2, planned, v1, v2, records = run_two_batches(tmp_path, index)
+    assert (plan1.records, plan1.duplicates) == (16, 0)
+    # Only the second file's records are scored again; the copied record is scored once.
+    assert [r["id"] for r in planned] == [r["id"] for r in records[16:]]
+    assert (plan2.pool, plan2.duplicates, plan2.records) == (31, 17, 14)
+    assert v1["entries"] == ["000001"] and v2["entries"] == ["000001", "000002"]
+    assert v2["records"] == 30 and v2["counts"]["top"] == 6 and v2["previous"] == v1["id"]
+    top = json.loads((tmp_path / "v2" / "top.json").read_text())
+    assert len(top) == 6 and all("generated_answers" in r for r in top)
+    assert [r["score"] for r in top] == sorted((r["score"] for r in top), reverse=True)
+    diff = json.loads((tmp_path / "v2" / "diff.json").read_text())
+    top1 = [r["id"] for r in json.loads((tmp_path / "v1" / "top.json").read_text())]
+    assert set(diff["added"]) == {r["id"] for r in top} - set(top1)
+    assert set(diff["dropped"]) == set(top1) - {r["id"] for r in top}
+    # Manifests name every file with its sha256, in the index itself.
+    idx = curation.Index(index)
+    for kind, name in (("entries", "000002"), ("versions", v2["id"])):
+        manifest = idx.read_json(kind, name, "manifest.json")
+        for file, meta in manifest["files"].items():
+            with idx.local(kind, name, file) as path:
+                assert storage.sha256_file(path) == meta["sha256"]
+    entry = idx.read_json("entries", "000002", "manifest.json")
+    assert entry["records"] == 14 and entry["settings"] == SETTINGS and entry["run_id"] == "run-2"
+    report = (tmp_path / "v2" / "report.md").read_text()
+    assert "| 000001 |" in report and "| 000002 |" in report
+
+
+def test_selection_is_over_the_whole_index(tmp_path):
+    """The best records of the first batch stay in the top set when the second batch is worse."""
+    index = str(tmp_path / "index")
+    records = sample_records(20)
+    curate(tmp_path, index, "one", records[:10])
+    curate(tmp_path, index, "two", records[10:])
+    idx = curation.Index(index)
+    entries, _ = curation.active_entries(idx)
+    arrays = curation.load_arrays(idx, entries, tmp_path)
+    assert len(arrays.score) == 20 and isinstance(arrays.embeddings[0], np.memmap)
+    assert arrays.embeddings[0].dtype == np.float16
+    sel, _bins = curation.select_arrays(arrays, 5, cluster_count=1)
+    assert set(sel.top.tolist()) == set(np.argsort(-arrays.score)[:5].tolist())
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_mismatched_entries_are_refused_or_rescored(tmp_path, where, request):
+    index = str(tmp_path / "index")
+    if where == "s3":
+        index = f"s3://{request.getfixturevalue('bucket')}/curation"
+    records = sample_records(12)
+    curate(tmp_path, index, "one", records[:8], settings=OTHER)
+    with pytest.raises(curation.CurationMismatch, match=r"model='tiny-b'.*--rescore-mismatched"):
+        curate(tmp_path, index, "two", records[8:])
+    assert len(curation.Index(index).manifests("entries")) == 1  # nothing written
+    plan, planned = curate(tmp_path, index, "three", records[8:], rescore=True)
+    assert plan.supersedes == ["000001"] and plan.rescored == 8 and plan.records == 12
+    assert all("score" not in r and "generated_answers" not in r for r in planned)
+    version = curation.select_version(index, 4, tmp_path / "v", cluster_count=2)
+    assert version["entries"] == ["000002"] and version["records"] == 12
+
+
+def test_select_refuses_budget_above_index(tmp_path):
+    index = str(tmp_path / "index")
+    curate(tmp_path, index, "one", sample_records(5))
+    with pytest.raises(ValueError, match="budget 9 is larger than the curation index"):
+        curation.select_version(index, 9, tmp_path / "v")
+
+
+def test_parts_binning_equals_stage_binning_when_small():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 16)).astype(np.float32)
+    parts = [x[:100].astype(np.float16), x[100:].astype(np.float16)]
+    stacked = np.concatenate(parts).astype(np.float32)
+    assert np.array_equal(kmeans_bins_parts(parts, 5), kmeans_bins(stacked, 5))
+    sampled = kmeans_bins_parts(parts, 5, fit_rows=120, pca_dims=4)
+    assert sampled.shape == (300,) and set(np.unique(sampled)) == set(range(5))
+    assert sampled[0] == 0  # renumbered by first appearance
+
+
+def test_a_local_pool_folder_is_read_file_by_file(tmp_path):
+    """`adg run --input FOLDER` (with a curation index): every pool file in it, sorted."""
+    from adg.ledger import local_pool_files, plan_sources
+
+    for name in ("b.jsonl", "a.json", "notes.txt"):
+        (tmp_path / name).write_text("[]")
+    assert [s["uri"] for s in plan_sources(str(tmp_path), "", "")] == [
+        str(tmp_path / "a.json"),
+        str(tmp_path / "b.jsonl"),
+    ]
+    assert local_pool_files(str(tmp_path / "a.json")) == []
