@@ -215,6 +215,8 @@ def cmd_analyse(a: argparse.Namespace) -> None:
             batch_size=a.batch_size,
             timeout=a.timeout,
             composition_output=composition_path(a.output),
+            classifier=a.classifier,
+            retries=a.retries,
         )
     except AnalysisError as err:
         raise UsageError(str(err)) from None
@@ -552,8 +554,17 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arg(p)
     p.add_argument("--endpoint", default="", help="OpenAI-compatible URL, e.g. http://vllm:8000/v1")
     p.add_argument("--endpoint-model", default="", help="model name sent to the endpoint")
-    p.add_argument("--batch-size", type=int, default=8, help="instructions per forward pass")
+    p.add_argument(
+        "--classifier",
+        choices=["vectors", "likelihood"],
+        default="vectors",
+        help="local classifier: backbone vectors + seed-set regression, or label likelihood",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=8, help="per forward pass / endpoint requests in flight"
+    )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per endpoint request")
+    p.add_argument("--retries", type=int, default=2, help="endpoint retries per request")
     p.add_argument("--report", default=None, help="report.html to add the task-type section to")
     p.set_defaults(func=cmd_analyse)
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from adg.analysis import accuracy_sentence
 from adg.records import id_key, read_records
 
 GROUPS = ("top", "middle", "bottom")
@@ -352,7 +353,9 @@ def analysis_section(comp: dict[str, Any] | None) -> str:
         f'<section id="tasks"><h2>Task types</h2><p>Classifier: {_esc(comp["classifier"])}; '
         f"{comp['pool']['count']} pool records"
         + (f", {sel['count']} selected" if sel else "")
-        + f'.</p>{_table(head, rows)}<div class="plots">{composition_svg(comp)}</div></section>'
+        + f'.</p><p class="{"sel" if comp.get("indicative_only", True) else "muted"}">'
+        + f"{_esc(accuracy_sentence(comp))}</p>"
+        + f'{_table(head, rows)}<div class="plots">{composition_svg(comp)}</div></section>'
     )
 
 
@@ -597,7 +600,10 @@ def analysis_markdown(comp: dict[str, Any]) -> str:
         if sel:
             row += [f"{sel['shares'][c]:.1%}", f"{comp['shift'][c]:+.1%}"]
         rows.append(row)
-    return f"## Task types\n\nClassifier: {comp['classifier']}\n\n" + _md_table(head, rows)
+    return (
+        f"## Task types\n\nClassifier: {comp['classifier']}\n\n{accuracy_sentence(comp)}\n\n"
+        + _md_table(head, rows)
+    )
 
 
 def count_rejects(path: str | os.PathLike | None) -> int | None:
