@@ -85,23 +85,27 @@ def labelled_records(data: Path | None, eval_file: Path | None, per_label: int) 
 
 
 class KnnClassifier(analysis.VectorClassifier):
-    """Nearest seed instructions by cosine (the vectors are unit length), majority vote."""
+    """The k nearest seed instructions by cosine of the standardised vectors, majority vote."""
 
     name = "vectors-knn"
 
-    def __init__(self, encoder, k: int = 5):
-        super().__init__(encoder=encoder)
-        seed = seed_records()
-        self.seed_x = self.encoder.instruction_vectors([r["instruction"] for r in seed])
-        self.seed_y = np.array([r["category"] for r in seed])
+    def __init__(self, base: analysis.VectorClassifier, k: int = 5):
+        self.__dict__.update(base.__dict__)  # same encoder, seed vectors and scaler
         self.k = k
-        self.description = f"vectors-knn: {self.model_label} instruction vectors, {k} neighbours"
+        self.scale = self.fit[0]  # the StandardScaler fitted on the seed vectors
+        self.seed_z = self._unit(self.scale.transform(self.seed_x))
+        self.seed_y = np.array(self.seed_y)
+        self.description = f"vectors-knn: {self.model_label} standardised vectors, {k} neighbours"
+
+    @staticmethod
+    def _unit(x):
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
     def classify(self, records):
         x = self.encoder.instruction_vectors([r["instruction"] for r in records])
-        near = np.argsort(-(x @ self.seed_x.T), axis=1)[:, : self.k]
+        near = np.argsort(-(self._unit(self.scale.transform(x)) @ self.seed_z.T), axis=1)
         out = []
-        for row in near:
+        for row in near[:, : self.k]:
             votes = list(self.seed_y[row])
             out.append(max(votes, key=lambda c: (votes.count(c), -votes.index(c))))
         return out
@@ -137,11 +141,13 @@ class FewShotLikelihood(analysis.ModelClassifier):
         return super()._scores([self.shots + p.split("\n\n", 1)[1] for p in prompts])
 
 
-def build(name: str, tokenizer, lm, encoder, args):
+def build(name: str, tokenizer, lm, encoder, args, built: dict):
+    if name in ("vectors", "vectors-knn") and "vectors" not in built:
+        built["vectors"] = analysis.VectorClassifier(encoder=encoder)
     if name == "vectors":
-        return analysis.VectorClassifier(encoder=encoder)
+        return built["vectors"]
     if name == "vectors-knn":
-        return KnnClassifier(encoder)
+        return KnnClassifier(built["vectors"])
     if name == "likelihood":
         return analysis.ModelClassifier(tokenizer=tokenizer, lm=lm, batch_size=args.batch_size)
     if name == "likelihood-raw":
@@ -187,10 +193,11 @@ def main() -> None:
 
         tokenizer, lm = models.load(a.model)
         encoder = HiddenStateEncoder(tokenizer, lm)
-    results = {}
+    results: dict = {}
+    built: dict = {}
     for name in names:
         t0 = time.perf_counter()
-        clf = build(name, tokenizer, lm, encoder, a)
+        clf = build(name, tokenizer, lm, encoder, a, built)
         setup = time.perf_counter() - t0
         t0 = time.perf_counter()
         predicted = clf.classify(records)

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from adg.records import PoolError, id_key, read_records, write_jsonl
-from adg.task_types import seed_records
+from adg.task_types import SEED_PATH, seed_records
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ ENDPOINT_SYSTEM = (
 API_KEY_ENV = "ADG_ENDPOINT_API_KEY"
 MAX_INSTRUCTION_CHARS = 2000
 # Inverse L2 strength of the vector classifier's logistic regression (bench/task_types.py).
-VECTOR_C = 0.1
+VECTOR_C = 1.0
 # After this many endpoint answers, more than half naming no category stops the run.
 MIN_ANSWERS_CHECKED = 16
 # Measured accuracies, written by `bench/task_types.py --write`.
@@ -183,18 +183,46 @@ class VectorClassifier:
         from adg import models
         from adg.hidden import HiddenStateEncoder
 
+        where = None  # the backbone's location, when loaded here: the seed vectors' cache key
         if encoder is None:
             if lm is None:
                 tokenizer, lm = models.load(model)
+                where = str(model or models.embedded_model_dir())
+                where = where if "://" in where else str(Path(where).resolve())
             encoder = HiddenStateEncoder(tokenizer, lm)
         self.encoder = encoder
         self.model_label = model_label(model)
         self.description = f"vectors: {self.model_label} instruction vectors + logistic regression"
         seed = seed_records()
+        self.seed_x = self._seed_vectors(seed, where)
+        self.seed_y = [r["category"] for r in seed]
+        self.fit = make_pipeline(StandardScaler(), LogisticRegression(C=VECTOR_C, max_iter=3000))
+        self.fit.fit(self.seed_x, self.seed_y)
+
+    def _seed_vectors(self, seed: list[dict[str, Any]], where: str | None):
+        """The seed set's vectors, cached under $ADG_HOME per backbone and seed file: a later run
+        on 100 instructions then embeds only those."""
+        import hashlib
+
+        import numpy as np
+
+        from adg import models
+
+        cache = None
+        if where:
+            key = hashlib.sha256(SEED_PATH.read_bytes() + where.encode()).hexdigest()[:16]
+            cache = models.adg_home() / "task_types" / f"{self.model_label}-{key}.npy"
+            if cache.is_file():
+                x = np.load(cache)
+                if x.shape == (len(seed), self.encoder.hidden_size):
+                    return x
         x = self.encoder.instruction_vectors([r["instruction"] for r in seed])
-        self.classes = sorted({r["category"] for r in seed})
-        self.fit = make_pipeline(StandardScaler(), LogisticRegression(C=VECTOR_C, max_iter=2000))
-        self.fit.fit(x, [r["category"] for r in seed])
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp.npy")
+            np.save(tmp, x)
+            tmp.replace(cache)
+        return x
 
     def classify(self, records: Sequence[dict[str, Any]]) -> list[str]:
         labels: list[str] = []
