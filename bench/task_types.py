@@ -159,6 +159,29 @@ def build(name: str, tokenizer, lm, encoder, args, built: dict):
     raise SystemExit(f"unknown classifier {name!r}")
 
 
+def write_benchmark(results: dict, model: str | None, evaluated: str, command: str) -> Path:
+    """Store each local classifier's overall result where `adg analyse` looks it up."""
+    path = analysis.BENCHMARK_PATH
+    table = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    for name, res in results.items():
+        if name not in analysis.CLASSIFIERS or name == "endpoint":
+            continue
+        o = res["overall"]
+        sources = [s for s, v in res.items() if isinstance(v, dict) and s != "overall"]
+        table[f"{name}/{analysis.model_label(model)}"] = {
+            "n": o["n"],
+            "accuracy": round(o["accuracy"], 4),
+            "majority_accuracy": round(o["majority_accuracy"], 4),
+            "by_source": {s: round(res[s]["accuracy"], 4) for s in sources},
+            "recall": {c: round(r, 4) for c, r in o["recall"].items() if r is not None},
+            "seconds_per_100": res["seconds_per_100"],
+            "evaluated_on": evaluated,
+            "command": command,
+        }
+    path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--classifiers", default="vectors,vectors-knn,likelihood,likelihood-raw")
@@ -223,24 +246,9 @@ def main() -> None:
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     if a.write:
-        path = analysis.BENCHMARK_PATH
-        table = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        label = analysis.model_label(a.model)
-        for name, res in results.items():
-            if name in analysis.CLASSIFIERS and name != "endpoint":
-                o = res["overall"]
-                table[f"{name}/{label}"] = {
-                    "n": o["n"],
-                    "accuracy": round(o["accuracy"], 4),
-                    "majority_accuracy": round(o["majority_accuracy"], 4),
-                    "by_source": {s: round(res[s]["accuracy"], 4) for s in res if s != "overall"},
-                    "evaluated_on": where
-                    if data is None
-                    else f"shared pools, {a.per_label} per source label",
-                    "command": "bench/task_types.py " + " ".join(sys.argv[1:]),
-                }
-        path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        print(f"\nwritten: {path}")
+        evaluated = where if data is None else f"shared pools, {a.per_label} per source label"
+        command = "bench/task_types.py " + " ".join(sys.argv[1:])
+        print(f"\nwritten: {write_benchmark(results, a.model, evaluated, command)}")
 
 
 if __name__ == "__main__":
