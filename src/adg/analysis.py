@@ -218,10 +218,13 @@ class VectorClassifier:
                     return x
         x = self.encoder.instruction_vectors([r["instruction"] for r in seed])
         if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp.npy")
-            np.save(tmp, x)
-            tmp.replace(cache)
+            try:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_suffix(f".{os.getpid()}.tmp.npy")
+                np.save(tmp, x)
+                tmp.replace(cache)
+            except OSError as err:  # a read-only home only costs the next run the seed pass
+                logger.warning("analyse: cannot cache the seed vectors in %s: %s", cache, err)
         return x
 
     def classify(self, records: Sequence[dict[str, Any]]) -> list[str]:
