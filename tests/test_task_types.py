@@ -94,3 +94,17 @@ def test_embedded_vector_classifier_beats_majority_on_human_labels(capsys):
     with capsys.disabled():
         print("\n" + "\n".join(task_types.measure_lines(m, "vectors on data/task_types_eval")))
     assert m["accuracy"] >= m["majority_accuracy"] + 0.15
+
+
+def test_seed_vectors_are_cached_per_backbone(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADG_HOME", str(tmp_path))
+    first = analysis.VectorClassifier(str(tiny_model_dir))
+    cached = list((tmp_path / "task_types").glob(f"{tiny_model_dir.name}-*.npy"))
+    assert len(cached) == 1
+    cached[0].write_bytes(b"")  # a broken cache entry is recomputed, not trusted
+    again = analysis.VectorClassifier(str(tiny_model_dir))
+    assert (again.seed_x == first.seed_x).all()
+    third = analysis.VectorClassifier(str(tiny_model_dir))  # from the rewritten cache
+    assert (third.seed_x == first.seed_x).all()
+    records = _eval_records()[:5]
+    assert third.classify(records) == first.classify(records)

@@ -212,10 +212,12 @@ class VectorClassifier:
         if where:
             key = hashlib.sha256(SEED_PATH.read_bytes() + where.encode()).hexdigest()[:16]
             cache = models.adg_home() / "task_types" / f"{self.model_label}-{key}.npy"
-            if cache.is_file():
-                x = np.load(cache)
-                if x.shape == (len(seed), self.encoder.hidden_size):
-                    return x
+            try:
+                x = np.load(cache) if cache.is_file() else None
+            except (OSError, ValueError, EOFError):  # a truncated entry is recomputed
+                x = None
+            if x is not None and x.shape == (len(seed), self.encoder.hidden_size):
+                return x
         x = self.encoder.instruction_vectors([r["instruction"] for r in seed])
         if cache is not None:
             try:
