@@ -27,7 +27,8 @@ def analyse(
     mix added (HTML and Markdown), shares as Metrics.
 
     With `endpoint` set, an OpenAI-compatible server classifies (key: env ADG_ENDPOINT_API_KEY);
-    else the backbone `model` does, by calibrated label likelihood.
+    else a logistic regression over the backbone `model`'s instruction vectors does. The report
+    states the classifier's measured accuracy (indicative only below the threshold).
     """
     from adg.analysis import analyse_file, composition_lines
     from adg.report import reports_with_analysis

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import numpy as np
@@ -99,20 +100,56 @@ def test_endpoint_refusing_connections_fails_clearly(tmp_path, capsys):
 
 
 class _ChatHandler(BaseHTTPRequestHandler):
-    """Answers like an OpenAI-compatible chat-completions endpoint, by keywords."""
+    """Answers like an OpenAI-compatible server (GET /v1/models, POST /v1/chat/completions), by
+    keywords. The requested model picks a misbehaviour: `broken` (HTTP 500), `flaky` (503 for the
+    first two requests), `slow` (answers after 3 s), `garbage` (200 with a body that is not JSON),
+    `chatty` (answers that name no category)."""
 
     seen: ClassVar[list[dict]] = []
+    in_flight: ClassVar[list[int]] = [0, 0]  # now, most at once
+    lock = threading.Lock()
+
+    def _send(self, code: int, data: bytes, content_type: str = "application/json"):
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path == "/v1/models":
+            models = {"object": "list", "data": [{"id": "listed", "object": "model"}]}
+            return self._send(200, json.dumps(models).encode())
+        self._send(404, b'{"error": "not found"}')
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.seen.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
-        if body.get("model") == "broken":
-            self.send_response(500)
-            self.end_headers()
-            self.wfile.write(b'{"error": "model crashed"}')
-            return
+        with self.lock:
+            self.seen.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
+            self.in_flight[0] += 1
+            self.in_flight[1] = max(self.in_flight)
+        try:
+            self._answer(body)
+        finally:
+            with self.lock:
+                self.in_flight[0] -= 1
+
+    def _answer(self, body):
+        model = body.get("model")
+        if model == "broken":
+            return self._send(500, b'{"error": "model crashed"}')
+        if model == "flaky" and len(self.seen) <= 2:
+            return self._send(503, b'{"error": "warming up"}')
+        if model == "slow":
+            time.sleep(3)
+        if model == "garbage":
+            return self._send(200, b"<html>proxy error</html>")
+        if model == "batched":
+            time.sleep(0.2)  # keeps requests open so that concurrent ones overlap
         text = body["messages"][-1]["content"].lower()
-        if "translate" in text:
+        if model == "chatty":
+            answer = "Sure! Here is my answer."
+        elif "translate" in text:
             answer = "Translation"
         elif any(ch.isdigit() for ch in text):
             answer = "Category: math"
@@ -123,23 +160,34 @@ class _ChatHandler(BaseHTTPRequestHandler):
         payload = {
             "id": "cmpl-1",
             "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}}],
+            "created": 0,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": answer},
+                }
+            ],
         }
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self._send(200, json.dumps(payload).encode())
 
     def log_message(self, *args):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """A client that gave up (the timeout test) is expected: nothing to print."""
+
+
 @pytest.fixture
 def chat_server():
     _ChatHandler.seen = []
-    server = HTTPServer(("127.0.0.1", 0), _ChatHandler)
+    _ChatHandler.in_flight = [0, 0]
+    server = _Server(("127.0.0.1", 0), _ChatHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/v1"
@@ -196,6 +244,63 @@ def test_endpoint_path_with_local_server(chat_server, tmp_path, monkeypatch, cap
 
 
 def test_endpoint_http_error_is_clear(chat_server):
-    clf = analysis.EndpointClassifier(chat_server, "broken", timeout=5)
+    clf = analysis.EndpointClassifier(chat_server, "broken", timeout=5, retries=0)
     with pytest.raises(analysis.AnalysisError, match=r"HTTP 500 .*model crashed"):
         clf.classify([{"id": 1, "instruction": "x"}])
+
+
+def test_endpoint_retries_transient_errors(chat_server):
+    clf = analysis.EndpointClassifier(chat_server, "flaky", timeout=5, batch_size=1, retries=2)
+    assert clf.classify([{"id": 1, "instruction": "Translate 'dog' into Italian."}]) == [
+        "Translation"
+    ]
+    assert len(_ChatHandler.seen) == 3  # two 503s, then the answer
+
+
+def test_endpoint_timeout_is_clear(chat_server):
+    clf = analysis.EndpointClassifier(chat_server, "slow", timeout=0.5, retries=0)
+    with pytest.raises(analysis.AnalysisError, match=r"no answer in 0.5s"):
+        clf.classify([{"id": 1, "instruction": "What is 1 + 1?"}])
+
+
+def test_endpoint_sends_batches_concurrently_and_asks_the_listed_model(chat_server):
+    records = [{"id": n, "instruction": f"What is {n} + {n}?"} for n in range(12)]
+    clf = analysis.EndpointClassifier(chat_server, "batched", timeout=10, batch_size=4)
+    assert clf.classify(records) == ["Math"] * 12
+    assert 2 <= _ChatHandler.in_flight[1] <= 4
+    clf = analysis.EndpointClassifier(chat_server, "", timeout=10)
+    assert clf.classify(records[:1]) == ["Math"]
+    assert _ChatHandler.seen[-1]["model"] == "listed" and "(listed)" in clf.description
+
+
+def test_endpoint_garbage_answers_fail_clearly(chat_server, tmp_path, capsys):
+    clf = analysis.EndpointClassifier(chat_server, "garbage", timeout=5, retries=0)
+    with pytest.raises(analysis.AnalysisError, match="malformed answer"):
+        clf.classify([{"id": 1, "instruction": "x"}])
+    records = [{"id": n, "instruction": f"Tell me about thing {n}."} for n in range(40)]
+    clf = analysis.EndpointClassifier(chat_server, "chatty", timeout=5, batch_size=8)
+    with pytest.raises(analysis.AnalysisError, match=r"16 of 16 answers name no category"):
+        clf.classify(records)
+    assert len(_ChatHandler.seen) == 1 + 16  # stopped early, not after all 40
+    pool = write_jsonl(tmp_path / "pool.jsonl", records)
+    args = ["analyse", "--input", str(pool), "--output", str(tmp_path / "l.jsonl")]
+    assert main([*args, "--endpoint", chat_server, "--endpoint-model", "chatty"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("adg analyse: error: endpoint") and "name no category" in err
+    assert "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "l.jsonl").exists()
+
+
+def test_composition_says_which_classifier_and_how_accurate(tmp_path):
+    from adg.report import analysis_markdown, analysis_section
+
+    measured = {"n": 199, "accuracy": 0.62, "majority_accuracy": 0.30}
+    comp = analysis.composition(["Math", "Coding"], None, "vectors: X", measured)
+    assert comp["classifier_benchmark"] == measured and comp["indicative_only"]
+    for text in (analysis_section(comp), analysis_markdown(comp)):
+        assert "vectors: X" in text and "62%" in text and "indicative only" in text
+    good = dict(measured, accuracy=analysis.TRUSTED_ACCURACY)
+    comp = analysis.composition(["Math"], None, "vectors: X", good)
+    assert not comp["indicative_only"] and "indicative only" not in analysis_section(comp)
+    comp = analysis.composition(["Math"], None, "endpoint http://x/v1", None)
+    assert comp["indicative_only"] and "not measured" in analysis_markdown(comp)

@@ -18,6 +18,7 @@ import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 
+from adg import package_data
 from adg import records as rec
 from adg.config import (
     SCORE_METHODS,
@@ -49,9 +50,7 @@ def kfp_module(name: str):
 
 def default_pool() -> Path:
     """The in-repository Alpaca-GPT4 sample: package data `adg.data` (data/ in a checkout)."""
-    import adg.data
-
-    return next(Path(p) for p in adg.data.__path__ if Path(p).is_dir()) / SAMPLE_POOL
+    return package_data.path(SAMPLE_POOL)
 
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
@@ -224,6 +223,8 @@ def cmd_analyse(a: argparse.Namespace) -> None:
         batch_size=a.batch_size,
         timeout=a.timeout,
         composition_output=composition_path(a.output),
+        classifier=a.classifier,
+        retries=a.retries,
     )
     print("\n".join(composition_lines(comp)))
     print(f"labels -> {a.output}; composition -> {composition_path(a.output)}")

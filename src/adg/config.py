@@ -172,3 +172,9 @@ class AnalyseConfig:
     endpoint_model: str = setting("", "model name sent to the endpoint")
     batch_size: int = setting(8, "instructions per forward pass of the backbone classifier")
     timeout: float = setting(60.0, "seconds per endpoint request")
+    retries: int = setting(2, "endpoint retries per request")
+    classifier: str = setting(
+        "vectors",
+        "local classifier: backbone vectors + seed-set regression, or label likelihood",
+        choices=("vectors", "likelihood"),
+    )

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from adg import fields, render
+from adg.analysis import accuracy_sentence
 from adg.errors import InputError
 from adg.records import id_key, read_records
 from adg.render import esc, html_table, markdown_table
@@ -307,7 +308,9 @@ def analysis_section(comp: dict[str, Any] | None) -> str:
         f'<section id="tasks"><h2>Task types</h2><p>Classifier: {esc(comp["classifier"])}; '
         f"{comp['pool']['count']} pool records"
         + (f", {sel['count']} selected" if sel else "")
-        + f'.</p>{html_table(head, rows)}<div class="plots">{composition_svg(comp)}</div></section>'
+        + f'.</p><p class="{"sel" if comp.get("indicative_only", True) else "muted"}">'
+        + f"{esc(accuracy_sentence(comp))}</p>"
+        + f'{html_table(head, rows)}<div class="plots">{composition_svg(comp)}</div></section>'
     )
 
 
@@ -550,7 +553,10 @@ def analysis_markdown(comp: dict[str, Any]) -> str:
         if sel:
             row += [f"{sel['shares'][c]:.1%}", f"{comp['shift'][c]:+.1%}"]
         rows.append(row)
-    return f"## Task types\n\nClassifier: {comp['classifier']}\n\n" + markdown_table(head, rows)
+    return (
+        f"## Task types\n\nClassifier: {comp['classifier']}\n\n{accuracy_sentence(comp)}\n\n"
+        + markdown_table(head, rows)
+    )
 
 
 def count_rejects(path: str | os.PathLike | None) -> int | None:

@@ -1,0 +1,186 @@
+"""Build the task-type seed set (data/task_types_seed.jsonl) and the in-repository
+evaluation sample (data/task_types_eval.jsonl) from the shared labelled pools.
+
+Seed set, 195 records:
+- 20 per mapped category from Dolly (Knowledge, Summarization, Writing, Discrete_Decision) and from
+  CoT (Math from AQuA, Reasoning from StrategyQA and Sen-Making), drawn with a seeded shuffle;
+  the label is the source's own, mapped by `adg.task_types.SOURCE_MAPS`;
+- Coding, Translation, Instruction_Following and Others have no human label in any pool: the ids
+  in `HAND_LABELLED` are Alpaca records labelled by this project (one annotator, by reading each).
+WizardLM contributes nothing to the seed, so it measures the classifier on a source it never saw.
+
+Evaluation sample (tests and users without the shared data): 20 Dolly records per mapped Dolly label
+(100; 40 % Knowledge, as in issue 17's probe) and the 99 mapped WizardLM records, none in the seed.
+
+    .venv/bin/python bench/build_task_seed.py [--data ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+from pathlib import Path
+
+from adg.task_types import LABEL_FIELDS, SEED_FILE, mapped_category
+
+REPO = Path(__file__).resolve().parents[1]
+PER_CATEGORY = 20
+SHUFFLE_SEED = 17
+EVAL_PER_LABEL = 20
+
+# file -> {id: category}: Alpaca instructions labelled by hand for the categories no pool labels.
+HAND_LABELLED = {
+    "alpaca_gpt4_sample_1k.jsonl": {
+        # Coding: write, fix or explain code
+        **dict.fromkeys(
+            [
+                27,
+                172,
+                201,
+                244,
+                269,
+                288,
+                323,
+                395,
+                455,
+                501,
+                503,
+                509,
+                534,
+                625,
+                819,
+                822,
+                863,
+                906,
+                966,
+                972,
+            ],
+            "Coding",
+        ),
+        # Instruction_Following: transform the given text exactly as told (tense, voice, register)
+        **dict.fromkeys(
+            [
+                16,
+                64,
+                152,
+                186,
+                188,
+                216,
+                334,
+                336,
+                387,
+                394,
+                446,
+                496,
+                516,
+                535,
+                590,
+                602,
+                635,
+                641,
+                715,
+                952,
+            ],
+            "Instruction_Following",
+        ),
+        **dict.fromkeys([268, 541, 597, 653, 734], "Translation"),
+        # Others: suggestions, lists and advice, none of the other nine
+        **dict.fromkeys(
+            [67, 164, 197, 312, 339, 494, 521, 549, 627, 654, 667, 674, 862, 918, 925], "Others"
+        ),
+    },
+    "stanford_alpaca_random9k_full.jsonl.gz": dict.fromkeys(
+        [274, 396, 1122, 1324, 1379, 1434, 1957, 2229, 2457, 2687, 2855, 3734, 3771, 3786, 3876],
+        "Translation",
+    ),
+}
+POOLS = {
+    "dolly": "dolly_3k_full.jsonl.gz",
+    "cot": "cot_full.jsonl.gz",
+    "wizardlm": "wizardlm_testset_218.jsonl",
+}
+
+
+def read(path: Path) -> list[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def labelled(source: str, records: list[dict]) -> list[dict]:
+    """Mapped records as {instruction, input, category, source, source_id, source_label}."""
+    out = []
+    for r in records:
+        cat = mapped_category(source, r)
+        if cat:
+            out.append(
+                {
+                    "instruction": r["instruction"],
+                    "input": r.get("input", ""),
+                    "category": cat,
+                    "source": source,
+                    "source_id": r["id"],
+                    "source_label": r[LABEL_FIELDS[source]],
+                }
+            )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(REPO.parent.parent / "shared" / "data"))
+    a = ap.parse_args()
+    data = Path(a.data)
+    if not (data / POOLS["dolly"]).exists():
+        data = Path("/work/shared/data")
+    rng = random.Random(SHUFFLE_SEED)
+    seed: list[dict] = []
+    rest: dict[str, list[dict]] = {}
+    for source in ("dolly", "cot"):
+        rows = labelled(source, read(data / POOLS[source]))
+        rng.shuffle(rows)
+        taken: dict[str, int] = {}
+        rest[source] = []
+        for row in rows:
+            if taken.get(row["category"], 0) < PER_CATEGORY:
+                taken[row["category"]] = taken.get(row["category"], 0) + 1
+                seed.append(row)
+            else:
+                rest[source].append(row)
+    for name, labels in HAND_LABELLED.items():
+        by_id = {r["id"]: r for r in read(data / name)}
+        for rid, cat in labels.items():
+            r = by_id[rid]
+            seed.append(
+                {
+                    "instruction": r["instruction"],
+                    "input": r.get("input", ""),
+                    "category": cat,
+                    "source": name.split(".")[0],
+                    "source_id": rid,
+                    "source_label": "hand-labelled",
+                }
+            )
+    out = REPO / "data" / SEED_FILE
+    out.parent.mkdir(exist_ok=True)
+    with open(out, "w", encoding="utf-8") as fh:
+        for row in seed:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    wizard = labelled("wizardlm", read(data / POOLS["wizardlm"]))
+    per_label: dict[str, int] = {}
+    sample = []
+    for row in rest["dolly"]:  # 20 per Dolly label: 40 % Knowledge (open_qa and closed_qa)
+        if per_label.get(row["source_label"], 0) < EVAL_PER_LABEL:
+            per_label[row["source_label"]] = per_label.get(row["source_label"], 0) + 1
+            sample.append(row)
+    sample += wizard
+    with open(REPO / "data" / "task_types_eval.jsonl", "w", encoding="utf-8") as fh:
+        for n, row in enumerate(sample):
+            fh.write(json.dumps({"id": n, **row}, ensure_ascii=False) + "\n")
+    print(f"seed {len(seed)} -> {out}; eval sample {len(sample)} -> data/task_types_eval.jsonl")
+
+
+if __name__ == "__main__":
+    main()
