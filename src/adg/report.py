@@ -42,7 +42,6 @@ from adg.svg import GROUPS
 TITLE = "ADG selection report"
 DATA_META = "adg-report-data"
 BIN_HEAD = ["bin", "size", "quota", "top", "middle", "bottom"]
-LARGEST_BINS = 15
 EXAMPLES_PER_QUADRANT = 3
 INSTRUCTION_CHARS = 400
 ANSWER_CHARS = 240
