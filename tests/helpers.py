@@ -98,3 +98,25 @@ def embedded_model_or_skip():
             pytest.fail("embedded model missing in CI: `make test` should have prepared it")
         pytest.skip("embedded model not prepared; run `make setup`")
     return path
+
+
+def selected_run(out: Path, records: list[dict], budget: int, run_parameters=None) -> dict:
+    """`adg select` on `records` with seeded random D and I (score 0.6 D + 0.4 I), two sampled
+    answers each and four bins, into `out`: the selection report; report.html / report.md there."""
+    import numpy as np
+
+    from adg.subsets import select_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    scored = []
+    for r in records:
+        d, i = float(rng.random()), float(rng.random())
+        answers = [f"answer one to {r['id']}", "answer two"]
+        scored.append({**r, "dispersion": d, "anisotropy": i, "score": 0.6 * d + 0.4 * i})
+        scored[-1]["generated_answers"] = answers
+    write_jsonl(out / "scored.jsonl", scored)
+    np.save(out / "clusters.npy", rng.integers(0, 4, len(scored)))
+    return select_file(
+        out / "scored.jsonl", out / "clusters.npy", budget, out, run_parameters=run_parameters
+    )

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
-from helpers import embedded_model_or_skip, sample_records, write_jsonl
+from helpers import embedded_model_or_skip, sample_records, selected_run, write_jsonl
 
 from adg import analysis
 from adg.cli import main
@@ -205,10 +205,9 @@ def test_endpoint_path_with_local_server(chat_server, tmp_path, monkeypatch, cap
     ]
     pool = write_jsonl(tmp_path / "pool.jsonl", records)
     (tmp_path / "top.json").write_text(json.dumps(records[1:3]))
-    page = tmp_path / "report.html"
-    from adg.report import analysis_section
-
-    page.write_text(f"<html><body>{analysis_section(None)}</body></html>")
+    selected_run(tmp_path / "select", records, budget=2)
+    page = tmp_path / "select" / "report.html"
+    svgs = page.read_text().count("<svg")
     out = tmp_path / "labels.jsonl"
     args = ["analyse", "--input", str(pool), "--selected", str(tmp_path / "top.json")]
     args += ["--output", str(out), "--endpoint", chat_server, "--endpoint-model", "served"]
@@ -240,7 +239,8 @@ def test_endpoint_path_with_local_server(chat_server, tmp_path, monkeypatch, cap
 
     html = page.read_text()
     Sections().feed(html)
-    assert Sections.ids == ["tasks"] and "did not run" not in html and "<svg" in html
+    assert Sections.ids == ["run", "plane", "histograms", "bins", "examples", "tasks"]
+    assert "did not run" not in html and html.count("<svg") == svgs + 1
 
 
 def test_endpoint_http_error_is_clear(chat_server):

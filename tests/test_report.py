@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from helpers import sample_records, write_jsonl
+from helpers import sample_records, selected_run, write_jsonl
 
 from adg import report as rp
 from adg.cli import main
@@ -221,3 +221,52 @@ def test_report_md_escapes_run_parameters_and_prints_them_as_given(small_run, tm
     assert rows.index("alpha") < rows.index("lr") < rows.index("note") < rows.index("zeta")
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "<script>" not in page and "adg run --analyse" in page
+
+
+def test_templates_escape_values_in_html_and_markdown(tmp_path):
+    """Parameter values, record text and the classifier's name are data: `<script>` is text in
+    the page (autoescape) and in the Markdown (the `md` filter), before and after the analysis."""
+    from adg.analysis import composition
+
+    evil = "<script>alert(1)</script>"
+    records = [*sample_records(11), {"id": "evil", "instruction": EVIL, "input": evil}]
+    params = {"note": evil, "model": "m_1"}
+    selected_run(tmp_path, records, budget=4, run_parameters=params)
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    comp = composition(["Math", "Coding", "Math", "Others"], ["Math"], f"clf {evil}")
+    page2, md2 = rp.reports_with_analysis(page, md, comp)
+    for html in (page, page2):
+        assert "<script>" not in html and "script" not in parse(html).tags
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        assert evil in "".join(parse(html).text)
+    assert f"clf {evil}" in "".join(parse(page2).text)
+    for text in (md, md2):
+        assert "<script>" not in text
+        assert "| note | &lt;script&gt;alert(1)&lt;/script&gt; |" in text
+        assert "| model | m\\_1 |" in text
+    assert "Classifier: clf &lt;script&gt;alert(1)&lt;/script&gt;" in md2
+
+
+def test_add_analysis_renders_the_page_again_from_its_data(tmp_path):
+    """The page carries its data: adding an analysis twice leaves one tasks section (the latest),
+    and the rest of the page is unchanged; a page without that data is a clear error."""
+    from adg.analysis import composition
+    from adg.errors import InputError
+
+    selected_run(tmp_path, sample_records(12), budget=4, run_parameters={"model": "tiny"})
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    first = rp.add_analysis(page, composition(["Math", "Coding"], ["Math"], "first"))
+    second = rp.add_analysis(first, composition(["Math", "Writing"], None, "second"))
+    parsed = parse(second)
+    assert parsed.sections.count("tasks") == 1 and set(parsed.sections) == SECTIONS
+    text = "".join(parsed.text)
+    assert "second" in text and "Classifier: first" not in text and "Writing" in text
+    before, after = page.split('<section id="tasks">')[0], second.split('<section id="tasks">')[0]
+    assert before == after
+    assert rp.page_context(second) == rp.page_context(page)
+    with pytest.raises(InputError, match="not an adg report page"):
+        rp.add_analysis("<html><body><section id='tasks'></section></body></html>", {})
+    damaged = page.replace('content="', 'content="!', 1)
+    with pytest.raises(InputError, match="damaged"):
+        rp.add_analysis(damaged, {})

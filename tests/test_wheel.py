@@ -66,6 +66,10 @@ def test_the_wheel_has_what_the_cli_needs(installed, tmp_path):
     lines = run(str(installed / "python"), "-c", code, cwd=tmp_path).split()
     assert all("site-packages" in line and str(REPO) not in line for line in lines), lines
     assert Path(lines[2]).is_file() and Path(lines[3]).is_file()
+    # the report's templates are package data: the installed adg renders a page from them
+    page = "from adg import render; print(render.page('t <x>', '<p>b</p>'))"
+    out = run(str(installed / "python"), "-c", page, cwd=tmp_path)
+    assert "<title>t &lt;x&gt;</title>" in out and "<p>b</p>" in out
 
 
 def test_compile_and_run_help_from_another_folder(installed, tmp_path):

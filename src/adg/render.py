@@ -1,15 +1,22 @@
 """The shared pieces of the HTML and Markdown output (the selection report, the selector
-comparison): the page frame and its stylesheet, escaping, and one table renderer for each format.
+comparison): the page frame and its stylesheet, escaping, one table renderer for each format, and
+the Jinja2 environment of the report templates (package data under `adg/templates`).
 
 Every cell is escaped: HTML cells with `html.escape`; Markdown cells so that any renderer shows
 them literally (raw HTML such as `<script>` escaped, inline syntax and pipes backslash-escaped).
+`*.html.j2` templates autoescape; `*.md.j2` templates escape values with the `md` filter (`md_cell`)
+and tables with `markdown_table`.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from functools import cache
 from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 CSS = " ".join(
     [
@@ -29,10 +36,8 @@ def esc(value: Any) -> str:
 
 
 def page(title: str, body: str) -> str:
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}'
-        f"</title><style>{CSS}</style></head><body><h1>{esc(title)}</h1>{body}</body></html>\n"
-    )
+    """A standalone page around `body` (HTML, already escaped)."""
+    return template("page.html.j2").render(title=title, body=Markup(body))
 
 
 def html_table(head: list[str], rows: list[list[Any]], left: int = 1) -> str:
@@ -66,3 +71,29 @@ def markdown_table(head: list[str], rows: list[list[Any]]) -> str:
         return "| " + " | ".join(md_cell(c) for c in row) + " |"
 
     return "\n".join([line(head), "|" + "---|" * len(head), *(line(r) for r in rows)])
+
+
+@cache
+def environment() -> Environment:
+    """The templates' environment: autoescape for HTML, an undefined name is an error."""
+    env = Environment(
+        loader=PackageLoader("adg", "templates"),
+        autoescape=select_autoescape(["html.j2"], default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        extensions=["jinja2.ext.do"],
+    )
+    env.filters["md"] = md_cell
+    env.globals.update(
+        css=Markup(CSS),
+        html_table=lambda head, rows, left=1: Markup(html_table(head, rows, left)),
+        markdown_table=markdown_table,
+    )
+    return env
+
+
+def template(name: str):
+    """A template of `adg/templates` by file name."""
+    return environment().get_template(name)
