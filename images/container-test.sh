@@ -98,7 +98,8 @@ ensure_base() {
 # image labelled with the same hash is reused as it is.
 context_hash() {
   git ls-files -co --exclude-standard -- pyproject.toml README.md LICENSE src components pipelines \
-    images/cpu images/constraints.txt .dockerignore | sort | xargs sha256sum | sha256sum | cut -c1-16
+    images/cpu images/constraints.txt .dockerignore data/alpaca_gpt4_sample_200.jsonl \
+    data/task_types_seed.jsonl data/task_types_benchmark.json data/README.md | sort | xargs sha256sum | sha256sum | cut -c1-16
 }
 
 # Pip inside the build: the host's CA bundle (for a TLS-inspecting proxy) and the host's on-disk
