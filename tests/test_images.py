@@ -38,6 +38,7 @@ STAGE_EXTRAS = {
     "merge": set(),
     "export": set(),
     "ledger": set(),
+    "curation": set(),
     "analyse": set(),  # the backbone through transformers, or an HTTP endpoint
     "generate": {"generate"},
     "embed": {"generate"},
@@ -257,6 +258,7 @@ COMPONENT_STAGE = {
     "record-ledger": "ledger",
     "nothing-to-do": "ledger",
     "plan-selectors": "compare",
+    **{f"curation-{step}": "curation" for step in ("route", "plan", "add", "select")},
 }
 
 

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from adg import storage
+from adg.errors import InputError
 from adg.records import PoolError, id_key, iter_records, write_json_array, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ GROUPS = ("top", "middle", "bottom")
 SCORED_FIELDS = ("generated_answers", "score", "dispersion", "anisotropy")
 
 
-class CurationMismatch(ValueError):
+class CurationMismatch(InputError):
     """Index entries were scored with another model or other settings than this run's."""
 
 
