@@ -319,15 +319,11 @@ def adg_pipeline(
     use_object_store_secret(cpu_task(uncached(ing), "ingest"), storage_secret)
     ing.after(check)
 
-    route = curation_route(new_files=ing.outputs["new_files"], index_uri=curation_index_uri)
-    cpu_task(route.set_display_name("curation_route"), "shard")
-
-    with dsl.If(route.output == "batch", name="new-pool-files"):
-        pool = ing.outputs["pool"]
-        shards = shard(records=ing.outputs["records"], shard_count=shard_count)
+    def generate_and_score(pool, records, loop_name: str):
+        """shard → ParallelFor [generate → score] (one GPU pod per shard) → merge."""
+        shards = shard(records=records, shard_count=shard_count)
         cpu_task(shards.set_display_name("shard"), "shard")
-
-        with dsl.ParallelFor(shards.output, parallelism=SHARD_PARALLELISM, name="shards") as index:
+        with dsl.ParallelFor(shards.output, parallelism=SHARD_PARALLELISM, name=loop_name) as index:
             gen = generate(
                 pool=pool,
                 model=model,
@@ -364,8 +360,16 @@ def adg_pipeline(
             on_gpu(scored_shard, "score", score_gpu_count)
             use_object_store_secret(scored_shard, storage_secret)
 
-        scored = merge(pool=pool, shards=dsl.Collected(scored_shard.outputs["scored"]))
-        cpu_task(scored.set_display_name("merge"), "merge")
+        merged = merge(pool=pool, shards=dsl.Collected(scored_shard.outputs["scored"]))
+        cpu_task(merged.set_display_name("merge"), "merge")
+        return merged
+
+    route = curation_route(new_files=ing.outputs["new_files"], index_uri=curation_index_uri)
+    cpu_task(route.set_display_name("curation_route"), "shard")
+
+    with dsl.If(route.output == "batch", name="new-pool-files"):
+        pool = ing.outputs["pool"]
+        scored = generate_and_score(pool, ing.outputs["records"], "shards")
 
         emb = embed(pool=pool, model=model).set_display_name("embed")
         on_gpu(emb, "embed", embed_gpu_count)
@@ -593,47 +597,7 @@ def adg_pipeline(
 
         with dsl.If(plan.outputs["records"] > 0, name="curation-new-records"):
             todo = plan.outputs["todo"]
-            todo_shards = shard(records=plan.outputs["records"], shard_count=shard_count)
-            cpu_task(todo_shards.set_display_name("shard"), "shard")
-            with dsl.ParallelFor(
-                todo_shards.output, parallelism=SHARD_PARALLELISM, name="curation-shards"
-            ) as index:
-                gen = generate(
-                    pool=todo,
-                    model=model,
-                    num_samples=generate_num_samples,
-                    temperature=generate_temperature,
-                    top_p=generate_top_p,
-                    max_new_tokens=generate_max_new_tokens,
-                    seed=generate_seed,
-                    batch_size=generate_batch_size,
-                    backend=generate_backend,
-                    prompt_format=generate_prompt_format,
-                    tensor_parallel_size=generate_tensor_parallel_size,
-                    gpu_memory_utilization=generate_gpu_memory_utilization,
-                    shard_index=index,
-                    shard_count=shard_count,
-                    checkpoint_uri=checkpoints,
-                    checkpoint_every=checkpoint_every,
-                    run_id=run_id,
-                ).set_display_name("generate")
-                on_gpu(gen, "generate", generate_tensor_parallel_size)
-                use_object_store_secret(gen, storage_secret)
-                scored_shard = score(
-                    generated=gen.outputs["generated"],
-                    model=model,
-                    dispersion_weight=score_dispersion_weight,
-                    anisotropy_weight=score_anisotropy_weight,
-                    all_metrics=score_all_metrics,
-                    shard_index=index,
-                    checkpoint_uri=checkpoints,
-                    checkpoint_every=checkpoint_every,
-                    run_id=run_id,
-                ).set_display_name("score")
-                on_gpu(scored_shard, "score", score_gpu_count)
-                use_object_store_secret(scored_shard, storage_secret)
-            scored = merge(pool=todo, shards=dsl.Collected(scored_shard.outputs["scored"]))
-            cpu_task(scored.set_display_name("merge"), "merge")
+            scored = generate_and_score(todo, plan.outputs["records"], "curation-shards")
             emb = embed(pool=todo, model=model).set_display_name("embed")
             on_gpu(emb, "embed", embed_gpu_count)
             use_object_store_secret(emb, storage_secret)
