@@ -18,11 +18,11 @@ Evaluation sample (tests and users without the shared data): 20 Dolly records pe
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import random
 from pathlib import Path
 
+from adg.records import read_records
 from adg.task_types import LABEL_FIELDS, SEED_FILE, mapped_category
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,12 +103,6 @@ POOLS = {
 }
 
 
-def read(path: Path) -> list[dict]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
 def labelled(source: str, records: list[dict]) -> list[dict]:
     """Mapped records as {instruction, input, category, source, source_id, source_label}."""
     out = []
@@ -139,7 +133,7 @@ def main() -> None:
     seed: list[dict] = []
     rest: dict[str, list[dict]] = {}
     for source in ("dolly", "cot"):
-        rows = labelled(source, read(data / POOLS[source]))
+        rows = labelled(source, read_records(data / POOLS[source]))
         rng.shuffle(rows)
         taken: dict[str, int] = {}
         rest[source] = []
@@ -150,7 +144,7 @@ def main() -> None:
             else:
                 rest[source].append(row)
     for name, labels in HAND_LABELLED.items():
-        by_id = {r["id"]: r for r in read(data / name)}
+        by_id = {r["id"]: r for r in read_records(data / name)}
         for rid, cat in labels.items():
             r = by_id[rid]
             seed.append(
@@ -168,7 +162,7 @@ def main() -> None:
     with open(out, "w", encoding="utf-8") as fh:
         for row in seed:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    wizard = labelled("wizardlm", read(data / POOLS["wizardlm"]))
+    wizard = labelled("wizardlm", read_records(data / POOLS["wizardlm"]))
     per_label: dict[str, int] = {}
     sample = []
     for row in rest["dolly"]:  # 20 per Dolly label: 40 % Knowledge (open_qa and closed_qa)

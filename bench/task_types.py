@@ -26,7 +26,6 @@ measured (the machine may be shared).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import random
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from adg import analysis, models
+from adg.records import read_records
 from adg.task_types import LABEL_FIELDS, measure, measure_lines, seed_records
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,24 +46,18 @@ POOLS = {
 }
 
 
-def read(path: Path) -> list[dict]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
 def labelled_records(data: Path | None, eval_file: Path | None, per_label: int) -> list[dict]:
     """Mapped human-labelled records not in the seed set: `per_label` per source label (seeded
     draw), or the in-repository sample."""
     if eval_file or data is None:
-        return read(eval_file or REPO / "data" / "task_types_eval.jsonl")
+        return read_records(eval_file or REPO / "data" / "task_types_eval.jsonl")
     from adg.task_types import mapped_category
 
     seeded = {(r["source"], r["source_id"]) for r in seed_records()}
     rng = random.Random(0)
     out = []
     for source, name in POOLS.items():
-        rows = [r for r in read(data / name) if mapped_category(source, r)]
+        rows = [r for r in read_records(data / name) if mapped_category(source, r)]
         rows = [r for r in rows if (source, r["id"]) not in seeded]
         rng.shuffle(rows)
         taken: dict[str, int] = {}

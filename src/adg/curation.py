@@ -48,7 +48,7 @@ import numpy as np
 
 from adg import storage
 from adg.errors import InputError
-from adg.records import PoolError, id_key, iter_records, write_json_array, write_jsonl
+from adg.records import PoolError, atomic_text, id_key, iter_records, write_json_array, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class Index:
             storage.upload(local, uri)
             return
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{uri}.tmp"
+        tmp = f"{uri}.tmp"  # embeddings and arrays are binary: copied, then renamed into place
         shutil.copyfile(local, tmp)
         os.replace(tmp, uri)
 
@@ -145,9 +145,8 @@ class Index:
             storage.write_json(uri, value)
             return
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{uri}.tmp"
-        Path(tmp).write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", "utf-8")
-        os.replace(tmp, uri)
+        with atomic_text(uri) as fh:
+            fh.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
     @contextmanager
     def local(self, *parts: str):

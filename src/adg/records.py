@@ -577,7 +577,7 @@ def check_writable(path: str | os.PathLike) -> None:
 
 
 @contextlib.contextmanager
-def _atomic_text(path: str | os.PathLike) -> Iterator[io.TextIOBase]:
+def atomic_text(path: str | os.PathLike) -> Iterator[io.TextIOBase]:
     """A text file written beside `path` and renamed onto it when complete. A failure names
     `path` (never the temp file) and leaves neither a partial file nor the temp file behind."""
     tmp = f"{path}.tmp"
@@ -598,7 +598,7 @@ def _atomic_text(path: str | os.PathLike) -> Iterator[io.TextIOBase]:
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> int:
     """Write records as JSONL atomically (temp file + rename); return the count."""
     n = 0
-    with _atomic_text(path) as fh:
+    with atomic_text(path) as fh:
         for r in records:
             fh.write(dumps(r) + "\n")
             n += 1
@@ -607,7 +607,7 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> i
 
 def write_json_array(path: str | os.PathLike, records: list[dict[str, Any]]) -> None:
     """Write records as one indented JSON array (the format of top/middle/bottom.json)."""
-    with _atomic_text(path) as fh:
+    with atomic_text(path) as fh:
         json.dump(records, fh, ensure_ascii=False, indent=2)
         fh.write("\n")
 
