@@ -1,5 +1,6 @@
 """compare: the selectors side by side (selection, overlap and, when trained, the benchmarks);
-plan_selectors: the baseline methods of the `selectors` parameter, for the fan-out."""
+plan_selectors: the baseline methods of the `selectors` parameter, for the fan-out;
+baseline_placement: the GPU placement of one baseline's scoring pod (none for random)."""
 
 from typing import NamedTuple
 
@@ -22,10 +23,26 @@ def plan_selectors(selectors: list) -> NamedTuple("Plan", baselines=list, severa
 
 
 @dsl.component(base_image=image_for("compare"), install_kfp_package=False)
+def baseline_placement(
+    method: str, gpus: int, node_selector: dict, tolerations: list
+) -> NamedTuple("Placement", gpus=int, node_selector=dict, tolerations=list):
+    """The scoring pod's GPUs, node selector and tolerations: the given ones, or none for a
+    method that needs no model (a loop item cannot set a resource, a task output can)."""
+    from collections import namedtuple
+
+    from adg.comparison import baseline_placement as place
+
+    placed = place(method, gpus, node_selector, tolerations)
+    print(f"{method}: {placed[0]} GPU(s)")
+    return namedtuple("Placement", ["gpus", "node_selector", "tolerations"])(*placed)
+
+
+@dsl.component(base_image=image_for("compare"), install_kfp_package=False)
 def compare(
     selectors: list,
     baselines: list,
     adg_top: Input[Dataset],
+    adg_scored: Input[Dataset],
     baseline_tops: Input[list[Dataset]],
     comparison: Output[Dataset],
     table: Output[Markdown],
@@ -34,7 +51,8 @@ def compare(
     adg_results: Input[Artifact] = None,
     baseline_results: Input[list[Artifact]] = None,
 ):
-    """One row per selector in `selectors`; the baselines' files come in the loop's order."""
+    """One row per selector in `selectors`; the baselines' files come in the loop's order;
+    `adg_scored` (ADG's merged scores) gives every subset's dispersion and anisotropy."""
     from adg.comparison import SelectorRun, compare_runs, comparison_metrics, write_comparison
 
     tops = {"adg": adg_top.path}
@@ -44,7 +62,8 @@ def compare(
         results = {"adg": adg_results.path}
         results.update({m: a.path for m, a in zip(baselines, baseline_results, strict=True)})
     names = list(dict.fromkeys(selectors))
-    comp = compare_runs([SelectorRun(n, tops[n], results.get(n)) for n in names])
+    runs = [SelectorRun(n, tops[n], results.get(n)) for n in names]
+    comp = compare_runs(runs, adg_scored.path)
     paths = {"comparison": comparison.path, "table": table.path, "html": html.path}
     write_comparison(comp, paths)
     for key, value in comparison_metrics(comp).items():

@@ -1,5 +1,6 @@
 """score: dispersion, anisotropy and the ADG score of each record's K answers (one shard), or a
-baseline method's score (ifd, superfiltering, random) of every record of the merged file."""
+baseline method's score (ifd, superfiltering, random) of every record of the pool (a baseline
+needs no generated answers)."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output

@@ -23,7 +23,7 @@ from adg.config import (
 )
 from adg_kfp.components.analyse import analyse
 from adg_kfp.components.cluster import cluster
-from adg_kfp.components.compare import compare, plan_selectors
+from adg_kfp.components.compare import baseline_placement, compare, plan_selectors
 from adg_kfp.components.curation import curation_add, curation_plan, curation_route, curation_select
 from adg_kfp.components.embed import embed
 from adg_kfp.components.evaluate import evaluate
@@ -187,9 +187,9 @@ def adg_pipeline(
             spread, most records at one value) instead of only warning; for recurring runs.
         selectors: the selectors to compare side by side, e.g. ["adg", "random", "ifd"] (methods
             of `adg score --method`). ADG always runs as now; every other one gets its own branch
-            that scores the merged file with its method, selects with the same budget and bins
-            and, with train_enabled, trains and evaluates with the same settings; then `compare`
-            writes the comparison table. ["adg"] = no comparison.
+            that scores the pool with its method (random on CPU, the others on a GPU), selects
+            with the same budget and bins and, with train_enabled, trains and evaluates with the
+            same settings; then `compare` writes the comparison table. ["adg"] = no comparison.
         gpu_node_selector: node labels GPU pods must match, e.g. {"nvidia.com/gpu.present": "true"}.
         gpu_tolerations: tolerations of GPU pods, a list of Kubernetes toleration objects, e.g.
             [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}].
@@ -408,10 +408,21 @@ def adg_pipeline(
         cpu_task(plan, "compare")
 
         def baseline_branch(trained: bool):
-            """Score the merged file with each baseline method, select (and train, evaluate)."""
+            """Score the pool with each baseline method, select (and train, evaluate).
+
+            A baseline needs no generated answers, so it starts when the bins exist, beside
+            ADG's generate and score rather than after them; a method without a model (random)
+            scores on CPU: its pod gets no GPU, node selector or tolerations."""
             with dsl.ParallelFor(plan.outputs["baselines"], name="baseline-selectors") as method:
+                where = baseline_placement(
+                    method=method,
+                    gpus=score_gpu_count,
+                    node_selector=gpu_node_selector,
+                    tolerations=gpu_tolerations,
+                ).set_display_name("baseline_placement")
+                cpu_task(where, "compare")
                 rescored = score(
-                    generated=scored.outputs["merged"],
+                    generated=pool,
                     model=model,
                     dispersion_weight=score_dispersion_weight,
                     anisotropy_weight=score_anisotropy_weight,
@@ -422,7 +433,15 @@ def adg_pipeline(
                     run_id=run_id,
                     method=method,
                 ).set_display_name("score_baseline")
-                on_gpu(rescored, "score", score_gpu_count)
+                gpu_task(
+                    rescored,
+                    "score",
+                    where.outputs["gpus"],
+                    where.outputs["node_selector"],
+                    where.outputs["tolerations"],
+                    model_cache_pvc,
+                    accelerator=gpu_accelerator_type,
+                )
                 use_object_store_secret(rescored, storage_secret)
                 picked = select(
                     scored=rescored.outputs["scored"],
@@ -447,6 +466,7 @@ def adg_pipeline(
                 selectors=selectors,
                 baselines=plan.outputs["baselines"],
                 adg_top=chosen.outputs["top"],
+                adg_scored=scored.outputs["merged"],
                 baseline_tops=dsl.Collected(picked.outputs["top"]),
                 **results,
             ).set_display_name("compare")

@@ -13,6 +13,7 @@ from helpers import sample_records, write_jsonl
 
 from adg.comparison import (
     SelectorRun,
+    baseline_placement,
     compare_runs,
     comparison_html,
     comparison_markdown,
@@ -82,6 +83,41 @@ def test_selection_only_table_and_overlap(tmp_path):
     assert page.startswith("<!DOCTYPE html>") and "Jaccard" in page
 
 
+def test_baselines_get_adgs_dispersion_and_anisotropy_by_id(tmp_path):
+    adg = _top(tmp_path / "adg.json", [1, 2], [0.9, 0.8])
+    rnd = _top(tmp_path / "rnd.json", ["3", 4, 9], [0.5, 0.5, 0.5], di=False)
+    # ADG's merged scores: every record of the pool with its D and I (and its answers). The
+    # string id "3" is not the integer 3: ids are matched by type and value.
+    scored = [
+        {
+            "id": i,
+            "instruction": "q",
+            "output": "a",
+            "dispersion": d,
+            "anisotropy": a,
+            "generated_answers": ["x", "y"],
+        }
+        for i, d, a in [(1, 1.8, 0.5), (2, 1.6, 0.5), ("3", 1.0, 0.2), (4, 3.0, 0.4)]
+    ]
+    scored_path = write_jsonl(tmp_path / "scored.jsonl", scored)
+    comp = compare_runs([SelectorRun("adg", adg), SelectorRun("random", rnd)], scored_path)
+    adg_row, rnd_row = comp["rows"]
+    # ADG's own records keep their fields; the baseline's are looked up (id 9 is unknown).
+    assert adg_row["mean_dispersion"] == pytest.approx(1.7)
+    assert rnd_row["mean_dispersion"] == pytest.approx(2.0)
+    assert rnd_row["mean_anisotropy"] == pytest.approx(0.3)
+    with pytest.raises(PoolError, match="ADG's scored records not found"):
+        compare_runs([SelectorRun("adg", adg)], tmp_path / "missing.jsonl")
+
+
+def test_baseline_placement():
+    selector, tolerations = {"gpu": "h200"}, [{"key": "nvidia.com/gpu", "operator": "Exists"}]
+    assert baseline_placement("ifd", 2, selector, tolerations) == (2, selector, tolerations)
+    assert baseline_placement("superfiltering", 1, selector, []) == (1, selector, [])
+    # random needs no model: no GPU, and nothing that pins it to a GPU node.
+    assert baseline_placement("random", 2, selector, tolerations) == (0, {}, [])
+
+
 def test_evaluated_table_in_the_papers_shape(tmp_path):
     adg = _top(tmp_path / "adg.json", [1, 2], [0.9, 0.8])
     rnd = _top(tmp_path / "rnd.json", [2, 3], [0.1, 0.2])
@@ -128,15 +164,16 @@ def test_missing_subset_is_one_clear_error(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def spec(tmp_path_factory) -> dict:
+def compiled(tmp_path_factory) -> list[dict]:
     from adg_kfp.pipelines.local import compile_pipeline
 
     path = tmp_path_factory.mktemp("compiled") / "p.yaml"
     compile_pipeline(path)
-    return next(yaml.safe_load_all(path.read_text()))
+    return list(yaml.safe_load_all(path.read_text()))
 
 
-def test_compiled_pipeline_fans_out_over_selectors(spec):
+def test_compiled_pipeline_fans_out_over_selectors(compiled):
+    spec, platform = compiled
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["selectors"]["defaultValue"] == ["adg"]
     comps = spec["components"]
@@ -153,9 +190,15 @@ def test_compiled_pipeline_fans_out_over_selectors(spec):
     assert len(iterators) == 2
     bodies = [set(dags[name]) for name in iterators]
     assert {frozenset(b) for b in bodies} == {
-        frozenset({"score-3", "select-3"}),
-        frozenset({"score-2", "select-2", "train-2", "evaluate-2"}),
+        frozenset({"baseline-placement-2", "score-3", "select-3"}),
+        frozenset({"baseline-placement", "score-2", "select-2", "train-2", "evaluate-2"}),
     }
+    for name in iterators:
+        # A baseline scores the pool: nothing of ADG's generate, score or merge enters the loop,
+        # so the baselines do not wait for ADG's GPU work.
+        artifacts = set(comps[name]["inputDefinitions"]["artifacts"])
+        assert "pipelinechannel--ingest-pool" in artifacts
+        assert not any("merge" in a or "score" in a or "generate" in a for a in artifacts)
     # Each compare gathers the loop's selected subsets (and, when trained, the evaluations).
     for name in ("comp-compare", "comp-compare-2"):
         inputs = comps[name]["inputDefinitions"]["artifacts"]
@@ -166,9 +209,31 @@ def test_compiled_pipeline_fans_out_over_selectors(spec):
     assert arts["baseline_tops"]["taskOutputArtifact"]["producerTask"].startswith("for-loop")
     selection = next(t for tasks in dags.values() for n, t in tasks.items() if n == "compare-2")
     assert "baseline_results" not in selection["inputs"]["artifacts"]
-    # The baseline score task runs the method of the loop item.
+    # The baseline score task runs the method of the loop item, on the pool.
     score = next(t for tasks in dags.values() for n, t in tasks.items() if n == "score-3")
     assert "componentInputParameter" in json.dumps(score["inputs"]["parameters"]["method"])
+    assert score["inputs"]["artifacts"]["generated"] == {
+        "componentInputArtifact": "pipelinechannel--ingest-pool"
+    }
+    # Its GPUs, node selector and tolerations are the placement task's outputs (none for random).
+    gpus = score["inputs"]["parameters"]["pipelinechannel--baseline-placement-2-gpus"]
+    assert gpus["taskOutputParameter"]["producerTask"] == "baseline-placement-2"
+    accelerator = spec["deploymentSpec"]["executors"]["exec-score-3"]["container"]["resources"]
+    assert "baseline-placement-2-gpus" in accelerator["accelerator"]["resourceCount"]
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-score-3"]
+    assert k8s["nodeSelector"]["nodeSelectorJson"]["taskOutputParameter"] == {
+        "outputParameterKey": "node_selector",
+        "producerTask": "baseline-placement-2",
+    }
+    (toleration,) = k8s["tolerations"]
+    assert toleration["tolerationJson"]["taskOutputParameter"]["producerTask"] == (
+        "baseline-placement-2"
+    )
+    # compare reads ADG's merged scores for every subset's D and I.
+    for name in ("compare", "compare-2"):
+        task = next(t for tasks in dags.values() for n, t in tasks.items() if n == name)
+        adg_scored = task["inputs"]["artifacts"]["adg_scored"]
+        assert "merge" in json.dumps(adg_scored)
 
 
 @pytest.mark.kfp_local
@@ -186,6 +251,8 @@ def test_adg_run_compares_adg_and_random(tiny_model_dir, tmp_path, capsys):
     comp = json.loads((out / "comparison.json").read_text())
     assert comp["selectors"] == ["adg", "random"]
     assert [r["selected"] for r in comp["rows"]] == [3, 3]
+    # random scored the pool on its own; its records' D and I come from ADG's merged scores.
+    assert all(r["mean_dispersion"] is not None for r in comp["rows"])
     adg_ids = [r["id"] for r in json.loads((out / "top.json").read_text())]
     assert comp["selected_ids"]["adg"] == adg_ids
     (pair,) = comp["overlap"]

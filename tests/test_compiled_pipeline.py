@@ -29,15 +29,20 @@ GPU_EXECUTORS = {
     "exec-analyse": "analyse_gpu_count",
     "exec-train": "train_num_gpus",
     "exec-evaluate": "evaluate_gpu_count",
-    # The baseline selectors' branches (selection only; with train/evaluate).
-    "exec-score-2": "score_gpu_count",
-    "exec-score-3": "score_gpu_count",
+    # The baseline selectors' branches (selection only; with train/evaluate): the scoring pod's
+    # GPUs come from its placement task (score_gpu_count, or 0 for random).
+    "exec-score-2": "baseline-placement-gpus",
+    "exec-score-3": "baseline-placement-2-gpus",
     "exec-train-2": "train_num_gpus",
     "exec-evaluate-2": "evaluate_gpu_count",
     # The curation branch's fan-out and embed.
     "exec-generate-2": "generate_tensor_parallel_size",
     "exec-score-4": "score_gpu_count",
     "exec-embed-2": "embed_gpu_count",
+}
+BASELINE_PLACEMENT = {
+    "exec-score-2": "baseline-placement",
+    "exec-score-3": "baseline-placement-2",
 }
 CURATION_EXECUTORS = {
     "exec-curation-plan",
@@ -58,6 +63,8 @@ CPU_EXECUTORS = {
     "exec-record-ledger",
     "exec-nothing-to-do",
     "exec-plan-selectors",
+    "exec-baseline-placement",
+    "exec-baseline-placement-2",
     "exec-select-2",
     "exec-select-3",
     "exec-compare",
@@ -92,6 +99,8 @@ EXECUTOR_STAGE = {
     "exec-record-ledger": "ledger",
     "exec-nothing-to-do": "ledger",
     "exec-plan-selectors": "compare",
+    "exec-baseline-placement": "compare",
+    "exec-baseline-placement-2": "compare",
     "exec-compare-2": "compare",
     "exec-score-2": "score",
     "exec-score-3": "score",
@@ -187,10 +196,16 @@ def test_cpu_and_memory_requests_and_limits_everywhere(executors):
 def test_selectors_tolerations_and_shm_only_on_gpu_tasks(k8s):
     for name in GPU_EXECUTORS:
         cfg = k8s[name]
-        selector = cfg["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"]
-        assert selector.endswith("gpu_node_selector")
+        selector = cfg["nodeSelector"]["nodeSelectorJson"]
         (toleration,) = cfg["tolerations"]
-        assert toleration["tolerationJson"]["componentInputParameter"].endswith("gpu_tolerations")
+        toleration = toleration["tolerationJson"]
+        if name in BASELINE_PLACEMENT:  # the placement task's outputs: none for random
+            placed = BASELINE_PLACEMENT[name]
+            assert selector["taskOutputParameter"]["producerTask"] == placed
+            assert toleration["taskOutputParameter"]["producerTask"] == placed
+        else:
+            assert selector["componentInputParameter"].endswith("gpu_node_selector")
+            assert toleration["componentInputParameter"].endswith("gpu_tolerations")
         assert cfg["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
     for name in CPU_EXECUTORS:
         cfg = k8s.get(name, {})

@@ -258,6 +258,7 @@ COMPONENT_STAGE = {
     "record-ledger": "ledger",
     "nothing-to-do": "ledger",
     "plan-selectors": "compare",
+    "baseline-placement": "compare",
     **{f"curation-{step}": "curation" for step in ("route", "plan", "add", "select")},
 }
 

@@ -200,7 +200,7 @@ def cmd_compare(a: argparse.Namespace) -> None:
             runs.append(SelectorRun(name, top, results or None))
         if not runs:
             raise InputError("give --comparison or at least one --run NAME=TOP.json")
-        comp = compare_runs(runs)
+        comp = compare_runs(runs, a.adg_scored or None)
     if a.labels:
         comp = with_task_mix(comp, a.labels)
     out = Path(a.output_dir)
@@ -528,6 +528,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="NAME=TOP.json[,RESULTS.json]: one selector's subset (and lm-eval results); repeat",
     )
     p.add_argument("--comparison", default="", help="an existing comparison.json instead of --run")
+    p.add_argument(
+        "--adg-scored",
+        default="",
+        help="ADG's scored.jsonl: the dispersion and anisotropy of every subset's records",
+    )
     p.add_argument("--labels", default="", help="the analyse stage's labels JSONL: add task mix")
     p.add_argument("--output-dir", default="runs/compare")
     p.set_defaults(func=cmd_compare)

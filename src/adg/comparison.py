@@ -6,9 +6,12 @@ and returns the comparison: per selector the selected count, mean score (each me
 mean dispersion D and anisotropy I where the records carry them, and, when evaluated, the
 Reasoning / Knowledge / Coding / Average scores as in the paper (`adg.evaluation.summarise`); the
 pairwise Jaccard overlap of the selected ids; the selected ids themselves, so `with_task_mix` can
-later add each subset's task-type mix from the analyse stage's labels. `plan_selectors` validates
-the pipeline's `selectors` parameter and splits off the baselines; the rest renders the comparison
-as Markdown and a standalone HTML page. Pure: files in, dicts and text out.
+later add each subset's task-type mix from the analyse stage's labels. A baseline scores the pool,
+not ADG's answers, so its subset carries no D and I of its own: given ADG's scored records,
+`compare_runs` looks them up by id. `plan_selectors` validates the pipeline's `selectors`
+parameter and splits off the baselines, `baseline_placement` says which of them need a GPU; the
+rest renders the comparison as Markdown and a standalone HTML page. Pure: files in, dicts and
+text out.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from adg.evaluation import load_results, summarise
 from adg.records import PoolError, id_key, iter_records
 
 ADG = "adg"
+DIVERGENCE_FIELDS = ("dispersion", "anisotropy")
 # Output name -> file name of the comparison (the compare step and `adg run` write these).
 COMPARISON_FILES = {
     "comparison": "comparison.json",
@@ -64,6 +68,19 @@ def plan_selectors(selectors: list[str]) -> tuple[list[str], bool]:
     return baselines, bool(baselines)
 
 
+def baseline_placement(
+    method: str, gpus: int, node_selector: dict, tolerations: list
+) -> tuple[int, dict, list]:
+    """(GPUs, node selector, tolerations) of a baseline's scoring pod: the GPU placement given,
+    or none at all for a method that needs no model (random), so it asks for no GPU and is free
+    to run on any node."""
+    from adg.config import MODEL_FREE_METHODS
+
+    if method in MODEL_FREE_METHODS:
+        return 0, {}, []
+    return gpus, node_selector, tolerations
+
+
 def jaccard(a: set, b: set) -> float:
     """|a ∩ b| / |a ∪ b|; two empty sets are identical (1.0)."""
     union = a | b
@@ -80,17 +97,37 @@ def _jsonable_id(value: Any) -> Any:
     return value if isinstance(value, int | str) else str(value)
 
 
-def compare_runs(runs: list[SelectorRun]) -> dict[str, Any]:
-    """The comparison of the selectors' runs (see the module docstring)."""
+def _divergence_by_id(scored: str | os.PathLike) -> dict[Any, dict[str, float]]:
+    """id → ADG's dispersion and anisotropy, streamed from its scored records (which also hold
+    every generated answer, so only these two numbers are kept)."""
+    if not Path(scored).is_file():
+        raise PoolError(f"{scored}: ADG's scored records not found")
+    return {
+        id_key(r["id"]): {f: r[f] for f in DIVERGENCE_FIELDS if f in r}
+        for r in iter_records(scored)
+    }
+
+
+def _with_divergence(top: list[dict[str, Any]], divergence: dict) -> list[dict[str, Any]]:
+    """The subset's records with ADG's D and I filled in where they lack them."""
+    return [{**divergence.get(id_key(r["id"]), {}), **r} for r in top]
+
+
+def compare_runs(
+    runs: list[SelectorRun], adg_scored: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """The comparison of the selectors' runs (see the module docstring); `adg_scored` (ADG's
+    scored records) gives the D and I of the baselines' records."""
     if not runs:
         raise InputError("nothing to compare: no selector runs")
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise InputError(f"selectors compared twice: {names}")
     evaluated = all(r.results for r in runs)
+    divergence = _divergence_by_id(adg_scored) if adg_scored else {}
     rows, ids = [], {}
     for run in runs:
-        top = _read_top(run.top)
+        top = _with_divergence(_read_top(run.top), divergence)
         ids[run.name] = [r["id"] for r in top]
         row: dict[str, Any] = {
             "selector": run.name,
@@ -213,7 +250,7 @@ def _mix_table(comparison: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 NOTES = {
     False: "Selection only (training was off). Mean score is on each method's own scale; mean D "
-    "and I are ADG's dispersion and anisotropy of the selected records, where they carry them.",
+    "and I are ADG's dispersion and anisotropy of the selected records (– where unknown).",
     True: "Scores in percent of the model fine-tuned on each selector's subset, trained and "
     "evaluated with identical settings.",
 }

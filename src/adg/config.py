@@ -83,6 +83,8 @@ class ClusterConfig:
 
 # `adg score --method`: ADG's divergence score or a baseline selector's (adg.scoring).
 SCORE_METHODS = ("adg", "ifd", "superfiltering", "random")
+# Methods that score without a model (on CPU, in seconds): a pipeline branch of one asks no GPU.
+MODEL_FREE_METHODS = ("random",)
 
 
 @dataclass
