@@ -13,9 +13,16 @@ from adg_kfp.components.images import image_for
 
 
 @dsl.component(base_image=image_for("curation"), install_kfp_package=False)
-def curation_route(new_files: int, index_uri: str) -> str:
-    """ "batch" (select within this run's pool), "curate" (over the index) or "none"."""
-    return "none" if new_files <= 0 else ("curate" if index_uri else "batch")
+def curation_route(new_files: int, records: int, budget: int, index_uri: str) -> str:
+    """ "batch" (select within this run's pool), "curate" (over the index) or "none"; a batch
+    whose budget exceeds the records ingest kept fails here, before any GPU pod."""
+    from adg.preflight import PreflightError, route_after_ingest
+
+    try:
+        return route_after_ingest(new_files, records, budget, index_uri)
+    except PreflightError as err:
+        print(err)
+        raise SystemExit(2) from None
 
 
 @dsl.component(base_image=image_for("curation"), install_kfp_package=False)
@@ -25,16 +32,18 @@ def curation_plan(
     model: str,
     settings: dict,
     rescore_mismatched: bool,
+    budget: int,
     todo: Output[Dataset],
 ) -> NamedTuple("PlanOutputs", [("records", int), ("supersedes", list)]):
     """The pool records not yet in the index (plus, when asked, those of entries scored with
-    other settings); refuses mismatched entries otherwise."""
+    other settings); refuses mismatched entries otherwise, and a budget larger than the index
+    will be."""
     from collections import namedtuple
 
     from adg.curation import plan_batch, scoring_settings
 
     wanted = scoring_settings(model, **settings)
-    plan = plan_batch(index_uri, pool.path, todo.path, wanted, rescore_mismatched)
+    plan = plan_batch(index_uri, pool.path, todo.path, wanted, rescore_mismatched, budget)
     print(plan.line())
     todo.metadata["records"] = plan.records
     return namedtuple("PlanOutputs", ["records", "supersedes"])(plan.records, plan.supersedes)

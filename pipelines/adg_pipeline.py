@@ -364,7 +364,14 @@ def adg_pipeline(
         cpu_task(merged.set_display_name("merge"), "merge")
         return merged
 
-    route = curation_route(new_files=ing.outputs["new_files"], index_uri=curation_index_uri)
+    # After ingest, before any GPU: nothing new, curate over the index, or a batch (whose
+    # budget must fit the records ingest kept).
+    route = curation_route(
+        new_files=ing.outputs["new_files"],
+        records=ing.outputs["records"],
+        budget=select_budget,
+        index_uri=curation_index_uri,
+    )
     cpu_task(route.set_display_name("curation_route"), "shard")
 
     with dsl.If(route.output == "batch", name="new-pool-files"):
@@ -587,7 +594,10 @@ def adg_pipeline(
         }
         index_args = {"index_uri": curation_index_uri, "model": model, "settings": settings}
         plan = curation_plan(
-            pool=ing.outputs["pool"], rescore_mismatched=curation_rescore_mismatched, **index_args
+            pool=ing.outputs["pool"],
+            rescore_mismatched=curation_rescore_mismatched,
+            budget=select_budget,
+            **index_args,
         ).set_display_name("curation_plan")
         use_object_store_secret(cpu_task(plan, "curation"), storage_secret)
         plan.set_caching_options(False)

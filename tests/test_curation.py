@@ -133,6 +133,18 @@ def test_select_refuses_budget_above_index(tmp_path):
         curation.select_version(index, 9, tmp_path / "v")
 
 
+def test_plan_refuses_a_budget_the_index_will_not_hold_before_any_scoring(tmp_path):
+    index = str(tmp_path / "index")
+    records = sample_records(9)
+    curate(tmp_path, index, "one", records[:5])
+    # 5 indexed; a pool of 6 with 2 already indexed brings 4 new: 9 fits, 10 does not.
+    pool = write_jsonl(tmp_path / "two.pool.jsonl", records[3:])
+    plan = curation.plan_batch(index, pool, tmp_path / "todo.jsonl", SETTINGS, budget=9)
+    assert (plan.indexed, plan.records) == (5, 4)
+    with pytest.raises(ValueError, match=r"budget 10 .* after this run \(5 indexed \+ 4 new"):
+        curation.plan_batch(index, pool, tmp_path / "todo.jsonl", SETTINGS, budget=10)
+
+
 def test_parts_binning_equals_stage_binning_when_small():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((300, 16)).astype(np.float32)

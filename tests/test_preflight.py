@@ -14,6 +14,7 @@ from adg.preflight import (
     PreflightError,
     check_parameters,
     default_checkpoint_uri,
+    route_after_ingest,
     run_preflight,
 )
 
@@ -149,3 +150,44 @@ def test_component_fails_with_one_line(tmp_path, capfd):
     out = capfd.readouterr()
     assert "preflight: shard_count=0: must be at least 1" in out.out + out.err
     assert bad.outputs.get("Output") is None
+
+
+def test_route_after_ingest_refuses_a_budget_larger_than_the_pool():
+    assert route_after_ingest(0, 0, 10, "") == "none"
+    assert route_after_ingest(2, 10, 10, "") == "batch"
+    # Over a curation index the budget counts the whole index: the curation plan checks it.
+    assert route_after_ingest(1, 3, 10, "s3://index/adg") == "curate"
+    with pytest.raises(
+        PreflightError, match="select_budget 11 is larger than the pool: ingest kept 10"
+    ):
+        route_after_ingest(1, 10, 11, "")
+
+
+@pytest.mark.kfp_local
+def test_budget_over_the_valid_records_fails_before_any_gpu_task(tmp_path, tiny_model_dir, capfd):
+    """6 records, 2 of them invalid, budget 5: the run stops right after ingest, on CPU; no
+    generate, embed or score task starts."""
+    from kfp import local
+
+    from adg_kfp.pipelines.adg_pipeline import PIPELINE_NAME, adg_pipeline
+
+    records = sample_records(6)
+    records[1]["instruction"] = ""
+    records[4]["output"] = 7  # not a string
+    pool = write_jsonl(tmp_path / "pool.jsonl", records)
+    root = tmp_path / "root"
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True
+    )
+    with pytest.raises(RuntimeError):
+        adg_pipeline(
+            ingest_input=str(pool), model=str(tiny_model_dir), select_budget=5, cluster_count=2
+        )
+    out = capfd.readouterr()
+    assert "select_budget 5 is larger than the pool: ingest kept 4 valid record(s)" in (
+        out.out + out.err
+    )
+    (run,) = root.glob(f"{PIPELINE_NAME}-*")
+    ran = {p.name for p in run.iterdir()}
+    assert {"preflight", "ingest"} <= ran
+    assert not ran & {"shard", "generate", "embed", "score", "cluster", "select"}

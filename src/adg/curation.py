@@ -241,12 +241,13 @@ class Plan:
     duplicates: int  # pool records already in the index (or repeated in the pool)
     rescored: int  # records of superseded entries scored again
     supersedes: list[str]
+    indexed: int = 0  # records of the index's entries that stay (same settings, not superseded)
 
     def line(self) -> str:
         return (
             f"curation plan: {self.records} records to score ({self.pool} in the pool, "
             f"{self.duplicates} already indexed or repeated, {self.rescored} re-scored from "
-            f"entries {', '.join(self.supersedes) or '-'})"
+            f"entries {', '.join(self.supersedes) or '-'}); {self.indexed} stay indexed"
         )
 
 
@@ -256,8 +257,11 @@ def plan_batch(
     output: str | os.PathLike,
     settings: dict[str, Any],
     rescore_mismatched: bool = False,
+    budget: int = 0,
 ) -> Plan:
-    """Write to `output` the pool records this run must score (see the module docstring)."""
+    """Write to `output` the pool records this run must score (see the module docstring).
+    A `budget` larger than the index will hold after this run fails here, before any record is
+    generated, rather than in the selection after the GPU work."""
     index = Index(index_uri)
     other = check_consistency(index_uri, settings, rescore_mismatched)
     same, _ = active_entries(index, settings)
@@ -289,8 +293,14 @@ def plan_batch(
                         yield {k: v for k, v in record.items() if k not in SCORED_FIELDS}
 
     n = write_jsonl(output, todo())
-    plan = Plan(n, stats["pool"], stats["dup"], stats["rescored"], [m["id"] for m in other])
+    supersedes = [m["id"] for m in other]
+    plan = Plan(n, stats["pool"], stats["dup"], stats["rescored"], supersedes, len(known_ids))
     log.info(plan.line())
+    if budget > plan.indexed + n:
+        raise PoolError(
+            f"budget {budget} is larger than the curation index will be after this run "
+            f"({plan.indexed} indexed + {n} new records)"
+        )
     return plan
 
 

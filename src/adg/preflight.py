@@ -17,6 +17,9 @@ their pipeline names; absent names are not checked) and
 
 Every problem found is collected; `PreflightError` carries them all on one line. That the pipeline
 root itself is writable is proven by the KFP launcher uploading the preflight's report artifact.
+
+What needs the pool read is checked right after ingest, still on CPU: `route_after_ingest` (the
+pipeline's `curation_route` task) refuses a budget larger than the valid records.
 """
 
 from __future__ import annotations
@@ -205,6 +208,24 @@ def default_checkpoint_uri(artifact_uri: str, run_id: str) -> str:
     if run_id and f"/{run_id}/" in uri:
         return storage.join(uri[: uri.index(f"/{run_id}/")], "checkpoints")
     return storage.join(uri.rsplit("/", 1)[0], "checkpoints")
+
+
+def route_after_ingest(new_files: int, records: int, budget: int, index_uri: str) -> str:
+    """What the run does once ingest has read the pool, decided before any GPU pod: "none" (no
+    new pool file), "curate" (select over the curation index, whose plan checks the budget
+    against the index) or "batch", which refuses a budget larger than the valid records ingest
+    kept (after rejects and `ingest_limit`): the selection would fail on it after the GPU work."""
+    if new_files <= 0:
+        return "none"
+    if index_uri:
+        return "curate"
+    if budget > records:
+        raise PreflightError(
+            f"preflight: select_budget {budget} is larger than the pool: ingest kept {records} "
+            "valid record(s) (rejected ones are in its rejects artifact, with the reason); "
+            "lower the budget or give a larger pool"
+        )
+    return "batch"
 
 
 def run_preflight(
