@@ -61,14 +61,17 @@ format: $(STAMP)
 # With REGISTRY set, the compiled pipeline references $(REGISTRY)/adg-<family>:$(TAG) (what
 # `make push` pushed); without it, the references in images/images.env (the committed YAML).
 compile: $(STAMP)
-	$(IMAGE_ENV) $(BIN)/adg compile --output pipelines/adg_pipeline.yaml
+	$(IMAGE_ENV) $(BIN)/adg compile --pipeline full --output pipelines/adg_pipeline.yaml
+	$(IMAGE_ENV) $(BIN)/adg compile --pipeline select --output pipelines/adg_select.yaml
 
 # Fails when the committed pipeline YAML is not what `adg compile` produces now (from images.env
 # alone: ADG_IMAGE_* in the caller's environment are ignored here).
 check-compiled: $(STAMP)
-	env $(foreach f,$(FAMILIES),-u ADG_IMAGE_$(shell echo $(f) | tr a-z A-Z)) \
-	  $(BIN)/adg compile --output $(VENV)/adg_pipeline.check.yaml
-	diff -u pipelines/adg_pipeline.yaml $(VENV)/adg_pipeline.check.yaml
+	set -e; for p in full:adg_pipeline select:adg_select; do \
+	  env $(foreach f,$(FAMILIES),-u ADG_IMAGE_$(shell echo $(f) | tr a-z A-Z)) \
+	    $(BIN)/adg compile --pipeline $${p%%:*} --output $(VENV)/$${p#*:}.check.yaml; \
+	  diff -u pipelines/$${p#*:}.yaml $(VENV)/$${p#*:}.check.yaml; \
+	done
 
 # Image targets: ENGINE=docker (default, with buildx) or ENGINE=podman, same tags; the build
 # context is the repository root. `make push` pushes only images that `make images` built: the

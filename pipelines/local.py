@@ -1,4 +1,4 @@
-"""Running the pipeline without a cluster (kfp.local) and compiling it for one.
+"""Running the pipeline without a cluster (kfp.local) and compiling the pipelines for one.
 
 `run_local` executes the real compiled graph with `kfp.local.SubprocessRunner(use_venv=False)`:
 every component runs as a subprocess of this Python, artifacts land under
@@ -34,6 +34,7 @@ from kfp import compiler, local
 
 from adg.config import GenerateConfig, SamplingConfig, ScoreConfig, SelectConfig
 from adg_kfp.pipelines.adg_pipeline import PIPELINE_NAME, adg_pipeline
+from adg_kfp.pipelines.select_pipeline import select_pipeline
 
 
 @dataclass
@@ -67,9 +68,14 @@ IMAGE_ADG_HOME = "/var/cache/adg"
 CONTAINER_INPUT_DIR = "/mnt/adg-input"
 
 
-def compile_pipeline(output: str | Path) -> None:
+# The pipelines a cluster gets, by the name `adg compile/submit/schedule --pipeline` takes: the
+# full one, and the selection-only one with a handful of fields for a first run.
+PIPELINES = {"full": adg_pipeline, "select": select_pipeline}
+
+
+def compile_pipeline(output: str | Path, pipeline: str = "full") -> None:
     Path(output).parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(adg_pipeline, str(output))
+    compiler.Compiler().compile(PIPELINES[pipeline], str(output))
 
 
 def plan_sizes(opts: LocalRunOptions) -> tuple[int, int, int]:

@@ -99,8 +99,21 @@ def _convert(name: str, kind: str, text: str) -> Any:
     return text
 
 
+def required_parameters(package_path: str | os.PathLike) -> list[str]:
+    """The compiled pipeline's parameters that have no default (the run form asks for them)."""
+    import yaml
+
+    with open(package_path, encoding="utf-8") as fh:
+        spec = next(yaml.safe_load_all(fh))
+    params = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    return sorted(
+        name for name, p in params.items() if "defaultValue" not in p and not p.get("isOptional")
+    )
+
+
 def parse_params(pairs: list[str], package_path: str | os.PathLike) -> dict[str, Any]:
-    """`["select_budget=1000", ...]` → {"select_budget": 1000, ...}, typed by the pipeline."""
+    """`["select_budget=1000", ...]` → {"select_budget": 1000, ...}, typed by the pipeline;
+    a parameter without a default that is not given fails here, not in the cluster."""
     types = pipeline_parameters(package_path)
     out: dict[str, Any] = {}
     for pair in pairs:
@@ -112,6 +125,10 @@ def parse_params(pairs: list[str], package_path: str | os.PathLike) -> dict[str,
             known = ", ".join(sorted(types))
             raise RemoteError(f"--param {name}: the pipeline has no such parameter ({known})")
         out[name] = _convert(name, types[name], text)
+    missing = [name for name in required_parameters(package_path) if name not in out]
+    if missing:
+        given = ", ".join(f"--param {name}=..." for name in missing)
+        raise RemoteError(f"the pipeline needs {given} (no default)")
     return out
 
 
@@ -238,12 +255,13 @@ def _client(target: Target):
 
 
 class _Package:
-    """The pipeline package to send: a given YAML, or one compiled now into a temp folder;
-    with `cache` False, a copy with caching off everywhere."""
+    """The pipeline package to send: a given YAML, or `pipeline` (full or select) compiled now
+    into a temp folder; with `cache` False, a copy with caching off everywhere."""
 
-    def __init__(self, package: str | None, cache: bool = True):
+    def __init__(self, package: str | None, cache: bool = True, pipeline: str = "full"):
         self.package = package
         self.cache = cache
+        self.pipeline = pipeline
         self.tmp: tempfile.TemporaryDirectory | None = None
 
     def __enter__(self) -> Path:
@@ -255,8 +273,8 @@ class _Package:
         else:
             from adg_kfp.pipelines.local import compile_pipeline
 
-            path = Path(self.tmp.name) / "adg_pipeline.yaml"
-            compile_pipeline(path)
+            path = Path(self.tmp.name) / f"adg_{self.pipeline}.yaml"
+            compile_pipeline(path, self.pipeline)
         if not self.cache:
             path = package_without_cache(path, Path(self.tmp.name) / "adg_pipeline.nocache.yaml")
         return path
@@ -277,10 +295,12 @@ def submit(
     cache: bool = True,
     pipeline_root: str | None = None,
     check_version: bool = True,
+    pipeline: str = "full",
 ) -> str:
-    """Start one run; returns its id. `cache`: keep the compiled caching (False: none at all)."""
+    """Start one run; returns its id. `cache`: keep the compiled caching (False: none at all);
+    `pipeline`: which one to compile when no `package` is given (full or select)."""
     target = resolve_target(host, namespace, service_account)
-    with _Package(package, cache=cache) as path:
+    with _Package(package, cache=cache, pipeline=pipeline) as path:
         arguments = parse_params(params, path)
         request = run_request(
             path,
@@ -310,12 +330,13 @@ def schedule(
     cache: bool = False,
     pipeline_root: str | None = None,
     check_version: bool = True,
+    pipeline: str = "full",
 ) -> str:
     """Create a recurring run; returns its id. `cache` is off by default: every scheduled run
     computes everything afresh (True keeps the compiled settings)."""
     target = resolve_target(host, namespace, service_account)
     cron_expression(cron)
-    with _Package(package, cache=cache) as path:
+    with _Package(package, cache=cache, pipeline=pipeline) as path:
         arguments = parse_params(params, path)
         client = _client(target)
         if check_version:

@@ -36,7 +36,9 @@ from adg.errors import AdgError, InputError
 from adg.progress import configure_logging
 
 SAMPLE_POOL = "alpaca_gpt4_sample_200.jsonl"
-DEFAULT_PIPELINE_YAML = "pipelines/adg_pipeline.yaml"
+# The compiled pipelines (adg_kfp.pipelines.local.PIPELINES), by their `--pipeline` name: the
+# full one, and the selection-only one with a handful of fields for a first run.
+PIPELINE_YAML = {"full": "pipelines/adg_pipeline.yaml", "select": "pipelines/adg_select.yaml"}
 # `run`, `compile`, `submit` and `schedule` are the KFP side's (adg_kfp.pipelines, shipped in the
 # same wheel from pipelines/): the library never imports it (tests/test_layering.py checks), the CLI
 # hands these commands over by module name, so `import adg.cli` never loads kfp.
@@ -237,8 +239,9 @@ def cmd_analyse(a: argparse.Namespace) -> None:
 
 
 def cmd_compile(a: argparse.Namespace) -> None:
-    kfp_module("local").compile_pipeline(a.output)
-    print(f"compiled pipeline -> {a.output}")
+    output = a.output or PIPELINE_YAML[a.pipeline]
+    kfp_module("local").compile_pipeline(output, a.pipeline)
+    print(f"compiled pipeline ({a.pipeline}) -> {output}")
 
 
 def cmd_run(a: argparse.Namespace) -> None:
@@ -311,6 +314,7 @@ def cmd_submit(a: argparse.Namespace) -> None:
         cache=a.cache is not False,
         pipeline_root=a.pipeline_root,
         check_version=not a.skip_version_check,
+        pipeline=a.pipeline,
     )
     print(f"submitted run {run_id}")
 
@@ -329,6 +333,7 @@ def cmd_schedule(a: argparse.Namespace) -> None:
         cache=bool(a.cache),
         pipeline_root=a.pipeline_root,
         check_version=not a.skip_version_check,
+        pipeline=a.pipeline,
     )
     print(f"scheduled recurring run {job_id} ({a.cron}, no catch-up, max concurrency 1)")
 
@@ -356,6 +361,16 @@ def _run_options(p: argparse.ArgumentParser, cache_default: str) -> None:
     )
 
 
+def _pipeline_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pipeline",
+        choices=sorted(PIPELINE_YAML),
+        default="full",
+        help="full: selection, baselines, train, evaluate, recurring and continuous curation "
+        "(60+ parameters); select: selection only, a handful of parameters for a first run",
+    )
+
+
 def _kfp_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=None, help="KFP API endpoint (default: $KFP_HOST)")
     p.add_argument("--namespace", default=None, help="Kubeflow namespace (default: $KFP_NAMESPACE)")
@@ -366,8 +381,11 @@ def _kfp_args(p: argparse.ArgumentParser) -> None:
         help="service account of the run's pods, e.g. adg-pipeline-runner from manifests/ "
         "(default: $KFP_SERVICE_ACCOUNT, else the namespace's default)",
     )
+    _pipeline_arg(p)
     p.add_argument(
-        "--package", default=None, help="compiled pipeline YAML (default: compile the pipeline now)"
+        "--package",
+        default=None,
+        help="compiled pipeline YAML (default: compile --pipeline now)",
     )
     p.add_argument(
         "--param",
@@ -594,7 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compile", help="compile the pipeline to YAML for Kubeflow")
-    p.add_argument("--output", default=DEFAULT_PIPELINE_YAML)
+    _pipeline_arg(p)
+    p.add_argument("--output", default="", help=f"YAML path (default: {PIPELINE_YAML})")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("plan", help="tokens, FLOPs, time, GPU-hours and storage before a run")
