@@ -7,7 +7,8 @@ Lloyd k-means; large ones (N · bins above `MINIBATCH_ABOVE`) use MiniBatchKMean
 so the same input gives the same bins. `pca_dims` > 0 first projects the vectors onto their top
 principal components (seeded randomized PCA): on 52K × 4096 vectors into 1000 bins that is 12×
 faster on 2 cores with the same k-means objective (docs/benchmarks.md); it is off by default so the
-bins are those of the published method.
+bins are those of the published method. The stage (`cluster_file`) first checks its input
+(`load_embeddings`: a 2-D float .npy, every row finite), so a bad file is one line naming it.
 
 `kmeans_bins_parts` bins rows spread over several (memory-mapped) arrays, e.g. the float16
 embeddings of a curation index, without stacking them in memory: up to `FIT_ROWS` rows it stacks
@@ -130,6 +131,28 @@ def kmeans_bins_parts(
     return _renumber(labels)
 
 
+def load_embeddings(path: str | os.PathLike, chunk_rows: int = 65_536) -> np.ndarray:
+    """The embed stage's `embeddings.npy`, memory-mapped and checked: a readable .npy of one
+    float row per record, every value finite. A bad file is one line naming it, not a
+    k-means traceback (or, for NaN rows, bins silently built from garbage)."""
+    try:
+        emb = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such embeddings file") from None
+    except (ValueError, OSError) as err:
+        raise InputError(f"{path}: not a .npy array of embeddings ({err})") from None
+    if emb.ndim != 2 or not np.issubdtype(emb.dtype, np.floating):
+        raise InputError(
+            f"{path}: expected a 2-D float array [records, hidden], got {emb.dtype} {emb.shape}"
+        )
+    for start in range(0, len(emb), chunk_rows):
+        bad = ~np.isfinite(emb[start : start + chunk_rows]).all(axis=1)
+        if bad.any():
+            row = start + int(np.argmax(bad))
+            raise InputError(f"{path}: row {row} (record {row} of the pool) is not finite")
+    return emb
+
+
 def cluster_file(
     embeddings_path: str,
     output: str,
@@ -138,7 +161,7 @@ def cluster_file(
     pca_dims: int = ClusterConfig.pca_dims,
 ) -> int:
     """The cluster stage: `embeddings.npy` → `clusters.npy`; returns the number of bins used."""
-    emb = np.load(embeddings_path, mmap_mode="r")
+    emb = load_embeddings(embeddings_path)
     bins = kmeans_bins(emb, count=count, seed=seed, pca_dims=pca_dims)
     tmp = f"{output}.tmp"
     with open(tmp, "wb") as fh:
