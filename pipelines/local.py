@@ -81,12 +81,12 @@ def compile_pipeline(output: str | Path, pipeline: str = "full") -> None:
 def plan_sizes(opts: LocalRunOptions) -> tuple[int, int, int]:
     """(valid records, budget, bin count) for the run, from a read of the pool."""
     from adg.clustering import auto_bin_count
-    from adg.ledger import local_pool_files
+    from adg.ledger import pool_files
     from adg.records import PoolError, read_pool
     from adg.storage import local_copy
 
     n = 0
-    for source in local_pool_files(opts.input) or [opts.input]:
+    for source in pool_files(opts.input) or [opts.input]:
         with local_copy(source) as path:
             n += len(read_pool(path).records)
     if opts.limit:

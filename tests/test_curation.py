@@ -158,7 +158,7 @@ def test_parts_binning_equals_stage_binning_when_small():
 
 def test_a_local_pool_folder_is_read_file_by_file(tmp_path):
     """`adg run --input FOLDER` (with a curation index): every pool file in it, sorted."""
-    from adg.ledger import local_pool_files, plan_sources
+    from adg.ledger import plan_sources, pool_files
 
     for name in ("b.jsonl", "a.json", "notes.txt"):
         (tmp_path / name).write_text("[]")
@@ -166,4 +166,20 @@ def test_a_local_pool_folder_is_read_file_by_file(tmp_path):
         str(tmp_path / "a.json"),
         str(tmp_path / "b.jsonl"),
     ]
-    assert local_pool_files(str(tmp_path / "a.json")) == []
+    assert pool_files(str(tmp_path / "a.json")) == []
+
+
+def test_an_s3_pool_folder_is_read_file_by_file(tmp_path, bucket):
+    """The same for an s3:// URI ending in "/"; an empty one is one clear error."""
+    from adg.ledger import plan_sources, pool_files
+
+    for name in ("b.jsonl", "a.json", "notes.txt", "sub/c.jsonl.gz"):
+        storage.write_bytes(f"s3://{bucket}/pools/{name}", b"[]")
+    assert [s["uri"] for s in plan_sources(f"s3://{bucket}/pools/", "", "")] == [
+        f"s3://{bucket}/pools/a.json",
+        f"s3://{bucket}/pools/b.jsonl",
+        f"s3://{bucket}/pools/sub/c.jsonl.gz",
+    ]
+    assert pool_files(f"s3://{bucket}/pools/a.json") == []
+    with pytest.raises(ValueError, match=r"empty/: no pool files"):
+        pool_files(f"s3://{bucket}/empty/")

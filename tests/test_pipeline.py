@@ -144,3 +144,36 @@ def test_curation_index_two_runs(tmp_path, tiny_model_dir, tiny_qwen_dir, capsys
     err = capsys.readouterr().err
     assert code == 2 and "was scored with model=" in err and "--rescore-mismatched" in err
     assert sorted(p.name for p in (index / "entries").iterdir()) == entries
+
+
+@pytest.mark.kfp_local
+def test_curation_index_in_object_storage(tmp_path, tiny_model_dir, bucket, capsys):
+    """`adg run` with the pool files and the curation index in S3 (a real S3 API, moto's server):
+    the second run scores only the new file's records and selects over both entries."""
+    from adg import storage
+
+    records = sample_records(10)
+    prefix, index = f"s3://{bucket}/pools/", f"s3://{bucket}/curation"
+    for name, part in (("a.jsonl", records[:6]), ("b.jsonl", records[6:])):
+        write_jsonl(tmp_path / name, part)
+    base = ["run", "--curation-index", index, "--budget", "3", "--model", str(tiny_model_dir)]
+    base += ["--num-samples", "2", "--max-new-tokens", "4", "--cluster-count", "2"]
+    storage.upload(tmp_path / "a.jsonl", prefix + "a.jsonl")
+    assert main([*base, "--input", prefix + "a.jsonl", "--output-dir", str(tmp_path / "r1")]) == 0
+    storage.upload(tmp_path / "b.jsonl", prefix + "b.jsonl")
+    capsys.readouterr()
+    out = tmp_path / "r2"
+    assert main([*base, "--input", prefix, "--output-dir", str(out)]) == 0
+    assert "curation plan: 4 records to score (10 in the pool, 6 already indexed" in (
+        capsys.readouterr().out
+    )
+    keys = [o.key for o in storage.list_objects(index + "/")]
+    assert sorted(k.removeprefix("curation/") for k in keys if k.endswith("manifest.json")) == [
+        "entries/000001/manifest.json",
+        "entries/000002/manifest.json",
+        "versions/000001/manifest.json",
+        "versions/000002/manifest.json",
+    ]
+    version = storage.read_json(index + "/versions/000002/manifest.json")
+    assert version["entries"] == ["000001", "000002"] and version["records"] == 10
+    assert len(json.loads((out / "top.json").read_text())) == 3

@@ -86,6 +86,8 @@ def test_object_store_checks(bucket, tmp_path):
     }
     report = run_preflight(ok, run_id="run-1")
     assert report["ok"] and report["checkpoint_uri"] == f"s3://{bucket}/ckpt"
+    # A folder of pool files (an s3:// URI ending in "/") is an input too.
+    assert run_preflight({**ok, "ingest_input": f"s3://{bucket}/pools/"}, run_id="run-1")["ok"]
     # The write probes cleaned up after themselves.
     assert [o.key for o in storage.list_objects(f"s3://{bucket}/")] == [
         "models/m/config.json",
@@ -94,6 +96,7 @@ def test_object_store_checks(bucket, tmp_path):
 
     cases = [
         ({"ingest_input": f"s3://{bucket}/pools/missing.jsonl"}, "no such object"),
+        ({"ingest_input": f"s3://{bucket}/empty/"}, "nothing under this prefix"),
         ({"model": f"s3://{bucket}/models/none"}, "model: model not found"),
         ({"export_uri": "s3://adg-no-such-bucket-x/exports"}, "bucket adg-no-such-bucket-x"),
         ({"ingest_pool_prefix": "s3://adg-no-such-bucket-y/p/"}, "no such bucket"),

@@ -74,9 +74,22 @@ def read_ledger(ledger_uri: str) -> dict[str, Any]:
     return load(ledger_uri)[0]
 
 
-def local_pool_files(path: str) -> list[str]:
-    """The pool files in a local folder, sorted by name ([] when `path` is not a folder)."""
-    if storage.is_s3(path) or not os.path.isdir(path):
+def pool_files(path: str) -> list[str]:
+    """The pool files in a folder: a local one, or an s3:// URI ending in "/" (a prefix), sorted
+    by name ([] when `path` is a single file)."""
+    if storage.is_s3(path):
+        if not path.endswith("/"):
+            return []
+        bucket, _ = storage.split_uri(path)
+        files = [
+            f"{storage.SCHEME}{bucket}/{obj.key}"
+            for obj in storage.list_objects(path)
+            if obj.key.endswith(POOL_SUFFIXES)
+        ]
+        if not files:
+            raise InputError(f"{path}: no pool files ({', '.join(POOL_SUFFIXES)}) under it")
+        return files
+    if not os.path.isdir(path):
         return []
     names = sorted(n for n in os.listdir(path) if n.endswith(POOL_SUFFIXES))
     return [os.path.join(path, n) for n in names]
@@ -85,15 +98,16 @@ def local_pool_files(path: str) -> list[str]:
 def plan_sources(pool_uri: str, pool_prefix: str, ledger_uri: str) -> list[dict[str, Any]]:
     """The pool files this run should ingest, as {"uri", "etag", "size"} dicts.
 
-    Without a prefix: just `pool_uri` (a local path or an s3:// URI; a local folder: every pool
-    file in it, for `adg run` with a curation index, where dedup skips what is done). With a
+    Without a prefix: just `pool_uri` (a local path or an s3:// URI; a folder, local or an
+    s3:// URI ending in "/": every pool file in it, for `adg run` with a curation index, where
+    dedup skips what is done). With a
     prefix: the pool files under it not yet in the ledger with their current ETag (all of them
     when there is no ledger), sorted by key.
     """
     if not pool_prefix:
         if not pool_uri:
             raise InputError("ingest: give a pool (ingest_input) or a pool prefix")
-        return [{"uri": p} for p in local_pool_files(pool_uri)] or [{"uri": pool_uri}]
+        return [{"uri": p} for p in pool_files(pool_uri)] or [{"uri": pool_uri}]
     bucket, key = storage.split_uri(pool_prefix)
     if key and not key.endswith("/"):
         key += "/"

@@ -173,7 +173,10 @@ def check_storage(p: dict[str, Any], run_id: str = "") -> list[str]:
 
     pool, prefix = p.get("ingest_input") or "", p.get("ingest_pool_prefix") or ""
     if pool and not prefix:
-        if storage.is_s3(pool) and not storage.exists(pool):
+        if storage.is_s3(pool) and pool.endswith("/"):  # a folder of pool files
+            if not storage.list_objects(pool, max_keys=1):
+                problems.append(f"ingest_input={pool}: nothing under this prefix")
+        elif storage.is_s3(pool) and not storage.exists(pool):
             problems.append(f"ingest_input={pool}: no such object")
         elif not storage.is_s3(pool) and not Path(pool).exists():
             problems.append(f"ingest_input={pool}: no such file")
