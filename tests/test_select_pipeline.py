@@ -138,3 +138,19 @@ def test_a_first_run_with_only_the_required_fields(tmp_path, tiny_model_dir):
     assert not ran & {"train", "evaluate", "record-ledger", "analyse", "compare"}
     top = json.loads((run / "select" / "top").read_text())
     assert len(top) == 3 and all("dispersion" in r for r in top)
+
+
+def test_submit_compiles_the_chosen_pipeline_and_turns_caching_off_in_it():
+    """`adg submit/schedule --pipeline select` without --package: the selection-only pipeline is
+    compiled now; with caching off, the nested graph's tasks are uncached too."""
+    for cache in (True, False):
+        with remote._Package(None, cache=cache, pipeline="select") as path:
+            spec = next(yaml.safe_load_all(path.read_text()))
+            assert set(remote.pipeline_parameters(path)) == FIELDS
+            tasks = [
+                t
+                for c in [spec["root"], *spec["components"].values()]
+                for t in c.get("dag", {}).get("tasks", {}).values()
+            ]
+            cached = [t for t in tasks if t.get("cachingOptions", {}).get("enableCache")]
+            assert bool(cached) is cache
