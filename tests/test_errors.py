@@ -37,14 +37,24 @@ def test_a_bad_flag_value_is_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_any_other_error_keeps_its_traceback(tmp_path, monkeypatch):
-    """A 1-D embeddings file is no user mistake `adg embed` can make: scikit-learn's own
-    ValueError reaches the caller untouched instead of being flattened to one line."""
+    """A bug inside the library (here k-means failing on valid embeddings, as a scikit-learn
+    change could make it) is not a user mistake: its ValueError reaches the caller untouched
+    instead of being flattened to one line. (A malformed embeddings file is a user error:
+    `cluster` checks it first.)"""
+    from adg import clustering
+
+    def broken(*_args, **_kwargs):
+        raise ValueError("internal: k-means failed")
+
     monkeypatch.delenv("ADG_DEBUG", raising=False)
+    monkeypatch.setattr(clustering, "kmeans_bins", broken)
     emb = tmp_path / "emb.npy"
-    np.save(emb, np.arange(4, dtype=np.float32))
-    with pytest.raises(ValueError) as info:
+    np.save(emb, np.eye(4, dtype=np.float32))
+    with pytest.raises(ValueError, match="internal") as info:
         main(["cluster", "--embeddings", str(emb), "--output", str(tmp_path / "c.npy")])
     assert not isinstance(info.value, AdgError)
+    np.save(emb, np.arange(4, dtype=np.float32))  # 1-D: the user's file, one line
+    assert main(["cluster", "--embeddings", str(emb), "--output", str(tmp_path / "c.npy")]) == 2
 
 
 def test_adg_debug_shows_the_traceback_of_user_errors(tmp_path, monkeypatch):
