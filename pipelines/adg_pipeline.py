@@ -6,7 +6,8 @@ curation_add → curation_select (over the whole index) → (record_ledger).
 Only wiring lives here; every stage is a component in `components/` calling the `adg` library,
 and where each task runs in a cluster is decided by `pipelines/placement.py`. The parameters'
 defaults come from the stages' config dataclasses in `adg.config` (stdlib only), read at compile
-time, so the CLI, the library and the pipeline share one source.
+time, so the CLI, the library and the pipeline share one source. `select_pipeline.py` wraps this
+pipeline, nested, in a selection-only one with a handful of parameters for a first run.
 """
 
 from kfp import dsl
