@@ -70,14 +70,27 @@ def resolve_target(
     return Target(host, namespace, account)
 
 
-def pipeline_parameters(package_path: str | os.PathLike) -> dict[str, str]:
-    """{parameter name: type} of a compiled pipeline (`STRING`, `NUMBER_INTEGER`, ...)."""
+def _root_parameters(package_path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """The compiled pipeline's run parameters, as their specs (type, default, optional)."""
     import yaml
 
     with open(package_path, encoding="utf-8") as fh:
         spec = next(yaml.safe_load_all(fh))
-    params = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    return spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+
+
+def pipeline_parameters(package_path: str | os.PathLike) -> dict[str, str]:
+    """{parameter name: type} of a compiled pipeline (`STRING`, `NUMBER_INTEGER`, ...)."""
+    params = _root_parameters(package_path)
     return {name: p.get("parameterType", "STRING") for name, p in params.items()}
+
+
+def required_parameters(package_path: str | os.PathLike) -> list[str]:
+    """The compiled pipeline's parameters that have no default (the run form asks for them)."""
+    params = _root_parameters(package_path)
+    return sorted(
+        name for name, p in params.items() if "defaultValue" not in p and not p.get("isOptional")
+    )
 
 
 def _convert(name: str, kind: str, text: str) -> Any:
@@ -97,18 +110,6 @@ def _convert(name: str, kind: str, text: str) -> Any:
     except (ValueError, KeyError) as err:
         raise RemoteError(f"--param {name}={text}: not a valid {kind.lower()} ({err})") from None
     return text
-
-
-def required_parameters(package_path: str | os.PathLike) -> list[str]:
-    """The compiled pipeline's parameters that have no default (the run form asks for them)."""
-    import yaml
-
-    with open(package_path, encoding="utf-8") as fh:
-        spec = next(yaml.safe_load_all(fh))
-    params = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
-    return sorted(
-        name for name, p in params.items() if "defaultValue" not in p and not p.get("isOptional")
-    )
 
 
 def parse_params(pairs: list[str], package_path: str | os.PathLike) -> dict[str, Any]:
