@@ -24,17 +24,24 @@ def plan_selectors(selectors: list) -> NamedTuple("Plan", baselines=list, severa
 
 @dsl.component(base_image=image_for("compare"), install_kfp_package=False)
 def baseline_placement(
-    method: str, gpus: int, node_selector: dict, tolerations: list
-) -> NamedTuple("Placement", gpus=int, node_selector=dict, tolerations=list):
-    """The scoring pod's GPUs, node selector and tolerations: the given ones, or none for a
-    method that needs no model (a loop item cannot set a resource, a task output can)."""
+    method: str,
+    gpus: int,
+    node_selector: dict,
+    tolerations: list,
+    gpu_image: str,
+    cpu_image: str,
+) -> NamedTuple("Placement", gpus=int, node_selector=dict, tolerations=list, image=str):
+    """The scoring pod's GPUs, node selector, tolerations and image: the given GPU ones, or none
+    and the CPU image for a method that needs no model (a loop item cannot set a pod's resources
+    or image, a task output can)."""
     from collections import namedtuple
 
     from adg.comparison import baseline_placement as place
 
-    placed = place(method, gpus, node_selector, tolerations)
-    print(f"{method}: {placed[0]} GPU(s)")
-    return namedtuple("Placement", ["gpus", "node_selector", "tolerations"])(*placed)
+    placed = place(method, gpus, node_selector, tolerations, gpu_image, cpu_image)
+    print(f"{method}: {placed[0]} GPU(s), image {placed[3]}")
+    fields = ["gpus", "node_selector", "tolerations", "image"]
+    return namedtuple("Placement", fields)(*placed)
 
 
 @dsl.component(base_image=image_for("compare"), install_kfp_package=False)

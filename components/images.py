@@ -38,7 +38,12 @@ def read_images_env(path: Path = IMAGES_ENV) -> dict[str, str]:
     return values
 
 
-def image_for(stage: str) -> str:
-    """The image reference for a stage: env var ADG_IMAGE_<FAMILY> wins over images.env."""
-    key = f"ADG_IMAGE_{STAGE_FAMILY[stage].upper()}"
+def family_image(family: str) -> str:
+    """The image reference of a family: env var ADG_IMAGE_<FAMILY> wins over images.env."""
+    key = f"ADG_IMAGE_{family.upper()}"
     return os.environ.get(key) or read_images_env()[key]
+
+
+def image_for(stage: str) -> str:
+    """The image reference for a stage: its family's (`family_image`)."""
+    return family_image(STAGE_FAMILY[stage])

@@ -196,13 +196,18 @@ export ADG_IMAGE_CPU=$REF ADG_IMAGE_GENERATE=$REF ADG_IMAGE_TRAIN=$REF ADG_IMAGE
 rm -rf "$OUT"
 mkdir -p "$OUT"
 "$VENV/bin/adg" compile --output "$OUT/pipeline.yaml" >/dev/null
-others=$(grep -E '^ *image: ' "$OUT/pipeline.yaml" | sed 's/^ *image: //' | sort -u | grep -vxF "$REF" || true)
+# The baselines' scoring pods take their image at run time from baseline_placement's output
+# ('{{$.inputs.parameters[...]}}'), chosen from its gpu_image / cpu_image constants.
+others=$( (grep -E '^ *image: ' "$OUT/pipeline.yaml" | sed 's/^ *image: //' | grep -v "{{\$.inputs" ;
+           grep -A2 -E '^ *(gpu|cpu)_image:$' "$OUT/pipeline.yaml" | sed -n 's/^ *constant: //p') \
+          | sort -u | grep -vxF "$REF" || true)
 [ -z "$others" ] || die "the compiled pipeline names other images: $others"
 grep -qE "^ *image: $REF$" "$OUT/pipeline.yaml" || die "the compiled pipeline names no $REF"
 
 [ "$ENGINE" = podman ] && start_service
 step "running the pipeline on $RECORDS records, $MAX_NEW_TOKENS-token answers, every task in $REF"
-"$VENV/bin/adg" run --runner docker --input "$POOL" --limit "$RECORDS" \
+# With the random baseline beside ADG: its scoring container gets its image at run time.
+"$VENV/bin/adg" run --runner docker --input "$POOL" --limit "$RECORDS" --selectors adg,random \
   --max-new-tokens "$MAX_NEW_TOKENS" --cluster-count 2 --output-dir "$OUT" | tee "$OUT/run.log"
 containers=$(grep -cE "adg run: container [0-9a-f]+ of $REF: user $USER_IN_IMAGE, network none$" \
   "$OUT/run.log" || true)
@@ -222,6 +227,9 @@ for name in ("top", "middle", "bottom"):
         errors.append(f"{path}: missing or not a JSON array")
 if not json.loads((out / "top.json").read_text() or "[]"):
     errors.append("top.json is empty")
+comparison = out / "comparison.json"
+if not comparison.is_file() or json.loads(comparison.read_text())["selectors"] != ["adg", "random"]:
+    errors.append(f"{comparison}: missing or not adg beside random")
 runs = sorted(r for r in (out / "kfp-local").iterdir() if r.is_dir() and r.name[0] != ".")
 tasks = sorted({f.parent for f in runs[-1].rglob("executor_output.json")}) if runs else []
 if not tasks:

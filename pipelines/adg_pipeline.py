@@ -30,6 +30,7 @@ from adg_kfp.components.embed import embed
 from adg_kfp.components.evaluate import evaluate
 from adg_kfp.components.export import export
 from adg_kfp.components.generate import generate
+from adg_kfp.components.images import family_image, image_for
 from adg_kfp.components.ingest import ingest
 from adg_kfp.components.ledger import nothing_to_do, record_ledger
 from adg_kfp.components.merge import merge
@@ -420,13 +421,16 @@ def adg_pipeline(
 
             A baseline needs no generated answers, so it starts when the bins exist, beside
             ADG's generate and score rather than after them; a method without a model (random)
-            scores on CPU: its pod gets no GPU, node selector or tolerations."""
+            scores on CPU: its pod gets no GPU, node selector or tolerations, and the CPU
+            image."""
             with dsl.ParallelFor(plan.outputs["baselines"], name="baseline-selectors") as method:
                 where = baseline_placement(
                     method=method,
                     gpus=score_gpu_count,
                     node_selector=gpu_node_selector,
                     tolerations=gpu_tolerations,
+                    gpu_image=image_for("score"),
+                    cpu_image=family_image("cpu"),
                 ).set_display_name("baseline_placement")
                 cpu_task(where, "compare")
                 rescored = score(
@@ -450,6 +454,7 @@ def adg_pipeline(
                     model_cache_pvc,
                     accelerator=gpu_accelerator_type,
                 )
+                rescored.set_container_image(where.outputs["image"])
                 use_object_store_secret(rescored, storage_secret)
                 picked = select(
                     scored=rescored.outputs["scored"],

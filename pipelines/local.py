@@ -23,7 +23,9 @@ index is checked for entries scored otherwise before the run starts.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import shutil
 import time
 import warnings
@@ -245,6 +247,7 @@ def _run_container(client, image: str, command: list[str], volumes: dict, **run_
     its exit status; replaces kfp.local.docker_task_handler.run_docker_container."""
     from docker.errors import ImageNotFound
 
+    image = resolve_image(image, command)
     image = image if ":" in image.rsplit("/", 1)[-1] or "@" in image else f"{image}:latest"
     try:
         client.images.get(image)
@@ -267,6 +270,25 @@ def _run_container(client, image: str, command: list[str], volumes: dict, **run_
         return code
     finally:
         container.remove(force=True)
+
+
+# An image given at run time (`task.set_container_image(<task output>)`, the baselines' scoring
+# pods): the KFP driver resolves it from the task's inputs; kfp.local passes it on as written.
+_IMAGE_PLACEHOLDER = re.compile(r"^\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}$")
+
+
+def resolve_image(image: str, command: list[str]) -> str:
+    """`image`, or, when it is an input placeholder, that input's value from the executor input
+    that kfp.local put in the task's command (`--executor_input <JSON>`), as the driver does."""
+    match = _IMAGE_PLACEHOLDER.match(image)
+    if not match:
+        return image
+    for flag, value in itertools.pairwise(command):
+        if flag == "--executor_input":
+            params = json.loads(value)["inputs"].get("parameterValues", {})
+            if match[1] in params:
+                return params[match[1]]
+    raise RuntimeError(f"the task's image {image} names an input it was not given")
 
 
 def _curation_settings(model: str, sampling, opts: LocalRunOptions) -> dict:

@@ -112,10 +112,21 @@ def test_baselines_get_adgs_dispersion_and_anisotropy_by_id(tmp_path):
 
 def test_baseline_placement():
     selector, tolerations = {"gpu": "h200"}, [{"key": "nvidia.com/gpu", "operator": "Exists"}]
-    assert baseline_placement("ifd", 2, selector, tolerations) == (2, selector, tolerations)
-    assert baseline_placement("superfiltering", 1, selector, []) == (1, selector, [])
-    # random needs no model: no GPU, and nothing that pins it to a GPU node.
-    assert baseline_placement("random", 2, selector, tolerations) == (0, {}, [])
+    images = ("r/adg-generate:1", "r/adg-cpu:1")
+    assert baseline_placement("ifd", 2, selector, tolerations, *images) == (
+        2,
+        selector,
+        tolerations,
+        "r/adg-generate:1",
+    )
+    assert baseline_placement("superfiltering", 1, selector, [], *images)[:3] == (1, selector, [])
+    # random needs no model: no GPU, nothing that pins it to a GPU node, the CPU image.
+    assert baseline_placement("random", 2, selector, tolerations, *images) == (
+        0,
+        {},
+        [],
+        "r/adg-cpu:1",
+    )
 
 
 def test_evaluated_table_in_the_papers_shape(tmp_path):

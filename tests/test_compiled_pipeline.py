@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adg_kfp.components.images import STAGE_FAMILY, image_for
+from adg_kfp.components.images import STAGE_FAMILY, family_image, image_for
 from adg_kfp.pipelines.adg_pipeline import (
     PIPELINE_DISPLAY_NAME,
     RUN_DEADLINE_SECONDS,
@@ -265,7 +265,29 @@ def test_no_credentials_in_the_compiled_pipeline(compiled, executors):
 def test_images_come_from_images_env(executors):
     for name, executor in executors.items():
         stage = EXECUTOR_STAGE.get(name, name.removeprefix("exec-"))
+        if name in BASELINE_PLACEMENT:  # chosen at run time by the placement task (below)
+            placed = BASELINE_PLACEMENT[name]
+            assert executor["container"]["image"] == (
+                f"{{{{$.inputs.parameters['pipelinechannel--{placed}-image']}}}}"
+            )
+            continue
         assert executor["container"]["image"] == image_for(stage), name
+
+
+def test_baselines_score_in_the_image_their_method_needs(compiled):
+    """The placement task chooses between the score stage's (GPU) image and the CPU family's;
+    the scoring task takes its image from that output."""
+    tasks = all_tasks(compiled[1])
+    for executor, placed in BASELINE_PLACEMENT.items():
+        params = tasks[f"comp-{placed}"]["inputs"]["parameters"]
+        assert params["gpu_image"]["runtimeValue"]["constant"] == image_for("score")
+        assert params["cpu_image"]["runtimeValue"]["constant"] == family_image("cpu")
+        score = tasks[executor.replace("exec-", "comp-")]
+        channel = score["inputs"]["parameters"][f"pipelinechannel--{placed}-image"]
+        assert channel["taskOutputParameter"] == {
+            "outputParameterKey": "image",
+            "producerTask": placed,
+        }
 
 
 def test_fan_out_shape(compiled):

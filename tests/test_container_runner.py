@@ -6,13 +6,20 @@ an engine; these checks need none: they build the runner and look at what it wou
 
 from __future__ import annotations
 
+import json
 import stat
 
+import pytest
 from helpers import sample_records, write_jsonl
 from kfp.local import docker_task_handler
 
 from adg.cli import main
-from adg_kfp.pipelines.local import IMAGE_ADG_HOME, LocalRunOptions, _docker_runner
+from adg_kfp.pipelines.local import (
+    IMAGE_ADG_HOME,
+    LocalRunOptions,
+    _docker_runner,
+    resolve_image,
+)
 
 
 def test_docker_runner_mounts_the_model_cache_and_pool_read_only(tmp_path, monkeypatch):
@@ -76,3 +83,26 @@ def test_docker_runner_refuses_an_s3_pool(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert code == 2 and "--runner docker reads a local pool" in err
+
+
+def test_an_image_given_at_run_time_is_resolved_from_the_executor_input():
+    """The baselines' scoring pods take their image from a task output; kfp.local passes the
+    placeholder on as written, so the runner resolves it from the executor input as the KFP
+    driver does."""
+    placeholder = "{{$.inputs.parameters['pipelinechannel--baseline-placement-2-image']}}"
+    executor_input = {
+        "inputs": {
+            "parameterValues": {
+                "method": "random",
+                "pipelinechannel--baseline-placement-2-image": "registry.test/adg-cpu:abc",
+            }
+        }
+    }
+    command = ["sh", "-c", "...", "--executor_input", json.dumps(executor_input), "--x", "y"]
+    assert resolve_image(placeholder, command) == "registry.test/adg-cpu:abc"
+    assert resolve_image("registry.test/adg-generate:abc", command) == (
+        "registry.test/adg-generate:abc"
+    )
+    missing = "{{$.inputs.parameters['pipelinechannel--other-image']}}"
+    with pytest.raises(RuntimeError, match="names an input it was not given"):
+        resolve_image(missing, command)

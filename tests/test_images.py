@@ -228,8 +228,9 @@ def test_images_env_names_a_pinned_reference_per_family():
         assert ref.rsplit("/", 1)[-1].startswith(f"adg-{key.removeprefix('ADG_IMAGE_').lower()}")
 
 
-def compile_images(tmp_path: Path, overrides: dict[str, str]) -> dict[str, str]:
-    """Compile the pipeline in a fresh interpreter; return {executor label: image}."""
+def compile_images(tmp_path: Path, overrides: dict[str, str]) -> tuple[dict[str, str], set[str]]:
+    """Compile the pipeline in a fresh interpreter; return ({executor label: image}, the
+    baselines' CPU images)."""
     out = tmp_path / "pipeline.yaml"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADG_IMAGE_")}
     env.update(overrides)
@@ -238,19 +239,53 @@ def compile_images(tmp_path: Path, overrides: dict[str, str]) -> dict[str, str]:
         "compile_pipeline(sys.argv[1])"
     )
     subprocess.run([sys.executable, "-c", code, str(out)], check=True, env=env, cwd=REPO)
-    return executor_images(out)
+    return executor_images(out), cpu_images(out)
+
+
+# The baselines' scoring pods take their image at run time from their baseline_placement task:
+# its gpu_image (the score stage's image), or its cpu_image for a method without a model.
+RUNTIME_IMAGE = re.compile(
+    r"^\{\{\$\.inputs\.parameters\['pipelinechannel--(baseline-placement(-\d+)?)-image'\]\}\}$"
+)
+
+
+def placement_images(spec: dict) -> dict[str, dict[str, str]]:
+    """{baseline_placement task: {"gpu_image": ..., "cpu_image": ...}} of a compiled spec."""
+    return {
+        name: {
+            key: value["runtimeValue"]["constant"]
+            for key, value in task["inputs"]["parameters"].items()
+            if key in ("gpu_image", "cpu_image")
+        }
+        for component in spec["components"].values()
+        for name, task in component.get("dag", {}).get("tasks", {}).items()
+        if name.startswith("baseline-placement")
+    }
 
 
 def executor_images(path: Path) -> dict[str, str]:
+    """{executor label: image}; a run-time image counts as its placement task's GPU choice,
+    the stage's own image (`cpu_images` gives the other choice)."""
     spec = next(yaml.safe_load_all(path.read_text()))
     executors = spec["deploymentSpec"]["executors"]
+    placements = placement_images(spec)
     images = {}
     for label, executor in executors.items():
         container = executor["container"]
         command = " ".join(container.get("command", []) + container.get("args", []))
         assert "pip install" not in command, f"{label} installs packages at start-up"
-        images[label] = container["image"]
+        image = container["image"]
+        if match := RUNTIME_IMAGE.match(image):
+            assert stage_of(label) == "score", f"{label}: a run-time image outside the baselines"
+            image = placements[match[1]]["gpu_image"]
+        images[label] = image
     return images
+
+
+def cpu_images(path: Path) -> set[str]:
+    """The images the baselines' scoring pods get for a method without a model."""
+    spec = next(yaml.safe_load_all(path.read_text()))
+    return {p["cpu_image"] for p in placement_images(spec).values()}
 
 
 # Components whose name is not the stage (components/ledger.py, components/compare.py).
@@ -273,19 +308,21 @@ def stage_of(label: str) -> str:
 @pytest.mark.subprocess
 def test_compiled_tasks_use_their_stage_image(tmp_path):
     defaults = read_images_env()
-    images = compile_images(tmp_path, {})
+    images, cpu = compile_images(tmp_path, {})
     assert images
     for label, image in images.items():
         family = STAGE_FAMILY[stage_of(label)]
         assert image == defaults[f"ADG_IMAGE_{family.upper()}"], label
+    assert cpu == {defaults["ADG_IMAGE_CPU"]}
 
 
 @pytest.mark.subprocess
 def test_env_overrides_reach_every_compiled_task(tmp_path):
     overrides = {f"ADG_IMAGE_{f.upper()}": f"registry.test/team/adg-{f}:abc123" for f in FAMILIES}
-    images = compile_images(tmp_path, overrides)
+    images, cpu = compile_images(tmp_path, overrides)
     for label, image in images.items():
         assert image == f"registry.test/team/adg-{STAGE_FAMILY[stage_of(label)]}:abc123", label
+    assert cpu == {"registry.test/team/adg-cpu:abc123"}
 
 
 def test_committed_pipeline_uses_images_env():
@@ -295,6 +332,7 @@ def test_committed_pipeline_uses_images_env():
     defaults = read_images_env()
     for label, image in executor_images(committed).items():
         assert image == defaults[f"ADG_IMAGE_{STAGE_FAMILY[stage_of(label)].upper()}"], label
+    assert cpu_images(committed) == {defaults["ADG_IMAGE_CPU"]}
 
 
 def make_dry_run(*args: str) -> str:

@@ -69,16 +69,16 @@ def plan_selectors(selectors: list[str]) -> tuple[list[str], bool]:
 
 
 def baseline_placement(
-    method: str, gpus: int, node_selector: dict, tolerations: list
-) -> tuple[int, dict, list]:
-    """(GPUs, node selector, tolerations) of a baseline's scoring pod: the GPU placement given,
-    or none at all for a method that needs no model (random), so it asks for no GPU and is free
-    to run on any node."""
+    method: str, gpus: int, node_selector: dict, tolerations: list, gpu_image: str, cpu_image: str
+) -> tuple[int, dict, list, str]:
+    """(GPUs, node selector, tolerations, image) of a baseline's scoring pod: the GPU placement
+    and image given, or, for a method that needs no model (random), no GPU, nothing that pins it
+    to a GPU node, and the CPU image (not the CUDA one, many GB to pull onto a CPU node)."""
     from adg.config import MODEL_FREE_METHODS
 
     if method in MODEL_FREE_METHODS:
-        return 0, {}, []
-    return gpus, node_selector, tolerations
+        return 0, {}, [], cpu_image
+    return gpus, node_selector, tolerations, gpu_image
 
 
 def jaccard(a: set, b: set) -> float:
