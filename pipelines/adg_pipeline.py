@@ -255,16 +255,21 @@ def adg_pipeline(
     """
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 
-    def on_gpu(task, stage: str, gpus):
-        return gpu_task(
+    def on_gpu(
+        task, stage: str, gpus, node_selector=gpu_node_selector, tolerations=gpu_tolerations
+    ):
+        """A GPU stage's task: its placement (`gpu_task`) and the object-store Secret, which every
+        GPU stage needs (models and checkpoints on S3)."""
+        gpu_task(
             task,
             stage,
             gpus,
-            gpu_node_selector,
-            gpu_tolerations,
+            node_selector,
+            tolerations,
             model_cache_pvc,
             accelerator=gpu_accelerator_type,
         )
+        return use_object_store_secret(task, storage_secret)
 
     # First, on CPU: everything that can be known to fail before a GPU is asked for. Every other
     # task depends on it (through ingest and the checkpoint prefix), so none starts when it fails.
@@ -346,7 +351,6 @@ def adg_pipeline(
                 run_id=run_id,
             ).set_display_name("generate")
             on_gpu(gen, "generate", generate_tensor_parallel_size)
-            use_object_store_secret(gen, storage_secret)
 
             scored_shard = score(
                 generated=gen.outputs["generated"],
@@ -360,7 +364,6 @@ def adg_pipeline(
                 run_id=run_id,
             ).set_display_name("score")
             on_gpu(scored_shard, "score", score_gpu_count)
-            use_object_store_secret(scored_shard, storage_secret)
 
         merged = merge(pool=pool, shards=dsl.Collected(scored_shard.outputs["scored"]))
         cpu_task(merged.set_display_name("merge"), "merge")
@@ -382,7 +385,6 @@ def adg_pipeline(
 
         emb = embed(pool=pool, model=model).set_display_name("embed")
         on_gpu(emb, "embed", embed_gpu_count)
-        use_object_store_secret(emb, storage_secret)
 
         bins = cluster(
             embeddings=emb.outputs["embeddings"],
@@ -445,17 +447,14 @@ def adg_pipeline(
                     run_id=run_id,
                     method=method,
                 ).set_display_name("score_baseline")
-                gpu_task(
+                on_gpu(
                     rescored,
                     "score",
                     where.outputs["gpus"],
                     where.outputs["node_selector"],
                     where.outputs["tolerations"],
-                    model_cache_pvc,
-                    accelerator=gpu_accelerator_type,
                 )
                 rescored.set_container_image(where.outputs["image"])
-                use_object_store_secret(rescored, storage_secret)
                 picked = select(
                     scored=rescored.outputs["scored"],
                     run_parameters={**run_parameters, "selector": method},
@@ -467,11 +466,9 @@ def adg_pipeline(
                 model_b = train(data=picked.outputs["top"], selector=method, **train_args)
                 model_b.set_display_name("train_baseline")
                 on_gpu(model_b, "train", train_num_gpus)
-                use_object_store_secret(model_b, storage_secret)
                 evaluated_b = evaluate(model=model_b.outputs["model"], **evaluate_args)
                 evaluated_b.set_display_name("evaluate_baseline")
                 on_gpu(evaluated_b, "evaluate", evaluate_gpu_count)
-                use_object_store_secret(evaluated_b, storage_secret)
                 return picked, evaluated_b
 
         def compare_step(picked, **results) -> None:
@@ -518,11 +515,9 @@ def adg_pipeline(
             tuned = train(data=chosen.outputs["top"], selector="adg", **train_args)
             tuned.set_display_name("train")
             on_gpu(tuned, "train", train_num_gpus)
-            use_object_store_secret(tuned, storage_secret)
             evaluated = evaluate(model=tuned.outputs["model"], **evaluate_args)
             evaluated.set_display_name("evaluate")
             on_gpu(evaluated, "evaluate", evaluate_gpu_count)
-            use_object_store_secret(evaluated, storage_secret)
             with dsl.If(plan.outputs["several"] == True, name="compare-trained"):  # noqa: E712
                 picked, evaluated_b = baseline_branch(trained=True)
                 compare_step(
@@ -583,7 +578,6 @@ def adg_pipeline(
                 batch_size=analyse_batch_size,
             ).set_display_name("analyse")
             on_gpu(tasks, "analyse", analyse_gpu_count)
-            use_object_store_secret(tasks, storage_secret)
             use_endpoint_key(tasks, storage_secret)
 
     with dsl.Elif(route.output == "curate", name="curate"):
@@ -636,7 +630,6 @@ def adg_pipeline(
             scored = generate_and_score(todo, plan.outputs["records"], "curation-shards")
             emb = embed(pool=todo, model=model).set_display_name("embed")
             on_gpu(emb, "embed", embed_gpu_count)
-            use_object_store_secret(emb, storage_secret)
             added = curation_add(
                 scored=scored.outputs["merged"],
                 embeddings=emb.outputs["embeddings"],

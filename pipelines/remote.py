@@ -79,18 +79,24 @@ def _root_parameters(package_path: str | os.PathLike) -> dict[str, dict[str, Any
     return spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
 
 
+def _types(params: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return {name: p.get("parameterType", "STRING") for name, p in params.items()}
+
+
+def _required(params: dict[str, dict[str, Any]]) -> list[str]:
+    return sorted(
+        n for n, p in params.items() if "defaultValue" not in p and not p.get("isOptional")
+    )
+
+
 def pipeline_parameters(package_path: str | os.PathLike) -> dict[str, str]:
     """{parameter name: type} of a compiled pipeline (`STRING`, `NUMBER_INTEGER`, ...)."""
-    params = _root_parameters(package_path)
-    return {name: p.get("parameterType", "STRING") for name, p in params.items()}
+    return _types(_root_parameters(package_path))
 
 
 def required_parameters(package_path: str | os.PathLike) -> list[str]:
     """The compiled pipeline's parameters that have no default (the run form asks for them)."""
-    params = _root_parameters(package_path)
-    return sorted(
-        name for name, p in params.items() if "defaultValue" not in p and not p.get("isOptional")
-    )
+    return _required(_root_parameters(package_path))
 
 
 def _convert(name: str, kind: str, text: str) -> Any:
@@ -115,7 +121,8 @@ def _convert(name: str, kind: str, text: str) -> Any:
 def parse_params(pairs: list[str], package_path: str | os.PathLike) -> dict[str, Any]:
     """`["select_budget=1000", ...]` → {"select_budget": 1000, ...}, typed by the pipeline;
     a parameter without a default that is not given fails here, not in the cluster."""
-    types = pipeline_parameters(package_path)
+    params = _root_parameters(package_path)  # read once: the types and the required names
+    types = _types(params)
     out: dict[str, Any] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
@@ -126,7 +133,7 @@ def parse_params(pairs: list[str], package_path: str | os.PathLike) -> dict[str,
             known = ", ".join(sorted(types))
             raise RemoteError(f"--param {name}: the pipeline has no such parameter ({known})")
         out[name] = _convert(name, types[name], text)
-    missing = [name for name in required_parameters(package_path) if name not in out]
+    missing = [name for name in _required(params) if name not in out]
     if missing:
         given = ", ".join(f"--param {name}=..." for name in missing)
         raise RemoteError(f"the pipeline needs {given} (no default)")

@@ -301,20 +301,27 @@ def _remote_call(fn, *args, **kwargs):
         ) from None
 
 
+def _kfp_options(a: argparse.Namespace) -> dict:
+    """The keyword arguments `submit` and `schedule` share (`_kfp_args`, `_run_options`)."""
+    return {
+        "host": a.host,
+        "namespace": a.namespace,
+        "experiment": a.experiment,
+        "package": a.package,
+        "service_account": a.service_account,
+        "pipeline_root": a.pipeline_root,
+        "check_version": not a.skip_version_check,
+        "pipeline": a.pipeline,
+    }
+
+
 def cmd_submit(a: argparse.Namespace) -> None:
     run_id = _remote_call(
         kfp_module("remote").submit,
         a.param,
-        host=a.host,
-        namespace=a.namespace,
-        experiment=a.experiment,
         run_name=a.run_name,
-        package=a.package,
-        service_account=a.service_account,
         cache=a.cache is not False,
-        pipeline_root=a.pipeline_root,
-        check_version=not a.skip_version_check,
-        pipeline=a.pipeline,
+        **_kfp_options(a),
     )
     print(f"submitted run {run_id}")
 
@@ -325,15 +332,8 @@ def cmd_schedule(a: argparse.Namespace) -> None:
         a.cron,
         a.param,
         a.name,
-        host=a.host,
-        namespace=a.namespace,
-        experiment=a.experiment,
-        package=a.package,
-        service_account=a.service_account,
         cache=bool(a.cache),
-        pipeline_root=a.pipeline_root,
-        check_version=not a.skip_version_check,
-        pipeline=a.pipeline,
+        **_kfp_options(a),
     )
     print(f"scheduled recurring run {job_id} ({a.cron}, no catch-up, max concurrency 1)")
 
