@@ -25,15 +25,16 @@ def plan_selectors(selectors: list) -> NamedTuple("Plan", baselines=list, severa
 @dsl.component(base_image=image_for("compare"), install_kfp_package=False)
 def baseline_placement(
     method: str,
-    gpus: int,
+    gpus: str,
     node_selector: dict,
     tolerations: list,
     gpu_image: str,
     cpu_image: str,
-) -> NamedTuple("Placement", gpus=int, node_selector=dict, tolerations=list, image=str):
+) -> NamedTuple("Placement", gpus=str, node_selector=dict, tolerations=list, image=str):
     """The scoring pod's GPUs, node selector, tolerations and image: the given GPU ones, or none
     and the CPU image for a method that needs no model (a loop item cannot set a pod's resources
-    or image, a task output can)."""
+    or image, a task output can). `gpus` is a string: the driver reads a pod's GPU count from a
+    task output as it does from a run parameter, as a string only."""
     from collections import namedtuple
 
     from adg.comparison import baseline_placement as place

@@ -19,7 +19,7 @@ def generate(
     batch_size: int,
     backend: str,
     prompt_format: str,
-    tensor_parallel_size: int,
+    tensor_parallel_size: str,
     gpu_memory_utilization: float,
     shard_index: int,
     shard_count: int,
@@ -28,7 +28,8 @@ def generate(
     run_id: str,
 ):
     """Append `generated_answers` (K strings) to every record of the shard; resumes a half-done
-    output, from the shard's object-store checkpoint when `checkpoint_uri` is set."""
+    output, from the shard's object-store checkpoint when `checkpoint_uri` is set.
+    `tensor_parallel_size` is also the pod's GPU count, a string as every pod resource."""
     from adg.checkpoint import shard_uri
     from adg.generation import SamplingConfig, generate_file
 
@@ -51,7 +52,7 @@ def generate(
         shard_count=shard_count,
         checkpoint_uri=shard_uri(checkpoint_uri, run_id, "generate", shard_index),
         checkpoint_every=checkpoint_every,
-        tensor_parallel_size=tensor_parallel_size,
+        tensor_parallel_size=int(tensor_parallel_size),
         gpu_memory_utilization=gpu_memory_utilization,
     )
     print(summary.line())

@@ -6,8 +6,11 @@ from adg_kfp.components.images import image_for
 
 
 @dsl.component(base_image=image_for("shard"), install_kfp_package=False)
-def shard(records: int, shard_count: int) -> list:
-    """[0, 1, ..., S-1] with S = min(shard_count, records): no shard is ever empty."""
+def shard(records: int, shard_count: int) -> list[int]:
+    """[0, 1, ..., S-1] with S = min(shard_count, records): no shard is ever empty. Typed
+    list[int], so the loop item is an integer: an untyped list's item is declared a string, which
+    the driver converts each index to before generate and score, whose int input then refuses it
+    (backend/src/v2/driver/resolve.go, resolveInputs)."""
     from adg.shards import shard_indices
 
     indices = shard_indices(records, shard_count)

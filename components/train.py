@@ -23,12 +23,13 @@ def train(
     model_max_length: int,
     seed: int,
     deepspeed: str,
-    num_gpus: int,
+    num_gpus: str,
     checkpoint_dir: str,
     run_id: str,
     selector: str,
 ):
-    """Write a HF model folder (tokenizer included); log the loss curve as Metrics."""
+    """Write a HF model folder (tokenizer included); log the loss curve as Metrics. `num_gpus`
+    is also the pod's GPU count, a string as every pod resource."""
     from adg.training import TrainConfig, curve_points, launch, run_checkpoint_dir
 
     cfg = TrainConfig(
@@ -48,7 +49,7 @@ def train(
         deepspeed=deepspeed,
         checkpoint_dir=run_checkpoint_dir(checkpoint_dir, run_id, selector),
     )
-    result = launch(cfg, num_gpus=num_gpus)
+    result = launch(cfg, num_gpus=int(num_gpus))
     for key in ("train_loss", "first_loss", "final_loss", "steps", "examples", "skipped"):
         metrics.log_metric(key, result[key])
     for point in curve_points(result["loss_curve"]):

@@ -13,6 +13,7 @@ pipeline, nested, in a selection-only one with a handful of parameters for a fir
 from kfp import dsl
 
 from adg.config import (
+    GPU_PODS,
     AnalyseConfig,
     CheckpointConfig,
     ClusterConfig,
@@ -40,7 +41,9 @@ from adg_kfp.components.select import select
 from adg_kfp.components.shard import shard
 from adg_kfp.components.train import train
 from adg_kfp.pipelines.placement import (
+    GPU_RESOURCE,
     MODEL_CACHE_PATH,
+    RUN_DEADLINE_SECONDS,
     cpu_task,
     gpu_task,
     use_endpoint_key,
@@ -57,11 +60,6 @@ PIPELINE_DESCRIPTION = (
 )
 # Shards generated and scored at once (one GPU pod each); ParallelFor needs a compile-time number.
 SHARD_PARALLELISM = 8
-# The whole run's deadline (Argo activeDeadlineSeconds): a pod that can never be scheduled (no GPU
-# node, a Pending PVC) fails the run after this instead of holding it forever. Generous, since a
-# large pool with training legitimately runs for days; backends older than the one that honours
-# PipelineConfig.active_deadline_seconds ignore it (docs/kubernetes.md).
-RUN_DEADLINE_SECONDS = 7 * 24 * 3600
 
 
 def uncached(task):
@@ -93,23 +91,29 @@ def adg_pipeline(
     generate_batch_size: int = GenerateConfig.batch_size,
     generate_backend: str = GenerateConfig.backend,
     generate_prompt_format: str = GenerateConfig.prompt_format,
-    generate_tensor_parallel_size: int = GenerateConfig.tensor_parallel_size,
+    generate_tensor_parallel_size: str = GPU_PODS["generate"].gpus,
     generate_gpu_memory_utilization: float = GenerateConfig.gpu_memory_utilization,
-    embed_gpu_count: int = 1,
+    generate_cpu: str = GPU_PODS["generate"].cpu,
+    generate_memory: str = GPU_PODS["generate"].memory,
+    embed_gpu_count: str = GPU_PODS["embed"].gpus,
+    embed_cpu: str = GPU_PODS["embed"].cpu,
+    embed_memory: str = GPU_PODS["embed"].memory,
     cluster_count: int = ClusterConfig.count,
     cluster_seed: int = ClusterConfig.seed,
     cluster_pca_dims: int = ClusterConfig.pca_dims,
     score_dispersion_weight: float = ScoreConfig.dispersion_weight,
     score_anisotropy_weight: float = ScoreConfig.anisotropy_weight,
     score_all_metrics: bool = ScoreConfig.all_metrics,
-    score_gpu_count: int = 1,
+    score_gpu_count: str = GPU_PODS["score"].gpus,
+    score_cpu: str = GPU_PODS["score"].cpu,
+    score_memory: str = GPU_PODS["score"].memory,
     select_budget: int = 10000,
     select_strategy: str = SelectConfig.strategy,
     select_fail_on_collapse: bool = SelectConfig.fail_on_collapse,
     selectors: list = ["adg"],  # noqa: B006
     gpu_node_selector: dict = {},  # noqa: B006 - KFP parameter defaults are literals
     gpu_tolerations: list = [],  # noqa: B006
-    gpu_accelerator_type: str = "nvidia.com/gpu",
+    gpu_accelerator_type: str = GPU_RESOURCE,
     model_cache_pvc: str = "adg-model-cache",
     storage_secret: str = "adg-object-store",
     checkpoint_uri: str = "",
@@ -130,7 +134,9 @@ def adg_pipeline(
     train_model_max_length: int = TrainConfig.model_max_length,
     train_seed: int = TrainConfig.seed,
     train_deepspeed: str = TrainConfig.deepspeed,
-    train_num_gpus: int = TrainConfig.num_gpus,
+    train_num_gpus: str = GPU_PODS["train"].gpus,
+    train_cpu: str = GPU_PODS["train"].cpu,
+    train_memory: str = GPU_PODS["train"].memory,
     train_checkpoint_dir: str = MODEL_CACHE_PATH + "/checkpoints",
     evaluate_tasks: str = EvaluateConfig.tasks,
     evaluate_num_fewshot: str = EvaluateConfig.num_fewshot,
@@ -139,12 +145,16 @@ def adg_pipeline(
     evaluate_baseline: str = "",
     evaluate_backend: str = EvaluateConfig.backend,
     evaluate_batch_size: str = EvaluateConfig.batch_size,
-    evaluate_gpu_count: int = 1,
+    evaluate_gpu_count: str = GPU_PODS["evaluate"].gpus,
+    evaluate_cpu: str = GPU_PODS["evaluate"].cpu,
+    evaluate_memory: str = GPU_PODS["evaluate"].memory,
     analyse_enabled: bool = False,
     analyse_endpoint: str = AnalyseConfig.endpoint,
     analyse_endpoint_model: str = AnalyseConfig.endpoint_model,
     analyse_batch_size: int = AnalyseConfig.batch_size,
-    analyse_gpu_count: int = 1,
+    analyse_gpu_count: str = GPU_PODS["analyse"].gpus,
+    analyse_cpu: str = GPU_PODS["analyse"].cpu,
+    analyse_memory: str = GPU_PODS["analyse"].memory,
 ) -> None:
     """Answer Divergence-Guided Selection of an instruction pool.
 
@@ -173,8 +183,16 @@ def adg_pipeline(
         generate_backend: auto (vLLM when a GPU and vLLM are present), hf or vllm.
         generate_prompt_format: alpaca or chat.
         generate_tensor_parallel_size: GPUs per generate pod; vLLM splits the model over them.
+            A string, as every GPU count, CPU and memory here: the KFP driver reads a pod's
+            resources from run parameters as strings only.
         generate_gpu_memory_utilization: share of each GPU's memory vLLM may use (0-1).
+        generate_cpu: CPU cores of each generate pod, its request and its limit ("4", "500m").
+        generate_memory: memory of each generate pod, its request and its limit ("24Gi"; `adg
+            plan` shows the pods against the nodes of a GPU type).
         embed_gpu_count: GPUs for the embed pod.
+        embed_cpu: CPU cores of the embed pod, its request and its limit ("4", "500m").
+        embed_memory: memory of the embed pod, its request and its limit ("24Gi"; `adg
+            plan` shows the pods against the nodes of a GPU type).
         cluster_count: number of k-means bins (clamped to the pool size).
         cluster_seed: k-means seed.
         cluster_pca_dims: project the instruction vectors onto this many principal components
@@ -182,7 +200,11 @@ def adg_pipeline(
         score_dispersion_weight: weight of dispersion D in the score.
         score_anisotropy_weight: weight of anisotropy I in the score.
         score_all_metrics: also write the diagnostic metrics per record.
-        score_gpu_count: GPUs per score pod.
+        score_gpu_count: GPUs per score pod (and per baseline selector's scoring pod).
+        score_cpu: CPU cores of each score pod (and baseline scoring pod), its request and its
+            limit ("4", "500m").
+        score_memory: memory of each score pod (and baseline scoring pod), its request and its
+            limit ("24Gi"; `adg plan` shows the pods against the nodes of a GPU type).
         select_budget: number of records to select.
         select_strategy: exact (fills the budget) or reference (the published procedure).
         select_fail_on_collapse: fail the run when the scores cannot rank the pool (NaNs, no
@@ -202,7 +224,9 @@ def adg_pipeline(
             checkpoints live on it (manifests/ creates adg-model-cache; ReadWriteMany for
             parallel shards on several nodes).
         storage_secret: name of the Kubernetes Secret with AWS_ACCESS_KEY_ID and
-            AWS_SECRET_ACCESS_KEY (optionally AWS_ENDPOINT_URL, AWS_REGION) for s3:// URIs.
+            AWS_SECRET_ACCESS_KEY (optionally AWS_ENDPOINT_URL, AWS_REGION) for s3:// URIs;
+            every task gets them, so the KFP launcher can also read an s3:// pipeline root
+            with them when no kfp-launcher ConfigMap names a Secret.
         checkpoint_uri: s3:// prefix for checkpoints of generate/score shards, so a preempted pod's
             retry resumes (empty = under the run's pipeline root when that is on S3 and writable
             with storage_secret; "none" = no remote checkpoints).
@@ -231,6 +255,9 @@ def adg_pipeline(
         train_deepspeed: auto (zero3 on GPU when DeepSpeed is installed, none on CPU), zero3,
             zero3_offload, a DeepSpeed JSON path, or empty for none.
         train_num_gpus: GPUs in the training pod (one torchrun worker each).
+        train_cpu: CPU cores of the training pod, its request and its limit ("4", "500m").
+        train_memory: memory of the training pod, its request and its limit ("24Gi"; `adg
+            plan` shows the pods against the nodes of a GPU type).
         train_checkpoint_dir: folder for training checkpoints, so a restarted pod resumes; each
             training gets <folder>/<run id>/<selector> (default: on the model-cache PVC; empty =
             inside the model output, lost with the pod).
@@ -243,6 +270,9 @@ def adg_pipeline(
         evaluate_backend: auto (vLLM when a GPU and vLLM are present), hf or vllm.
         evaluate_batch_size: an integer or auto.
         evaluate_gpu_count: GPUs of the evaluate pod.
+        evaluate_cpu: CPU cores of the evaluate pod, its request and its limit ("4", "500m").
+        evaluate_memory: memory of the evaluate pod, its request and its limit ("24Gi"; `adg
+            plan` shows the pods against the nodes of a GPU type).
         analyse_enabled: also label every instruction with its task type and compare the task mix
             of the pool with the selected subset's (the analyse task's HTML / Markdown artifacts
             are the selection report with that task mix in it).
@@ -252,24 +282,42 @@ def adg_pipeline(
         analyse_endpoint_model: model name sent to the endpoint.
         analyse_batch_size: instructions per forward pass of the backbone classifier.
         analyse_gpu_count: GPUs for the analyse pod.
+        analyse_cpu: CPU cores of the analyse pod, its request and its limit ("4", "500m").
+        analyse_memory: memory of the analyse pod, its request and its limit ("24Gi"; `adg
+            plan` shows the pods against the nodes of a GPU type).
     """
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 
-    def on_gpu(
-        task, stage: str, gpus, node_selector=gpu_node_selector, tolerations=gpu_tolerations
-    ):
-        """A GPU stage's task: its placement (`gpu_task`) and the object-store Secret, which every
-        GPU stage needs (models and checkpoints on S3)."""
+    # Each GPU stage's pod: GPUs, CPU, memory (strings: the driver reads a pod's resources so).
+    pods = {
+        "generate": (generate_tensor_parallel_size, generate_cpu, generate_memory),
+        "embed": (embed_gpu_count, embed_cpu, embed_memory),
+        "score": (score_gpu_count, score_cpu, score_memory),
+        "analyse": (analyse_gpu_count, analyse_cpu, analyse_memory),
+        "train": (train_num_gpus, train_cpu, train_memory),
+        "evaluate": (evaluate_gpu_count, evaluate_cpu, evaluate_memory),
+    }
+
+    def on_gpu(task, stage: str, gpus=None, node_selector=None, tolerations=None):
+        """A GPU stage's task: its pod (`gpu_task`; GPUs, node selector and tolerations default to
+        the stage's and the run's) and the object-store Secret (models and checkpoints on S3)."""
+        count, cpu, memory = pods[stage]
         gpu_task(
             task,
-            stage,
-            gpus,
-            node_selector,
-            tolerations,
-            model_cache_pvc,
+            gpus=count if gpus is None else gpus,
+            cpu=cpu,
+            memory=memory,
+            node_selector=gpu_node_selector if node_selector is None else node_selector,
+            tolerations=gpu_tolerations if tolerations is None else tolerations,
+            cache_pvc=model_cache_pvc,
             accelerator=gpu_accelerator_type,
         )
         return use_object_store_secret(task, storage_secret)
+
+    def on_cpu(task, stage: str):
+        """A CPU stage's task: its requests and limits (`cpu_task`) and the object-store Secret,
+        which the KFP launcher in the pod reads an s3:// pipeline root with (docs/kubernetes.md)."""
+        return use_object_store_secret(cpu_task(task, stage), storage_secret)
 
     # First, on CPU: everything that can be known to fail before a GPU is asked for. Every other
     # task depends on it (through ingest and the checkpoint prefix), so none starts when it fails.
@@ -314,7 +362,7 @@ def adg_pipeline(
         selectors=selectors,
         run_id=run_id,
     ).set_display_name("preflight")
-    use_object_store_secret(cpu_task(uncached(check), "preflight"), storage_secret)
+    on_cpu(uncached(check), "preflight")
     checkpoints = check.outputs["Output"]
 
     ing = ingest(
@@ -323,13 +371,13 @@ def adg_pipeline(
         ledger_uri=ingest_ledger_uri,
         limit=ingest_limit,
     ).set_display_name("ingest")
-    use_object_store_secret(cpu_task(uncached(ing), "ingest"), storage_secret)
+    on_cpu(uncached(ing), "ingest")
     ing.after(check)
 
     def generate_and_score(pool, records, loop_name: str):
         """shard → ParallelFor [generate → score] (one GPU pod per shard) → merge."""
         shards = shard(records=records, shard_count=shard_count)
-        cpu_task(shards.set_display_name("shard"), "shard")
+        on_cpu(shards.set_display_name("shard"), "shard")
         with dsl.ParallelFor(shards.output, parallelism=SHARD_PARALLELISM, name=loop_name) as index:
             gen = generate(
                 pool=pool,
@@ -350,7 +398,7 @@ def adg_pipeline(
                 checkpoint_every=checkpoint_every,
                 run_id=run_id,
             ).set_display_name("generate")
-            on_gpu(gen, "generate", generate_tensor_parallel_size)
+            on_gpu(gen, "generate")
 
             scored_shard = score(
                 generated=gen.outputs["generated"],
@@ -363,10 +411,10 @@ def adg_pipeline(
                 checkpoint_every=checkpoint_every,
                 run_id=run_id,
             ).set_display_name("score")
-            on_gpu(scored_shard, "score", score_gpu_count)
+            on_gpu(scored_shard, "score")
 
         merged = merge(pool=pool, shards=dsl.Collected(scored_shard.outputs["scored"]))
-        cpu_task(merged.set_display_name("merge"), "merge")
+        on_cpu(merged.set_display_name("merge"), "merge")
         return merged
 
     # After ingest, before any GPU: nothing new, curate over the index, or a batch (whose
@@ -377,14 +425,14 @@ def adg_pipeline(
         budget=select_budget,
         index_uri=curation_index_uri,
     )
-    cpu_task(route.set_display_name("curation_route"), "shard")
+    on_cpu(route.set_display_name("curation_route"), "shard")
 
     with dsl.If(route.output == "batch", name="new-pool-files"):
         pool = ing.outputs["pool"]
         scored = generate_and_score(pool, ing.outputs["records"], "shards")
 
         emb = embed(pool=pool, model=model).set_display_name("embed")
-        on_gpu(emb, "embed", embed_gpu_count)
+        on_gpu(emb, "embed")
 
         bins = cluster(
             embeddings=emb.outputs["embeddings"],
@@ -392,7 +440,7 @@ def adg_pipeline(
             seed=cluster_seed,
             pca_dims=cluster_pca_dims,
         ).set_display_name("cluster")
-        cpu_task(bins, "cluster")
+        on_cpu(bins, "cluster")
 
         select_args = {
             "clusters": bins.outputs["clusters"],
@@ -412,11 +460,11 @@ def adg_pipeline(
         chosen = select(
             scored=scored.outputs["merged"], run_parameters=run_parameters, **select_args
         ).set_display_name("select")
-        cpu_task(chosen, "select")
+        on_cpu(chosen, "select")
 
         # --- other selectors, side by side with ADG (only when `selectors` names any) ---------
         plan = plan_selectors(selectors=selectors).set_display_name("plan_selectors")
-        cpu_task(plan, "compare")
+        on_cpu(plan, "compare")
 
         def baseline_branch(trained: bool):
             """Score the pool with each baseline method, select (and train, evaluate).
@@ -434,7 +482,7 @@ def adg_pipeline(
                     gpu_image=image_for("score"),
                     cpu_image=family_image("cpu"),
                 ).set_display_name("baseline_placement")
-                cpu_task(where, "compare")
+                on_cpu(where, "compare")
                 rescored = score(
                     generated=pool,
                     model=model,
@@ -460,15 +508,15 @@ def adg_pipeline(
                     run_parameters={**run_parameters, "selector": method},
                     **select_args,
                 ).set_display_name("select_baseline")
-                cpu_task(picked, "select")
+                on_cpu(picked, "select")
                 if not trained:
                     return picked, None
                 model_b = train(data=picked.outputs["top"], selector=method, **train_args)
                 model_b.set_display_name("train_baseline")
-                on_gpu(model_b, "train", train_num_gpus)
+                on_gpu(model_b, "train")
                 evaluated_b = evaluate(model=model_b.outputs["model"], **evaluate_args)
                 evaluated_b.set_display_name("evaluate_baseline")
-                on_gpu(evaluated_b, "evaluate", evaluate_gpu_count)
+                on_gpu(evaluated_b, "evaluate")
                 return picked, evaluated_b
 
         def compare_step(picked, **results) -> None:
@@ -480,7 +528,7 @@ def adg_pipeline(
                 baseline_tops=dsl.Collected(picked.outputs["top"]),
                 **results,
             ).set_display_name("compare")
-            cpu_task(table, "compare")
+            on_cpu(table, "compare")
 
         # Identical settings for ADG's model and every baseline's.
         train_args = {
@@ -514,10 +562,10 @@ def adg_pipeline(
         with dsl.If(train_enabled == True, name="train-enabled"):  # noqa: E712
             tuned = train(data=chosen.outputs["top"], selector="adg", **train_args)
             tuned.set_display_name("train")
-            on_gpu(tuned, "train", train_num_gpus)
+            on_gpu(tuned, "train")
             evaluated = evaluate(model=tuned.outputs["model"], **evaluate_args)
             evaluated.set_display_name("evaluate")
-            on_gpu(evaluated, "evaluate", evaluate_gpu_count)
+            on_gpu(evaluated, "evaluate")
             with dsl.If(plan.outputs["several"] == True, name="compare-trained"):  # noqa: E712
                 picked, evaluated_b = baseline_branch(trained=True)
                 compare_step(
@@ -556,13 +604,13 @@ def adg_pipeline(
                 "select_strategy": select_strategy,
             },
         ).set_display_name("export")
-        use_object_store_secret(cpu_task(uncached(exported), "export"), storage_secret)
+        on_cpu(uncached(exported), "export")
 
         with dsl.If(ingest_ledger_uri != "", name="ledger-given"):
             ledger = record_ledger(
                 ledger_uri=ingest_ledger_uri, sources=ing.outputs["sources"], run_id=run_id
             ).set_display_name("record_ledger")
-            use_object_store_secret(cpu_task(uncached(ledger), "ledger"), storage_secret)
+            on_cpu(uncached(ledger), "ledger")
             ledger.after(exported)
 
         # Optional: the task-type mix of the pool versus the selected subset.
@@ -577,7 +625,7 @@ def adg_pipeline(
                 endpoint_model=analyse_endpoint_model,
                 batch_size=analyse_batch_size,
             ).set_display_name("analyse")
-            on_gpu(tasks, "analyse", analyse_gpu_count)
+            on_gpu(tasks, "analyse")
             use_endpoint_key(tasks, storage_secret)
 
     with dsl.Elif(route.output == "curate", name="curate"):
@@ -599,7 +647,7 @@ def adg_pipeline(
             budget=select_budget,
             **index_args,
         ).set_display_name("curation_plan")
-        use_object_store_secret(cpu_task(plan, "curation"), storage_secret)
+        on_cpu(plan, "curation")
         plan.set_caching_options(False)
         select_args = {
             "index_uri": curation_index_uri,
@@ -614,7 +662,7 @@ def adg_pipeline(
         def curated_version(after=None):
             """Select over the whole index (after this run's entry, if any), then the ledger."""
             version = curation_select(**select_args).set_display_name("curation_select")
-            use_object_store_secret(cpu_task(version, "curation"), storage_secret)
+            on_cpu(version, "curation")
             version.set_caching_options(False)
             if after is not None:
                 version.after(after)
@@ -622,14 +670,14 @@ def adg_pipeline(
                 ledger = record_ledger(
                     ledger_uri=ingest_ledger_uri, sources=ing.outputs["sources"], run_id=run_id
                 ).set_display_name("record_ledger")
-                use_object_store_secret(cpu_task(ledger, "ledger"), storage_secret)
+                on_cpu(ledger, "ledger")
                 ledger.after(version).set_caching_options(False)
 
         with dsl.If(plan.outputs["records"] > 0, name="curation-new-records"):
             todo = plan.outputs["todo"]
             scored = generate_and_score(todo, plan.outputs["records"], "curation-shards")
             emb = embed(pool=todo, model=model).set_display_name("embed")
-            on_gpu(emb, "embed", embed_gpu_count)
+            on_gpu(emb, "embed")
             added = curation_add(
                 scored=scored.outputs["merged"],
                 embeddings=emb.outputs["embeddings"],
@@ -638,7 +686,7 @@ def adg_pipeline(
                 sources=ing.outputs["sources"],
                 **index_args,
             ).set_display_name("curation_add")
-            use_object_store_secret(cpu_task(added, "curation"), storage_secret)
+            on_cpu(added, "curation")
             added.set_caching_options(False)
             curated_version(after=added)
         with dsl.Else(name="curation-all-indexed"):
@@ -651,4 +699,4 @@ def adg_pipeline(
             sources=ing.outputs["sources"],
             run_id=run_id,
         ).set_display_name("nothing_to_do")
-        use_object_store_secret(cpu_task(uncached(idle), "ledger"), storage_secret)
+        on_cpu(uncached(idle), "ledger")

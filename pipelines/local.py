@@ -168,7 +168,7 @@ def run_local(opts: LocalRunOptions) -> dict:
         generate_batch_size=sampling.batch_size,
         generate_backend=opts.backend,
         generate_prompt_format=sampling.prompt_format,
-        generate_tensor_parallel_size=opts.tensor_parallel_size,
+        generate_tensor_parallel_size=str(opts.tensor_parallel_size),  # a pod's GPU count
         generate_gpu_memory_utilization=opts.gpu_memory_utilization,
         cluster_count=bins,
         score_dispersion_weight=opts.dispersion_weight,

@@ -1,17 +1,24 @@
 """Where each task runs in a cluster: GPU requests, node selectors, tolerations, resources, retries,
-and the object-store Secret.
+the run's deadline and the object-store Secret.
 
-`gpu_task` is for the stages that need a GPU (generate, embed, score, analyse; later train and
-evaluate): an `nvidia.com/gpu` limit, the node selector and tolerations given as pipeline
-parameters, a memory-backed /dev/shm (vLLM's tensor-parallel workers and PyTorch data loaders share
-memory through it), the model-cache PVC at `MODEL_CACHE_PATH` (the images' ADG_HOME: a model is
-downloaded once per cluster, not once per pod; training checkpoints live there too), and retries
-with exponential backoff, since GPU capacity is often spot nodes that get preempted (generation
-and scoring resume from their checkpoints, training from its own). `cpu_task` is for
-everything else: no GPU, no selector, no toleration. Both set CPU and memory requests and limits
-from `RESOURCES`, and `use_object_store_secret` injects the S3 credentials from a Kubernetes Secret
-as environment variables, so no credential is ever in the image or the compiled pipeline. Under
-`kfp.local` the Kubernetes settings are ignored and the retries honoured.
+`gpu_task` is for the stages that need a GPU (generate, embed, score, analyse, train, evaluate):
+a limit of `gpus` on the accelerator resource, CPU and memory (each both request and limit),
+the node selector and tolerations, all given as pipeline parameters, a memory-backed /dev/shm
+(vLLM's tensor-parallel workers and PyTorch data loaders share memory through it), the
+model-cache PVC at `MODEL_CACHE_PATH` (the images' ADG_HOME: a model is downloaded once per
+cluster, not once per pod; training checkpoints live there too), and retries with exponential
+backoff, since GPU capacity is often spot nodes that get preempted (generation and scoring resume
+from their checkpoints, training from its own). `cpu_task` is for everything else: requests and
+limits from `RESOURCES`, no GPU, no selector, no toleration. `use_object_store_secret` injects the
+S3 credentials from a Kubernetes Secret as environment variables (every task gets them: the KFP
+launcher in each pod reads an `s3://` pipeline root with them), so no credential is ever in the
+image or the compiled pipeline. Under `kfp.local` the Kubernetes settings are ignored and the
+retries honoured.
+
+The KFP driver reads every value it puts into a pod spec from a run parameter (GPU count,
+accelerator type, CPU, memory, image) as a string: `resolvePodSpecInputRuntimeParameter` in
+backend/src/v2/driver/resolve.go returns `GetStringValue()`, which is empty for a number. So
+each of these parameters is a string (docs/kubernetes.md lists the rules and their sources).
 """
 
 from __future__ import annotations
@@ -33,32 +40,38 @@ class Resources:
     memory_limit: str
 
 
-# Per stage; the GPU stages' memory also holds the model on the host while it loads.
+# The CPU stages, fixed at compile time. The GPU stages' CPU and memory are pipeline parameters
+# (`<stage>_cpu`, `<stage>_memory`, defaults in adg.config.GPU_PODS), to fit the GPU nodes at hand.
 RESOURCES = {
     "preflight": Resources("100m", "1", "256Mi", "1Gi"),
     "ingest": Resources("500m", "2", "1Gi", "4Gi"),
     "shard": Resources("100m", "500m", "256Mi", "512Mi"),
-    "generate": Resources("4", "8", "32Gi", "64Gi"),
-    "embed": Resources("2", "8", "16Gi", "32Gi"),
-    "score": Resources("2", "8", "16Gi", "32Gi"),
     "merge": Resources("500m", "2", "2Gi", "8Gi"),
     "cluster": Resources("2", "4", "4Gi", "16Gi"),
     "select": Resources("500m", "2", "2Gi", "8Gi"),
-    "analyse": Resources("2", "8", "16Gi", "32Gi"),
     "export": Resources("250m", "1", "512Mi", "2Gi"),
     "ledger": Resources("100m", "500m", "256Mi", "512Mi"),
     # Re-clustering the index: a 200K-row float32 sample plus memory-mapped float16 embeddings.
     "curation": Resources("2", "4", "8Gi", "32Gi"),
     "compare": Resources("250m", "1", "1Gi", "4Gi"),
-    "train": Resources("8", "16", "64Gi", "128Gi"),
-    "evaluate": Resources("4", "8", "32Gi", "64Gi"),
 }
 
-# Spot GPU nodes get preempted: retry with backoff 1 min, 2 min, 4 min (capped at 30 min).
+# The whole run's deadline (Argo's workflow activeDeadlineSeconds, from
+# PipelineConfig.active_deadline_seconds): a pod that can never be scheduled (no GPU node, a
+# Pending PVC) fails the run after this instead of holding it forever. Generous, since a large
+# pool with training legitimately runs for days.
+RUN_DEADLINE_SECONDS = 7 * 24 * 3600
+
+# Spot GPU nodes get preempted: retry with backoff 1 min, 2 min, 4 min. KFP compiles
+# backoff_max_duration into Argo's retryStrategy.backoff.maxDuration, which Argo counts from the
+# *first* attempt's start: no retry starts after it, and a retry's pod gets the time left as its
+# deadline (workflow/controller/operator.go, processNodeRetries). The SDK always writes one
+# (3600s when not given), so it is the run's deadline: a shard preempted after hours of work is
+# still retried and resumes from its checkpoint.
 GPU_RETRIES = 3
 GPU_BACKOFF = "60s"
 GPU_BACKOFF_FACTOR = 2.0
-GPU_BACKOFF_MAX = "1800s"
+GPU_BACKOFF_MAX = f"{RUN_DEADLINE_SECONDS}s"
 SHM_SIZE = "16Gi"
 # The images set ADG_HOME to this folder; the PVC named by the pipeline's model_cache_pvc is
 # mounted on it in every GPU pod.
@@ -85,19 +98,23 @@ def _resources(task: PipelineTask, stage: str) -> None:
 
 def gpu_task(
     task: PipelineTask,
-    stage: str,
+    *,
     gpus,
+    cpu,
+    memory,
     node_selector,
     tolerations,
     cache_pvc,
     accelerator=GPU_RESOURCE,
 ) -> PipelineTask:
-    """Place a task on a GPU node: `gpus` (an int or a pipeline parameter) × `accelerator` (the
-    extended resource name, e.g. nvidia.com/gpu or amd.com/gpu; a string or a parameter), node
-    selector (a dict parameter) and tolerations (a list parameter), the model-cache PVC (its
-    name, a parameter), resources, retries."""
+    """Place a task on a GPU node: `gpus` × `accelerator` (the extended resource name, e.g.
+    nvidia.com/gpu or amd.com/gpu), `cpu` and `memory` (each request and limit), all strings
+    or string pipeline parameters; node selector (a dict parameter) and tolerations (a list
+    parameter), the model-cache PVC (its name, a parameter), retries."""
     task.set_accelerator_type(accelerator).set_accelerator_limit(gpus)
-    channels = [c for c in (gpus, accelerator) if isinstance(c, PipelineChannel)]
+    task.set_cpu_request(cpu).set_cpu_limit(cpu)
+    task.set_memory_request(memory).set_memory_limit(memory)
+    channels = [c for c in (gpus, accelerator, cpu, memory) if isinstance(c, PipelineChannel)]
     if channels:
         # The compiler does not see a channel used only as a resource: without this, a task in a
         # dsl.If / ParallelFor refers to a parameter its enclosing group was never given.
@@ -108,7 +125,6 @@ def gpu_task(
         task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=SHM_SIZE
     )
     kubernetes.mount_pvc(task, pvc_name=cache_pvc, mount_path=MODEL_CACHE_PATH)
-    _resources(task, stage)
     task.set_retry(
         num_retries=GPU_RETRIES,
         backoff_duration=GPU_BACKOFF,

@@ -6,8 +6,9 @@ continuous curation) has more than sixty. This pipeline exposes only what a firs
 needs, under the same names as the full pipeline's (so `--param` and docs carry over), and runs
 the full pipeline as a nested graph with everything else at its defaults: training, evaluation,
 task-type analysis, recurring curation (prefix and ledger) and the curation index stay off. The
-GPU placement a cluster needs (node selector, tolerations) is exposed too, since on a tainted
-GPU node pool the GPU pods would otherwise never schedule. The pool and the budget have no
+GPU placement a cluster needs (node selector, tolerations, the accelerator's resource name) is
+exposed too, since on a tainted GPU node pool the GPU pods would otherwise never schedule, and on
+AMD or Intel nodes they would ask for a resource no node has. The pool and the budget have no
 default: the form asks for them.
 
 Same graph, same components, same placement and caching settings: only the form is smaller. For
@@ -17,6 +18,7 @@ anything else, use the full pipeline (`adg compile --pipeline full`).
 from kfp import dsl
 
 from adg_kfp.pipelines.adg_pipeline import RUN_DEADLINE_SECONDS, adg_pipeline
+from adg_kfp.pipelines.placement import GPU_RESOURCE
 
 SELECT_PIPELINE_NAME = "adg-select"
 SELECT_DISPLAY_NAME = "ADG: select a subset (first run)"
@@ -44,6 +46,7 @@ def select_pipeline(
     export_uri: str = "",
     gpu_node_selector: dict = {},  # noqa: B006
     gpu_tolerations: list = [],  # noqa: B006
+    gpu_accelerator_type: str = GPU_RESOURCE,
 ) -> None:
     """ADG selection of one pool, with the full pipeline's defaults for everything not here.
 
@@ -59,6 +62,8 @@ def select_pipeline(
         gpu_node_selector: node labels GPU pods must match, e.g. {"nvidia.com/gpu.present": "true"}.
         gpu_tolerations: tolerations of GPU pods, e.g.
             [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}].
+        gpu_accelerator_type: the extended resource a GPU pod asks for (nvidia.com/gpu,
+            amd.com/gpu, gpu.intel.com/i915, ...).
     """
     adg_pipeline(
         ingest_input=ingest_input,
@@ -69,4 +74,5 @@ def select_pipeline(
         export_uri=export_uri,
         gpu_node_selector=gpu_node_selector,
         gpu_tolerations=gpu_tolerations,
+        gpu_accelerator_type=gpu_accelerator_type,
     ).set_display_name("adg-selection")

@@ -111,18 +111,23 @@ def test_baselines_get_adgs_dispersion_and_anisotropy_by_id(tmp_path):
 
 
 def test_baseline_placement():
+    """GPU counts are strings, as the driver reads them (docs/kubernetes.md)."""
     selector, tolerations = {"gpu": "h200"}, [{"key": "nvidia.com/gpu", "operator": "Exists"}]
     images = ("r/adg-generate:1", "r/adg-cpu:1")
-    assert baseline_placement("ifd", 2, selector, tolerations, *images) == (
-        2,
+    assert baseline_placement("ifd", "2", selector, tolerations, *images) == (
+        "2",
         selector,
         tolerations,
         "r/adg-generate:1",
     )
-    assert baseline_placement("superfiltering", 1, selector, [], *images)[:3] == (1, selector, [])
+    assert baseline_placement("superfiltering", "1", selector, [], *images)[:3] == (
+        "1",
+        selector,
+        [],
+    )
     # random needs no model: no GPU, nothing that pins it to a GPU node, the CPU image.
-    assert baseline_placement("random", 2, selector, tolerations, *images) == (
-        0,
+    assert baseline_placement("random", "2", selector, tolerations, *images) == (
+        "0",
         {},
         [],
         "r/adg-cpu:1",

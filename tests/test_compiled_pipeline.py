@@ -5,11 +5,13 @@ kfp-kubernetes platform spec."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from adg.config import GPU_COUNT_PARAMS
 from adg_kfp.components.images import STAGE_FAMILY, family_image, image_for
 from adg_kfp.pipelines.adg_pipeline import (
     PIPELINE_DISPLAY_NAME,
@@ -18,6 +20,7 @@ from adg_kfp.pipelines.adg_pipeline import (
 )
 from adg_kfp.pipelines.local import compile_pipeline
 from adg_kfp.pipelines.placement import GPU_RESOURCE, GPU_RETRIES, MODEL_CACHE_PATH
+from adg_kfp.pipelines.remote import pipeline_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "pipelines" / "adg_pipeline.yaml"
@@ -72,27 +75,6 @@ CPU_EXECUTORS = {
     "exec-curation-route",
     "exec-shard-2",
     "exec-merge-2",
-    *CURATION_EXECUTORS,
-}
-STORAGE_EXECUTORS = {
-    "exec-preflight",
-    "exec-nothing-to-do",
-    "exec-ingest",
-    "exec-generate",
-    "exec-embed",
-    "exec-score",
-    "exec-export",
-    "exec-record-ledger",
-    "exec-analyse",
-    "exec-train",
-    "exec-evaluate",
-    "exec-score-2",
-    "exec-score-3",
-    "exec-train-2",
-    "exec-evaluate-2",
-    "exec-generate-2",
-    "exec-score-4",
-    "exec-embed-2",
     *CURATION_EXECUTORS,
 }
 EXECUTOR_STAGE = {
@@ -191,6 +173,52 @@ def test_cpu_and_memory_requests_and_limits_everywhere(executors):
             "resourceMemoryLimit",
         ):
             assert resources.get(key), f"{name} lacks {key}"
+        if name in GPU_EXECUTORS:  # the stage's parameters, each both request and limit
+            stage = EXECUTOR_STAGE.get(name, name.removeprefix("exec-"))
+            for kind in ("Cpu", "Memory"):
+                want = f"{{{{$.inputs.parameters['pipelinechannel--{stage}_{kind.lower()}']}}}}"
+                assert resources[f"resource{kind}Request"] == want, name
+                assert resources[f"resource{kind}Limit"] == want, name
+
+
+def test_every_pod_resource_reaches_the_driver_as_a_string(compiled):
+    """The driver reads a placeholder in a pod's resources or image with GetStringValue(): a
+    number would give no GPU limit, or an unparsable CPU or memory (docs/kubernetes.md). So
+    every value such a placeholder names arrives as a string: declared STRING by the DAG it
+    comes from, or by the task whose output it is; and the run parameters are strings."""
+    spec = compiled[1]
+    channel = re.compile(r"\$\.inputs\.parameters\['([^']+)'\]")
+    components = spec["components"]
+    checked = 0
+    for dag in [spec["root"], *components.values()]:
+        tasks = dag.get("dag", {}).get("tasks", {})
+        for task in tasks.values():
+            component = components[task["componentRef"]["name"]]
+            if "executorLabel" not in component:
+                continue
+            container = spec["deploymentSpec"]["executors"][component["executorLabel"]]
+            container = container["container"]
+            resources = container.get("resources", {})
+            fields = [container["image"], *resources.values()]
+            fields += resources.get("accelerator", {}).values()
+            for name in {m for f in fields if isinstance(f, str) for m in channel.findall(f)}:
+                source = task["inputs"]["parameters"][name]
+                if "componentInputParameter" in source:
+                    params = dag["inputDefinitions"]["parameters"]
+                    declared = params[source["componentInputParameter"]]
+                else:
+                    ref = source["taskOutputParameter"]
+                    producer = components[tasks[ref["producerTask"]]["componentRef"]["name"]]
+                    declared = producer["outputDefinitions"]["parameters"][
+                        ref["outputParameterKey"]
+                    ]
+                assert declared["parameterType"] == "STRING", f"{task['taskInfo']}: {name}"
+                checked += 1
+    assert checked > 4 * len(GPU_EXECUTORS)
+    params = pipeline_parameters(COMMITTED)
+    for stage, count in GPU_COUNT_PARAMS.items():
+        for name in (count, f"{stage}_cpu", f"{stage}_memory"):
+            assert params[name] == "STRING", name
 
 
 def test_selectors_tolerations_and_shm_only_on_gpu_tasks(k8s):
@@ -233,12 +261,17 @@ def test_retries_with_backoff_only_on_gpu_tasks(compiled):
         policy = tasks[name.replace("exec-", "comp-")]["retryPolicy"]
         assert policy["maxRetryCount"] == GPU_RETRIES
         assert policy["backoffDuration"] and policy["backoffFactor"] > 1
+        # Argo counts maxDuration from the first attempt's start: a shard preempted after
+        # hours of work must still be retried, until the run's own deadline.
+        assert policy["backoffMaxDuration"] == f"{RUN_DEADLINE_SECONDS}s"
     for name in CPU_EXECUTORS:
         assert "retryPolicy" not in tasks[name.replace("exec-", "comp-")], name
 
 
-def test_object_store_secret_as_env(k8s):
-    for name in STORAGE_EXECUTORS:
+def test_object_store_secret_as_env(executors, k8s):
+    """Every task: the launcher in each pod reads an s3:// pipeline root with these credentials
+    when no kfp-launcher ConfigMap names a Secret (docs/kubernetes.md)."""
+    for name in executors:
         envs = k8s[name]["secretAsEnv"]
         for entry in envs:
             param = entry["secretNameParameter"]["componentInputParameter"]
@@ -250,8 +283,6 @@ def test_object_store_secret_as_env(k8s):
             "AWS_SECRET_ACCESS_KEY",
         }
         assert "AWS_ENDPOINT_URL" in {m["envVar"] for m in optional["keyToEnv"]}
-    for name in {"exec-shard", "exec-merge", "exec-cluster", "exec-select"}:
-        assert "secretAsEnv" not in k8s.get(name, {}), name
 
 
 def test_no_credentials_in_the_compiled_pipeline(compiled, executors):

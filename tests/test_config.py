@@ -53,16 +53,30 @@ def test_cli_flags_default_to_the_dataclass(cls):
 
 def test_compiled_pipeline_defaults_are_the_dataclass_defaults():
     defaults = pipeline_defaults()
+    gpu_counts = set(config.GPU_COUNT_PARAMS.values())
     checked = 0
     for cls, (prefix, _commands) in STAGES.items():
         for f in settings(cls):
             name = f.metadata.get("param", f"{prefix}_{f.name}")
             if not name or name not in defaults:
                 continue
-            assert defaults[name] == f.default, f"pipeline parameter {name}"
+            # A GPU count is a string in the pipeline: the driver reads a pod's resources so.
+            want = str(f.default) if name in gpu_counts else f.default
+            assert defaults[name] == want, f"pipeline parameter {name}"
             checked += 1
     # Every sampling, cluster, score, select, train, evaluate and analyse knob of the pipeline.
     assert checked >= 35
+
+
+def test_gpu_pods_default_to_the_config():
+    """Each GPU stage's GPU count, CPU and memory: string parameters with adg.config's defaults."""
+    defaults = pipeline_defaults()
+    for stage, pod in config.GPU_PODS.items():
+        assert defaults[config.GPU_COUNT_PARAMS[stage]] == pod.gpus, stage
+        assert defaults[f"{stage}_cpu"] == pod.cpu, stage
+        assert defaults[f"{stage}_memory"] == pod.memory, stage
+    assert config.GPU_PODS["generate"].gpus == str(config.GenerateConfig.tensor_parallel_size)
+    assert config.GPU_PODS["train"].gpus == str(config.TrainConfig.num_gpus)
 
 
 def test_every_stage_parameter_of_the_pipeline_has_a_dataclass_field():
@@ -75,6 +89,7 @@ def test_every_stage_parameter_of_the_pipeline_has_a_dataclass_field():
     # Placement, storage and per-run inputs: pipeline-only settings with no library counterpart.
     pipeline_only = {"gpu_count", "input", "pool_prefix", "ledger_uri", "limit", "budget"}
     pipeline_only |= {"checkpoint_dir", "include_path", "baseline", "enabled"}
+    pipeline_only |= {"cpu", "memory"}  # the GPU pods' resources: adg.config.GPU_PODS
     for name in pipeline_defaults():
         prefix, _, rest = name.partition("_")
         if prefix in {p for p, _c in STAGES.values()} and name not in known:

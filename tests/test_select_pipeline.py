@@ -26,6 +26,7 @@ FIELDS = {
     "export_uri",
     "gpu_node_selector",
     "gpu_tolerations",
+    "gpu_accelerator_type",
 }
 
 

@@ -69,15 +69,15 @@ def plan_selectors(selectors: list[str]) -> tuple[list[str], bool]:
 
 
 def baseline_placement(
-    method: str, gpus: int, node_selector: dict, tolerations: list, gpu_image: str, cpu_image: str
-) -> tuple[int, dict, list, str]:
+    method: str, gpus: str, node_selector: dict, tolerations: list, gpu_image: str, cpu_image: str
+) -> tuple[str, dict, list, str]:
     """(GPUs, node selector, tolerations, image) of a baseline's scoring pod: the GPU placement
     and image given, or, for a method that needs no model (random), no GPU, nothing that pins it
     to a GPU node, and the CPU image (not the CUDA one, many GB to pull onto a CPU node)."""
     from adg.config import MODEL_FREE_METHODS
 
     if method in MODEL_FREE_METHODS:
-        return 0, {}, [], cpu_image
+        return "0", {}, [], cpu_image
     return gpus, node_selector, tolerations, gpu_image
 
 

@@ -180,3 +180,45 @@ class AnalyseConfig:
         "local classifier: backbone vectors + seed-set regression, or label likelihood",
         choices=("vectors", "likelihood"),
     )
+
+
+# --- the GPU stages' pods in a cluster -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodResources:
+    """What one GPU stage's pod asks Kubernetes for, in Kubernetes quantity notation: GPUs, CPU
+    cores and memory. CPU and memory are each both the request and the limit: the scheduler then
+    reserves everything the pod may use, so a GPU pod is never OOM-killed or evicted after hours
+    of work for memory its node could not give. Strings, because the KFP driver reads a pod's
+    resources from run parameters as strings only (a number parameter resolves to nothing:
+    docs/kubernetes.md)."""
+
+    gpus: str
+    cpu: str
+    memory: str
+
+
+# Each GPU stage's pipeline parameter of its GPU count; its CPU and memory are `<stage>_cpu` and
+# `<stage>_memory`. generate's count is vLLM's tensor parallelism (one model copy spans them),
+# train's its torchrun workers.
+GPU_COUNT_PARAMS = {
+    "generate": "generate_tensor_parallel_size",
+    "embed": "embed_gpu_count",
+    "score": "score_gpu_count",
+    "analyse": "analyse_gpu_count",
+    "train": "train_num_gpus",
+    "evaluate": "evaluate_gpu_count",
+}
+# The defaults fit one GPU of a typical L4 node (8 vCPU, 32 GB: GKE g2-standard-8, EC2
+# g6.2xlarge) and hold a model of up to ~8B parameters on the host while it loads (bf16: 2 bytes
+# a parameter); train fits an A100 node (a2-highgpu-1g: 12 vCPU, 85 GB). `adg plan` prints them
+# against the nodes of a GPU type; raise them for larger models or several GPUs per pod.
+GPU_PODS = {
+    "generate": PodResources(str(GenerateConfig.tensor_parallel_size), "4", "24Gi"),
+    "embed": PodResources("1", "4", "24Gi"),
+    "score": PodResources("1", "4", "24Gi"),
+    "analyse": PodResources("1", "4", "24Gi"),
+    "train": PodResources(str(TrainConfig.num_gpus), "8", "64Gi"),
+    "evaluate": PodResources("1", "4", "24Gi"),
+}
