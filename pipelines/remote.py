@@ -11,13 +11,13 @@ read-modify-write relies on that. Everything up to the `kfp.Client` call is plai
 build the request, so it is testable without a server.
 
 Before sending, the server's version is read (its healthz endpoint) and a backend older than
-`MIN_BACKEND_VERSION` is refused: older backends silently drop parts of the compiled spec (GPU
-counts, node selectors and tolerations given as parameters, Secret and PVC names from parameters,
-collected artifacts), e.g. a GPU task runs with no GPU limit. Caching is chosen deliberately: a
-single run keeps the compiled settings (pure tasks cached, the tasks with outside effects never),
-a recurring run turns caching off for every task by default (`--cache` keeps the compiled
-settings). kfp.Client's own `enable_caching` is never passed: it overrides only the top-level
-tasks, and True would switch caching on for ingest and the ledger.
+`MIN_BACKEND_VERSION` is refused: an older API server cannot parse the compiled platform spec
+(the run's deadline, optional Secret keys) and silently runs the pipeline without any of its
+Kubernetes settings (no Secret, no PVC, no node selector or toleration). Caching is chosen
+deliberately: a single run keeps the compiled settings (pure tasks cached, the tasks with outside
+effects never), a recurring run turns caching off for every task by default (`--cache` keeps the
+compiled settings). kfp.Client's own `enable_caching` is never passed: it overrides only the
+top-level tasks, and True would switch caching on for ingest and the ledger.
 """
 
 from __future__ import annotations
@@ -32,10 +32,13 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_EXPERIMENT = "adg"
-# The oldest KFP backend the compiled pipeline works on (docs/kubernetes.md says why): from 2.14
-# on, the SDK, kfp-kubernetes and the backend are released together, and pyproject.toml pins
-# kfp / kfp-kubernetes >= 2.14.
-MIN_BACKEND_VERSION = (2, 14, 0)
+# The oldest KFP backend the compiled pipeline works on (docs/kubernetes.md says why): its
+# platform spec sets PipelineConfig.active_deadline_seconds, which the backend's spec definitions
+# have from 2.17.0 on, and the API server drops a platform spec it cannot parse strictly, whole
+# (apiserver/template/v2_template.go). The SDK, kfp-kubernetes and the backend are released
+# together; pyproject.toml pins kfp / kfp-kubernetes >= 2.17, and tests/test_backend_conformance.py
+# parses the compiled YAML with the 2.17.0 definitions.
+MIN_BACKEND_VERSION = (2, 17, 0)
 HEALTHZ_PATH = "/apis/v1beta1/healthz"
 
 log = logging.getLogger(__name__)
@@ -170,9 +173,9 @@ def check_backend_version(tag: str | None) -> tuple[int, int, int] | None:
     if version < MIN_BACKEND_VERSION:
         raise RemoteError(
             f"the Kubeflow Pipelines backend is {'.'.join(map(str, version))}; this pipeline needs "
-            f"{minimum} or newer (older backends drop parameterised GPU counts, node selectors, "
-            "tolerations and Secret/PVC names; see docs/kubernetes.md), or pass "
-            "--skip-version-check"
+            f"{minimum} or newer (an older one cannot parse the run's Kubernetes settings and "
+            "runs it without Secrets, the model cache, node selectors or tolerations; see "
+            "docs/kubernetes.md), or pass --skip-version-check"
         )
     return version
 

@@ -141,13 +141,20 @@ def test_cli_errors_before_any_request(monkeypatch, capsys):
 
 @pytest.mark.parametrize(
     ("tag", "ok"),
-    [("2.14.0", True), ("v2.15.1-rc.1", True), ("2.5.0", False), ("1.8.5", False)],
+    [
+        ("2.17.0", True),
+        ("v2.17.3-rc.1", True),
+        ("2.18.0", True),
+        ("2.16.1", False),
+        ("2.14.0", False),
+        ("1.8.5", False),
+    ],
 )
 def test_backend_version_check(tag, ok):
     if ok:
         assert remote.check_backend_version(tag) == remote.parse_version(tag)
     else:
-        with pytest.raises(remote.RemoteError, match=r"needs 2\.14\.0 or newer"):
+        with pytest.raises(remote.RemoteError, match=r"needs 2\.17\.0 or newer"):
             remote.check_backend_version(tag)
     assert remote.check_backend_version("dev") is None  # unknown: a warning, not a refusal
 
@@ -195,7 +202,7 @@ def test_submit_refuses_an_old_backend_before_sending(healthz_server, capsys):
     args = ["submit", "--host", host, "--package", str(PACKAGE), "--param", "select_budget=5"]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "backend is 2.5.0" in err and "2.14.0" in err
+    assert err.count("\n") == 0 and "backend is 2.5.0" in err and "2.17.0" in err
     # Nothing but health was asked (kfp.Client checks v2beta1 itself, then our v1beta1 read).
     assert {p.rsplit("/", 1)[-1] for p in state["paths"]} == {"healthz"}
 
