@@ -1,0 +1,186 @@
+"""The pods a KFP backend gives the compiled pipelines' tasks, rendered with the driver's own rules
+(tests/kfp_driver.py, transcribed from backend/src/v2/driver/ of the minimum backend we claim) for
+realistic runs: the defaults, and a run that asks for 2 GPUs per pod on a tainted, labelled AMD or
+NVIDIA node pool with baselines side by side. Every GPU stage's pod gets its GPU limit, CPU and
+memory, node selector, tolerations, the object-store Secret, the model cache and its image;
+every other pod gets no GPU and nothing that pins it to a GPU node; `random`'s scoring pod none
+either."""
+
+from __future__ import annotations
+
+import copy
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+from kfp_driver import Driver, DriverError
+
+from adg.config import GPU_COUNT_PARAMS, GPU_PODS, MODEL_FREE_METHODS
+from adg.pods import parse_quantity
+from adg_kfp.components.compare import baseline_placement, plan_selectors
+from adg_kfp.components.images import family_image, image_for
+from adg_kfp.components.shard import shard
+from adg_kfp.pipelines.placement import GPU_RESOURCE, MODEL_CACHE_PATH, SECRET_REQUIRED_KEYS
+
+REPO = Path(__file__).resolve().parents[1]
+FULL = REPO / "pipelines" / "adg_pipeline.yaml"
+SELECT = REPO / "pipelines" / "adg_select.yaml"
+GPU_STAGES = set(GPU_PODS)
+# Components whose Python function is not named after its stage (components/images.py).
+STAGE_OF = {
+    "record_ledger": "ledger",
+    "nothing_to_do": "ledger",
+    "plan_selectors": "compare",
+    "baseline_placement": "compare",
+    "curation_route": "curation",
+    "curation_plan": "curation",
+    "curation_add": "curation",
+    "curation_select": "curation",
+}
+RUNNABLE = {
+    "shard": shard,
+    "plan_selectors": plan_selectors,
+    "baseline_placement": baseline_placement,
+}
+# What the world answers at run time: ingest read 40 records from one file; the curation index
+# has 12 records to score.
+KNOWN = {
+    "ingest": {"records": 40, "new_files": 1, "sources": ["s3://pools/a.jsonl"]},
+    "curation_plan": {"records": 12, "supersedes": []},
+}
+SELECTOR = {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+TWO_GPUS = {
+    **{param: "2" for param in GPU_COUNT_PARAMS.values()},
+    "score_memory": "48Gi",
+    "train_cpu": "16",
+    "gpu_node_selector": SELECTOR,
+    "gpu_tolerations": TOLERATIONS,
+    "selectors": ["adg", "random", "ifd"],
+    "storage_secret": "team-a-s3",
+    "model_cache_pvc": "team-a-models",
+}
+
+
+def docs(path: Path) -> list[dict]:
+    return list(yaml.safe_load_all(path.read_text()))
+
+
+def render(path: Path, arguments: dict, spec_docs: list[dict] | None = None):
+    return Driver(spec_docs or docs(path), RUNNABLE, KNOWN).pods(arguments)
+
+
+def expected(arguments: dict) -> dict:
+    """The run's effective pod parameters: its arguments over the pipeline's defaults."""
+    params = {
+        "gpu_node_selector": {},
+        "gpu_tolerations": [],
+        "gpu_accelerator_type": GPU_RESOURCE,
+        "storage_secret": "adg-object-store",
+        "model_cache_pvc": "adg-model-cache",
+    }
+    for stage, pod in GPU_PODS.items():
+        params |= {GPU_COUNT_PARAMS[stage]: pod.gpus, f"{stage}_cpu": pod.cpu}
+        params[f"{stage}_memory"] = pod.memory
+    return params | arguments
+
+
+def method(pod) -> str:
+    return pod.inputs.get("method", "adg")
+
+
+def check_pods(pods, arguments: dict) -> None:
+    want = expected(arguments)
+    accelerator = want["gpu_accelerator_type"]
+    secret_env = {(env, want["storage_secret"], env) for env in SECRET_REQUIRED_KEYS}
+    stages_seen = set()
+    for pod in pods:
+        env = {(e, s, k) for e, s, k, optional in pod.secret_env if optional is False}
+        assert secret_env <= env, f"{pod.task}: the object-store Secret"
+        if pod.function in GPU_STAGES and method(pod) not in MODEL_FREE_METHODS:
+            stage = pod.function
+            stages_seen.add(stage)
+            gpus = parse_quantity(want[GPU_COUNT_PARAMS[stage]])
+            assert pod.limits[accelerator] == gpus > 0, pod.task
+            for resource in ("cpu", "memory"):
+                value = parse_quantity(want[f"{stage}_{resource}"])
+                assert pod.requests[resource] == pod.limits[resource] == value, pod.task
+            assert pod.node_selector == want["gpu_node_selector"], pod.task
+            assert pod.tolerations == want["gpu_tolerations"], pod.task
+            assert pod.pvcs == {MODEL_CACHE_PATH: want["model_cache_pvc"]}, pod.task
+            assert pod.empty_dirs["/dev/shm"]["medium"] == "Memory", pod.task
+            assert pod.image == image_for(stage), pod.task
+        elif pod.function == "score":  # a model-free baseline: 0 GPUs, any node, CPU image
+            assert pod.limits[accelerator] == 0, pod.task
+            assert pod.node_selector == {} and pod.tolerations == [], pod.task
+            assert pod.image == family_image("cpu"), pod.task
+        else:
+            assert set(pod.limits) == set(pod.requests) == {"cpu", "memory"}, pod.task
+            assert pod.requests["memory"] <= pod.limits["memory"], pod.task
+            assert not pod.node_selector and not pod.tolerations and not pod.pvcs, pod.task
+            assert pod.image == image_for(STAGE_OF.get(pod.function, pod.function)), pod.task
+    return stages_seen
+
+
+@pytest.mark.parametrize("arguments", [{}, TWO_GPUS], ids=["defaults", "two-gpus"])
+def test_full_pipeline_pods(arguments):
+    pods = render(FULL, arguments)
+    seen = check_pods(pods, arguments)
+    assert seen == GPU_STAGES  # every GPU stage was rendered (all branches are)
+    gpu_pods = [p for p in pods if p.function in GPU_STAGES]
+    count = "2" if arguments else "1"
+    assert {p.limits.get(GPU_RESOURCE) for p in gpu_pods if method(p) == "adg"} == {Decimal(count)}
+    if arguments:  # the baselines: random on CPU, ifd on the GPU
+        baselines = {method(p): p for p in pods if p.function == "score" and method(p) != "adg"}
+        assert set(baselines) == {"random", "ifd"}
+        assert baselines["random"].limits[GPU_RESOURCE] == 0
+        assert baselines["ifd"].limits[GPU_RESOURCE] == 2
+        assert baselines["ifd"].node_selector == SELECTOR
+
+
+def test_select_pipeline_pods_with_an_amd_accelerator():
+    arguments = {
+        "ingest_input": "s3://pools/a.jsonl",
+        "select_budget": 10,
+        "gpu_accelerator_type": "amd.com/gpu",
+        "gpu_node_selector": {"amd.com/gpu.present": "true"},
+        "gpu_tolerations": [{"key": "amd.com/gpu", "operator": "Exists"}],
+        "selectors": ["adg", "random"],
+    }
+    pods = render(SELECT, arguments)
+    seen = check_pods(pods, {k: v for k, v in arguments.items() if k.startswith("gpu_")})
+    assert seen == GPU_STAGES
+    assert not any(GPU_RESOURCE in p.limits for p in pods)
+
+
+def test_a_number_parameter_gives_no_gpu_and_no_cpu():
+    """The failure the string parameters prevent: the driver reads a number as "" (no GPU limit
+    at all; an unparsable CPU quantity fails the task)."""
+    spec_docs = docs(FULL)
+    numbered = copy.deepcopy(spec_docs)
+    for component in [numbered[0]["root"], *numbered[0]["components"].values()]:
+        params = component.get("inputDefinitions", {}).get("parameters", {})
+        for name, param in params.items():
+            if name.removeprefix("pipelinechannel--") in ("score_gpu_count", "score_cpu"):
+                param["parameterType"] = "NUMBER_INTEGER"
+                if "defaultValue" in param:
+                    param["defaultValue"] = int(param["defaultValue"])
+    with pytest.raises(DriverError, match="resourceCpu"):
+        render(FULL, {}, numbered)
+    score_cpu = numbered[0]["root"]["inputDefinitions"]["parameters"]["score_cpu"]
+    score_cpu["parameterType"] = "STRING"
+    score_cpu["defaultValue"] = "4"
+    for component in numbered[0]["components"].values():
+        param = component.get("inputDefinitions", {}).get("parameters", {})
+        if "pipelinechannel--score_cpu" in param:
+            param["pipelinechannel--score_cpu"]["parameterType"] = "STRING"
+    pods = render(FULL, {}, numbered)
+    scores = [p for p in pods if p.function == "score"]
+    assert scores and all(GPU_RESOURCE not in p.limits for p in scores)
+    assert any(GPU_RESOURCE in p.limits for p in pods if p.function == "embed")
+
+
+def test_a_bad_quantity_fails_like_the_driver():
+    with pytest.raises(DriverError, match=r"resourceMemory\w+: 'lots'"):
+        render(FULL, {"generate_memory": "lots"})
