@@ -285,8 +285,16 @@ def cmd_plan(a: argparse.Namespace) -> None:
         max_new_tokens=a.max_new_tokens,
         sample=a.sample,
         budget=a.budget,
+        pod_params=dict(_key_value(p) for p in a.param),
     )
     print("\n".join(format_plan(plan)))
+
+
+def _key_value(pair: str) -> tuple[str, str]:
+    name, sep, value = pair.partition("=")
+    if not sep or not name.strip():
+        raise InputError(f"--param {pair!r}: expected key=value")
+    return name.strip(), value.strip()
 
 
 def _remote_call(fn, *args, **kwargs):
@@ -624,6 +632,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, SamplingConfig, only=("num_samples", "max_new_tokens"))
     p.add_argument("--sample", type=int, default=512, help="records tokenized to estimate")
     p.add_argument("--budget", type=int, default=0, help="for the subsets' size (default 20%%)")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a GPU pod parameter of the run (e.g. train_memory=48Gi, score_gpu_count=2): the "
+        "pods are checked against the --gpu type's nodes with it",
+    )
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("submit", help="start one run of the pipeline on Kubeflow Pipelines")

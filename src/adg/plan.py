@@ -17,6 +17,10 @@ to the deepest hidden layer read, no head, for embed and score), per stage:
 `efficiency` is the fraction of it a phase reaches. The CPU factors were measured by bench/ on the
 2-core reference machine (docs/benchmarks.md); the GPU factors are assumptions until a GPU run of
 bench/score.py replaces them, and `plan` says which is which.
+
+For a GPU type it also lists what each GPU stage's pod asks Kubernetes for (the pipeline's
+defaults, or the run's `<stage>_cpu`, `<stage>_memory` and GPU counts) and whether a typical node
+of that type can take it (`adg.pods`).
 """
 
 from __future__ import annotations
@@ -123,12 +127,21 @@ def make_plan(
     sample: int = 512,
     budget: int = 0,
     cpu_peak: float | None = None,
+    pod_params: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Plan a run; returns {"stages": [StagePlan...], "storage": {...}, "assumptions": {...}}."""
+    """Plan a run; returns {"stages": [StagePlan...], "storage": {...}, "assumptions": {...},
+    "pods": [(Pod, Node or None, [reasons it does not fit])...]}; `pod_params` are the run's
+    GPU pod parameters ({"train_memory": "48Gi"}), the pipeline's defaults for the rest."""
     from transformers import AutoTokenizer
+
+    from adg.pods import gpu_pods, misfits, node_for
 
     if gpu != "cpu" and gpu not in GPU_PEAK:
         raise InputError(f"unknown --gpu {gpu!r}; choose one of {['cpu', *sorted(GPU_PEAK)]}")
+    pods = []
+    for pod in gpu_pods(pod_params):  # checked first: a bad value fails before tokenizing
+        node = None if gpu == "cpu" else node_for(gpu, pod.gpus)
+        pods.append((pod, node, [] if gpu == "cpu" else misfits(pod, node)))
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     lengths = sample_lengths(pool, tokenizer, sample)
     per_block, n_blocks, head, hidden = count_parameters(model_path)
@@ -168,6 +181,7 @@ def make_plan(
         "parameters": {"full": p_full, "read": p_read},
         "stages": stages,
         "storage": storage,
+        "pods": pods,
         "assumptions": {
             "device": gpu,
             "units": units,
@@ -204,6 +218,31 @@ def format_plan(plan: dict[str, Any]) -> list[str]:
     for name, size in plan["storage"].items():
         lines.append(f"| {name} | {_size(size)} |")
     lines.append(f"| total | {_size(sum(plan['storage'].values()))} |")
+    if a["device"] != "cpu":
+        lines += ["", *_format_pods(plan["pods"], a["device"])]
+    return lines
+
+
+def _format_pods(pods: list, gpu: str) -> list[str]:
+    lines = [
+        f"GPU pods in a cluster (CPU and memory: request = limit) on GKE's {gpu} nodes; "
+        "allocatable = capacity less GKE's reservations (adg.pods):",
+        "",
+        "| stage | parameters | GPUs | CPU | memory | node | allocatable | fits |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for pod, node, reasons in pods:
+        names = ", ".join(f"{k}={v}" for k, v in pod.params.items())
+        where = (
+            (node.name, f"{node.allocatable_cpu:.2f} CPU, {node.allocatable_gib:.1f} GiB")
+            if node
+            else ("-", "-")
+        )
+        fits = "yes" if not reasons else "no: " + "; ".join(reasons)
+        lines.append(
+            f"| {pod.stage} | {names} | {pod.gpus} | {pod.cpu} | "
+            f"{_size(float(pod.memory))} | {where[0]} | {where[1]} | {fits} |"
+        )
     return lines
 
 
