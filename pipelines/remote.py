@@ -140,7 +140,21 @@ def parse_params(pairs: list[str], package_path: str | os.PathLike) -> dict[str,
     if missing:
         given = ", ".join(f"--param {name}=..." for name in missing)
         raise RemoteError(f"the pipeline needs {given} (no default)")
+    _check_pod_parameters(out)
     return out
+
+
+def _check_pod_parameters(arguments: dict[str, Any]) -> None:
+    """A GPU pod's GPU count, CPU or memory that Kubernetes would not take (a fractional GPU
+    count, "24 GB"): refused here, not by the driver in the cluster."""
+    from adg.errors import InputError
+    from adg.pods import gpu_pods, pod_parameters
+
+    pods = {k: v for k, v in arguments.items() if k in pod_parameters()}
+    try:
+        gpu_pods(pods)
+    except InputError as err:
+        raise RemoteError(f"--param {err}") from None
 
 
 def cron_expression(cron: str) -> str:

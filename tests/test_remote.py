@@ -230,3 +230,18 @@ def test_pipeline_root_and_caching_choices_reach_the_request():
 
     assert inspect.signature(remote.schedule).parameters["cache"].default is False
     assert inspect.signature(remote.submit).parameters["cache"].default is True
+
+
+def test_gpu_pod_parameters_are_kubernetes_quantities():
+    """GPU counts, CPU and memory are strings the driver parses as quantities in the cluster:
+    a value it would refuse is refused before anything is sent."""
+    assert remote.parse_params(["score_gpu_count=2", "train_memory=48Gi"], PACKAGE) == {
+        "score_gpu_count": "2",
+        "train_memory": "48Gi",
+    }
+    for bad, message in (
+        ("score_gpu_count=1.5", "a whole number of GPUs"),
+        ("generate_memory=24 GB", "not a Kubernetes quantity"),
+    ):
+        with pytest.raises(remote.RemoteError, match=message):
+            remote.parse_params([bad], PACKAGE)
