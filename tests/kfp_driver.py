@@ -6,7 +6,9 @@ parameters, without a cluster: the driver's rules transcribed from its Go source
 Values are protobuf's structpb.Value kinds, by Python type: str is string_value, int and float
 number_value, bool bool_value, dict struct_value, list list_value. The rules, with their sources:
 
-- Run parameters: the run's arguments over the root's defaults (root_dag.go, `RootDAG`).
+- Run parameters: the run's arguments, each of exactly its declared kind or the API server
+  refuses the run (backend/src/apiserver/template/v2_template.go, `validatePipelineJobInputs`),
+  over the root's defaults (root_dag.go, `RootDAG`).
 - A task's input parameter: `componentInputParameter` is the parent DAG's input of that name,
   `taskOutputParameter` the producer task's output, `runtimeValue.constant` the constant as it is
   (resolve.go, `resolveInputParameter`).
@@ -108,6 +110,12 @@ _KINDS = {
 }
 
 
+def _is_kind(value: Any, kind: str) -> bool:
+    want = _KINDS.get(kind)
+    is_bool = isinstance(value, bool)
+    return want is not None and is_bool == (kind == "BOOLEAN") and isinstance(value, want)
+
+
 def _typed(name: str, value: Any, spec: dict) -> Any:
     """handleParamTypeValidationAndConversion for one input."""
     kind = spec.get("parameterType", "STRING")
@@ -115,9 +123,7 @@ def _typed(name: str, value: Any, spec: dict) -> Any:
         return value
     if kind == "STRING":
         return value if isinstance(value, str) else _text(value)
-    want = _KINDS.get(kind)
-    is_bool = isinstance(value, bool)
-    if want is None or (is_bool != (kind == "BOOLEAN")) or not isinstance(value, want):
+    if not _is_kind(value, kind):
         raise DriverError(f"input parameter {name!r} type mismatch: expect {kind}, got {value!r}")
     return value
 
@@ -140,7 +146,10 @@ class Driver:
         values = {}
         for name, spec in params.items():
             if name in arguments:
-                values[name] = _typed(name, arguments[name], spec)
+                value, kind = arguments[name], spec.get("parameterType", "STRING")
+                if not _is_kind(value, kind):
+                    raise DriverError(f"the API server refuses {name}={value!r}: not a {kind}")
+                values[name] = value
             elif "defaultValue" in spec:
                 values[name] = spec["defaultValue"]
             elif not spec.get("isOptional"):

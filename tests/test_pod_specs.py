@@ -181,6 +181,11 @@ def test_a_number_parameter_gives_no_gpu_and_no_cpu():
     assert any(GPU_RESOURCE in p.limits for p in pods if p.function == "embed")
 
 
+def test_a_number_for_a_string_parameter_is_refused_like_the_api_server():
+    with pytest.raises(DriverError, match="refuses score_gpu_count=2"):
+        render(FULL, {"score_gpu_count": 2})
+
+
 def test_a_bad_quantity_fails_like_the_driver():
     with pytest.raises(DriverError, match=r"resourceMemory\w+: 'lots'"):
         render(FULL, {"generate_memory": "lots"})
