@@ -289,7 +289,7 @@ def test_train_component_through_kfp_local(tiny_model_dir, tmp_path):
             model_max_length=96,
             seed=0,
             deepspeed="auto",
-            num_gpus=1,
+            num_gpus="1",  # a string, as every pod resource
             checkpoint_dir=str(tmp_path / "checkpoints"),
             run_id="run-1",
             selector="adg",
