@@ -75,7 +75,9 @@ def test_two_processes_prepare_the_embedded_model_at_once(tmp_path):
     # that one there and dropped its own.
     assert sum("prepared by another process" in err for _, err in outputs) == 1, outputs
     assert sorted(p.name for p in target.parent.iterdir()) == [models.EMBEDDED_NAME]
+    # Readable by any uid (the images convert it as root and run as another user).
     assert (target.stat().st_mode & 0o777) == 0o755
+    assert {p.stat().st_mode & 0o777 for p in target.iterdir()} == {0o644}
     tokenizer, model = models.load(str(target), device="cpu")
     assert model.config.num_hidden_layers == 2 and tokenizer("hello").input_ids
     assert not model.config.to_dict().get("quantization_config")

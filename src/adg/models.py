@@ -107,12 +107,15 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
     clean.load_state_dict(loaded.state_dict())
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.convert-", dir=out_dir.parent))
-    # mkdtemp makes the folder private; the model is public, and pods of another uid (the images'
-    # user, on a shared volume) or a container run of `adg run` read it.
-    tmp.chmod(0o755)
     try:
         clean.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        # mkdtemp and safetensors make the folder and the weights private; the model is public,
+        # and another uid reads it: the images' user (a copy converted at build time by root),
+        # pods on a shared volume, a container run of `adg run`.
+        tmp.chmod(0o755)
+        for path in tmp.iterdir():
+            path.chmod(0o644)
         return _publish(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already when it was renamed into place
