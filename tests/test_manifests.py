@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -62,8 +63,14 @@ USER_FILES = {
         "AWS_ACCESS_KEY_ID=adg-test-key\nAWS_SECRET_ACCESS_KEY=adg-test-secret\n"
         "AWS_DEFAULT_REGION=eu-west-1\nAWS_ENDPOINT_URL=https://s3.example.internal\n"
     ),
-    "storage-class.yaml": (MANIFESTS / PROFILE / "storage-class.yaml.example").read_text(),
+    "storage-class.yaml": (
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: adg-model-cache\n"
+        "spec:\n  storageClassName: efs-sc\n"
+    ),
 }
+# The API server's rule for a storage class name (an RFC 1123 subdomain; k8s.io/apimachinery
+# validation.IsDNS1123Subdomain, which ValidatePersistentVolumeClaimSpec applies to it).
+DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def checkout(dest: Path) -> Path:
@@ -146,6 +153,11 @@ def test_the_profile_overlay_applies_nothing_until_the_user_files_exist(kubectl,
     # The examples the user copies are there, and no manifest carries a placeholder value.
     for name in USER_FILES:
         assert (root / PROFILE / f"{name}.example").is_file()
+    # A storage-class.yaml copied unedited names no valid class: the API server refuses the
+    # claim rather than create one on a class that does not exist.
+    example = yaml.safe_load((root / PROFILE / "storage-class.yaml.example").read_text())
+    assert not DNS1123_SUBDOMAIN.fullmatch(example["spec"]["storageClassName"])
+    assert DNS1123_SUBDOMAIN.fullmatch("efs-sc") and DNS1123_SUBDOMAIN.fullmatch("rook-cephfs")
     for path in root.rglob("*"):
         if path.is_file():
             assert PLACEHOLDER not in path.read_text(), path
