@@ -30,8 +30,16 @@ def analyse(
     else a logistic regression over the backbone `model`'s instruction vectors does. The report
     states the classifier's measured accuracy (indicative only below the threshold).
     """
+    import os
+
     from adg.analysis import analyse_file, composition_lines
+    from adg.models import require_gpu
     from adg.report import reports_with_analysis
+
+    # A task pod of a cluster run (the KFP backend sets KFP_POD_NAME, kfp.local does not) was
+    # placed with a GPU: without usable CUDA, fail now rather than crawl on the CPU (but
+    # an endpoint classifier needs no GPU).
+    require_gpu("analyse", "KFP_POD_NAME" in os.environ and not endpoint)
 
     comp = analyse_file(
         pool.path,

@@ -30,8 +30,15 @@ def generate(
     """Append `generated_answers` (K strings) to every record of the shard; resumes a half-done
     output, from the shard's object-store checkpoint when `checkpoint_uri` is set.
     `tensor_parallel_size` is also the pod's GPU count, a string as every pod resource."""
+    import os
+
     from adg.checkpoint import shard_uri
     from adg.generation import SamplingConfig, generate_file
+    from adg.models import require_gpu
+
+    # A task pod of a cluster run (the KFP backend sets KFP_POD_NAME, kfp.local does not) was
+    # placed with a GPU: without usable CUDA, fail now rather than crawl on the CPU.
+    require_gpu("generate", "KFP_POD_NAME" in os.environ)
 
     cfg = SamplingConfig(
         num_samples=num_samples,

@@ -24,9 +24,18 @@ def score(
 ):
     """Append `dispersion`, `anisotropy`, `score` (or the `method`'s fields) to each record;
     resumes a half-done output, from the object-store checkpoint when `checkpoint_uri` is set."""
+    import os
+
     from adg.checkpoint import shard_uri
+    from adg.config import MODEL_FREE_METHODS
     from adg.divergence import ScoreWeights
+    from adg.models import require_gpu
     from adg.scoring import score_file
+
+    # A task pod of a cluster run (the KFP backend sets KFP_POD_NAME, kfp.local does not) was
+    # placed with a GPU: without usable CUDA, fail now rather than crawl on the CPU (but
+    # a model-free method needs no GPU).
+    require_gpu("score", "KFP_POD_NAME" in os.environ and method not in MODEL_FREE_METHODS)
 
     stage = "score" if method == "adg" else f"score-{method}"  # separate checkpoints
     weights = ScoreWeights(dispersion=dispersion_weight, anisotropy=anisotropy_weight)

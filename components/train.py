@@ -30,7 +30,14 @@ def train(
 ):
     """Write a HF model folder (tokenizer included); log the loss curve as Metrics. `num_gpus`
     is also the pod's GPU count, a string as every pod resource."""
+    import os
+
+    from adg.models import require_gpu
     from adg.training import TrainConfig, curve_points, launch, run_checkpoint_dir
+
+    # A task pod of a cluster run (the KFP backend sets KFP_POD_NAME, kfp.local does not) was
+    # placed with a GPU: without usable CUDA, fail now rather than crawl on the CPU.
+    require_gpu("train", "KFP_POD_NAME" in os.environ)
 
     cfg = TrainConfig(
         data=data.path,

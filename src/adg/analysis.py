@@ -192,7 +192,7 @@ class VectorClassifier:
         if encoder is None:
             if lm is None:
                 tokenizer, lm = models.load(model)
-                where = str(model or models.embedded_model_dir())
+                where = str(model or models.find_embedded_model() or models.embedded_model_dir())
                 where = where if "://" in where else str(Path(where).resolve())
             encoder = HiddenStateEncoder(tokenizer, lm)
         self.encoder = encoder

