@@ -56,8 +56,9 @@ Budget (8 minutes), from FLOPs and bytes at the H200 ceilings measured here befo
 
 - 8B generate: P = 7.5e9 parameters per generated token (blocks + head). Per decode step at S
   sequences: weights 15 GB + KV (131 KB per token per sequence) read, and the dynamic cache copies
-  itself once per step (torch.cat), so at S=960 (192 instructions x 5) and ~380 tokens of context
-  ~110 GB move per step (~25 ms) against 2·P·S = 14 TFLOP (~18 ms); plus ~10 ms of top-p sort over
+  itself once per step (torch.cat), so at S=960 (192 instructions x 5) and ~280 tokens of context
+  (Alpaca prompts of this pool: 66 tokens on average, 150 at most, left-padded to the longest)
+  ~120 GB move per step (~28 ms) against 2·P·S = 14 TFLOP (~18 ms); plus ~10 ms of top-p sort over
   960 x 128256 logits and ~6 ms of launches: ~40 ms x 256 steps ~ 12 s. The sweep 8, 32, 96, 192,
   384 instructions costs ~3 + 4 + 8 + 12 + 25 s, the static-cache rerun ~15 s, the diagnosis ~10 s:
   ~90 s;
@@ -68,9 +69,11 @@ Budget (8 minutes), from FLOPs and bytes at the H200 ceilings measured here befo
   embed + score ~3 s, training 10 steps ~20 s with the Trainer's start, lm-eval ~40 s (its task
   index), ZeRO-2 ~2-3 min with the FusedAdam build, compile ~1-2 min.
 The core (all but ZeRO-2 and compile) is ~4 minutes; those two run last, only if their estimate
-still fits. Guard: a part starts only if its estimate fits in what is left of `--budget-s`
-(default 450 s), the JSON is rewritten after every part, and an alarm at the deadline interrupts a
-part that overruns; what did not run is marked "skipped" with the reason.
+still fits. Guard: a part starts only if its estimate (GPU_ESTIMATES, about 1.5x the figures
+above: ~400 s for the core) fits in what is left of `--budget-s` (default 450 s); the generate
+sweep stops before a batch size whose predicted time would eat into the later parts' estimates;
+the JSON is rewritten after every part; an alarm at the deadline interrupts a part that overruns;
+what did not run is marked "skipped" with the reason.
 
 Carried wheels. The device has torch 2.11 (CUDA 13), transformers, accelerate, numpy, tokenizers;
 adg also needs pydantic, and the optional parts need lm-eval and DeepSpeed with the packages the
@@ -253,31 +256,35 @@ QUICK_SIZES = dataclasses.replace(
     eval_limit=2,
 )
 
-# Seconds a part is expected to take on an H200 (module docstring), and on CPU for the dry runs; a
-# part starts only if its estimate fits in what is left of the budget.
-ESTIMATES = {
-    "env": (15, 2),
-    "build": (30, 3),
-    "generate": (110, 8),
-    "embed_score": (25, 3),
-    "diagnose": (20, 3),
-    "static_cache": (40, 4),
-    "free": (5, 1),
-    "train": (45, 10),
-    "evaluate": (70, 25),
-    "train_zero2": (180, 1),
-    "compiled": (150, 1),
-}
+# The parts in the order they run: each shape's in turn, then the optional ones, last, only if time
+# is left (lm-eval is wanted; ZeRO-2 and compile are extras).
 SHAPE_PARTS = {
     "llama3-8b": ["build", "generate", "embed_score", "diagnose", "static_cache", "free"],
     "smollm2-135m": ["build", "generate", "embed_score", "diagnose", "static_cache", "train"],
 }
-# Run last, after both shapes, only if time is left.
-LATE_PARTS = [
-    ("smollm2-135m", "evaluate"),
-    ("smollm2-135m", "train_zero2"),
-    ("smollm2-135m", "compiled"),
-]
+LATE_PARTS = ["smollm2-135m.evaluate", "smollm2-135m.train_zero2", "smollm2-135m.compiled"]
+OPTIONAL = {"smollm2-135m.train_zero2", "smollm2-135m.compiled"}
+# Seconds a part is expected to take on an H200 (the module docstring's budget), and on CPU for the
+# dry runs (3 s unless named). A part starts only if its estimate fits in what is left; the
+# generate sweep also leaves the estimates of every later part that is not optional.
+GPU_ESTIMATES = {
+    "llama3-8b.build": 30,
+    "llama3-8b.generate": 110,
+    "llama3-8b.embed_score": 25,
+    "llama3-8b.diagnose": 20,
+    "llama3-8b.static_cache": 40,
+    "llama3-8b.free": 5,
+    "smollm2-135m.build": 15,
+    "smollm2-135m.generate": 40,
+    "smollm2-135m.embed_score": 10,
+    "smollm2-135m.diagnose": 10,
+    "smollm2-135m.static_cache": 10,
+    "smollm2-135m.train": 30,
+    "smollm2-135m.evaluate": 60,
+    "smollm2-135m.train_zero2": 180,
+    "smollm2-135m.compiled": 150,
+}
+CPU_ESTIMATES = {"train": 10, "evaluate": 25}
 
 
 # ----------------------------------------------------------------------------- time and memory
@@ -506,6 +513,8 @@ class Run:
         self.work = Path(args.workdir) if args.workdir else self.output.parent / "gpu-work"
         self.work.mkdir(parents=True, exist_ok=True)
         self.objects: dict[str, dict[str, Any]] = {}
+        self.plan = [f"{shape}.{part}" for shape in args.shapes for part in SHAPE_PARTS[shape]]
+        self.plan += [n for n in LATE_PARTS if n.split(".")[0] in args.shapes]
         self.results: dict[str, Any] = {
             "schema": 1,
             "script": "bench/gpu.py",
@@ -540,9 +549,10 @@ class Run:
         tmp.write_text(json.dumps(self.results, indent=2, default=str) + "\n", encoding="utf-8")
         os.replace(tmp, self.output)
 
-    def estimate(self, part: str) -> float:
-        gpu, cpu = ESTIMATES[part]
-        return cpu if self.dry else gpu
+    def estimate(self, name: str) -> float:
+        if self.dry:
+            return CPU_ESTIMATES.get(name.split(".")[-1], 3)
+        return GPU_ESTIMATES[name]
 
     def part(self, name: str, estimate: float, fn: Callable[[], Any]) -> bool:
         """Run one part under the time guard; record its status; rewrite the JSON."""
@@ -810,7 +820,7 @@ class Run:
             free, _total = torch.cuda.mem_get_info()
             usable = 0.9 * (free + torch.cuda.memory_reserved())  # reserved: held by this process
             gen["memory_usable_bytes"] = usable
-        reserve = self.reserve_after(shape, "generate")
+        reserve = self.reserve_after(f"{shape}.generate")
         done: list[dict[str, Any]] = []
         for batch in self.sizes.batches[shape]:
             predicted = predict(done, batch, res["weights_bytes"])
@@ -870,16 +880,11 @@ class Run:
         self.objects[shape]["generated"] = Path(chosen["output"])
         self.objects[shape]["batch"] = chosen["batch_size"]
 
-    def reserve_after(self, shape: str, part: str) -> float:
-        """Estimated seconds of this shape's parts after `part`, and of the other shapes' parts
-        still to come: what a sweep must leave."""
-        names = SHAPE_PARTS[shape]
-        later = names[names.index(part) + 1 :]
-        total = sum(self.estimate(p) for p in later)
-        shapes = list(self.args.shapes)
-        for other in shapes[shapes.index(shape) + 1 :]:
-            total += sum(self.estimate(p) for p in SHAPE_PARTS[other])
-        return total
+    def reserve_after(self, name: str) -> float:
+        """Estimated seconds of the parts after `name` that are not optional: what a sweep must
+        leave them."""
+        later = self.plan[self.plan.index(name) + 1 :]
+        return sum(self.estimate(n) for n in later if n not in OPTIONAL)
 
     # -- embed, score, end to end
 
@@ -1181,30 +1186,24 @@ class Run:
     # ---- the plan
 
     def run(self) -> None:
-        self.part("env", self.estimate("env"), self.env)
+        self.part("env", 0, self.env)  # always: the ceilings every other part divides by
         if "device" not in self.results:
             raise SystemExit("bench/gpu.py: the env part failed; see the log")
-        for shape in self.args.shapes:
-            for part in SHAPE_PARTS[shape]:
-                fn = {
-                    "build": self.build,
-                    "generate": self.generate,
-                    "embed_score": self.embed_score,
-                    "diagnose": self.diagnose,
-                    "static_cache": self.static_cache,
-                    "free": self.free,
-                    "train": self.train,
-                }[part]
-                self.part(f"{shape}.{part}", self.estimate(part), lambda fn=fn, s=shape: fn(s))
-        for shape, part in LATE_PARTS:
-            if shape not in self.args.shapes:
-                continue
-            fn = {
-                "evaluate": self.evaluate,
-                "train_zero2": self.train_zero2,
-                "compiled": lambda s: self.static_cache(s, compiled=True),
-            }[part]
-            self.part(f"{shape}.{part}", self.estimate(part), lambda fn=fn, s=shape: fn(s))
+        actions = {
+            "build": self.build,
+            "generate": self.generate,
+            "embed_score": self.embed_score,
+            "diagnose": self.diagnose,
+            "static_cache": self.static_cache,
+            "free": self.free,
+            "train": self.train,
+            "evaluate": self.evaluate,
+            "train_zero2": self.train_zero2,
+            "compiled": lambda shape: self.static_cache(shape, compiled=True),
+        }
+        for name in self.plan:
+            shape, part = name.split(".")
+            self.part(name, self.estimate(name), lambda fn=actions[part], s=shape: fn(s))
         self.results["summary"] = summary(self.results)
         self.save()
         for line in table(self.results):
