@@ -144,6 +144,7 @@ import platform
 import re
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import traceback
@@ -510,7 +511,9 @@ class Run:
         self.shapes = DRY_SHAPES if self.dry else SHAPES
         self.budget = Budget(args.budget_s)
         self.output = Path(args.output)
-        self.work = Path(args.workdir) if args.workdir else self.output.parent / "gpu-work"
+        # Scratch (pools, answers, model folders: hundreds of MB) never beside the output: on the
+        # lent machine everything under $OUT is sent back.
+        self.work = Path(args.workdir or tempfile.mkdtemp(prefix="adg-bench-gpu-"))
         self.work.mkdir(parents=True, exist_ok=True)
         self.objects: dict[str, dict[str, Any]] = {}
         self.plan = [f"{shape}.{part}" for shape in args.shapes for part in SHAPE_PARTS[shape]]
@@ -523,6 +526,7 @@ class Run:
             "dry_run": self.dry,
             "quick": bool(args.quick),
             "budget_s": args.budget_s,
+            "workdir": str(self.work),
             "paper": {
                 "examples_per_s": PAPER_EXAMPLES_PER_S,
                 "gpus": PAPER_GPUS,
@@ -1570,7 +1574,7 @@ def default_output() -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--output", default="", help="results JSON (default $OUT/gpu.json or runs/)")
-    ap.add_argument("--workdir", default="", help="scratch files (default: beside the output)")
+    ap.add_argument("--workdir", default="", help="scratch files (default: a temporary folder)")
     ap.add_argument("--budget-s", type=float, default=0, help="seconds (default 450; dry run 110)")
     ap.add_argument("--shapes", default="llama3-8b,smollm2-135m")
     ap.add_argument("--skip", default="", help="parts to leave out, e.g. compiled,train_zero2")

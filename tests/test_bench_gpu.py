@@ -21,7 +21,8 @@ SHAPES = ("llama3-8b", "smollm2-135m")
 
 def run_dry(tmp_path: Path, *extra: str) -> dict:
     out = tmp_path / "gpu.json"
-    assert gpu.main(["--dry-run", "--output", str(out), *extra]) == 0
+    args = ["--dry-run", "--output", str(out), "--workdir", str(tmp_path / "work"), *extra]
+    assert gpu.main(args) == 0
     return json.loads(out.read_text())
 
 
