@@ -657,7 +657,7 @@ class Run:
         import torch
 
         on_gpu = self.device == "cuda"
-        n, reps = (8192, 10) if on_gpu else (512, 4)
+        n, reps = (8192, 20) if on_gpu else (512, 4)
         dtype = torch.bfloat16 if on_gpu else torch.float32
         a = torch.randn(n, n, device=self.device, dtype=dtype)
         b = torch.randn(n, n, device=self.device, dtype=dtype)
