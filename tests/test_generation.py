@@ -54,6 +54,26 @@ def test_generates_k_answers_reproducibly(tmp_path, pool_file, tiny_model_dir):
     assert ra[0]["output"] and ra[0]["instruction"]  # input fields carried through
 
 
+def test_a_sampler_in_memory_gives_the_stage_s_answers(tmp_path, pool_file, tiny_model_dir):
+    # bench/gpu.py hands generate_file a sampler over a model already in memory; the answers are
+    # those of the stage loading the same model, and extra generate options reach `generate`.
+    from adg import models
+    from adg.generation import HFSampler
+
+    loaded = models.load(str(tiny_model_dir), device="cpu")
+    sampler = HFSampler(None, CFG, loaded=loaded)
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    generate_file(pool_file, a, model=str(tiny_model_dir), cfg=CFG, backend="hf", limit=5)
+    summary = generate_file(pool_file, b, limit=5, sampler=sampler)
+    assert (summary.generated, summary.backend) == (5, "hf")
+    assert read(a) == read(b)
+    # min_new_tokens: every answer runs to the cap (EOS held back), 5 records x K x max_new_tokens
+    sampler.generate_options = {"min_new_tokens": CFG.max_new_tokens}
+    before = sampler.tokens
+    generate_file(pool_file, tmp_path / "c.jsonl", limit=5, sampler=sampler)
+    assert sampler.tokens - before == 5 * CFG.num_samples * CFG.max_new_tokens
+
+
 def test_chat_prompt_format(tmp_path, pool_file, tiny_model_dir):
     cfg = SamplingConfig(num_samples=2, max_new_tokens=4, batch_size=2, prompt_format="chat")
     out = tmp_path / "c.jsonl"

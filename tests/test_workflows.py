@@ -96,6 +96,18 @@ def test_ci_lints_tests_and_checks_the_compiled_pipeline(ci):
     assert ci["env"]["TORCH_SPEC"].endswith("+cpu")
 
 
+def test_ci_caches_the_locked_vllm_wheel_by_its_lock(ci):
+    """tests/test_vllm_api.py reads the generate image's locked vLLM from its wheel: cached per
+    lock, so a new lock downloads the new version and checks the sampler against it."""
+    caches = [
+        s["with"]
+        for s in steps(ci["jobs"]["test"])
+        if s.get("uses", "").startswith("actions/cache@") and "adg-wheels" in s["with"]["path"]
+    ]
+    assert len(caches) == 1
+    assert "hashFiles('images/generate/requirements.txt')" in caches[0]["key"]
+
+
 def test_every_image_family_is_built(images):
     build = images["jobs"]["build"]
     assert sorted(build["strategy"]["matrix"]["family"]) == FAMILIES

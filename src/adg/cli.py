@@ -627,7 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="tokens, FLOPs, time, GPU-hours and storage before a run")
     p.add_argument("--input", required=True, help="the pool")
     _model_arg(p)
-    p.add_argument("--gpu", choices=("h100", "a100", "l4", "cpu"), default="h100")
+    p.add_argument("--gpu", choices=("h100", "h200", "a100", "l4", "cpu"), default="h100")
     p.add_argument("--gpus", type=int, default=1)
     add_flags(p, SamplingConfig, only=("num_samples", "max_new_tokens"))
     p.add_argument("--sample", type=int, default=512, help="records tokenized to estimate")

@@ -74,15 +74,22 @@ def batch_seed(seed: int, batch_index: int) -> int:
 
 
 class HFSampler:
-    """Batched sampling with `transformers.generate` (left padding, K return sequences)."""
+    """Batched sampling with `transformers.generate` (left padding, K return sequences).
+
+    `loaded` is a (tokenizer, model) pair already in memory, used instead of loading `model_spec`
+    (bench/gpu.py builds models from a config with random weights). `generate_options` are extra
+    keyword arguments for `generate`, none by default; the benchmark forces every answer to the
+    cap (`min_new_tokens`) and compares KV-cache implementations through them.
+    """
 
     name = "hf"
 
-    def __init__(self, model_spec: str | None, cfg: SamplingConfig):
-        self.tokenizer, self.model = models.load(model_spec)
+    def __init__(self, model_spec: str | None, cfg: SamplingConfig, loaded=None):
+        self.tokenizer, self.model = loaded if loaded is not None else models.load(model_spec)
         self.tokenizer.padding_side = "left"
         self.cfg = cfg
         self.tokens = 0  # generated so far (for tokens/s)
+        self.generate_options: dict[str, Any] = {}
 
     def sample(self, records: list[dict[str, Any]], batch_index: int) -> list[list[str]]:
         import torch
@@ -102,6 +109,7 @@ class HFSampler:
                 max_new_tokens=cfg.max_new_tokens,
                 num_return_sequences=cfg.num_samples,
                 pad_token_id=self.tokenizer.pad_token_id,
+                **self.generate_options,
             )
         new = out[:, enc["input_ids"].shape[1] :]
         self.tokens += int((new != self.tokenizer.pad_token_id).sum())
@@ -184,19 +192,22 @@ def generate_file(
     checkpoint_every: int = CheckpointConfig.checkpoint_every,
     tensor_parallel_size: int = GenerateConfig.tensor_parallel_size,
     gpu_memory_utilization: float = GenerateConfig.gpu_memory_utilization,
+    sampler: HFSampler | VLLMSampler | None = None,
 ) -> GenerateSummary:
     """The generate stage: `pool.jsonl` (or one shard of it) → `generated.jsonl`, resumable.
 
     `checkpoint_uri` (an s3:// object, optional) is restored before work starts and updated every
     `checkpoint_every` records. The two vLLM settings are ignored by the transformers backend.
+    `sampler`, when given, is used instead of one built from `model` and `backend` (like
+    `score_file`'s `encoder`: one model in memory for several calls); its own settings
+    (`sampler.cfg`) are then the ones used, `cfg` is ignored.
     """
-    cfg = cfg or SamplingConfig()
+    cfg = sampler.cfg if sampler is not None else cfg or SamplingConfig()
     check_sampling(cfg)
     check_records(input_path)
     size = sum(1 for _ in iter_shard(input_path, shard_count, shard_index, limit=limit))
     records = iter_shard(input_path, shard_count, shard_index, limit=limit)
-    name = resolve_backend(backend)
-    sampler = None
+    name = sampler.name if sampler is not None else resolve_backend(backend)
     total = 0
     with (
         ResumableOutput(output_path, checkpoint_uri, checkpoint_every) as out,

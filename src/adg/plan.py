@@ -15,8 +15,8 @@ to the deepest hidden layer read, no head, for embed and score), per stage:
 
 `peak` is the accelerator's dense bf16 matmul peak (or, for `cpu`, an fp32 matmul measured here);
 `efficiency` is the fraction of it a phase reaches. The CPU factors were measured by bench/ on the
-2-core reference machine (docs/benchmarks.md); the GPU factors are assumptions until a GPU run of
-bench/score.py replaces them, and `plan` says which is which.
+2-core reference machine (docs/benchmarks.md); a GPU's factors are assumptions until a run of
+bench/gpu.py on that card measures them (`adg.gpu_factors`), and `plan` says which is which.
 
 For a GPU type it also lists what each GPU stage's pod asks Kubernetes for (the pipeline's
 defaults, or the run's `<stage>_cpu`, `<stage>_memory` and GPU counts) and whether a typical node
@@ -30,12 +30,13 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from adg import gpu_factors
 from adg.errors import InputError
 from adg.prompts import alpaca_prompt
 from adg.records import iter_records
 
 # Dense bf16 matmul peak, FLOP/s (vendor figures for the SXM/PCIe parts named).
-GPU_PEAK = {"h100": 989e12, "a100": 312e12, "l4": 121e12}
+GPU_PEAK = {"h100": 989e12, "h200": 989e12, "a100": 312e12, "l4": 121e12}
 # Fraction of peak per phase: (prefill-like forward passes, decode).
 EFFICIENCY = {
     # Measured on the 2-core reference machine by bench/pipeline.py (its MFU lines, 32 records,
@@ -45,8 +46,8 @@ EFFICIENCY = {
         "decode": 0.18,
         "source": "measured by bench/pipeline.py (2-core CPU)",
     },
-    # Not measured (no GPU was available to the benchmarks yet): typical published vLLM/HF
-    # figures for small batches of short sequences.
+    # Not measured: typical published vLLM/HF figures for small batches of short sequences. A card
+    # that bench/gpu.py has measured takes its own factors from adg.gpu_factors instead.
     "gpu": {"forward": 0.35, "decode": 0.05, "source": "assumed, not measured"},
 }
 CPU_PEAK_FALLBACK = 100e9
@@ -151,7 +152,7 @@ def make_plan(
     if gpu == "cpu":
         peak, eff, units = cpu_peak or measure_cpu_peak(), EFFICIENCY["cpu"], 1
     else:
-        peak, eff, units = GPU_PEAK[gpu], EFFICIENCY["gpu"], gpus
+        peak, eff, units = GPU_PEAK[gpu], gpu_factors.lookup(gpu) or EFFICIENCY["gpu"], gpus
 
     def stage(name: str, tokens: float, params: int, phase: str) -> StagePlan:
         flops = 2.0 * params * tokens

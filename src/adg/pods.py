@@ -46,6 +46,10 @@ GPU_NODES = {
         4: ("a3-highgpu-4g", 104, 936),
         8: ("a3-highgpu-8g", 208, 1872),
     },
+    # GKE offers H200 only as a whole 8-GPU machine.
+    "h200": {
+        8: ("a3-ultragpu-8g", 224, 2952),
+    },
 }
 # (upper bound of the band in GiB or cores, share reserved within the band)
 MEMORY_RESERVED = ((4, 0.25), (8, 0.20), (16, 0.10), (128, 0.06), (float("inf"), 0.02))
