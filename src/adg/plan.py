@@ -83,6 +83,13 @@ def measure_cpu_peak(n: int = 1024, reps: int = 8) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t)
 
 
+def _prompt_text(record: dict[str, Any]) -> str:
+    """The prompt's text for counting: a conversation's system prompt and earlier turns count
+    too (whatever template renders them adds a few tokens per turn)."""
+    turns = [record.get("system") or ""] + [t["content"] for t in record.get("history") or []]
+    return "\n".join([*(t for t in turns if t), alpaca_prompt(record)])
+
+
 def sample_lengths(pool: str, tokenizer, sample: int, seed: int = 0) -> dict[str, float]:
     """Mean token counts (prompt, instruction, record bytes) over a seeded sample, and N."""
     rng = random.Random(seed)
@@ -98,7 +105,7 @@ def sample_lengths(pool: str, tokenizer, sample: int, seed: int = 0) -> dict[str
                 reservoir[j] = rec
     if not n:
         raise InputError(f"{pool}: no records")
-    prompts = tokenizer([alpaca_prompt(r) for r in reservoir], add_special_tokens=True)
+    prompts = tokenizer([_prompt_text(r) for r in reservoir], add_special_tokens=True)
     instr = tokenizer([r["instruction"] for r in reservoir], add_special_tokens=True)
     answers = tokenizer([r.get("output") or "x" for r in reservoir], add_special_tokens=False)
     answer_chars = sum(len(r.get("output") or "") for r in reservoir)
