@@ -446,7 +446,8 @@ def _open_zstd(path: str) -> io.BufferedReader:
     """A .zst file, decompressed by pyarrow's zstd codec (no extra package)."""
     import pyarrow as pa
 
-    return io.BufferedReader(_RawStream(pa.input_stream(path, compression="zstd")), 1 << 20)
+    # Small reads: damage loses at most the 64 KiB being decompressed, not the lines before it.
+    return io.BufferedReader(_RawStream(pa.input_stream(path, compression="zstd")), 1 << 16)
 
 
 def _open_gzip(path: str) -> io.BufferedIOBase:
