@@ -29,6 +29,7 @@ SCORE_COLUMNS = {
     "anisotropy": "adg_anisotropy",
 }
 SELECTED = {"parquet": "selected.parquet", "jsonl": "selected.jsonl"}
+ROW_GROUP_ROWS = 65536  # rows per row group of the originals (Parquet's usual order of size)
 
 
 class HandbackError(AdgError, ValueError):
@@ -50,6 +51,8 @@ class Originals:
         self._writer = None  # pyarrow ParquetWriter, or a text file
         self._batch = None  # the batch whose accepted rows are still being collected
         self._rows: list[int] = []
+        self._pending: list[Any] = []  # slices of batches not yet written
+        self._pending_rows = 0
         self._schema = None
 
     def __enter__(self) -> Originals:
@@ -69,17 +72,35 @@ class Originals:
             return
         batch, index = origin
         if batch is not self._batch:
-            self._flush()
+            self._take()
             self._batch = batch
         self._rows.append(index)
 
-    def _flush(self) -> None:
+    def _take(self) -> None:
+        """The accepted rows of the current batch, as slices of it (runs of consecutive rows:
+        no copy, and no pyarrow.compute, whose import alone takes a second)."""
+        rows, batch = self._rows, self._batch
+        self._rows = []
+        if rows and self._pending and not batch.schema.equals(self._pending[0].schema):
+            self._write()  # another file's schema: its rows go into a row group of their own
+        start = 0
+        for i in range(1, len(rows) + 1):
+            if i == len(rows) or rows[i] != rows[i - 1] + 1:
+                self._pending.append(batch.slice(rows[start], i - start))
+                self._pending_rows += i - start
+                start = i
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._write()
+
+    def _write(self) -> None:
+        """Write what is pending as one row group."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        if self._batch is None or not self._rows:
+        if not self._pending:
             return
-        table = pa.Table.from_batches([self._batch.take(self._rows)])
+        table = pa.Table.from_batches(self._pending)
+        self._pending, self._pending_rows = [], 0
         if self._writer is None:
             self._schema = table.schema
             self._writer = pq.ParquetWriter(self._tmp, self._schema)
@@ -91,14 +112,14 @@ class Originals:
                     f"the pool's files have different columns ({err}); ingest them separately"
                 ) from None
         self._writer.write_table(table)
-        self._rows = []
 
     def __exit__(self, kind, _value, _tb) -> None:
         if self.path is None:
             return
         try:
             if kind is None and self.kind == "parquet":
-                self._flush()
+                self._take()
+                self._write()
         finally:
             if self._writer is not None:
                 self._writer.close()

@@ -26,7 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
 from adg import shapes
 from adg.errors import AdgError
@@ -50,7 +58,7 @@ class Record(BaseModel):
     output: StrictStr = ""
     # A conversation's system prompt and the turns before the last user turn (adg.shapes).
     system: StrictStr = ""
-    history: list[Turn] = []
+    history: list[Turn] = Field(default_factory=list)
 
     @field_validator("instruction")
     @classmethod
@@ -548,11 +556,32 @@ def _table_items(path: str | os.PathLike, name: str, how: PoolFormat):
     return reading, rows()
 
 
+class _SeenIds:
+    """The ids read so far and where each was first: one packed int per id (the file's index and
+    the line or row), so a pool of a million records costs tens of MiB here, not hundreds. Ids
+    are ints or strings (validated), and a dict keeps 1 and "1" apart."""
+
+    def __init__(self):
+        self.first: dict[int | str, int] = {}
+        self.names: list[tuple[str, str]] = []  # (file, "line" or "row")
+
+    def where(self, record_id: int | str) -> str | None:
+        packed = self.first.get(record_id)
+        if packed is None:
+            return None
+        name, unit = self.names[packed >> 40]
+        number = packed & ((1 << 40) - 1)
+        return f"{name}:{number}" if unit == "line" else f"{name} row {number}"
+
+    def add(self, record_id: int | str, source: int, number: int) -> None:
+        self.first[record_id] = (source << 40) | number
+
+
 def _read_into(
     result: ReadResult,
     path: str | os.PathLike,
     name: str,
-    seen: dict[Any, str],
+    seen: _SeenIds,
     id_prefix: str = "",
     limit: int = 0,
     how: PoolFormat | None = None,
@@ -566,6 +595,8 @@ def _read_into(
     reading, items = (_table_items if table else _text_items)(path, name, how)
     counts = result.per_source.setdefault(name, {"records": 0, "rejected": 0})
     counts["shape"] = reading.describe()
+    source = len(seen.names)
+    seen.names.append((name, unit))
     before = (result.accepted, result.rejected)
 
     def reject(number: int, raw: Any, reason: str, value: Any = None) -> None:
@@ -594,12 +625,12 @@ def _read_into(
                 new_id = f"{id_prefix}{position}" if id_prefix else position
                 record = {"id": new_id, **{k: v for k, v in record.items() if k != "id"}}
                 result.ids_assigned += 1
-            key = id_key(record["id"])
-            if key in seen:
-                reason = f"field 'id': duplicate id {record['id']!r} (first at {seen[key]})"
+            first = seen.where(record["id"])
+            if first is not None:
+                reason = f"field 'id': duplicate id {record['id']!r} (first at {first})"
                 reject(number, raw, reason, value)
                 continue
-            seen[key] = f"{name}:{number}" if unit == "line" else f"{name} row {number}"
+            seen.add(record["id"], source, number)
             result.accept(record, origin)
     finally:
         counts["records"] += result.accepted - before[0]
@@ -624,7 +655,7 @@ def read_pool(
     records are accepted. `how`: the shape to read (default: detected, `adg.shapes`).
     """
     result = ReadResult()
-    _read_into(result, path, name or str(path), {}, id_prefix, limit, how)
+    _read_into(result, path, name or str(path), _SeenIds(), id_prefix, limit, how)
     return result
 
 
@@ -834,7 +865,7 @@ def read_sources(
 
     etags = etags or {}
     out = result or ReadResult()
-    seen: dict[Any, str] = {}
+    seen = _SeenIds()
     for source in sources:
         name = str(source)
         prefix = f"{Path(name).name}#" if len(sources) > 1 else ""

@@ -135,10 +135,12 @@ def iter_batches(path: str | os.PathLike, name: str, rows: int = BATCH_ROWS):
     kind = _kind(p, name)
     if kind == "parquet":
         try:
-            parquet = pq.ParquetFile(p)
+            # pre_buffer off and no threads: one row group in memory at a time (pyarrow's
+            # defaults read ahead, ~10 row groups of a large file: bench/ingest.py).
+            parquet = pq.ParquetFile(p, pre_buffer=False)
         except (pa.ArrowException, OSError) as err:
             raise TableError(f"{name}: not a readable Parquet file ({err})") from None
-        yield from parquet.iter_batches(batch_size=rows)
+        yield from parquet.iter_batches(batch_size=rows, use_threads=False)
         return
     files = arrow_files(p, name) if kind == "datasets" else [p]
     for f in files:
