@@ -566,3 +566,25 @@ def test_a_parquet_pool_in_object_storage_through_the_pipeline(tmp_path, tiny_mo
     )
     manifest = storage.read_json(f"{export}/manifest.json")
     assert set(manifest["files"]) >= {"top.json", "selected.parquet"}
+
+
+def test_a_damaged_row_group_keeps_the_rows_before_it(tmp_path):
+    rows = [as_alpaca(r) for r in sample_records(200)]
+    src = tmp_path / "pool.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), src, row_group_size=50)
+    page = pq.ParquetFile(src).metadata.row_group(3).column(2).data_page_offset
+    data = bytearray(src.read_bytes())
+    data[page : page + 16] = b"\xff" * 16  # the last row group's page header
+    src.write_bytes(bytes(data))
+    result = records.read_pool(src)
+    assert len(result.records) == 150 and result.read == 151
+    (reject,) = result.rejects
+    assert reject.line == 150 and reject.unit == "row"
+    assert "damaged data after row 149" in reject.reason and "\n" not in reject.reason
+
+
+def test_nulls_in_an_alpaca_parquet_are_missing_fields(tmp_path):
+    rows = [as_alpaca(r) for r in REAL[:3]]
+    rows[1]["input"] = None
+    result = records.read_pool(write_pool(tmp_path, "alpaca", "parquet", rows))
+    assert not result.rejects and "input" not in result.records[1]

@@ -28,7 +28,7 @@ from typing import Any
 
 from adg.errors import InputError
 from adg.prompts import alpaca_prompt
-from adg.records import iter_records
+from adg.records import ReadResult, read_sources
 
 # Dense bf16 matmul peak, FLOP/s (vendor figures for the SXM/PCIe parts named).
 GPU_PEAK = {"h100": 989e12, "a100": 312e12, "l4": 121e12}
@@ -95,7 +95,10 @@ def sample_lengths(pool: str, tokenizer, sample: int, seed: int = 0) -> dict[str
     rng = random.Random(seed)
     reservoir: list[dict[str, Any]] = []
     n = 0
-    for rec in iter_records(pool):  # reservoir sampling: one pass, bounded memory
+
+    def keep(rec: dict[str, Any], _origin: Any) -> None:
+        # Reservoir sampling: one pass over the pool (any shape, adg.shapes), bounded memory.
+        nonlocal n
         n += 1
         if len(reservoir) < sample:
             reservoir.append(rec)
@@ -103,6 +106,8 @@ def sample_lengths(pool: str, tokenizer, sample: int, seed: int = 0) -> dict[str
             j = rng.randrange(n)
             if j < sample:
                 reservoir[j] = rec
+
+    read_sources([pool], result=ReadResult(on_accept=keep, on_reject=lambda _r: None))
     if not n:
         raise InputError(f"{pool}: no records")
     prompts = tokenizer([_prompt_text(r) for r in reservoir], add_special_tokens=True)

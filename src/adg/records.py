@@ -544,22 +544,24 @@ def _table_items(path: str | os.PathLike, name: str, how: PoolFormat):
     reading = shapes.reading(how.format, how.columns, columns)
 
     def rows():
-        row = 0
+        read = 0
         try:
             for row, batch, index, value in iter_rows(path, name):
+                read += 1
                 yield row, None, value, (batch, index)
         except TableError as err:
-            if row == 0:
+            if not read:
                 raise PoolError(str(err)) from None
-            yield row + 1, "", ValueError(f"{err}; the rest cannot be read"), None
+            yield read, "", ValueError(f"{err}; the rest cannot be read"), None
 
     return reading, rows()
 
 
 class _SeenIds:
     """The ids read so far and where each was first: one packed int per id (the file's index and
-    the line or row), so a pool of a million records costs tens of MiB here, not hundreds. Ids
-    are ints or strings (validated), and a dict keeps 1 and "1" apart."""
+    the line or row) rather than a "file:line" string, about 100 bytes a record (a million
+    records: ~100 MiB, the only part of ingest that grows with the pool). Ids are ints or
+    strings (validated), and a dict keeps 1 and "1" apart."""
 
     def __init__(self):
         self.first: dict[int | str, int] = {}

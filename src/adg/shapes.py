@@ -213,6 +213,9 @@ def to_canonical(obj: dict[str, Any], how: Reading, nulls_absent: bool = False) 
         conv = Reading(SHAPES["messages"], {**SHAPES["messages"].fields, "id": names["id"]})
         out = _conversation(obj, conv, turns, f"{names['instruction']} + {names['output']}")
         return {k: v for k, v in out.items() if k not in (names["instruction"], names["output"])}
+    plain = how.shape.name == "alpaca" and how.names == how.shape.fields
+    if plain and not nulls_absent and "history" not in obj:
+        return obj  # ADG's own shape, nothing renamed: the record as it is (the common case)
     source = {pool: adg for adg, pool in names.items()}
     out: dict[str, Any] = {}
     for key, value in obj.items():

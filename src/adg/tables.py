@@ -118,7 +118,12 @@ def schema(path: str | os.PathLike, name: str):
         first = arrow_files(p, name)[0] if kind == "datasets" else p
         return _open_arrow(first).schema
     except (pa.ArrowException, OSError) as err:
-        raise TableError(f"{name}: not a readable {_label(p)} ({err})") from None
+        raise TableError(f"{name}: not a readable {_label(p)} ({_line(err)})") from None
+
+
+def _line(err: Exception) -> str:
+    """pyarrow's message on one line (some span several)."""
+    return " ".join(str(err).split())
 
 
 def _label(path: Path) -> str:
@@ -135,19 +140,22 @@ def iter_batches(path: str | os.PathLike, name: str, rows: int = BATCH_ROWS):
     kind = _kind(p, name)
     if kind == "parquet":
         try:
-            # pre_buffer off and no threads: one row group in memory at a time (pyarrow's
-            # defaults read ahead, ~10 row groups of a large file: bench/ingest.py).
+            # Row group by row group, without pre-buffering or threads: one row group in memory
+            # at a time (pyarrow's defaults read ~10 ahead: bench/ingest.py), and damage in one
+            # is found when it is reached, after the rows before it.
             parquet = pq.ParquetFile(p, pre_buffer=False)
         except (pa.ArrowException, OSError) as err:
-            raise TableError(f"{name}: not a readable Parquet file ({err})") from None
-        yield from parquet.iter_batches(batch_size=rows, use_threads=False)
+            raise TableError(f"{name}: not a readable Parquet file ({_line(err)})") from None
+        for group in range(parquet.num_row_groups):
+            yield from parquet.iter_batches(rows, row_groups=[group], use_threads=False)
         return
     files = arrow_files(p, name) if kind == "datasets" else [p]
     for f in files:
         try:
             reader = _open_arrow(f)
         except (pa.ArrowException, OSError) as err:
-            raise TableError(f"{name}: {f.name} is not a readable Arrow file ({err})") from None
+            why = _line(err)
+            raise TableError(f"{name}: {f.name} is not a readable Arrow file ({why})") from None
         for batch in reader:
             for start in range(0, batch.num_rows, rows):
                 yield batch.slice(start, rows)
@@ -213,7 +221,12 @@ def iter_rows(path: str | os.PathLike, name: str) -> Iterator[Row]:
         except StopIteration:
             return
         except (pa.ArrowException, OSError) as err:
-            raise TableError(f"{name}: damaged after row {row - 1} ({err})") from None
+            what = (
+                f"damaged data after row {row - 1}"
+                if row
+                else f"not a readable {_label(Path(path))}"
+            )
+            raise TableError(f"{name}: {what} ({_line(err)})") from None
         if convert is None:
             convert = (lambda d: d) if json_native(batch.schema) else plain
         for i, values in enumerate(batch.to_pylist()):
