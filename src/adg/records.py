@@ -97,6 +97,8 @@ class ReadResult:
     # read to its end (a file that `limit` cut short, or never reached, is not), "shape": how
     # it was read (adg.shapes.Reading.describe)}.
     per_source: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Source files that could not be read at all → why (only when read tolerantly).
+    unreadable: dict[str, str] = field(default_factory=dict)
     # Where records and rejects go: None keeps them in `records` / `rejects`; ingest streams them
     # to its files instead. `on_accept(record, origin)`: origin is the record as the pool has it
     # (a dict, or (batch, index) of a columnar source).
@@ -116,9 +118,6 @@ class ReadResult:
             self.rejects.append(reject)
         else:
             self.on_reject(reject)
-
-    # Source files that could not be read at all → why (only when read tolerantly).
-    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 class PoolError(AdgError, ValueError):
