@@ -521,7 +521,7 @@ def test_adg_run_on_a_chat_pool_hands_back_messages(tmp_path, tiny_model_dir):
     src = write_jsonl(tmp_path / "chat.jsonl", pool)
     out = tmp_path / "run"
     args = ["run", "--input", str(src), "--model", str(tiny_model_dir), "--budget", "3"]
-    args += ["--prompt-format", "chat", "--selectors", "adg,ifd", "--output-dir", str(out)]
+    args += ["--prompt-format", "chat", "--output-dir", str(out)]
     assert main([*args, *TINY_RUN]) == 0
     top = json.loads((out / "top.json").read_text())
     assert len(top) == 3 and all("history" in r and "generated_answers" in r for r in top)
@@ -536,7 +536,37 @@ def test_adg_run_on_a_chat_pool_hands_back_messages(tmp_path, tiny_model_dir):
     assert any(r["history"] for r in scored) and any(r["system"] for r in scored)
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "user (the turn scored)" in page
-    assert (out / "comparison.json").is_file()  # IFD scored the same rendered conversations
+
+
+def test_the_pipeline_wires_the_shape_and_the_baselines_prompt():
+    """In the compiled pipeline: ingest takes ingest_format / ingest_columns, every baseline
+    scoring task takes generation's prompt format, export hands back from ingest's originals."""
+    import yaml
+    from helpers import REPO
+
+    spec = next(yaml.safe_load_all((REPO / "pipelines" / "adg_pipeline.yaml").read_text()))
+    tasks = [
+        task
+        for comp in [spec["root"], *spec["components"].values()]
+        for task in comp.get("dag", {}).get("tasks", {}).values()
+    ]
+
+    def named(display: str) -> list[dict]:
+        return [t for t in tasks if t["taskInfo"]["name"] == display]
+
+    def source(task: dict, name: str) -> str:
+        return task["inputs"]["parameters"][name].get("componentInputParameter", "")
+
+    (ingest,) = named("ingest")
+    assert source(ingest, "pool_format") == "ingest_format"
+    assert source(ingest, "columns") == "ingest_columns"
+    baselines = named("score_baseline")  # with and without training
+    assert len(baselines) == 2
+    for task in baselines:
+        assert source(task, "prompt_format") == "pipelinechannel--generate_prompt_format"
+    (export,) = named("export")  # inside a condition: ingest's outputs come in as channels
+    originals = export["inputs"]["artifacts"]["originals"]["componentInputArtifact"]
+    assert originals == "pipelinechannel--ingest-originals"
 
 
 @pytest.mark.kfp_local
