@@ -21,9 +21,11 @@ def score(
     checkpoint_every: int,
     run_id: str,
     method: str = "adg",
+    prompt_format: str = "alpaca",
 ):
     """Append `dispersion`, `anisotropy`, `score` (or the `method`'s fields) to each record;
-    resumes a half-done output, from the object-store checkpoint when `checkpoint_uri` is set."""
+    resumes a half-done output, from the object-store checkpoint when `checkpoint_uri` is set.
+    `prompt_format`: the prompt ifd and superfiltering condition on (generation's)."""
     import os
 
     from adg.checkpoint import shard_uri
@@ -48,6 +50,7 @@ def score(
         method=method,
         checkpoint_uri=shard_uri(checkpoint_uri, run_id, stage, shard_index),
         checkpoint_every=checkpoint_every,
+        prompt_format=prompt_format,
     )
     print(summary.line())
     scored.metadata.update(records=summary.total, shard=shard_index, method=method)

@@ -19,6 +19,7 @@ from adg.config import (
     ClusterConfig,
     EvaluateConfig,
     GenerateConfig,
+    IngestConfig,
     ScoreConfig,
     SelectConfig,
     TrainConfig,
@@ -82,6 +83,8 @@ def adg_pipeline(
     ingest_ledger_uri: str = "",
     model: str = "",
     ingest_limit: int = 0,
+    ingest_format: str = IngestConfig.format,
+    ingest_columns: str = IngestConfig.columns,
     shard_count: int = 1,
     generate_num_samples: int = GenerateConfig.num_samples,
     generate_temperature: float = GenerateConfig.temperature,
@@ -163,8 +166,9 @@ def adg_pipeline(
     pipeline-level outputs: they would need `dsl.OneOf` over artifacts, which kfp.local lacks.)
 
     Args:
-        ingest_input: the pool, a JSON array or JSONL file (local path or s3:// URI); ignored when
-            ingest_pool_prefix is set.
+        ingest_input: the pool (local path or s3:// URI): a JSON array or JSONL file (.gz,
+            .zst), a Parquet file, a folder (an s3:// prefix ending in "/") of Parquet shards or
+            pool files, or a local datasets folder; ignored when ingest_pool_prefix is set.
         ingest_pool_prefix: recurring curation: an s3:// prefix of pool files; only the files not
             yet in the ledger are curated. With none new the run ends with "nothing to do".
         ingest_ledger_uri: s3:// URI of the ledger (JSON) of pool files already curated; the
@@ -172,6 +176,10 @@ def adg_pipeline(
         model: backbone model: a HF folder or .gguf path, or an s3:// prefix (downloaded once into
             the model cache); empty = the embedded SmolLM2-135M-Instruct.
         ingest_limit: keep only the first N valid records (0 = all).
+        ingest_format: the pools' shape: auto (detected per file), alpaca, dolly,
+            prompt-completion, sharegpt or messages.
+        ingest_columns: the pool's names for ADG's fields, e.g.
+            "instruction=question,input=context,output=answer" (alone: alpaca's fields).
         shard_count: split the pool into this many shards (at most one per record); generate and
             score run once per shard, up to SHARD_PARALLELISM at a time.
         generate_num_samples: K, answers sampled per instruction.
@@ -231,8 +239,9 @@ def adg_pipeline(
             retry resumes (empty = under the run's pipeline root when that is on S3 and writable
             with storage_secret; "none" = no remote checkpoints).
         checkpoint_every: records between two checkpoint uploads.
-        export_uri: s3:// prefix to export top/middle/bottom.json, the report and a run manifest
-            to (empty = no export).
+        export_uri: s3:// prefix to export top/middle/bottom.json, the report, the selected
+            records in the pool's own shape (selected.parquet or selected.jsonl: the export
+            task's `selected` artifact) and a run manifest to (empty = no upload).
         curation_index_uri: continuous curation: a curation index (s3:// prefix) that keeps every
             batch scored so far; only the pool records not in it are generated, embedded and
             scored, then the select_budget is selected over all indexed records into a new
@@ -370,6 +379,8 @@ def adg_pipeline(
         pool_prefix=ingest_pool_prefix,
         ledger_uri=ingest_ledger_uri,
         limit=ingest_limit,
+        pool_format=ingest_format,
+        columns=ingest_columns,
     ).set_display_name("ingest")
     on_cpu(uncached(ing), "ingest")
     ing.after(check)
@@ -494,6 +505,7 @@ def adg_pipeline(
                     checkpoint_every=checkpoint_every,
                     run_id=run_id,
                     method=method,
+                    prompt_format=generate_prompt_format,
                 ).set_display_name("score_baseline")
                 on_gpu(
                     rescored,
@@ -580,12 +592,15 @@ def adg_pipeline(
             picked, _ = baseline_branch(trained=False)
             compare_step(picked)
 
-        # A no-op when export_uri is empty; the ledger is written only after it.
+        # The selected records in the pool's own shape; uploaded only with an export_uri. The
+        # ledger is written only after it.
         exported = export(
             top=chosen.outputs["top"],
             middle=chosen.outputs["middle"],
             bottom=chosen.outputs["bottom"],
             report=chosen.outputs["report"],
+            pool=pool,
+            originals=ing.outputs["originals"],
             export_uri=export_uri,
             run_id=run_id,
             model=model,

@@ -2,7 +2,9 @@
 
 `run_local` executes the real compiled graph with `kfp.local.SubprocessRunner(use_venv=False)`:
 every component runs as a subprocess of this Python, artifacts land under
-`<output_dir>/kfp-local/<run>/<task>/`, and the selected subsets are copied to `<output_dir>`.
+`<output_dir>/kfp-local/<run>/<task>/`, and the selected subsets are copied to `<output_dir>`,
+with the selected records in the pool's own shape (the export task's `selected.parquet` or
+`selected.jsonl`).
 The pipeline's stages sit inside a `dsl.If` (recurring curation may find nothing new), and
 kfp.local cannot return artifacts chosen by `dsl.OneOf`, so the pipeline declares no outputs and
 the subsets are read from the `select` (or `nothing_to_do`) task's folder of this run, with the
@@ -34,7 +36,7 @@ from pathlib import Path
 
 from kfp import compiler, local
 
-from adg.config import GenerateConfig, SamplingConfig, ScoreConfig, SelectConfig
+from adg.config import GenerateConfig, IngestConfig, SamplingConfig, ScoreConfig, SelectConfig
 from adg_kfp.pipelines.adg_pipeline import PIPELINE_NAME, adg_pipeline
 from adg_kfp.pipelines.select_pipeline import select_pipeline
 
@@ -56,6 +58,8 @@ class LocalRunOptions:
     shard_count: int = 1
     export_uri: str = ""
     analyse: bool = False
+    ingest_format: str = IngestConfig.format
+    ingest_columns: str = IngestConfig.columns
     tensor_parallel_size: int = GenerateConfig.tensor_parallel_size
     gpu_memory_utilization: float = GenerateConfig.gpu_memory_utilization
     selectors: list[str] = field(default_factory=lambda: ["adg"])
@@ -81,18 +85,16 @@ def compile_pipeline(output: str | Path, pipeline: str = "full") -> None:
 
 
 def plan_sizes(opts: LocalRunOptions) -> tuple[int, int, int]:
-    """(valid records, budget, bin count) for the run, from a read of the pool."""
+    """(valid records, budget, bin count) for the run, from a read of the pool (counted, not
+    kept: a large pool costs one pass, not its size in memory)."""
     from adg.clustering import auto_bin_count
     from adg.ledger import pool_files
-    from adg.records import PoolError, read_pool
-    from adg.storage import local_copy
+    from adg.records import PoolError, PoolFormat, ReadResult, read_sources
 
-    n = 0
-    for source in pool_files(opts.input) or [opts.input]:
-        with local_copy(source) as path:
-            n += len(read_pool(path).records)
-    if opts.limit:
-        n = min(n, opts.limit)
+    how = PoolFormat.parse(opts.ingest_format, opts.ingest_columns)
+    counted = ReadResult(on_accept=lambda _r, _o: None, on_reject=lambda _r: None)
+    sources = pool_files(opts.input) or [opts.input]
+    n = read_sources(sources, opts.limit, how=how, result=counted).accepted
     if n == 0:
         raise PoolError(f"{opts.input}: no valid records")
     budget = opts.budget or max(1, round(0.2 * n))
@@ -159,6 +161,8 @@ def run_local(opts: LocalRunOptions) -> dict:
         ingest_input=pool,
         model=model,
         ingest_limit=opts.limit,
+        ingest_format=opts.ingest_format,
+        ingest_columns=opts.ingest_columns,
         shard_count=opts.shard_count,
         generate_num_samples=sampling.num_samples,
         generate_temperature=sampling.temperature,
@@ -187,6 +191,7 @@ def run_local(opts: LocalRunOptions) -> dict:
         target = out / ("selection_report.json" if name == "report" else f"{name}.json")
         shutil.copyfile(task_dir / name, target)
     _copy_report(task_dir, out, opts.analyse)
+    _copy_selected(task_dir.parent, out)
     if (task_dir / "diff").is_file():
         shutil.copyfile(task_dir / "diff", out / "diff.json")
     if several:
@@ -306,6 +311,19 @@ def _curation_settings(model: str, sampling, opts: LocalRunOptions) -> dict:
         score_dispersion_weight=opts.dispersion_weight,
         score_anisotropy_weight=opts.anisotropy_weight,
     )
+
+
+def _copy_selected(run_dir: Path, out: Path) -> None:
+    """The export task's selected records in the pool's own shape, under their file name."""
+    from adg.handback import SELECTED
+    from adg.tables import is_parquet_file
+
+    selected = run_dir / "export" / "selected"
+    for name in SELECTED.values():
+        (out / name).unlink(missing_ok=True)  # a previous run's, of another shape
+    if selected.is_file():
+        kind = "parquet" if is_parquet_file(selected) else "jsonl"
+        shutil.copyfile(selected, out / SELECTED[kind])
 
 
 def _copy_comparison(run_dir: Path, out: Path, analysed: bool) -> None:

@@ -51,7 +51,9 @@ def select_pipeline(
     """ADG selection of one pool, with the full pipeline's defaults for everything not here.
 
     Args:
-        ingest_input: the pool, a JSON array or JSONL file (an s3:// URI in a cluster).
+        ingest_input: the pool (an s3:// URI in a cluster): JSON, JSONL, a Parquet file or a
+            prefix ending in "/" of Parquet shards, in any shape (alpaca, dolly,
+            prompt-completion, sharegpt, messages; detected per file).
         select_budget: number of records to select (at most the pool's valid records).
         model: backbone model: an s3:// prefix of a HF folder (fetched once into the model
             cache), or empty for the embedded SmolLM2-135M-Instruct.

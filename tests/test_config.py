@@ -17,6 +17,7 @@ COMMITTED = Path(__file__).resolve().parents[1] / "pipelines" / "adg_pipeline.ya
 
 # config dataclass -> (pipeline parameter prefix, CLI commands that take its flags)
 STAGES = {
+    config.IngestConfig: ("ingest", ["ingest i --output o", "run"]),
     config.GenerateConfig: ("generate", ["generate --input i --output o", "run"]),
     config.CheckpointConfig: ("", ["generate --input i --output o", "score --input i --output o"]),
     config.ClusterConfig: ("cluster", ["cluster --embeddings e --output o"]),

@@ -27,6 +27,7 @@ from adg.config import (
     ClusterConfig,
     EvaluateConfig,
     GenerateConfig,
+    IngestConfig,
     SamplingConfig,
     ScoreConfig,
     SelectConfig,
@@ -91,10 +92,29 @@ def from_flags(cls: type, a: argparse.Namespace, **overrides):
 
 
 def cmd_ingest(a: argparse.Namespace) -> None:
-    summary = rec.ingest(a.input, a.output, a.rejects, limit=a.limit)
-    print(summary.line())
+    from adg.ledger import pool_files
+
+    how = rec.PoolFormat.parse(a.format, a.columns)
+    # A folder (of Parquet shards, say) or an s3:// prefix ending in "/" is its pool files.
+    sources = [f for given in a.input for f in (pool_files(given) or [given])]
+    summary = rec.ingest(
+        sources, a.output, a.rejects, limit=a.limit, how=how, originals=a.originals
+    )
+    print("\n".join(summary.lines()))
     if summary.rejected:
         print(f"rejects written to {a.rejects}" if a.rejects else "rejects not kept (no --rejects)")
+    if a.originals:
+        print(f"the pool's own records ({summary.originals}) -> {a.originals}")
+
+
+def cmd_export(a: argparse.Namespace) -> None:
+    from adg.handback import selected_name, write_selected
+
+    out = Path(a.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / selected_name(a.originals)
+    n = write_selected(a.selected, a.pool, a.originals, target)
+    print(f"export: {n} selected records in the pool's own shape -> {target}")
 
 
 def _sampling_config(a: argparse.Namespace) -> SamplingConfig:
@@ -150,6 +170,7 @@ def cmd_score(a: argparse.Namespace) -> None:
         seed=a.seed,
         checkpoint_uri=a.checkpoint_uri,
         checkpoint_every=a.checkpoint_every,
+        prompt_format=a.prompt_format,
     )
     print(summary.line())
 
@@ -264,6 +285,8 @@ def cmd_run(a: argparse.Namespace) -> None:
         tensor_parallel_size=a.tensor_parallel_size,
         gpu_memory_utilization=a.gpu_memory_utilization,
         analyse=a.analyse,
+        ingest_format=a.format,
+        ingest_columns=a.columns,
         selectors=[m.strip() for m in a.selectors.split(",") if m.strip()],
         runner=a.runner,
         curation_index=a.curation_index,
@@ -490,11 +513,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ingest", help="validate a pool; bad records go to a rejects file")
-    p.add_argument("input", help="JSON array or JSONL pool (.gz accepted), path or s3:// URI")
+    p.add_argument(
+        "input",
+        nargs="+",
+        help="pool: JSON array or JSONL (.gz, .zst), Parquet, a folder of Parquet shards or a "
+        "datasets folder; path or s3:// URI (several are read into one pool)",
+    )
     p.add_argument("--output", required=True)
     p.add_argument("--rejects", default=None)
     p.add_argument("--limit", type=int, default=0, help="keep the first N valid records")
+    add_flags(p, IngestConfig)
+    p.add_argument(
+        "--originals",
+        default=None,
+        help="also keep the accepted records as the pool has them (Parquet for a columnar pool, "
+        "else JSONL), for `adg export`",
+    )
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser(
+        "export", help="the selected records in the pool's own shape (selected.parquet/.jsonl)"
+    )
+    p.add_argument("--selected", required=True, help="top.json")
+    p.add_argument("--pool", required=True, help="ingest's pool.jsonl")
+    p.add_argument("--originals", required=True, help="ingest's --originals file")
+    p.add_argument("--output-dir", required=True)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("generate", help="sample K answers per instruction")
     p.add_argument("--input", required=True)
@@ -528,6 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=SCORE_METHODS, default="adg")
     p.add_argument("--proxy-model", default="", help="superfiltering's model (default: embedded)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random method")
+    add_flags(p, SamplingConfig, only=("prompt_format",))
     add_flags(p, ScoreConfig)
     add_flags(p, CheckpointConfig)
     p.set_defaults(func=cmd_score)
@@ -576,8 +621,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--input",
         default=str(default_pool()),
-        help="pool file, or a folder of pool files (default: in-repo sample)",
+        help="pool file (JSON, JSONL, Parquet), a folder of pool files or Parquet shards, or a "
+        "datasets folder (default: in-repo sample)",
     )
+    add_flags(p, IngestConfig)
     _model_arg(p)
     p.add_argument("--budget", type=int, default=0, help="records to select (default: 20%%)")
     p.add_argument("--output-dir", default="runs/latest")

@@ -22,6 +22,25 @@ def setting(default: Any, help: str, **meta: Any) -> Any:
     return field(default=default, metadata={"help": help, **meta})
 
 
+# --- ingest --------------------------------------------------------------------------------
+
+# The pool shapes ingest reads (adg.shapes holds their table); "auto" detects each file's.
+POOL_FORMATS = ("auto", "alpaca", "dolly", "prompt-completion", "sharegpt", "messages")
+
+
+@dataclass
+class IngestConfig:
+    """How a pool's records map onto ADG's (instruction, input, output)."""
+
+    format: str = setting(
+        "auto", "pool shape (auto: detected per file from its fields)", choices=POOL_FORMATS
+    )
+    columns: str = setting(
+        "",
+        "the pool's names for ADG's fields, e.g. instruction=question,input=context,output=answer",
+    )
+
+
 # --- generate ------------------------------------------------------------------------------
 
 

@@ -22,7 +22,8 @@ Every selection over the index becomes one *version*:
     versions/<NNNNNN>/manifest.json                        written last: entries covered, sha256
 
 A run first *plans* (`plan_batch`): pool records already in the index (same id, or the same
-instruction + input + output) are dropped, so each record is generated, embedded and scored once.
+canonical content: instruction + input + output, and a conversation's system prompt and earlier
+turns) are dropped, so each record is generated, embedded and scored once.
 Entries scored with another model or other scoring settings are never ranked together with this
 run's: planning refuses (`CurationMismatch`), or, with `rescore_mismatched`, sends those entries'
 records through this run again; the new entry then supersedes them. After scoring, `add_entry`
@@ -59,6 +60,7 @@ import numpy as np
 from adg import storage
 from adg.errors import InputError
 from adg.records import PoolError, id_key, iter_records, write_json_array, write_jsonl
+from adg.shapes import content_text
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +111,11 @@ def _hash64(text: str) -> int:
 
 
 def record_keys(record: dict[str, Any]) -> tuple[int, int]:
-    """(id hash, content hash): 1 and "1" are different ids; content is instruction+input+output."""
+    """(id hash, content hash): 1 and "1" are different ids; content is the record's canonical
+    content (`adg.shapes.content_text`: instruction, input, output, and a conversation's system
+    prompt and earlier turns), so one conversation read from two shapes is one record."""
     id_text = json.dumps(record["id"], ensure_ascii=False)
-    content = "\x1f".join(str(record.get(f) or "") for f in ("instruction", "input", "output"))
-    return _hash64(id_text), _hash64(content)
+    return _hash64(id_text), _hash64(content_text(record))
 
 
 # --- the index's storage (a local folder or an s3:// prefix) ------------------------------------

@@ -22,7 +22,7 @@ from adg import models, progress
 from adg.checkpoint import ResumableOutput
 from adg.config import CheckpointConfig, GenerateConfig, SamplingConfig
 from adg.errors import InputError
-from adg.prompts import adds_special_tokens, build_prompt
+from adg.prompts import adds_special_tokens, build_prompt, check_prompt_format
 from adg.records import batched, check_records
 from adg.shards import iter_shard
 
@@ -204,7 +204,12 @@ def generate_file(
     """
     cfg = sampler.cfg if sampler is not None else cfg or SamplingConfig()
     check_sampling(cfg)
-    check_records(input_path)
+
+    # Every record must fit the prompt format (no conversation cut down to fit Alpaca's).
+    def fits_prompt(record: dict[str, Any], where: str) -> None:
+        check_prompt_format(record, cfg.prompt_format, where)
+
+    check_records(input_path, extra=fits_prompt)
     size = sum(1 for _ in iter_shard(input_path, shard_count, shard_index, limit=limit))
     records = iter_shard(input_path, shard_count, shard_index, limit=limit)
     name = sampler.name if sampler is not None else resolve_backend(backend)

@@ -1,6 +1,8 @@
 """Instruction-Following Difficulty (IFD), the loss-ratio baseline selector, computed in batches.
 
-For a record with prompt p (the Alpaca prompt of instruction and input) and reference output y:
+For a record with prompt p (the prompt generation samples with: the Alpaca prompt of instruction
+and input, or the chat template's rendering of the conversation up to the answer, `adg.prompts`)
+and reference output y:
 
     loss(y | p) = mean over y's tokens of −log P(y_t | p, y_<t)     (conditioned)
     loss(y)     = mean over y's tokens of −log P(y_t | y_<t)        (direct; BOS first if any)
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from adg.prompts import alpaca_prompt
+from adg.prompts import adds_special_tokens, build_prompt
 
 UNUSABLE_SCORE = -1.0
 IGNORE = -100
@@ -31,9 +33,17 @@ IGNORE = -100
 class IFDScorer:
     """Batched conditioned / direct answer losses with one causal LM."""
 
-    def __init__(self, tokenizer, model, max_length: int = 1024, batch_size: int = 8):
+    def __init__(
+        self,
+        tokenizer,
+        model,
+        max_length: int = 1024,
+        batch_size: int = 8,
+        prompt_format: str = "alpaca",
+    ):
         self.tokenizer = tokenizer
         self.model = model
+        self.prompt_format = prompt_format
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
@@ -41,21 +51,24 @@ class IFDScorer:
     def _sequences(self, record: dict[str, Any]) -> tuple[list[int], list[int], list[int]]:
         """(conditioned ids, conditioned labels, direct ids) for one record.
 
-        Both sequences start with BOS where the tokenizer has one, and both losses cover the same
-        answer tokens: without a BOS the direct sequence's first token has no context to be
-        predicted from, so it is left out of the conditioned loss as well. A prompt too long for
-        `max_length` loses its beginning, never the "### Response:" line next to the answer.
+        Both sequences start with BOS where the tokenizer has one (a chat template writes its own
+        opening tokens into the prompt instead), and both losses cover the same answer tokens:
+        without a BOS the direct sequence's first token has no context to be predicted from, so
+        it is left out of the conditioned loss as well. A prompt too long for `max_length` loses
+        its beginning, never the "### Response:" line (or assistant header) next to the answer.
         """
         tok = self.tokenizer
         bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
-        prompt = tok(alpaca_prompt(record), add_special_tokens=False)["input_ids"]
+        lead = bos if adds_special_tokens(self.prompt_format) else []
+        text = build_prompt(record, self.prompt_format, tok)
+        prompt = tok(text, add_special_tokens=False)["input_ids"]
         answer = tok(record.get("output") or "", add_special_tokens=False)["input_ids"]
-        answer = answer[: max(0, self.max_length - len(bos) - 1)]
-        room = max(0, self.max_length - len(bos) - len(answer))
+        answer = answer[: max(0, self.max_length - len(lead) - 1)]
+        room = max(0, self.max_length - len(lead) - len(answer))
         prompt = prompt[len(prompt) - room :] if len(prompt) > room else prompt
         unlabelled = 0 if bos else 1
-        cond = bos + prompt + answer
-        labels = [IGNORE] * (len(bos) + len(prompt) + unlabelled) + answer[unlabelled:]
+        cond = lead + prompt + answer
+        labels = [IGNORE] * (len(lead) + len(prompt) + unlabelled) + answer[unlabelled:]
         return cond, labels[: len(cond)], bos + answer
 
     def _losses(self, seqs: Sequence[list[int]], labels: Sequence[list[int]]) -> np.ndarray:

@@ -12,9 +12,10 @@ Entries written before `status` existed count as curated.
 
 The API, in the order a run uses it:
 
-- `plan_sources(pool_uri, pool_prefix, ledger_uri)`: the pool files (.json, .jsonl, and their .gz)
-  under the prefix that the ledger does not hold with the same ETag, as source dicts
-  `{"uri", "etag", "size"}`. A re-uploaded, changed file has a new ETag and is curated again.
+- `plan_sources(pool_uri, pool_prefix, ledger_uri)`: the pool files (`POOL_SUFFIXES`: JSON, JSONL
+  and their .gz / .zst, Parquet) under the prefix that the ledger does not hold with the same
+  ETag, as source dicts `{"uri", "etag", "size"}`. A re-uploaded, changed file has a new ETag
+  and is curated again.
 - `ingest_pending(...)`: reads exactly those versions (If-Match on the listing's ETag) into one
   pool and gives each source its `records` (how many are in the pool) and `status`: "curated"
   (all of its valid records are in the pool), "rejected" (no valid record, or not readable as a
@@ -40,11 +41,20 @@ from typing import Any
 
 from adg import storage
 from adg.errors import InputError
-from adg.records import IngestSummary, ingest, write_jsonl
+from adg.records import IngestSummary, PoolFormat, ingest, write_jsonl
+from adg.tables import is_dataset_folder
 
 log = logging.getLogger(__name__)
 
-POOL_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
+POOL_SUFFIXES = (
+    ".json",
+    ".jsonl",
+    ".json.gz",
+    ".jsonl.gz",
+    ".json.zst",
+    ".jsonl.zst",
+    ".parquet",
+)
 LEDGER_VERSION = 1
 CURATED, REJECTED, DEFERRED = "curated", "rejected", "deferred"
 
@@ -78,7 +88,8 @@ def read_ledger(ledger_uri: str) -> dict[str, Any]:
 
 def pool_files(path: str) -> list[str]:
     """The pool files in a folder: a local one, or an s3:// URI ending in "/" (a prefix), sorted
-    by name ([] when `path` is a single file)."""
+    by name ([] when `path` is a single file, or a `datasets` folder, which is one pool file).
+    A folder of Parquet shards is read this way, each shard a file of the pool."""
     if storage.is_s3(path):
         if not path.endswith("/"):
             return []
@@ -91,7 +102,7 @@ def pool_files(path: str) -> list[str]:
         if not files:
             raise InputError(f"{path}: no pool files ({', '.join(POOL_SUFFIXES)}) under it")
         return files
-    if not os.path.isdir(path):
+    if not os.path.isdir(path) or is_dataset_folder(path):
         return []
     names = sorted(n for n in os.listdir(path) if n.endswith(POOL_SUFFIXES))
     return [os.path.join(path, n) for n in names]
@@ -143,26 +154,32 @@ def ingest_pending(
     output: str | os.PathLike,
     rejects: str | os.PathLike,
     limit: int = 0,
+    how: PoolFormat | None = None,
+    originals: str | os.PathLike | None = None,
 ) -> tuple[IngestSummary | None, list[dict[str, Any]]]:
     """The ingest stage with recurring curation: (summary, sources), or (None, []) with empty
     output files when there is nothing new to curate.
 
     Without a prefix this is plain `records.ingest` (a pool with no valid record is an error).
     With one, every source gets a `status` (and a `reason` unless curated); the summary may
-    count 0 accepted records when every new file was rejected.
+    count 0 accepted records when every new file was rejected. `how` and `originals` as in
+    `records.ingest`.
     """
     sources = plan_sources(pool_uri, pool_prefix, ledger_uri)
     if not sources:
         write_jsonl(output, [])
         write_jsonl(rejects, [])
+        if originals is not None:
+            write_jsonl(originals, [])
         return None, []
     uris = [s["uri"] for s in sources]
+    kw = {"limit": limit, "how": how, "originals": originals}
     if not pool_prefix:
-        summary = ingest(uris, output, rejects, limit=limit)
+        summary = ingest(uris, output, rejects, **kw)
         sources[0].update(status=CURATED, records=summary.accepted)
         return summary, sources
     etags = {s["uri"]: s["etag"] for s in sources}
-    summary = ingest(uris, output, rejects, limit=limit, etags=etags, tolerant=True)
+    summary = ingest(uris, output, rejects, etags=etags, tolerant=True, **kw)
     for s in sources:
         status, reason = _status(summary, s["uri"])
         s["status"] = status

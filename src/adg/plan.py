@@ -33,7 +33,7 @@ from typing import Any
 from adg import gpu_factors
 from adg.errors import InputError
 from adg.prompts import alpaca_prompt
-from adg.records import iter_records
+from adg.records import ReadResult, read_sources
 
 # Dense bf16 matmul peak, FLOP/s (vendor figures for the SXM/PCIe parts named).
 GPU_PEAK = {"h100": 989e12, "h200": 989e12, "a100": 312e12, "l4": 121e12}
@@ -88,12 +88,22 @@ def measure_cpu_peak(n: int = 1024, reps: int = 8) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t)
 
 
+def _prompt_text(record: dict[str, Any]) -> str:
+    """The prompt's text for counting: a conversation's system prompt and earlier turns count
+    too (whatever template renders them adds a few tokens per turn)."""
+    turns = [record.get("system") or ""] + [t["content"] for t in record.get("history") or []]
+    return "\n".join([*(t for t in turns if t), alpaca_prompt(record)])
+
+
 def sample_lengths(pool: str, tokenizer, sample: int, seed: int = 0) -> dict[str, float]:
     """Mean token counts (prompt, instruction, record bytes) over a seeded sample, and N."""
     rng = random.Random(seed)
     reservoir: list[dict[str, Any]] = []
     n = 0
-    for rec in iter_records(pool):  # reservoir sampling: one pass, bounded memory
+
+    def keep(rec: dict[str, Any], _origin: Any) -> None:
+        # Reservoir sampling: one pass over the pool (any shape, adg.shapes), bounded memory.
+        nonlocal n
         n += 1
         if len(reservoir) < sample:
             reservoir.append(rec)
@@ -101,9 +111,11 @@ def sample_lengths(pool: str, tokenizer, sample: int, seed: int = 0) -> dict[str
             j = rng.randrange(n)
             if j < sample:
                 reservoir[j] = rec
+
+    read_sources([pool], result=ReadResult(on_accept=keep, on_reject=lambda _r: None))
     if not n:
         raise InputError(f"{pool}: no records")
-    prompts = tokenizer([alpaca_prompt(r) for r in reservoir], add_special_tokens=True)
+    prompts = tokenizer([_prompt_text(r) for r in reservoir], add_special_tokens=True)
     instr = tokenizer([r["instruction"] for r in reservoir], add_special_tokens=True)
     answers = tokenizer([r.get("output") or "x" for r in reservoir], add_special_tokens=False)
     answer_chars = sum(len(r.get("output") or "") for r in reservoir)

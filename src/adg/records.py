@@ -1,10 +1,14 @@
 """Instruction records: the pydantic model, reading pools with reject accounting, JSONL I/O.
 
-A pool is a JSON array or a JSONL file (optionally gzip-compressed). Every record needs a non-empty
-string `instruction`; `input` and `output` are optional strings; `id` is an int or a string and
-unique; any other field is carried through untouched. Reading never stops at a bad record: it is
-reported as a `Reject` naming the file, line and field, and reading goes on. `ingest` also reads
-`s3://` URIs (downloaded to a temp file first) and several pool files into one pool.
+A pool is a JSON array or a JSONL file (optionally gzip- or zstd-compressed), a Parquet file or a
+`datasets` folder (`adg.tables`), in any of the shapes of `adg.shapes`, which maps each record onto
+ADG's canonical one. Every canonical record needs a non-empty string `instruction`; `input`,
+`output` and `system` are optional strings, `history` a list of earlier turns; `id` is an int or
+a string and unique; any other field is carried through untouched. Reading never stops at a bad
+record: it is reported as a `Reject` naming the file, line (Parquet: row) and field, and reading
+goes on. `ingest` also reads `s3://` URIs (downloaded to a temp file first) and several pool files
+into one pool, streaming: accepted records are written as they are read, and with `originals`
+each one is also kept in the pool's own shape (`adg.handback`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import itertools
 import json
 import os
 import re
@@ -19,11 +24,27 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
+from adg import shapes
 from adg.errors import AdgError
+
+
+class Turn(BaseModel):
+    """One earlier turn of a conversation (`history`)."""
+
+    role: Literal["user", "assistant"]
+    content: StrictStr
 
 
 class Record(BaseModel):
@@ -35,6 +56,9 @@ class Record(BaseModel):
     instruction: StrictStr
     input: StrictStr = ""
     output: StrictStr = ""
+    # A conversation's system prompt and the turns before the last user turn (adg.shapes).
+    system: StrictStr = ""
+    history: list[Turn] = Field(default_factory=list)
 
     @field_validator("instruction")
     @classmethod
@@ -49,12 +73,13 @@ class Reject:
     """A record that was not accepted, with where it was and why."""
 
     file: str
-    line: int
+    line: int  # the line of a text file, the row (from 0) of a Parquet file or datasets folder
     reason: str
     raw: str
+    unit: str = "line"  # or "row"
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "reason": self.reason, "raw": self.raw}
+        return {"file": self.file, self.unit: self.line, "reason": self.reason, "raw": self.raw}
 
 
 @dataclass
@@ -64,13 +89,35 @@ class ReadResult:
     records: list[dict[str, Any]] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     ids_assigned: int = 0
-    read: int = 0  # items read: always len(records) + len(rejects)
+    read: int = 0  # items read: always accepted + rejected
+    accepted: int = 0
+    rejected: int = 0
     stopped_at_limit: bool = False
-    # Per source file, in reading order: {"records": accepted from it, "complete": read to its
-    # end} (a file that `limit` cut short, or never reached, is not complete).
+    # Per source file, in reading order: {"records": accepted from it, "rejected", "complete":
+    # read to its end (a file that `limit` cut short, or never reached, is not), "shape": how
+    # it was read (adg.shapes.Reading.describe)}.
     per_source: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Source files that could not be read at all → why (only when read tolerantly).
     unreadable: dict[str, str] = field(default_factory=dict)
+    # Where records and rejects go: None keeps them in `records` / `rejects`; ingest streams them
+    # to its files instead. `on_accept(record, origin)`: origin is the record as the pool has it
+    # (a dict, or (batch, index) of a columnar source).
+    on_accept: Callable[[dict[str, Any], Any], None] | None = None
+    on_reject: Callable[[Reject], None] | None = None
+
+    def accept(self, record: dict[str, Any], origin: Any) -> None:
+        self.accepted += 1
+        if self.on_accept is None:
+            self.records.append(record)
+        else:
+            self.on_accept(record, origin)
+
+    def reject(self, reject: Reject) -> None:
+        self.rejected += 1
+        if self.on_reject is None:
+            self.rejects.append(reject)
+        else:
+            self.on_reject(reject)
 
 
 class PoolError(AdgError, ValueError):
@@ -85,10 +132,13 @@ def open_text(path: str | os.PathLike, mode: str = "r") -> io.TextIOBase:
     return open(path, mode, encoding="utf-8")
 
 
-def _format_validation_error(err: ValidationError) -> str:
+def _format_validation_error(err: ValidationError, names: dict[str, str]) -> str:
     parts = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "record"
+        path = [str(p) for p in e["loc"]]
+        if path:
+            path[0] = names.get(path[0], path[0])
+        loc = ".".join(path) or "record"
         msg = e["msg"]
         if e["type"] == "missing":
             msg = "missing"
@@ -96,15 +146,17 @@ def _format_validation_error(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def validate_record(obj: Any) -> dict[str, Any]:
-    """Validate one parsed JSON value; return it (as given, extras kept) or raise ValueError."""
+def validate_record(obj: Any, names: dict[str, str] | None = None) -> dict[str, Any]:
+    """Validate one parsed JSON value; return it (as given, extras kept) or raise ValueError.
+
+    `names` (ADG field → the pool's field) makes messages name the pool's own fields."""
     if not isinstance(obj, dict):
         kind = "a JSON array" if isinstance(obj, list) else type(obj).__name__
         raise ValueError(f"not a JSON object (got {kind})")
     try:
         Record.model_validate(obj)
     except ValidationError as err:
-        raise ValueError(_format_validation_error(err)) from None
+        raise ValueError(_format_validation_error(err, names or {})) from None
     return obj
 
 
@@ -118,6 +170,8 @@ _WS = " \t\r\n"
 # Bytes that are not UTF-8, as `surrogateescape` decoding leaves them in the text.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 _GZIP_ERRORS = (zlib.error, EOFError, gzip.BadGzipFile)
+# pyarrow's zstd stream reports damage as OSError ("Truncated compressed stream") or ArrowInvalid.
+_ZSTD_ERRORS = (OSError, ValueError)
 _CLOSING_LINE = re.compile(r"^([ \t]*)\][ \t\r]*$", re.MULTILINE)
 
 Item = tuple[int, str, Any]  # (line number, raw text, parsed value or the ValueError why not)
@@ -168,8 +222,9 @@ class _Lines:
     end a line); a decompression error ends the iteration and is kept in `error`, the numbers
     of lines that are not UTF-8 in `bad`."""
 
-    def __init__(self, fh):
+    def __init__(self, fh, errors: tuple[type[Exception], ...] = _GZIP_ERRORS):
         self.fh = fh
+        self.errors = errors
         self.lineno = 0
         self.error: Exception | None = None
         self.bad: set[int] = set()
@@ -184,7 +239,7 @@ class _Lines:
                 if self.lineno == 1:
                     text = text.removeprefix(_BOM)
                 yield self.lineno, text
-        except _GZIP_ERRORS as err:
+        except self.errors as err:
             self.error = err
 
 
@@ -375,6 +430,45 @@ def _iter_file(lines: _Lines, name: str) -> Iterator[Item]:
     yield from _items_after_array(array)
 
 
+class _RawStream(io.RawIOBase):
+    """A pyarrow input stream as a raw binary file, so `io.BufferedReader` splits its lines."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.stream.close()
+        super().close()
+
+
+def _open_zstd(path: str) -> io.BufferedReader:
+    """A .zst file, decompressed by pyarrow's zstd codec (no extra package)."""
+    import pyarrow as pa
+
+    # Small reads: damage loses at most the 64 KiB being decompressed, not the lines before it.
+    return io.BufferedReader(_RawStream(pa.input_stream(path, compression="zstd")), 1 << 16)
+
+
+def _open_gzip(path: str) -> io.BufferedIOBase:
+    return gzip.open(path, "rb")
+
+
+def _open_plain(path: str) -> io.BufferedIOBase:
+    return open(path, "rb")
+
+
+# Suffix → (open for reading bytes, the errors that mean damaged compressed data).
+_OPENERS = {".gz": (_open_gzip, _GZIP_ERRORS), ".zst": (_open_zstd, _ZSTD_ERRORS)}
+
+
 def iter_raw(path: str | os.PathLike, name: str | None = None) -> Iterator[Item]:
     """Yield (line number, raw text, parsed value or the reason it is not) for each element.
 
@@ -391,9 +485,9 @@ def iter_raw(path: str | os.PathLike, name: str | None = None) -> Iterator[Item]
         raise PoolError(f"{name}: no such file")
     if Path(p).is_dir():
         raise PoolError(f"{name}: is a directory, expected a JSON or JSONL file")
-    opener = gzip.open if p.endswith(".gz") else open
-    with opener(p, "rb") as fh:
-        lines = _Lines(fh)
+    opener, errors = _OPENERS.get(Path(p).suffix, (_open_plain, _GZIP_ERRORS))
+    with opener(p) as fh:
+        lines = _Lines(fh, errors)
         yield from _iter_file(lines, name)
         if lines.error is not None:
             yield (
@@ -406,43 +500,150 @@ def iter_raw(path: str | os.PathLike, name: str | None = None) -> Iterator[Item]
             )
 
 
+@dataclass(frozen=True)
+class PoolFormat:
+    """How to read a pool's files: `format` ("auto" or a shape of `adg.shapes.SHAPES`) and
+    `columns` (the parsed `--columns`: ADG field → the pool's field)."""
+
+    format: str = "auto"
+    columns: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, fmt: str = "auto", columns: str = "") -> PoolFormat:
+        """From the flags, checked (one line on a bad value) before any file is read."""
+        shapes.check_options(fmt or "auto", columns)
+        return cls(fmt or "auto", shapes.parse_columns(columns))
+
+
+def _text_items(path: str | os.PathLike, name: str, how: PoolFormat):
+    """(the file's Reading, its items as (number, raw text, value, origin)); the shape comes
+    from the first object in the file."""
+    items = iter_raw(path, name)
+    head: list[Item] = []
+    keys = None
+    for item in items:
+        head.append(item)
+        if isinstance(item[2], dict):
+            keys = item[2].keys()
+            break
+    reading = shapes.reading(how.format, how.columns, keys)
+    stream = ((n, raw, value, value) for n, raw, value in itertools.chain(head, items))
+    return reading, stream
+
+
+def _table_items(path: str | os.PathLike, name: str, how: PoolFormat):
+    """(the source's Reading, its rows as (row, None, value, (batch, index))); the shape comes
+    from the columns. Damage after some rows becomes one item holding the error."""
+    from adg.tables import TableError, iter_rows, schema
+
+    try:
+        columns = schema(path, name).names
+    except TableError as err:
+        raise PoolError(str(err)) from None
+    reading = shapes.reading(how.format, how.columns, columns)
+
+    def rows():
+        read = 0
+        try:
+            for row, batch, index, value in iter_rows(path, name):
+                read += 1
+                yield row, None, value, (batch, index)
+        except TableError as err:
+            if not read:
+                raise PoolError(str(err)) from None
+            yield read, "", ValueError(f"{err}; the rest cannot be read"), None
+
+    return reading, rows()
+
+
+class _SeenIds:
+    """The ids read so far and where each was first: one packed int per id (the file's index and
+    the line or row) rather than a "file:line" string, about 100 bytes a record (a million
+    records: ~100 MiB, the only part of ingest that grows with the pool). Ids are ints or
+    strings (validated), and a dict keeps 1 and "1" apart."""
+
+    def __init__(self):
+        self.first: dict[int | str, int] = {}
+        self.names: list[tuple[str, str]] = []  # (file, "line" or "row")
+
+    def where(self, record_id: int | str) -> str | None:
+        packed = self.first.get(record_id)
+        if packed is None:
+            return None
+        name, unit = self.names[packed >> 40]
+        number = packed & ((1 << 40) - 1)
+        return f"{name}:{number}" if unit == "line" else f"{name} row {number}"
+
+    def add(self, record_id: int | str, source: int, number: int) -> None:
+        self.first[record_id] = (source << 40) | number
+
+
 def _read_into(
     result: ReadResult,
     path: str | os.PathLike,
     name: str,
-    seen: dict[Any, str],
+    seen: _SeenIds,
     id_prefix: str = "",
     limit: int = 0,
+    how: PoolFormat | None = None,
 ) -> None:
     """Read one file's items into `result`: each one accepted or rejected, until `limit`."""
-    for position, (lineno, raw, value) in enumerate(iter_raw(path, name)):
-        if limit and len(result.records) >= limit:
-            result.stopped_at_limit = True
-            return
-        result.read += 1
-        if isinstance(value, Exception):
-            result.rejects.append(Reject(name, lineno, str(value), raw))
-            continue
-        try:
-            record = validate_record(value)
-        except ValueError as err:
-            result.rejects.append(Reject(name, lineno, str(err), raw))
-            continue
-        if record.get("id") is None:
-            new_id = f"{id_prefix}{position}" if id_prefix else position
-            record = {"id": new_id, **{k: v for k, v in record.items() if k != "id"}}
-            result.ids_assigned += 1
-        key = id_key(record["id"])
-        if key in seen:
-            reason = f"field 'id': duplicate id {record['id']!r} (first at {seen[key]})"
-            result.rejects.append(Reject(name, lineno, reason, raw))
-            continue
-        seen[key] = f"{name}:{lineno}"
-        result.records.append(record)
+    from adg.tables import is_table
+
+    how = how or PoolFormat()
+    table = is_table(path)
+    unit = "row" if table else "line"
+    reading, items = (_table_items if table else _text_items)(path, name, how)
+    counts = result.per_source.setdefault(name, {"records": 0, "rejected": 0})
+    counts["shape"] = reading.describe()
+    source = len(seen.names)
+    seen.names.append((name, unit))
+    before = (result.accepted, result.rejected)
+
+    def reject(number: int, raw: Any, reason: str, value: Any = None) -> None:
+        if raw is None:  # a row of a columnar file: its values, as the pool has them
+            raw = json.dumps(value, ensure_ascii=False, default=str)
+        result.reject(Reject(name, number, reason, raw, unit))
+
+    try:
+        for position, (number, raw, value, origin) in enumerate(items):
+            if limit and result.accepted >= limit:
+                result.stopped_at_limit = True
+                return
+            result.read += 1
+            if isinstance(value, Exception):
+                reject(number, raw, str(value))
+                continue
+            try:
+                canonical = value
+                if isinstance(value, dict):
+                    canonical = shapes.to_canonical(value, reading, nulls_absent=table)
+                record = validate_record(canonical, reading.names)
+            except ValueError as err:
+                reject(number, raw, str(err), value)
+                continue
+            if record.get("id") is None:
+                new_id = f"{id_prefix}{position}" if id_prefix else position
+                record = {"id": new_id, **{k: v for k, v in record.items() if k != "id"}}
+                result.ids_assigned += 1
+            first = seen.where(record["id"])
+            if first is not None:
+                reason = f"field 'id': duplicate id {record['id']!r} (first at {first})"
+                reject(number, raw, reason, value)
+                continue
+            seen.add(record["id"], source, number)
+            result.accept(record, origin)
+    finally:
+        counts["records"] += result.accepted - before[0]
+        counts["rejected"] += result.rejected - before[1]
 
 
 def read_pool(
-    path: str | os.PathLike, id_prefix: str = "", name: str | None = None, limit: int = 0
+    path: str | os.PathLike,
+    id_prefix: str = "",
+    name: str | None = None,
+    limit: int = 0,
+    how: PoolFormat | None = None,
 ) -> ReadResult:
     """Read and validate a pool; bad records become rejects, a missing `id` becomes the position.
 
@@ -452,10 +653,10 @@ def read_pool(
     so they are stable across re-runs; an assigned id that collides with an explicit one is
     rejected like any other duplicate. With `id_prefix` (several files read into one pool) an
     assigned id is the string prefix + position. `limit` > 0 stops reading once that many
-    records are accepted.
+    records are accepted. `how`: the shape to read (default: detected, `adg.shapes`).
     """
     result = ReadResult()
-    _read_into(result, path, name or str(path), {}, id_prefix, limit)
+    _read_into(result, path, name or str(path), _SeenIds(), id_prefix, limit, how)
     return result
 
 
@@ -621,6 +822,7 @@ class IngestSummary:
     limit: int = 0  # the --limit that stopped reading early, or 0
     per_source: dict[str, dict[str, Any]] = field(default_factory=dict)  # as in ReadResult
     unreadable: dict[str, str] = field(default_factory=dict)
+    originals: str = ""  # "parquet" or "jsonl" when the pool's own records were kept
 
     def line(self) -> str:
         stopped = f", stopped at --limit {self.limit}" if self.limit else ""
@@ -629,12 +831,25 @@ class IngestSummary:
             f" ({self.ids_assigned} ids assigned{stopped})"
         )
 
+    def source_lines(self) -> list[str]:
+        """One line per file: its shape and its counts."""
+        return [
+            f"ingest: {name}: {c['shape']}, {c['records']} accepted, {c['rejected']} rejected"
+            for name, c in self.per_source.items()
+            if "shape" in c
+        ]
+
+    def lines(self) -> list[str]:
+        return [*self.source_lines(), self.line()]
+
 
 def read_sources(
     sources: list[str],
     limit: int = 0,
     etags: dict[str, str] | None = None,
     tolerant: bool = False,
+    how: PoolFormat | None = None,
+    result: ReadResult | None = None,
 ) -> ReadResult:
     """Read one or several pool files (local paths or s3:// URIs) into one pool.
 
@@ -644,30 +859,41 @@ def read_sources(
     records are accepted. `etags`: {source: ETag} an s3:// source must still have when read.
     `tolerant`: a file that cannot be read at all (empty, not a pool) is one reject and listed in
     `unreadable` instead of an error (recurring curation must not fail on one bad upload forever).
+    `how`: the shape (detected per file by default); `result`: where to read into (one with
+    `on_accept` / `on_reject` set streams the records instead of keeping them).
     """
     from adg.storage import local_copy
 
     etags = etags or {}
-    out = ReadResult()
-    seen: dict[Any, str] = {}
+    out = result or ReadResult()
+    seen = _SeenIds()
     for source in sources:
         name = str(source)
         prefix = f"{Path(name).name}#" if len(sources) > 1 else ""
-        before = len(out.records)
         try:
             with local_copy(name, if_match=etags.get(name)) as path:
-                _read_into(out, path, name, seen, prefix, limit)
+                _read_into(out, path, name, seen, prefix, limit, how)
         except PoolError as err:
             if not tolerant:
                 raise
             out.unreadable[name] = str(err)
-            out.rejects.append(Reject(name, 0, str(err), ""))
+            out.reject(Reject(name, 0, str(err), ""))
             out.read += 1
-        accepted = len(out.records) - before
-        out.per_source[name] = {"records": accepted, "complete": not out.stopped_at_limit}
+        counts = out.per_source.setdefault(name, {"records": 0, "rejected": 0})
+        counts["complete"] = not out.stopped_at_limit
         if out.stopped_at_limit:
             break
     return out
+
+
+def _no_records(sources: list[str], result: ReadResult, rejects: Any) -> PoolError:
+    where = f", see {rejects})" if rejects else ")"
+    hint = ""
+    if any("(default)" in c.get("shape", "") for c in result.per_source.values()):
+        hint = "; read as alpaca (no other shape's fields found): give --format or --columns"
+    return PoolError(
+        f"{', '.join(sources)}: no valid records ({result.rejected} rejected{where}{hint}"
+    )
 
 
 def ingest(
@@ -677,36 +903,60 @@ def ingest(
     limit: int = 0,
     etags: dict[str, str] | None = None,
     tolerant: bool = False,
+    how: PoolFormat | None = None,
+    originals: str | os.PathLike | None = None,
 ) -> IngestSummary:
     """The ingest stage: validate a pool into `pool.jsonl`, rejected records into `rejects.jsonl`.
 
     `source` is a local path, an s3:// URI or a list of them (read into one pool). Every item
-    read (a JSONL line that is not blank, an element of a JSON array) is exactly one of accepted
-    or rejected. `limit` > 0 stops reading once `limit` records are accepted (for quick runs on a
-    large pool); what lies beyond is not read, so it is neither. `etags` and `tolerant` as in
-    `read_sources`; tolerant, a pool with no valid record is not an error (the summary says 0
-    accepted and `per_source` which files gave nothing).
+    read (a JSONL line that is not blank, an element of a JSON array, a row of a Parquet file)
+    is exactly one of accepted or rejected. `limit` > 0 stops reading once `limit` records are
+    accepted (for quick runs on a large pool); what lies beyond is not read, so it is neither.
+    `etags` and `tolerant` as in `read_sources`; tolerant, a pool with no valid record is not an
+    error (the summary says 0 accepted and `per_source` which files gave nothing). `how`: the
+    pool's shape (`PoolFormat`; detected per file by default). `originals`: also write each
+    accepted record as the pool has it, in pool order (`adg.handback.Originals`: Parquet when
+    every source is columnar, else JSONL). Records and rejects are written as they are read.
     """
+    from adg.handback import Originals
+    from adg.tables import is_table
+
     sources = [str(s) for s in source] if isinstance(source, list) else [str(source)]
     if not sources:
         raise PoolError("ingest: no pool files given")
     if limit < 0:
         raise PoolError(f"ingest: --limit must be 0 (all) or positive, got {limit}")
-    result = read_sources(sources, limit, etags=etags, tolerant=tolerant)
-    if rejects is not None:
-        write_jsonl(rejects, (r.to_json() for r in result.rejects))
-    if not result.records and not tolerant:
-        raise PoolError(
-            f"{', '.join(sources)}: no valid records ({len(result.rejects)} rejected"
-            + (f", see {rejects})" if rejects else ")")
-        )
-    write_jsonl(output, result.records)
+    kept = Originals(originals, tabular=all(is_table(s) for s in sources))
+    with atomic_text(rejects) if rejects is not None else open(os.devnull, "w") as rej:
+        empty = False
+        try:
+            with atomic_text(output) as out, kept:
+
+                def accept(record: dict[str, Any], origin: Any) -> None:
+                    out.write(dumps(record) + "\n")
+                    kept.add(origin)
+
+                result = ReadResult(
+                    on_accept=accept, on_reject=lambda r: rej.write(dumps(r.to_json()) + "\n")
+                )
+                read_sources(sources, limit, etags, tolerant, how, result)
+                if not result.accepted and not tolerant:
+                    raise _NoRecords
+        except _NoRecords:
+            empty = True
+    if empty:
+        raise _no_records(sources, result, rejects)
     return IngestSummary(
-        len(result.records),
-        len(result.rejects),
+        result.accepted,
+        result.rejected,
         result.ids_assigned,
         result.read,
         limit if result.stopped_at_limit else 0,
         result.per_source,
         result.unreadable,
+        kept.kind if originals is not None else "",
     )
+
+
+class _NoRecords(Exception):
+    """Nothing accepted: the output is not written (the rejects are)."""

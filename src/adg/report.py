@@ -6,7 +6,8 @@ The page needs no network and no JavaScript: plots are inline SVG (`adg.svg`). S
 anisotropy I plane, the top set highlighted, quadrant lines at the medians), `histograms` (score,
 D and I for the pool and for top / middle / bottom, as densities over shared bins), `bins` (size,
 quota and picks of the largest bins, share of bins contributing to top), `examples` (instructions
-from each quadrant with their sampled answers, escaped and truncated) and `tasks` (the task-type
+from each quadrant with their sampled answers, escaped and truncated; a conversation shows its
+system prompt and earlier turns first) and `tasks` (the task-type
 composition when the analysis ran, else a note).
 
 Rendering is two steps: `report_context` turns the scored pool, the three groups and the selection
@@ -118,6 +119,12 @@ def _example(r: dict[str, Any], d: float, i: float, selected: bool) -> dict[str,
         "i": f"{i:.4f}",
         "score": _num(r.get("score")),
         "selected": selected,
+        # A conversation: its system prompt and earlier turns, before the turn that was scored.
+        "system": _cut((r.get("system") or "").strip(), INSTRUCTION_CHARS),
+        "history": [
+            {"role": t.get("role"), "content": _cut(t.get("content"), INSTRUCTION_CHARS)}
+            for t in r.get("history") or []
+        ],
         "instruction": _cut(r.get("instruction"), INSTRUCTION_CHARS),
         "input": _cut((r.get("input") or "").strip(), INSTRUCTION_CHARS),
         "answers": [_cut(a, ANSWER_CHARS) for a in r.get("generated_answers") or []],

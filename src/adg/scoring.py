@@ -5,7 +5,9 @@ fields. Methods (`make_scorer` picks one of `adg.config.SCORE_METHODS`):
 
 * `adg` (default): needs `generated_answers` (ours, or the original ADG repository's file);
   writes `dispersion`, `anisotropy`, `score` (and `divergence.diagnostics` with `all_metrics`).
-* `ifd`: Instruction-Following Difficulty of the reference `output` with the backbone (adg.ifd).
+* `ifd`: Instruction-Following Difficulty of the reference `output` with the backbone (adg.ifd),
+  conditioned on the prompt generation renders (`prompt_format`: Alpaca, or the conversation in
+  the chat template).
 * `superfiltering`: the same IFD with a small proxy model (default: the embedded model).
 * `random`: a seeded uniform score per id (stable across runs and resumes).
 
@@ -32,9 +34,10 @@ import numpy as np
 
 from adg import divergence, models, progress
 from adg.checkpoint import ResumableOutput
-from adg.config import SCORE_METHODS, CheckpointConfig
+from adg.config import SCORE_METHODS, CheckpointConfig, SamplingConfig
 from adg.errors import InputError
 from adg.hidden import HiddenStateEncoder
+from adg.prompts import check_prompt_format
 from adg.records import PoolError, batched, check_records, check_writable, iter_records
 
 ANSWERS_FIELD = "generated_answers"
@@ -50,6 +53,7 @@ class ScoreOptions:
     all_metrics: bool = False
     proxy_model: str = ""  # superfiltering's small model; empty = the embedded model
     seed: int = 0
+    prompt_format: str = SamplingConfig.prompt_format  # what ifd / superfiltering condition on
 
 
 @dataclass
@@ -106,10 +110,10 @@ def _adg_scorer(opts: ScoreOptions, encoder: HiddenStateEncoder | None) -> Score
     return run
 
 
-def _ifd_scorer(model_spec: str) -> Scorer:
+def _ifd_scorer(model_spec: str, prompt_format: str) -> Scorer:
     from adg.ifd import IFDScorer
 
-    scorer = IFDScorer(*models.load(model_spec))
+    scorer = IFDScorer(*models.load(model_spec), prompt_format=prompt_format)
     return lambda chunk, _where: scorer.score(chunk)
 
 
@@ -132,7 +136,8 @@ def make_scorer(method: str, opts: ScoreOptions, encoder: HiddenStateEncoder | N
         return _adg_scorer(opts, encoder)
     if method == "random":
         return _random_scorer(opts)
-    return _ifd_scorer(opts.model if method == "ifd" else opts.proxy_model)
+    model = opts.model if method == "ifd" else opts.proxy_model
+    return _ifd_scorer(model, opts.prompt_format)
 
 
 def score_file(
@@ -148,15 +153,26 @@ def score_file(
     seed: int = 0,
     checkpoint_uri: str = "",
     checkpoint_every: int = CheckpointConfig.checkpoint_every,
+    prompt_format: str = SamplingConfig.prompt_format,
 ) -> ScoreSummary:
     """The score stage (see the module docstring)."""
     if method not in SCORE_METHODS:
         raise InputError(f"unknown scoring method {method!r}; choose one of {SCORE_METHODS}")
     opts = ScoreOptions(
-        model or "", weights or divergence.ScoreWeights(), all_metrics, proxy_model, seed
+        model or "",
+        weights or divergence.ScoreWeights(),
+        all_metrics,
+        proxy_model,
+        seed,
+        prompt_format,
     )
+
     # Every record is checked before the model loads or the output is touched.
-    check_records(input_path, extra=_answers if method == "adg" else None)
+    def fits_prompt(record: dict[str, Any], where: str) -> None:
+        check_prompt_format(record, prompt_format, where)
+
+    checks = {"adg": _answers, "ifd": fits_prompt, "superfiltering": fits_prompt}
+    check_records(input_path, extra=checks.get(method))
     scorer: Scorer | None = None
     total = 0
     size = sum(1 for _ in iter_records(input_path))

@@ -434,9 +434,11 @@ def export_selection(
     run_id: str,
     model: str,
     parameters: dict[str, Any],
+    extra: dict[str, str | os.PathLike] | None = None,
 ) -> str:
-    """Export `top/middle/bottom.json` and the selection report with a run manifest; with an
-    empty `export_uri` nothing happens and "" is returned."""
+    """Export `top/middle/bottom.json`, the selection report and the `extra` files (name → path,
+    e.g. selected.parquet) with a run manifest; with an empty `export_uri` nothing happens and
+    "" is returned."""
     if not export_uri:
         return ""
     report = json.loads(Path(report_path).read_text(encoding="utf-8"))
@@ -447,6 +449,7 @@ def export_selection(
     }
     files = {f"{name}.json": path for name, path in subsets.items()}
     files["selection_report.json"] = report_path
+    files.update(extra or {})
     manifest = {
         "run_id": run_id,
         "model": model,

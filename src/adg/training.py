@@ -1,6 +1,8 @@
 """Supervised fine-tuning on a selected subset: Alpaca prompts, loss on response tokens only.
 
-Every record becomes `alpaca_prompt(record)` followed by its `output` and the EOS token. Prompt and
+Every record becomes `alpaca_prompt(record)` followed by its `output` and the EOS token (a
+conversation with a system prompt or earlier turns, which the Alpaca prompt cannot hold, is
+rendered whole in the tokenizer's chat template instead, `adg.prompts.chat_prompt`). Prompt and
 response are tokenized separately and concatenated, so the boundary is exact and matches what the
 model sees at generation time; labels are -100 on the prompt and on padding, so the loss covers the
 response (and EOS) alone. Sequences are cut at `model_max_length`; a record whose prompt alone
@@ -30,7 +32,8 @@ from typing import Any
 from adg import progress
 from adg.config import TrainConfig
 from adg.errors import InputError
-from adg.prompts import alpaca_prompt
+from adg.prompts import alpaca_prompt, chat_prompt
+from adg.shapes import has_context_turns
 
 IGNORE_INDEX = -100
 METRICS_FILE = "training_metrics.json"
@@ -51,7 +54,11 @@ def encode(record: dict[str, Any], tokenizer, max_length: int) -> dict[str, list
     input_ids = prompt_ids + response_ids + [eos], cut to max_length;
     labels    = [-100] * len(prompt_ids) + response_ids + [eos], cut the same way.
     """
-    prompt_ids = tokenizer(alpaca_prompt(record), add_special_tokens=True)["input_ids"]
+    if has_context_turns(record):  # a chat template writes its own special tokens
+        text = chat_prompt(record, tokenizer)
+        prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    else:
+        prompt_ids = tokenizer(alpaca_prompt(record), add_special_tokens=True)["input_ids"]
     response_ids = tokenizer(record.get("output") or "", add_special_tokens=False)["input_ids"]
     response_ids = [*response_ids, tokenizer.eos_token_id]
     if len(prompt_ids) >= max_length:
