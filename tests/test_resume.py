@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from helpers import sample_records, write_jsonl
 
-from adg import checkpoint, storage
+from adg import checkpoint, fingerprint, storage
 
 N_RECORDS = 24
 
@@ -141,6 +141,8 @@ def test_score_restores_its_checkpoint(tiny, tmp_path, bucket):
     partial = tmp_path / "partial.jsonl"
     partial.write_text("".join(full.read_text().splitlines(keepends=True)[:3]))
     storage.upload(partial, uri)
+    # The checkpoint's fingerprint says it was made with these settings (as a pod's upload does).
+    storage.upload(fingerprint.sidecar_path(full), uri + fingerprint.SIDECAR_SUFFIX)
 
     out = tmp_path / "fresh" / "scored.jsonl"
     out.parent.mkdir()

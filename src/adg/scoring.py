@@ -14,7 +14,10 @@ fields. Methods (`make_scorer` picks one of `adg.config.SCORE_METHODS`):
 Every input record is validated first (the rules of ingest, unique ids, and for `adg` the
 answers); the first bad one is a one-line error naming file, line and field, before any model
 loads. Records are read and written in chunks, so memory does not grow with the pool; output is
-appended chunk by chunk and a killed run resumes, skipping ids already scored. With
+appended chunk by chunk and a killed run resumes (`adg.checkpoint.ResumableOutput`), skipping
+records already scored from the same input (id, text and answers); an output made with other
+settings (`score_fingerprint`: method, model identity, layers, weights, metrics, seed, prompt
+format, as the method uses them) is refused unless `restart` moves it aside. With
 `checkpoint_uri` the output is also checkpointed to object storage (see `adg.checkpoint`), so a
 retried pod resumes a preempted shard.
 
@@ -32,11 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from adg import divergence, models, progress
+from adg import divergence, fingerprint, models, progress
 from adg.checkpoint import ResumableOutput
 from adg.config import SCORE_METHODS, CheckpointConfig, SamplingConfig
 from adg.errors import InputError
-from adg.hidden import HiddenStateEncoder
+from adg.hidden import LAYERS, HiddenStateEncoder
 from adg.prompts import check_prompt_format
 from adg.records import PoolError, batched, check_records, check_writable, iter_records
 
@@ -62,8 +65,53 @@ class ScoreSummary:
     scored: int
     resumed: int
 
+    redone: int = 0  # of `scored`: records whose input changed since the output was made
+
     def line(self) -> str:
-        return f"score: {self.scored} scored, {self.resumed} already done ({self.total} records)"
+        redone = f" ({self.redone} changed since the last run)" if self.redone else ""
+        return (
+            f"score: {self.scored} scored{redone}, {self.resumed} already done "
+            f"({self.total} records)"
+        )
+
+
+def score_fingerprint(
+    method: str, opts: ScoreOptions, encoder: HiddenStateEncoder | None = None
+) -> dict[str, Any]:
+    """The settings a score output is made with (`adg.fingerprint`): only those `method` uses."""
+    values: dict[str, Any] = {
+        "stage": "score",
+        "result_format": fingerprint.RESULT_FORMAT,
+        "method": method,
+    }
+    model: str | None = None
+    if method == "adg":
+        model = _identity(opts.model, encoder)
+        values.update(
+            dispersion_weight=opts.weights.dispersion,
+            anisotropy_weight=opts.weights.anisotropy,
+            all_metrics=opts.all_metrics,
+            layers=list(encoder.layers if encoder is not None else LAYERS),
+        )
+    elif method in ("ifd", "superfiltering"):
+        model = fingerprint.model_identity(opts.model if method == "ifd" else opts.proxy_model)
+        values["prompt_format"] = opts.prompt_format
+    else:
+        values["seed"] = opts.seed
+    return fingerprint.settings(model, **values)
+
+
+def _identity(model: str, encoder: HiddenStateEncoder | None) -> str:
+    if encoder is not None and not model:
+        from adg.generation import in_memory_identity
+
+        return in_memory_identity(encoder.model)
+    return fingerprint.model_identity(model)
+
+
+def input_fields(method: str) -> tuple[str, ...]:
+    """The fields besides a record's content its score depends on (its per-record hash)."""
+    return (ANSWERS_FIELD,) if method == "adg" else ()
 
 
 def _answers(record: dict[str, Any], where: str) -> list[str]:
@@ -154,6 +202,7 @@ def score_file(
     checkpoint_uri: str = "",
     checkpoint_every: int = CheckpointConfig.checkpoint_every,
     prompt_format: str = SamplingConfig.prompt_format,
+    restart: bool = False,
 ) -> ScoreSummary:
     """The score stage (see the module docstring)."""
     if method not in SCORE_METHODS:
@@ -175,25 +224,28 @@ def score_file(
     check_records(input_path, extra=checks.get(method))
     scorer: Scorer | None = None
     total = 0
-    size = sum(1 for _ in iter_records(input_path))
-    with (
-        ResumableOutput(output_path, checkpoint_uri, checkpoint_every) as out,
-        progress.bar(size, "score" if method == "adg" else f"score ({method})") as bar,
-    ):
-        for chunk in batched(iter_records(input_path), chunk_records):
-            where = [
-                f"{input_path}: record {total + n} (id {r['id']!r})" for n, r in enumerate(chunk)
-            ]
-            todo = [(r, w) for r, w in zip(chunk, where, strict=True) if not out.is_done(r)]
-            total += len(chunk)
-            if todo:
-                if scorer is None:  # the model loads only when there is work left
-                    scorer = make_scorer(method, opts, encoder)
-                records = [r for r, _ in todo]
-                fields = scorer(records, [w for _, w in todo])
-                out.append([{**r, **f} for r, f in zip(records, fields, strict=True)])
-            bar.update(len(chunk))
-    return ScoreSummary(total, out.written, total - out.written)
+    fp = score_fingerprint(method, opts, encoder)
+    with ResumableOutput(
+        output_path, fp, input_fields(method), checkpoint_uri, checkpoint_every, restart=restart
+    ) as out:
+        keys = [out.key(r) for r in iter_records(input_path)]
+        out.keep_only(keys)
+        with progress.bar(len(keys), "score" if method == "adg" else f"score ({method})") as bar:
+            for chunk in batched(iter_records(input_path), chunk_records):
+                where = [
+                    f"{input_path}: record {total + n} (id {r['id']!r})"
+                    for n, r in enumerate(chunk)
+                ]
+                todo = [(r, w) for r, w in zip(chunk, where, strict=True) if not out.is_done(r)]
+                total += len(chunk)
+                if todo:
+                    if scorer is None:  # the model loads only when there is work left
+                        scorer = make_scorer(method, opts, encoder)
+                    records = [r for r, _ in todo]
+                    fields = scorer(records, [w for _, w in todo])
+                    out.append([{**r, **f} for r, f in zip(records, fields, strict=True)])
+                bar.update(len(chunk))
+    return ScoreSummary(total, out.written, total - out.written, out.redo)
 
 
 def embed_file(
