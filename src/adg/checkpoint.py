@@ -1,4 +1,4 @@
-"""Resumable stage outputs and their remote checkpoints, so a preempted shard resumes in a fresh pod.
+"""Resumable stage outputs and their remote checkpoints: a preempted shard resumes in a new pod.
 
 Generation and scoring append finished records to a local JSONL file and, on the next run, skip
 the records already there (`ResumableOutput`). Nothing is ever silently mixed:
