@@ -385,6 +385,8 @@ HUGE = ["1e400", "-1e999", "9" * 5000]
 def _nested(rng: random.Random) -> str:
     depth = rng.choice([101, 3000, 50_000])
     return "[" * depth + "]" * depth
+
+
 BROKEN_BYTES = [b"\xff\xfe{}", b'{"id": "latin", "instruction": "caf\xe9"}', b"\x00\x01"]
 
 
