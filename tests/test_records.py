@@ -375,9 +375,9 @@ BROKEN = [
     lambda rng, i: "\u00e9t\u00e9 " * rng.randint(1, 3),
     lambda rng, i: good(i)[: rng.randint(1, 20)],
     # Lines that break the decoder or the writer rather than the syntax.
-    lambda rng, i: '{"id": "s%d", "instruction": "lone \\ud800 surrogate"}' % i,
-    lambda rng, i: '{"id": "d%d", "instruction": "x", "v": %s}' % (i, _nested(rng)),
-    lambda rng, i: '{"id": "n%d", "instruction": "x", "v": %s}' % (i, rng.choice(HUGE)),
+    lambda rng, i: f'{{"id": "s{i}", "instruction": "lone \\ud800 surrogate"}}',
+    lambda rng, i: f'{{"id": "d{i}", "instruction": "x", "v": {_nested(rng)}}}',
+    lambda rng, i: f'{{"id": "n{i}", "instruction": "x", "v": {rng.choice(HUGE)}}}',
 ]
 HUGE = ["1e400", "-1e999", "9" * 5000]
 
