@@ -422,3 +422,83 @@ def test_embed_refuses_other_settings_and_skips_a_done_input(tmp_path, tiny, tin
         restart=True,
     )
     assert np.array_equal(np.load(f"{out}.before-restart-1"), first)
+
+
+# --- SIGTERM (a node draining): whole batches written, the rerun equals an uninterrupted run -----
+
+
+def terminate_when(proc: subprocess.Popen, ready, timeout: float = 240.0) -> str:
+    """SIGTERM the process once `ready()` holds; return its stderr after it ended."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            pytest.fail(f"the stage ended (rc {proc.returncode}) before it could be terminated")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the stage made no progress")
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate()
+    assert proc.returncode == 143, err
+    return err
+
+
+@pytest.mark.subprocess
+def test_sigterm_during_generate_then_rerun_equals_an_uninterrupted_run(
+    pool, tiny_model_dir, tmp_path
+):
+    out = tmp_path / "g.jsonl"
+    cmd = generate_cmd(pool, out, tiny_model_dir, "--batch-size", "3")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = terminate_when(proc, lambda: complete_lines(out) >= 3)
+    assert err.splitlines()[-1] == "adg generate: terminated (SIGTERM); re-run to resume"
+    data = out.read_bytes()
+    assert data.endswith(b"\n") and data.count(b"\n") % 3 == 0  # whole batches only
+    done = data.count(b"\n")
+    assert done < N_RECORDS
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    assert f"{N_RECORDS - done} generated, {done} already done" in rerun.stdout
+    whole = tmp_path / "whole.jsonl"
+    subprocess.run(
+        generate_cmd(pool, whole, tiny_model_dir, "--batch-size", "3"),
+        check=True,
+        capture_output=True,
+    )
+    assert by_id(out) == by_id(whole)  # identical answers (same seed)
+
+
+@pytest.mark.subprocess
+def test_sigterm_during_score_then_rerun_equals_an_uninterrupted_run(tiny_model_dir, tmp_path):
+    n = 1500
+    records = [
+        {
+            "id": i,
+            "instruction": f"Explain topic number {i} in a few words",
+            "generated_answers": [
+                f"An answer about {i}",
+                "another answer of some length",
+                f"{i} %",
+            ],
+        }
+        for i in range(n)
+    ]
+    src = write_jsonl(tmp_path / "generated.jsonl", records)
+    out = tmp_path / "s.jsonl"
+    cmd = [sys.executable, "-m", "adg.cli", "score", "--input", str(src), "--output", str(out)]
+    cmd += ["--model", str(tiny_model_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = terminate_when(proc, lambda: complete_lines(out) >= 128)
+    assert err.splitlines()[-1] == "adg score: terminated (SIGTERM); re-run to resume"
+    data = out.read_bytes()
+    assert data.endswith(b"\n") and data.count(b"\n") % 64 == 0  # whole chunks only
+    assert data.count(b"\n") < n
+
+    subprocess.run(cmd, capture_output=True, text=True, check=True)
+    whole = tmp_path / "whole.jsonl"
+    subprocess.run([*cmd[:-4], "--output", str(whole), *cmd[-2:]], check=True, capture_output=True)
+    got, want = by_id(out), by_id(whole)
+    assert got.keys() == want.keys() and len(got) == n
+    for k in want:
+        for field in ("score", "dispersion", "anisotropy"):
+            assert got[k][field] == pytest.approx(want[k][field], abs=1e-6)
