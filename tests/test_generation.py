@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import time
 
 import pytest
 
+from adg import fingerprint
 from adg.generation import SamplingConfig, generate_file
 from adg.prompts import adds_special_tokens, alpaca_prompt, build_prompt
 from adg.training import encode
@@ -87,6 +89,7 @@ def test_resume_skips_done_ids_and_cuts_partial_line(tmp_path, pool_file, tiny_m
     lines = full.read_text().splitlines(keepends=True)
     part = tmp_path / "part.jsonl"
     part.write_text("".join(lines[:4]) + lines[4][:25])  # killed mid-write of record 4
+    shutil.copy(fingerprint.sidecar_path(full), fingerprint.sidecar_path(part))
     s = generate_file(pool_file, part, model=str(tiny_model_dir), cfg=CFG, backend="hf", limit=8)
     assert (s.resumed, s.generated) == (4, 4)
     assert [r["id"] for r in read(part)] == list(range(8))
@@ -102,6 +105,7 @@ def test_resume_inside_a_batch_equals_an_uninterrupted_run(tmp_path, pool_file, 
     lines = full.read_text().splitlines(keepends=True)
     part = tmp_path / "part.jsonl"
     part.write_text("".join(lines[:2]) + lines[2][:25])
+    shutil.copy(fingerprint.sidecar_path(full), fingerprint.sidecar_path(part))
     s = generate_file(pool_file, part, model=str(tiny_model_dir), cfg=CFG, backend="hf", limit=8)
     assert (s.resumed, s.generated) == (2, 6)
     assert read(part) == read(full)

@@ -3,6 +3,7 @@
 import gzip
 import json
 import random
+import re
 
 import pytest
 
@@ -314,6 +315,52 @@ def test_write_error_names_the_output_not_the_temp_file(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
+DECODER_BREAKERS = [
+    ('{"id": 1, "instruction": "lone \\ud800"}', r"lone UTF-16 surrogate \(\\ud800\)"),
+    ('{"id": 2, "instruction": "x", "\\udfff": 1}', r"lone UTF-16 surrogate \(\\udfff\)"),
+    ('{"id": 3, "instruction": "x", "v": ' + "[" * 50_000 + "]" * 50_000 + "}", "nested more"),
+    ('{"id": 4, "instruction": "x", "v": ' + "[" * 101 + "]" * 101 + "}", "nested more"),
+    ('{"id": 5, "instruction": "x", "v": 1e400}', "number out of range: 1e400"),
+    ('{"id": 6, "instruction": "x", "v": -1E+999}', "number out of range: -1E\\+999"),
+    ('{"id": 7, "instruction": "x", "v": ' + "1" * 5000 + "}", "an integer of 5000 digits"),
+]
+
+
+@pytest.mark.parametrize("as_array", [False, True])
+def test_lines_that_break_the_decoder_are_rejects_with_their_line(tmp_path, capsys, as_array):
+    keep = [
+        '{"id": 10, "instruction": "pair \\ud83d\\ude00 is one character"}',
+        '{"id": 11, "instruction": "deep enough", "v": ' + "[" * 99 + "]" * 99 + "}",
+        '{"id": 12, "instruction": "x", "v": 1e308, "nan": NaN}',
+    ]
+    lines = [line for line, _ in DECODER_BREAKERS] + keep
+    src = tmp_path / ("pool.json" if as_array else "pool.jsonl")
+    text = ("[\n" + ",\n".join(lines) + "\n]\n") if as_array else "\n".join(lines) + "\n"
+    src.write_text(text)
+    out, rej = tmp_path / "out.jsonl", tmp_path / "rej.jsonl"
+    assert main(["ingest", str(src), "--output", str(out), "--rejects", str(rej)]) == 0
+    assert "accepted" in capsys.readouterr().out
+    rejects = [json.loads(line) for line in rej.read_text().splitlines()]
+    first = 2 if as_array else 1
+    assert [r["line"] for r in rejects] == list(range(first, first + len(DECODER_BREAKERS)))
+    for r, (_line, reason) in zip(rejects, DECODER_BREAKERS, strict=True):
+        assert re.search(reason, r["reason"]), r["reason"]
+    kept = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in kept] == [10, 11, 12]
+    assert kept[0]["instruction"] == "pair \U0001f600 is one character"
+
+
+def test_ids_1_and_string_1_are_distinct_everywhere(tmp_path):
+    # 1 and "1" are two ids (documented in docs/data.md): ingest keeps both, stages treat them
+    # as two records.
+    src = tmp_path / "pool.jsonl"
+    src.write_text('{"id": 1, "instruction": "a"}\n{"id": "1", "instruction": "b"}\n')
+    summary = records.ingest(src, tmp_path / "out.jsonl", tmp_path / "rej.jsonl")
+    assert (summary.accepted, summary.rejected) == (2, 0)
+    assert records.check_records(tmp_path / "out.jsonl") == 2
+    assert records.id_key(1) != records.id_key("1")
+
+
 # --- the fuzz test: random mixes of good and broken lines ----------------------------------
 
 
@@ -327,7 +374,19 @@ BROKEN = [
     lambda rng, i: "null",
     lambda rng, i: "\u00e9t\u00e9 " * rng.randint(1, 3),
     lambda rng, i: good(i)[: rng.randint(1, 20)],
+    # Lines that break the decoder or the writer rather than the syntax.
+    lambda rng, i: f'{{"id": "s{i}", "instruction": "lone \\ud800 surrogate"}}',
+    lambda rng, i: f'{{"id": "d{i}", "instruction": "x", "v": {_nested(rng)}}}',
+    lambda rng, i: f'{{"id": "n{i}", "instruction": "x", "v": {rng.choice(HUGE)}}}',
 ]
+HUGE = ["1e400", "-1e999", "9" * 5000]
+
+
+def _nested(rng: random.Random) -> str:
+    depth = rng.choice([101, 3000, 50_000])
+    return "[" * depth + "]" * depth
+
+
 BROKEN_BYTES = [b"\xff\xfe{}", b'{"id": "latin", "instruction": "caf\xe9"}', b"\x00\x01"]
 
 

@@ -1,11 +1,13 @@
 """Score and embed stages on files: fields, resume, the original ADG file format, errors."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 from helpers import sample_records, write_jsonl
 
+from adg import fingerprint
 from adg.cli import main
 from adg.scoring import embed_file, score_file
 
@@ -53,6 +55,7 @@ def test_score_resumes(tmp_path, tiny_model_dir):
     score_file(src, full, model=str(tiny_model_dir))
     lines = full.read_text().splitlines(keepends=True)
     part.write_text("".join(lines[:3]) + lines[3][:10])
+    shutil.copy(fingerprint.sidecar_path(full), fingerprint.sidecar_path(part))
     s = score_file(src, part, model=str(tiny_model_dir))
     assert (s.resumed, s.scored) == (3, 3)
     # The resumed records are batched with other texts than in one run (batches are cut by length),

@@ -33,7 +33,7 @@ from adg.config import (
     SelectConfig,
     TrainConfig,
 )
-from adg.errors import AdgError, InputError
+from adg.errors import AdgError, InputError, Terminated
 from adg.progress import configure_logging
 
 SAMPLE_POOL = "alpaca_gpt4_sample_200.jsonl"
@@ -61,6 +61,16 @@ def _model_arg(p: argparse.ArgumentParser) -> None:
         "--model",
         default="",
         help="HF folder, .gguf file or s3:// prefix (default: the embedded SmolLM2-135M-Instruct)",
+    )
+
+
+def _restart_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="start over: keep an existing output (and its fingerprint) aside as "
+        "OUTPUT.before-restart-N instead of resuming it (default: resume, and refuse an output "
+        "made with other settings)",
     )
 
 
@@ -137,6 +147,7 @@ def cmd_generate(a: argparse.Namespace) -> None:
         checkpoint_every=a.checkpoint_every,
         tensor_parallel_size=a.tensor_parallel_size,
         gpu_memory_utilization=a.gpu_memory_utilization,
+        restart=a.restart,
     )
     print(summary.line())
 
@@ -144,7 +155,7 @@ def cmd_generate(a: argparse.Namespace) -> None:
 def cmd_embed(a: argparse.Namespace) -> None:
     from adg.scoring import embed_file
 
-    n, h = embed_file(a.input, a.output, model=a.model)
+    n, h = embed_file(a.input, a.output, model=a.model, restart=a.restart)
     print(f"embed: {n} x {h} float32 -> {a.output}")
 
 
@@ -171,6 +182,7 @@ def cmd_score(a: argparse.Namespace) -> None:
         checkpoint_uri=a.checkpoint_uri,
         checkpoint_every=a.checkpoint_every,
         prompt_format=a.prompt_format,
+        restart=a.restart,
     )
     print(summary.line())
 
@@ -549,12 +561,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-index", type=int, default=0, help="which shard of the pool to do")
     p.add_argument("--shard-count", type=int, default=1, help="shards the pool is split into")
     add_flags(p, CheckpointConfig)
+    _restart_arg(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("embed", help="instruction vectors for binning")
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
     _model_arg(p)
+    _restart_arg(p)
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("cluster", help="k-means bins over instruction vectors")
@@ -575,6 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, SamplingConfig, only=("prompt_format",))
     add_flags(p, ScoreConfig)
     add_flags(p, CheckpointConfig)
+    _restart_arg(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("select", help="bin-wise top / middle / bottom within a budget")
@@ -722,6 +737,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"adg {args.command}: interrupted; re-run to resume", file=sys.stderr)
         return 130
+    except Terminated:
+        # SIGTERM (a node draining): the output holds whole batches; 128 + 15 as a shell reports.
+        print(f"adg {args.command}: terminated (SIGTERM); re-run to resume", file=sys.stderr)
+        return 143
     return 0
 
 

@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from adg import storage
+from adg import fingerprint, storage
 from adg.errors import InputError
 from adg.records import PoolError, id_key, iter_records, write_json_array, write_jsonl
 from adg.shapes import content_text
@@ -87,23 +87,18 @@ class CurationMismatch(InputError):
 
 
 def model_id(model: str) -> str:
-    """The model as the index records it: the spec as given; "" is the embedded model."""
-    if model:
-        return str(model)
-    from adg.models import EMBEDDED_NAME
-
-    return f"embedded:{EMBEDDED_NAME}"
+    """The model as the index records it: its identity (`adg.fingerprint.model_identity`: the
+    spec plus a digest of a local model's config and weights index; "" is the embedded model)."""
+    return fingerprint.model_identity(model)
 
 
 def scoring_settings(model: str, **settings: Any) -> dict[str, Any]:
-    """What decides a record's score: the model id plus sampling and score settings.
+    """What decides a record's score: the model's identity plus sampling and score settings, as
+    one fingerprint (`adg.fingerprint.settings`, the same code every resumable output uses).
 
     Numbers are normalised (2.0 and 2 are the same setting; KFP passes dict values as strings).
     """
-    out: dict[str, Any] = {"model": model_id(model)}
-    for key, value in sorted(settings.items()):
-        out[key] = storage._plain(value)
-    return out
+    return fingerprint.settings(model_id(model), **settings)
 
 
 def _hash64(text: str) -> int:
@@ -258,7 +253,7 @@ def _stamp() -> str:
 
 
 def _describe(settings: dict[str, Any], other: dict[str, Any]) -> str:
-    diff = [k for k in sorted(set(settings) | set(other)) if settings.get(k) != other.get(k)]
+    diff = fingerprint.differences(settings, other)
     return ", ".join(f"{k}={settings.get(k)!r} (this run: {other.get(k)!r})" for k in diff)
 
 
@@ -272,8 +267,8 @@ def active_entries(
     live = [m for m in entries if m["id"] not in superseded]
     if settings is None and live:
         settings = live[-1]["settings"]
-    same = [m for m in live if m["settings"] == settings]
-    other = [m for m in live if m["settings"] != settings]
+    same = [m for m in live if not fingerprint.differences(m["settings"], settings)]
+    other = [m for m in live if fingerprint.differences(m["settings"], settings)]
     return same, other
 
 

@@ -14,3 +14,9 @@ class AdgError(Exception):
 
 class InputError(AdgError, ValueError):
     """A bad value, flag or file content (still a ValueError for callers of the library)."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived while a stage was writing a resumable output (a node draining, `kill`):
+    raised between batches, so what was written is whole batches and a re-run resumes there.
+    A BaseException, like KeyboardInterrupt, so no `except Exception` swallows it."""

@@ -1,11 +1,18 @@
 """Sampling K answers per instruction: a transformers backend (CPU/GPU) and a vLLM backend (GPU).
 
 Each output record is the input record plus `generated_answers` (a list of K strings). Output is
-appended batch by batch and flushed, so a run killed half-way resumes on the next call: ids already
-in the output are skipped and a half-written last line is cut off. Batches are fixed slices of the
-pool and each is seeded from (`seed`, batch index), so the same pool, model and seed give the same
-answers on the transformers backend (for a given shard count). A batch that a kill left partly
-written is sampled again whole, so a resumed run's answers equal an uninterrupted run's.
+appended batch by batch and flushed, so a run killed half-way resumes on the next call
+(`adg.checkpoint.ResumableOutput`): records already in the output with the same input text are
+skipped, a record whose text changed is sampled again, and an output made with other settings
+(`generation_fingerprint`: K, temperature, top-p, max tokens, seed, prompt format, backend, the
+model's identity) is refused unless `restart` moves it aside.
+
+Seeds. The transformers backend samples fixed slices of the pool, each seeded from (`seed`, batch
+index): a row's random draws depend on its batch (padding, the shared generator), so the batch
+size and shard count are part of its fingerprint, and a batch with any record left to do is
+sampled again whole; the same pool, model and seed then give the same answers on every resume.
+The vLLM backend seeds every request from (`seed`, record id) (`record_seed`), so a record's
+answers do not depend on its batch.
 
 In a cluster the pool is split into shards (`shard_index` of `shard_count`, see `adg.shards`) and
 each shard's output is also checkpointed to object storage (`adg.checkpoint`), so a preempted
@@ -14,11 +21,13 @@ pod's retry continues where the last checkpoint left off.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
-from adg import models, progress
+from adg import fingerprint, models, progress
 from adg.checkpoint import ResumableOutput
 from adg.config import CheckpointConfig, GenerateConfig, SamplingConfig
 from adg.errors import InputError
@@ -35,10 +44,12 @@ class GenerateSummary:
     generated: int
     resumed: int
     backend: str
+    redone: int = 0  # of `generated`: records whose text changed since the output was made
 
     def line(self) -> str:
+        redone = f" ({self.redone} changed since the last run)" if self.redone else ""
         return (
-            f"generate: {self.generated} generated, {self.resumed} already done "
+            f"generate: {self.generated} generated{redone}, {self.resumed} already done "
             f"({self.total} records, backend {self.backend})"
         )
 
@@ -71,6 +82,40 @@ def resolve_backend(backend: str) -> str:
 
 def batch_seed(seed: int, batch_index: int) -> int:
     return (seed * 1_000_003 + batch_index) % (2**63)
+
+
+def record_seed(seed: int, record_id: int | str) -> int:
+    """The vLLM request seed of one record: from (`seed`, id), not its position (1 and "1" are
+    different ids and get different seeds)."""
+    text = f"{seed}:{json.dumps(record_id, ensure_ascii=False)}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") % (2**63)
+
+
+def generation_fingerprint(
+    cfg: SamplingConfig, backend: str, model_identity: str, shard_count: int = 1
+) -> dict[str, Any]:
+    """The settings a generate output is made with (`adg.fingerprint`)."""
+    values: dict[str, Any] = {
+        "stage": "generate",
+        "result_format": fingerprint.RESULT_FORMAT,
+        "backend": backend,
+        "num_samples": cfg.num_samples,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "max_new_tokens": cfg.max_new_tokens,
+        "seed": cfg.seed,
+        "prompt_format": cfg.prompt_format,
+    }
+    if backend == "hf":  # batch-seeded: a record's answers depend on its batch (module docstring)
+        values.update(batch_size=cfg.batch_size, shard_count=shard_count)
+    return fingerprint.settings(model_identity, **values)
+
+
+def in_memory_identity(model) -> str:
+    """Identity of a model passed in memory (no path): a digest of its config."""
+    config = getattr(model, "config", None)
+    text = config.to_json_string() if config is not None else type(model).__name__
+    return "in-memory@" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class HFSampler:
@@ -158,13 +203,17 @@ class VLLMSampler:
         from vllm import SamplingParams
 
         cfg = self.cfg
-        params = SamplingParams(
-            n=cfg.num_samples,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            max_tokens=cfg.max_new_tokens,
-            seed=batch_seed(cfg.seed, batch_index),
-        )
+        # One request per record, seeded from (seed, id): answers independent of the batch.
+        params = [
+            SamplingParams(
+                n=cfg.num_samples,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                max_tokens=cfg.max_new_tokens,
+                seed=record_seed(cfg.seed, r["id"]),
+            )
+            for r in records
+        ]
         prompts = [
             {
                 "prompt_token_ids": self.tokenizer(
@@ -193,6 +242,7 @@ def generate_file(
     tensor_parallel_size: int = GenerateConfig.tensor_parallel_size,
     gpu_memory_utilization: float = GenerateConfig.gpu_memory_utilization,
     sampler: HFSampler | VLLMSampler | None = None,
+    restart: bool = False,
 ) -> GenerateSummary:
     """The generate stage: `pool.jsonl` (or one shard of it) → `generated.jsonl`, resumable.
 
@@ -200,7 +250,8 @@ def generate_file(
     `checkpoint_every` records. The two vLLM settings are ignored by the transformers backend.
     `sampler`, when given, is used instead of one built from `model` and `backend` (like
     `score_file`'s `encoder`: one model in memory for several calls); its own settings
-    (`sampler.cfg`) are then the ones used, `cfg` is ignored.
+    (`sampler.cfg`) are then the ones used, `cfg` is ignored. An existing output made with other
+    settings is refused (`adg.fingerprint.ResumeMismatch`); `restart` moves it aside instead.
     """
     cfg = sampler.cfg if sampler is not None else cfg or SamplingConfig()
     check_sampling(cfg)
@@ -210,28 +261,38 @@ def generate_file(
         check_prompt_format(record, cfg.prompt_format, where)
 
     check_records(input_path, extra=fits_prompt)
-    size = sum(1 for _ in iter_shard(input_path, shard_count, shard_index, limit=limit))
-    records = iter_shard(input_path, shard_count, shard_index, limit=limit)
     name = sampler.name if sampler is not None else resolve_backend(backend)
+    if sampler is not None and model is None:
+        identity = in_memory_identity(getattr(sampler, "model", sampler))
+    else:
+        identity = fingerprint.model_identity(model)
+    fp = generation_fingerprint(cfg, name, identity, shard_count)
     total = 0
-    with (
-        ResumableOutput(output_path, checkpoint_uri, checkpoint_every) as out,
-        progress.bar(size, "generate") as bar,
-    ):
-        tokens = progress.Tokens(bar)
-        # Fixed slices of the shard, so batch b (and its seed) is the same on every resume.
-        for b, batch in enumerate(batched(records, cfg.batch_size)):
-            total += len(batch)
-            if not all(out.is_done(r) for r in batch):
+    with ResumableOutput(
+        output_path, fp, (), checkpoint_uri, checkpoint_every, restart=restart
+    ) as out:
+        # This run's records (id, input hash): output lines of any other are dropped.
+        keys = [out.key(r) for r in iter_shard(input_path, shard_count, shard_index, limit=limit)]
+        out.keep_only(keys)
+        size = len(keys)
+        records = iter_shard(input_path, shard_count, shard_index, limit=limit)
+        with progress.bar(size, "generate") as bar:
+            tokens = progress.Tokens(bar)
+            # Fixed slices of the shard, so batch b (and its seed) is the same on every resume.
+            for b, batch in enumerate(batched(records, cfg.batch_size)):
+                total += len(batch)
+                if all(out.is_done(r) for r in batch):
+                    bar.update(len(batch))
+                    continue
                 if sampler is None:
                     sampler = (
                         VLLMSampler(model, cfg, tensor_parallel_size, gpu_memory_utilization)
                         if name == "vllm"
                         else HFSampler(model, cfg)
                     )
-                # A kill can land inside a batch; the whole batch is sampled again (same records,
-                # same seed), so the records it still lacks get the answers of an uninterrupted
-                # run.
+                # A kill can land inside a batch, or one record of it changed: the whole batch is
+                # sampled again (same records, same seed), so the records it still lacks get the
+                # answers of an uninterrupted run.
                 before = sampler.tokens
                 answers = sampler.sample(batch, b)
                 out.append(
@@ -242,5 +303,5 @@ def generate_file(
                     ]
                 )
                 tokens.add(sampler.tokens - before)
-            bar.update(len(batch))
-    return GenerateSummary(total, out.written, total - out.written, name)
+                bar.update(len(batch))
+    return GenerateSummary(total, out.written, total - out.written, name, out.redo)

@@ -90,6 +90,7 @@ class HiddenStateEncoder:
 
         self.tokenizer = tokenizer
         self.model = model
+        self.layers = tuple(layers)
         self.backbone, blocks = decoder_layers(model)
         n_layers = len(blocks)
         # hidden_states[j] (j >= 1) is the output of block j-1; negative j counts from n_layers + 1.

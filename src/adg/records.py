@@ -18,6 +18,7 @@ import gzip
 import io
 import itertools
 import json
+import math
 import os
 import re
 import zlib
@@ -162,9 +163,91 @@ def validate_record(obj: Any, names: dict[str, str] | None = None) -> dict[str, 
 
 # --- reading a pool file: every element or line becomes exactly one item ----------------------
 
+# Nesting deeper than this is rejected: real records are a few levels deep, and a value nested
+# thousands deep (which json parses up to the interpreter's recursion limit, or fails on with
+# RecursionError) would break a later stage that walks it.
+MAX_DEPTH = 100
+# A \uXXXX escape of a UTF-16 surrogate: json.loads accepts a lone one, which no UTF-8 writer can
+# write back (UnicodeEncodeError); a valid pair decodes to one character and is fine.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+class _Unkeepable(ValueError):
+    """A value JSON can express (or json parses) that a pool cannot keep and write back."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _Unkeepable(f"number out of range: {text[:40]}")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # longer than sys.get_int_max_str_digits()
+        raise _Unkeepable(f"number out of range: an integer of {len(text)} digits") from None
+
+
 # Raw control characters (a carriage return, a tab) inside strings are accepted: the record's
-# meaning is unambiguous, and what we write is escaped again.
-_DECODER = json.JSONDecoder(strict=False)
+# meaning is unambiguous, and what we write is escaped again. Numbers that do not fit a float
+# (1e400) or an int are refused while parsing (NaN and Infinity, spelled out as Python's json
+# writes them, e.g. a collapsed score, are read as they are).
+_DECODER = json.JSONDecoder(strict=False, parse_float=_finite_float, parse_int=_bounded_int)
+# Syntax only: where a value ends, when `_DECODER` refused what is in it.
+_SCANNER = json.JSONDecoder(strict=False)
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in `value` (iterative: no recursion limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict | list):
+            deepest = max(deepest, d)
+            if d <= MAX_DEPTH:
+                stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+def _keep_problem(raw: str, value: Any) -> str | None:
+    """Why a parsed value cannot be kept (too deep, a lone surrogate), or None; `raw` is its text
+    (cheap tests on it spare walking the value)."""
+    if raw.count("[") + raw.count("{") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+        return f"nested more than {MAX_DEPTH} levels deep"
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as err:
+            return f"a string holds a lone UTF-16 surrogate (\\u{ord(err.object[err.start]):04x})"
+    return None
+
+
+def _decode_value(text: str, pos: int = 0, whole: bool = False) -> tuple[Any, int]:
+    """(value, end) of the JSON value at `pos` (`whole`: the text must hold nothing else);
+    raises json.JSONDecodeError for bad syntax, `_Unkeepable` for a value a pool cannot keep."""
+    try:
+        if whole:
+            value, end = _DECODER.decode(text), len(text)
+        else:
+            value, end = _DECODER.raw_decode(text, pos)
+    except RecursionError:
+        raise _Unkeepable(f"nested more than {MAX_DEPTH} levels deep") from None
+    problem = _keep_problem(text[pos:end], value)
+    if problem is not None:
+        raise _Unkeepable(problem)
+    return value, end
+
+
+def _scan_end(text: str, pos: int) -> int | None:
+    """Where the JSON value at `pos` ends, by syntax alone (None: it does not parse)."""
+    try:
+        return _SCANNER.raw_decode(text, pos)[1]
+    except (ValueError, RecursionError):
+        return None
+
+
 _BOM = "\ufeff"
 _WS = " \t\r\n"
 # Bytes that are not UTF-8, as `surrogateescape` decoding leaves them in the text.
@@ -203,9 +286,11 @@ def _parse_line(lineno: int, text: str, bad: bool) -> Item:
     if bad:
         return lineno, _printable(text), _utf8_error(text)
     try:
-        return lineno, text, _DECODER.decode(text)
+        return lineno, text, _decode_value(text, whole=True)[0]
     except json.JSONDecodeError as err:
         return lineno, text, _json_error(err)
+    except _Unkeepable as err:
+        return lineno, text, ValueError(str(err))
 
 
 def _line_text(line: bytes) -> tuple[str, bool]:
@@ -309,13 +394,9 @@ class _ArrayText:
             else:  # a missing comma between elements is tolerated here as elsewhere
                 candidate = self._indent(q) == indent and self._prev_char(q) in (",", "}")
             if candidate:
-                try:
-                    _, end = _DECODER.raw_decode(text, q)
-                except json.JSONDecodeError:
-                    pass
-                else:
-                    if self._element_end(end, ",]" if indent is None else ",]{"):
-                        return q
+                end = _scan_end(text, q)
+                if end is not None and self._element_end(end, ",]" if indent is None else ",]{"):
+                    return q
             q += 1
         return None
 
@@ -340,9 +421,20 @@ class _ArrayText:
                 return
             lineno = self.line_at(pos)
             try:
-                value, end = _DECODER.raw_decode(text, pos)
-            except json.JSONDecodeError as err:
-                reason = _json_error(err, line_offset=self.first_line - 1)
+                value, end = _decode_value(text, pos)
+            except (json.JSONDecodeError, _Unkeepable) as err:
+                if isinstance(err, json.JSONDecodeError):
+                    reason = _json_error(err, line_offset=self.first_line - 1)
+                else:
+                    reason = ValueError(str(err))
+                    # Well-formed but not keepable: the element ends where its syntax does.
+                    end = _scan_end(text, pos)
+                    if end is not None:
+                        yield lineno, _printable(text[pos:end]), reason
+                        pos = self._skip_ws(end)
+                        if pos < n and text[pos] == ",":
+                            pos += 1
+                        continue
                 nxt = self._resync(pos)
                 close = self._closing_line(pos, self._indent(pos))
                 if nxt is None or (close is not None and close < nxt):
@@ -407,11 +499,9 @@ def _iter_file(lines: _Lines, name: str) -> Iterator[Item]:
         yield _parse_line(lineno, text, bad(lineno, text))
         yield from _iter_jsonl(it, bad)
         return
-    try:
-        _DECODER.decode(text)
-        whole_line = True
-    except json.JSONDecodeError:
-        whole_line = False
+    whole_line = _scan_end(text, len(text) - len(text.lstrip(_WS))) is not None
+    if whole_line:  # the array and only whitespace on the line
+        whole_line = not text[_scan_end(text, len(text) - len(text.lstrip(_WS))) :].strip(_WS)
     if whole_line:
         nxt = next(((n, t) for n, t in it if t.strip(_WS)), None)
         if nxt is not None:  # JSONL whose first line happens to be an array

@@ -14,7 +14,10 @@ fields. Methods (`make_scorer` picks one of `adg.config.SCORE_METHODS`):
 Every input record is validated first (the rules of ingest, unique ids, and for `adg` the
 answers); the first bad one is a one-line error naming file, line and field, before any model
 loads. Records are read and written in chunks, so memory does not grow with the pool; output is
-appended chunk by chunk and a killed run resumes, skipping ids already scored. With
+appended chunk by chunk and a killed run resumes (`adg.checkpoint.ResumableOutput`), skipping
+records already scored from the same input (id, text and answers); an output made with other
+settings (`score_fingerprint`: method, model identity, layers, weights, metrics, seed, prompt
+format, as the method uses them) is refused unless `restart` moves it aside. With
 `checkpoint_uri` the output is also checkpointed to object storage (see `adg.checkpoint`), so a
 retried pod resumes a preempted shard.
 
@@ -25,6 +28,7 @@ chunk by chunk into a memory-mapped .npy.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,11 +36,12 @@ from typing import Any
 
 import numpy as np
 
-from adg import divergence, models, progress
-from adg.checkpoint import ResumableOutput
+from adg import divergence, fingerprint, models, progress
+from adg.checkpoint import ResumableOutput, move_aside
 from adg.config import SCORE_METHODS, CheckpointConfig, SamplingConfig
 from adg.errors import InputError
-from adg.hidden import HiddenStateEncoder
+from adg.hidden import LAYERS, HiddenStateEncoder
+from adg.progress import log
 from adg.prompts import check_prompt_format
 from adg.records import PoolError, batched, check_records, check_writable, iter_records
 
@@ -62,8 +67,53 @@ class ScoreSummary:
     scored: int
     resumed: int
 
+    redone: int = 0  # of `scored`: records whose input changed since the output was made
+
     def line(self) -> str:
-        return f"score: {self.scored} scored, {self.resumed} already done ({self.total} records)"
+        redone = f" ({self.redone} changed since the last run)" if self.redone else ""
+        return (
+            f"score: {self.scored} scored{redone}, {self.resumed} already done "
+            f"({self.total} records)"
+        )
+
+
+def score_fingerprint(
+    method: str, opts: ScoreOptions, encoder: HiddenStateEncoder | None = None
+) -> dict[str, Any]:
+    """The settings a score output is made with (`adg.fingerprint`): only those `method` uses."""
+    values: dict[str, Any] = {
+        "stage": "score",
+        "result_format": fingerprint.RESULT_FORMAT,
+        "method": method,
+    }
+    model: str | None = None
+    if method == "adg":
+        model = _identity(opts.model, encoder)
+        values.update(
+            dispersion_weight=opts.weights.dispersion,
+            anisotropy_weight=opts.weights.anisotropy,
+            all_metrics=opts.all_metrics,
+            layers=list(encoder.layers if encoder is not None else LAYERS),
+        )
+    elif method in ("ifd", "superfiltering"):
+        model = fingerprint.model_identity(opts.model if method == "ifd" else opts.proxy_model)
+        values["prompt_format"] = opts.prompt_format
+    else:
+        values["seed"] = opts.seed
+    return fingerprint.settings(model, **values)
+
+
+def _identity(model: str, encoder: HiddenStateEncoder | None) -> str:
+    if encoder is not None and not model:
+        from adg.generation import in_memory_identity
+
+        return in_memory_identity(encoder.model)
+    return fingerprint.model_identity(model)
+
+
+def input_fields(method: str) -> tuple[str, ...]:
+    """The fields besides a record's content its score depends on (its per-record hash)."""
+    return (ANSWERS_FIELD,) if method == "adg" else ()
 
 
 def _answers(record: dict[str, Any], where: str) -> list[str]:
@@ -154,6 +204,7 @@ def score_file(
     checkpoint_uri: str = "",
     checkpoint_every: int = CheckpointConfig.checkpoint_every,
     prompt_format: str = SamplingConfig.prompt_format,
+    restart: bool = False,
 ) -> ScoreSummary:
     """The score stage (see the module docstring)."""
     if method not in SCORE_METHODS:
@@ -175,25 +226,46 @@ def score_file(
     check_records(input_path, extra=checks.get(method))
     scorer: Scorer | None = None
     total = 0
-    size = sum(1 for _ in iter_records(input_path))
-    with (
-        ResumableOutput(output_path, checkpoint_uri, checkpoint_every) as out,
-        progress.bar(size, "score" if method == "adg" else f"score ({method})") as bar,
-    ):
-        for chunk in batched(iter_records(input_path), chunk_records):
-            where = [
-                f"{input_path}: record {total + n} (id {r['id']!r})" for n, r in enumerate(chunk)
-            ]
-            todo = [(r, w) for r, w in zip(chunk, where, strict=True) if not out.is_done(r)]
-            total += len(chunk)
-            if todo:
-                if scorer is None:  # the model loads only when there is work left
-                    scorer = make_scorer(method, opts, encoder)
-                records = [r for r, _ in todo]
-                fields = scorer(records, [w for _, w in todo])
-                out.append([{**r, **f} for r, f in zip(records, fields, strict=True)])
-            bar.update(len(chunk))
-    return ScoreSummary(total, out.written, total - out.written)
+    fp = score_fingerprint(method, opts, encoder)
+    with ResumableOutput(
+        output_path, fp, input_fields(method), checkpoint_uri, checkpoint_every, restart=restart
+    ) as out:
+        keys = [out.key(r) for r in iter_records(input_path)]
+        out.keep_only(keys)
+        with progress.bar(len(keys), "score" if method == "adg" else f"score ({method})") as bar:
+            for chunk in batched(iter_records(input_path), chunk_records):
+                where = [
+                    f"{input_path}: record {total + n} (id {r['id']!r})"
+                    for n, r in enumerate(chunk)
+                ]
+                todo = [(r, w) for r, w in zip(chunk, where, strict=True) if not out.is_done(r)]
+                total += len(chunk)
+                if todo:
+                    if scorer is None:  # the model loads only when there is work left
+                        scorer = make_scorer(method, opts, encoder)
+                    records = [r for r, _ in todo]
+                    fields = scorer(records, [w for _, w in todo])
+                    out.append([{**r, **f} for r, f in zip(records, fields, strict=True)])
+                bar.update(len(chunk))
+    return ScoreSummary(total, out.written, total - out.written, out.redo)
+
+
+def embed_fingerprint(model: str | None, encoder: HiddenStateEncoder | None) -> dict[str, Any]:
+    """The settings an embeddings file is made with (`adg.fingerprint`)."""
+    return fingerprint.settings(
+        _identity(model or "", encoder),
+        stage="embed",
+        result_format=fingerprint.RESULT_FORMAT,
+        layers=list(encoder.layers if encoder is not None else LAYERS),
+    )
+
+
+def _input_digest(input_path: str | os.PathLike) -> str:
+    """One hash of every record's id and content, in order (what the rows of the array are)."""
+    h = hashlib.sha256()
+    for r in iter_records(input_path):
+        h.update(f"{json.dumps(r['id'])}:{fingerprint.record_hash(r)}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def embed_file(
@@ -202,12 +274,40 @@ def embed_file(
     model: str | None = None,
     chunk_records: int = 512,
     encoder: HiddenStateEncoder | None = None,
+    restart: bool = False,
 ) -> tuple[int, int]:
-    """The embed stage; returns the array's shape (N, H)."""
+    """The embed stage; returns the array's shape (N, H).
+
+    The array is written whole (to a temp file, then renamed), so there is no partial output to
+    resume; its fingerprint (`<output>.fingerprint.json`, with a digest of the input) says what it
+    was made with. An existing output made with other settings (or without a fingerprint) is
+    refused; one made with the same settings from the same input is kept as it is (nothing to
+    do); from another input it is computed again. `restart` moves an existing output aside.
+    """
     n = check_records(input_path)  # first pass: every record checked, rows counted for the memmap
     if not n:
         raise PoolError(f"{input_path}: no records to embed")
     check_writable(output_path)
+    fp = embed_fingerprint(model, encoder)
+    digest = _input_digest(input_path)
+    if restart:
+        move_aside(output_path)
+    elif os.path.exists(output_path):
+        made = fingerprint.read_sidecar(output_path)
+        if made is None:
+            raise fingerprint.ResumeMismatch(
+                f"{output_path} has no {fingerprint.sidecar_path(output_path).name} saying what "
+                "it was made with; use a new output or --restart"
+            )
+        line = fingerprint.mismatch_line(
+            str(output_path), {k: v for k, v in made.items() if k != "input_digest"}, fp
+        )
+        if line is not None:
+            raise fingerprint.ResumeMismatch(line)
+        if made.get("input_digest") == digest:
+            shape = np.load(output_path, mmap_mode="r").shape
+            log.info("embed: %s already holds this input's vectors", output_path)
+            return int(shape[0]), int(shape[1])
     encoder = encoder or HiddenStateEncoder(*models.load(model))
     shape = (n, encoder.hidden_size)
     tmp = f"{output_path}.tmp"
@@ -222,5 +322,9 @@ def embed_file(
             bar.update(len(chunk))
     out.flush()
     del out
+    # The input digest is cleared while the array is replaced: a kill in between leaves an array
+    # whose digest matches nothing, so the next run computes it again.
+    fingerprint.write_sidecar(output_path, {**fp, "input_digest": None})
     os.replace(tmp, output_path)
+    fingerprint.write_sidecar(output_path, {**fp, "input_digest": digest})
     return shape
