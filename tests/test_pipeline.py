@@ -97,6 +97,9 @@ def test_local_run_end_to_end(tmp_path, tiny_model_dir, capsys):
     log = (out / "logs" / "kfp-local.log").read_text()
     assert "Got executor_input" in log and "Streamed logs" in log
     assert "cluster: 2 bins" in (out / "logs" / "cluster.log").read_text()
+    # Integer settings stay integers through kfp.local (its protobuf Struct), grouped by stage.
+    md = (out / "report.md").read_text()
+    assert "| generate | num\\_samples | 3 |" in md and "| cluster | count | 2 |" in md
     top = json.loads((out / "top.json").read_text())
     assert len(top) == 3
     assert all({"dispersion", "anisotropy", "score", "generated_answers"} <= set(r) for r in top)
