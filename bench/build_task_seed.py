@@ -1,16 +1,22 @@
 """Build the task-type seed set (data/task_types_seed.jsonl) and the in-repository
 evaluation sample (data/task_types_eval.jsonl) from the shared labelled pools.
 
-Seed set, 195 records:
+Seed set, 278 records:
 - 20 per mapped category from Dolly (Knowledge, Summarization, Writing, Discrete_Decision) and from
   CoT (Math from AQuA, Reasoning from StrategyQA and Sen-Making), drawn with a seeded shuffle;
   the label is the source's own, mapped by `adg.task_types.SOURCE_MAPS`;
 - Coding, Translation, Instruction_Following and Others have no human label in any pool: the ids
-  in `HAND_LABELLED` are Alpaca records labelled by this project (one annotator, by reading each).
-WizardLM contributes nothing to the seed, so it measures the classifier on a source it never saw.
+  in `HAND_LABELLED` are Alpaca records labelled by this project (one annotator, by reading each),
+  as are 58 Alpaca records of Knowledge, Math, Summarization and Discrete_Decision (a second source
+  for the categories only Dolly or CoT label);
+- 25 WizardLM records (`WIZARDLM_SEED`: Knowledge from its domain skills, Math, Reasoning,
+  Writing), a seeded draw.
+Each category is then labelled in at least two sources, so the leave-one-source-out benchmark
+(`bench/task_types.py --loso`) measures a classifier on a source it never saw for every category
+but Translation, Instruction_Following and Others.
 
 Evaluation sample (tests and users without the shared data): 20 Dolly records per mapped Dolly label
-(100; 40 % Knowledge, as in issue 17's probe) and the 99 mapped WizardLM records, none in the seed.
+(100; 40 % Knowledge) and the mapped WizardLM records not in the seed.
 
     .venv/bin/python bench/build_task_seed.py [--data ../shared/data]
 """
@@ -86,6 +92,63 @@ HAND_LABELLED = {
             "Instruction_Following",
         ),
         **dict.fromkeys([268, 541, 597, 653, 734], "Translation"),
+        # Knowledge, Math, Summarization and Discrete_Decision from a second source than Dolly's and
+        # CoT's labels, so that a classifier trained without either still knows the category
+        # (the leave-one-source-out benchmark, bench/task_types.py --loso): factual and
+        # explanatory questions; arithmetic and algebra; summaries of a given text; a choice
+        # among given classes.
+        **dict.fromkeys(
+            [
+                9,
+                19,
+                41,
+                142,
+                313,
+                359,
+                375,
+                402,
+                404,
+                451,
+                484,
+                553,
+                555,
+                666,
+                714,
+                763,
+                811,
+                826,
+                902,
+                913,
+            ],
+            "Knowledge",
+        ),
+        **dict.fromkeys(
+            [
+                28,
+                96,
+                169,
+                183,
+                194,
+                362,
+                422,
+                433,
+                454,
+                467,
+                473,
+                537,
+                547,
+                565,
+                637,
+                661,
+                985,
+                992,
+            ],
+            "Math",
+        ),
+        **dict.fromkeys([79, 151, 159, 205, 297, 421, 791, 825], "Summarization"),
+        **dict.fromkeys(
+            [48, 136, 147, 225, 231, 271, 343, 425, 729, 864, 915, 993], "Discrete_Decision"
+        ),
         # Others: suggestions, lists and advice, none of the other nine
         **dict.fromkeys(
             [67, 164, 197, 312, 339, 494, 521, 549, 627, 654, 667, 674, 862, 918, 925], "Others"
@@ -96,6 +159,9 @@ HAND_LABELLED = {
         "Translation",
     ),
 }
+# WizardLM records per category in the seed (seeded draw): a second labelled source for the
+# categories Dolly and CoT alone label (domain-knowledge questions of many fields among them).
+WIZARDLM_SEED = {"Knowledge": 10, "Math": 5, "Reasoning": 5, "Writing": 5}
 POOLS = {
     "dolly": "dolly_3k_full.jsonl.gz",
     "cot": "cot_full.jsonl.gz",
@@ -157,12 +223,23 @@ def main() -> None:
                     "source_label": "hand-labelled",
                 }
             )
+    wizard = labelled("wizardlm", read_records(data / POOLS["wizardlm"]))
+    rng.shuffle(wizard)
+    taken = {}
+    for row in wizard:
+        if taken.get(row["category"], 0) < WIZARDLM_SEED.get(row["category"], 0):
+            taken[row["category"]] = taken.get(row["category"], 0) + 1
+            seed.append(row)
+    seeded = {(r["source"], r["source_id"]) for r in seed}
+    wizard = sorted(
+        (r for r in wizard if ("wizardlm", r["source_id"]) not in seeded),
+        key=lambda r: r["source_id"],
+    )
     out = REPO / "data" / SEED_FILE
     out.parent.mkdir(exist_ok=True)
     with open(out, "w", encoding="utf-8") as fh:
         for row in seed:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    wizard = labelled("wizardlm", read_records(data / POOLS["wizardlm"]))
     per_label: dict[str, int] = {}
     sample = []
     for row in rest["dolly"]:  # 20 per Dolly label: 40 % Knowledge (open_qa and closed_qa)

@@ -27,6 +27,7 @@ def select(
 
     `rejects` (ingest's rejects) and `run_parameters` (shown as given) only feed the report.
     """
+    from adg.config import typed_parameters
     from adg.subsets import summary_lines, write_selection
 
     outputs = {"top": top, "middle": middle, "bottom": bottom, "report": report}
@@ -38,7 +39,10 @@ def select(
         {name: artifact.path for name, artifact in outputs.items()},
         strategy=strategy,
         fail_on_collapse=fail_on_collapse,
-        run_parameters={**run_parameters, "select_budget": budget, "select_strategy": strategy},
+        # The dict came as a protobuf Struct (every number a float): integers made ints again.
+        run_parameters=typed_parameters(
+            {**run_parameters, "select_budget": budget, "select_strategy": strategy}
+        ),
         rejects_path=rejects.path if rejects else None,
     )
     for name in ("top", "middle", "bottom"):

@@ -215,9 +215,10 @@ grep -qE "^ *image: $REF$" "$OUT/pipeline.yaml" || die "the compiled pipeline na
 step "running the pipeline on $RECORDS records, $MAX_NEW_TOKENS-token answers, every task in $REF"
 # With the random baseline beside ADG: its scoring container gets its image at run time.
 "$VENV/bin/adg" run --runner docker --input "$POOL" --limit "$RECORDS" --selectors adg,random \
-  --max-new-tokens "$MAX_NEW_TOKENS" --cluster-count 2 --output-dir "$OUT" | tee "$OUT/run.log"
+  --max-new-tokens "$MAX_NEW_TOKENS" --cluster-count 2 --output-dir "$OUT"
+# The terminal shows one line per task; what the engine ran is in kfp.local's log of the run.
 containers=$(grep -cE "adg run: container [0-9a-f]+ of $REF: user $USER_IN_IMAGE, network none$" \
-  "$OUT/run.log" || true)
+  "$OUT/logs/kfp-local.log" || true)
 
 # The checks: the subsets exist; every task folder holds only what the image's user wrote (the host
 # process is another user); the engine ran one container of the image per task, as that user and

@@ -12,6 +12,9 @@ report (report.html, report.md); with `analyse`, the task-type labels and compos
 too and the composition is added to the report. With several `selectors`, the compare task's
 table is copied too (comparison.md, .html, .json), with each subset's task mix when analysed.
 
+The terminal shows one line per task as it starts and ends, the long stages' progress bars and
+the summary (`pipelines/run_log.py`); kfp.local's own output goes to `<output_dir>/logs/`.
+
 With `runner="docker"`, every task runs instead in its stage's image (`ADG_IMAGE_*`, read when the
 pipeline is imported) through `kfp.local.DockerRunner`, against whatever engine `DOCKER_HOST`
 names (Docker, or podman's Docker-compatible service), as the image's own user and with no
@@ -38,6 +41,7 @@ from kfp import compiler, local
 
 from adg.config import GenerateConfig, IngestConfig, SamplingConfig, ScoreConfig, SelectConfig
 from adg_kfp.pipelines.adg_pipeline import PIPELINE_NAME, adg_pipeline
+from adg_kfp.pipelines.run_log import RunLog
 from adg_kfp.pipelines.select_pipeline import select_pipeline
 
 
@@ -66,6 +70,7 @@ class LocalRunOptions:
     runner: str = "subprocess"  # or "docker": each task in its stage's image
     curation_index: str = ""
     rescore_mismatched: bool = False
+    verbose: bool = False  # kfp.local's own output on the terminal too, not only in its log
 
 
 # Where the stage images keep models (their ADG_HOME, the model-cache PVC's mount path) and where
@@ -157,6 +162,27 @@ def run_local(opts: LocalRunOptions) -> dict:
         f"adg run: {n} records, budget {budget}, {bins} bins, {opts.shard_count} shard(s), "
         f"model {model}" + (f", curation index {index}" if index else "")
     )
+    log = RunLog(out / "logs", verbose=opts.verbose)
+    print(
+        f"adg run: kfp.local's log: {log.path}" + ("" if opts.verbose else " (--verbose shows it)")
+    )
+    with log:
+        try:
+            _run_pipeline(opts, pool, model, index, sampling, bins, budget)
+        except RuntimeError as err:  # kfp.local's "Pipeline ... finished with status FAILURE"
+            raise log.failure(err) from err
+    report = _collect(root, before, out, opts.analyse, several)
+    print(f"adg run: finished in {time.time() - started:.0f}s; outputs in {out}")
+    print("\n".join(summary_lines(report, out)))
+    if (out / "report.html").is_file():
+        print(f"adg run: report {out / 'report.html'}")
+    if several:
+        print((out / "comparison.md").read_text(encoding="utf-8"))
+        print(f"adg run: selector comparison {out / 'comparison.html'}")
+    return report
+
+
+def _run_pipeline(opts, pool, model, index, sampling, bins, budget) -> None:
     adg_pipeline(
         ingest_input=pool,
         model=model,
@@ -186,25 +212,21 @@ def run_local(opts: LocalRunOptions) -> dict:
         curation_index_uri=index,
         curation_rescore_mismatched=opts.rescore_mismatched,
     )
+
+
+def _collect(root: Path, before: set[Path], out: Path, analyse: bool, several: bool) -> dict:
+    """Copy this run's subsets, report and the rest to `out`; return the selection report."""
     task_dir = _subsets_dir(root, before)
     for name in ("top", "middle", "bottom", "report"):
         target = out / ("selection_report.json" if name == "report" else f"{name}.json")
         shutil.copyfile(task_dir / name, target)
-    _copy_report(task_dir, out, opts.analyse)
+    _copy_report(task_dir, out, analyse)
     _copy_selected(task_dir.parent, out)
     if (task_dir / "diff").is_file():
         shutil.copyfile(task_dir / "diff", out / "diff.json")
     if several:
-        _copy_comparison(task_dir.parent, out, opts.analyse)
-    report = json.loads((out / "selection_report.json").read_text())
-    print(f"adg run: finished in {time.time() - started:.0f}s; outputs in {out}")
-    print("\n".join(summary_lines(report, out)))
-    if (out / "report.html").is_file():
-        print(f"adg run: report {out / 'report.html'}")
-    if several:
-        print((out / "comparison.md").read_text(encoding="utf-8"))
-        print(f"adg run: selector comparison {out / 'comparison.html'}")
-    return report
+        _copy_comparison(task_dir.parent, out, analyse)
+    return json.loads((out / "selection_report.json").read_text())
 
 
 def _docker_runner(opts: LocalRunOptions, root: Path, pool: str, model: str):

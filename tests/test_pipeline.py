@@ -83,6 +83,23 @@ def test_local_run_end_to_end(tmp_path, tiny_model_dir, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "selected 3 of 10 records" in printed and str(out / "top.json") in printed
+    # One line as each task starts and ends, with its numbers; kfp.local's executor dicts and the
+    # tasks' own output only in the run's log files.
+    lines = printed.splitlines()
+    for line in ("ingest done in", "cluster done in", "select done in"):
+        assert sum(line in x for x in lines) == 1, line
+    assert any(x.endswith(": 10 records read, 0 rejected") for x in lines)
+    assert any(x.endswith(": 2 bins") for x in lines) and any(
+        x.endswith(": 3 selected") for x in lines
+    )
+    assert any(": 30 answers (3 for each of 10 records)" in x for x in lines)
+    assert "executor_input" not in printed and "Streamed logs" not in printed
+    log = (out / "logs" / "kfp-local.log").read_text()
+    assert "Got executor_input" in log and "Streamed logs" in log
+    assert "cluster: 2 bins" in (out / "logs" / "cluster.log").read_text()
+    # Integer settings stay integers through kfp.local (its protobuf Struct), grouped by stage.
+    md = (out / "report.md").read_text()
+    assert "| generate | num\\_samples | 3 |" in md and "| cluster | count | 2 |" in md
     top = json.loads((out / "top.json").read_text())
     assert len(top) == 3
     assert all({"dispersion", "anisotropy", "score", "generated_answers"} <= set(r) for r in top)
@@ -122,8 +139,9 @@ def test_curation_index_two_runs(tmp_path, tiny_model_dir, tiny_qwen_dir, capsys
     capsys.readouterr()
     code, out = run(2)
     assert code == 0
-    printed = capsys.readouterr().out
-    assert "curation plan: 6 records to score (14 in the pool, 8 already indexed" in printed
+    capsys.readouterr()
+    plan = (out / "logs" / "curation-plan.log").read_text()
+    assert "curation plan: 6 records to score (14 in the pool, 8 already indexed" in plan
     entries = sorted(p.name for p in (index / "entries").iterdir())
     assert entries == ["000001", "000002"]
     second = json.loads((index / "entries" / "000002" / "manifest.json").read_text())
@@ -165,7 +183,7 @@ def test_curation_index_in_object_storage(tmp_path, tiny_model_dir, bucket, caps
     out = tmp_path / "r2"
     assert main([*base, "--input", prefix, "--output-dir", str(out)]) == 0
     assert "curation plan: 4 records to score (10 in the pool, 6 already indexed" in (
-        capsys.readouterr().out
+        (out / "logs" / "curation-plan.log").read_text()
     )
     keys = [o.key for o in storage.list_objects(index + "/")]
     assert sorted(k.removeprefix("curation/") for k in keys if k.endswith("manifest.json")) == [

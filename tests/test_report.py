@@ -207,20 +207,66 @@ def test_adg_run_copies_report_and_runs_analysis(tiny_model_dir, tmp_path):
 
 def test_report_md_escapes_run_parameters_and_prints_them_as_given(small_run, tmp_path):
     """--run-parameters reach report.md literally: `<script>` stays text in any Markdown renderer
-    (the KFP UI renders the Markdown artifact), integers print as 5, the order is stable."""
+    (the KFP UI renders the Markdown artifact), numbers as their JSON type wrote them, parameters
+    of no stage last in a stable order."""
     work, _ = small_run
-    params = {"zeta": 5.0, "note": "<script>alert(1)</script> | *x*", "alpha": 1.4, "lr": 1e-05}
+    params = {"zeta": 5, "note": "<script>alert(1)</script> | *x*", "alpha": 1.4, "lr": 1e-05}
     args = ["select", "--input", str(work / "scored.jsonl"), "--clusters"]
     args += [str(work / "clusters.npy"), "--budget", "5", "--output-dir", str(tmp_path)]
     assert main([*args, "--run-parameters", json.dumps(params)]) == 0
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "<script>" not in md
-    assert "| note | &lt;script&gt;alert(1)&lt;/script&gt; \\| \\*x\\* |" in md
-    assert "| zeta | 5 |" in md and "| alpha | 1.4 |" in md and "| lr | 1e-05 |" in md
-    rows = [line.split(" | ")[0][2:] for line in md.splitlines() if line.startswith("| ")]
+    assert "|  | note | &lt;script&gt;alert(1)&lt;/script&gt; \\| \\*x\\* |" in md
+    assert "| other | alpha | 1.4 |" in md and "|  | zeta | 5 |" in md and "|  | lr | 1e-05 |" in md
+    rows = [line.split(" | ")[1] for line in md.splitlines() if line.startswith("| ")]
     assert rows.index("alpha") < rows.index("lr") < rows.index("note") < rows.index("zeta")
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "<script>" not in page and "adg run --analyse" in page
+
+
+def test_run_parameters_keep_their_types_and_group_by_stage(tmp_path):
+    """The pipeline's run parameters arrive at the select task as a protobuf Struct (every number
+    a float): integer settings are ints again, floats stay floats, a pod's GPU count stays a
+    string; the report groups them by stage in pipeline order, the model shown once by name."""
+    from adg.config import typed_parameters
+
+    struct = {
+        "select_strategy": "exact",
+        "cluster_count": 4.0,
+        "score_anisotropy_weight": 0.4,
+        "generate_temperature": 1.0,
+        "model": "/home/u/.cache/adg/models/SmolLM2-135M-Instruct",
+        "score_dispersion_weight": 0.6,
+        "generate_num_samples": 5.0,
+        "generate_tensor_parallel_size": "1",
+        "select_budget": 4,
+    }
+    typed = typed_parameters(struct)
+    assert typed["cluster_count"] == 4 and type(typed["cluster_count"]) is int
+    assert (
+        type(typed["generate_num_samples"]) is int and type(typed["generate_temperature"]) is float
+    )
+    assert typed["generate_tensor_parallel_size"] == "1"
+    selected_run(tmp_path, sample_records(12), budget=4, run_parameters=typed)
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    table = md.split("## Parameters")[1].split("## Counts")[0].strip().splitlines()
+    assert table[2:] == [
+        "|  | model | SmolLM2-135M-Instruct |",
+        "| generate | num\\_samples | 5 |",
+        "|  | temperature | 1.0 |",
+        "|  | tensor\\_parallel\\_size | 1 |",
+        "| score | dispersion\\_weight | 0.6 |",
+        "|  | anisotropy\\_weight | 0.4 |",
+        "| cluster | count | 4 |",
+        "| select | strategy | exact |",
+        "|  | budget | 4 |",
+    ]
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert (
+        '<td class="l" title="/home/u/.cache/adg/models/SmolLM2-135M-Instruct">'
+        "SmolLM2-135M-Instruct</td>"
+    ) in page
+    assert "4.0" not in "".join(parse(page).text).split("Counts")[0]
 
 
 def test_templates_escape_values_in_html_and_markdown(tmp_path):
@@ -243,8 +289,8 @@ def test_templates_escape_values_in_html_and_markdown(tmp_path):
     assert f"clf {evil}" in "".join(parse(page2).text)
     for text in (md, md2):
         assert "<script>" not in text
-        assert "| note | &lt;script&gt;alert(1)&lt;/script&gt; |" in text
-        assert "| model | m\\_1 |" in text
+        assert "| other | note | &lt;script&gt;alert(1)&lt;/script&gt; |" in text
+        assert "|  | model | m\\_1 |" in text
     assert "Classifier: clf &lt;script&gt;alert(1)&lt;/script&gt;" in md2
 
 

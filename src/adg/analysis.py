@@ -464,7 +464,15 @@ def composition_lines(comp: dict[str, Any]) -> list[str]:
 def accuracy_sentence(comp: dict[str, Any]) -> str:
     """What the reader should know about the classifier's accuracy, in one sentence."""
     bench = comp.get("classifier_benchmark")
-    if bench:
+    if bench and bench.get("protocol") == "leave-one-source-out":
+        sources = ", ".join(f"{s} {v['accuracy']:.0%}" for s, v in bench["by_source"].items())
+        text = (
+            f"Measured accuracy on {bench['n']} human-labelled instructions from sources it was "
+            f"not fitted on (leave-one-source-out, as a new pool meets it): "
+            f"{bench['accuracy']:.0%} ({sources}; always answering the commonest category: "
+            f"{bench['majority_accuracy']:.0%})."
+        )
+    elif bench:
         text = (
             f"Measured accuracy on {bench['n']} human-labelled instructions: "
             f"{bench['accuracy']:.0%} (always answering the commonest category: "

@@ -303,6 +303,7 @@ def cmd_run(a: argparse.Namespace) -> None:
         runner=a.runner,
         curation_index=a.curation_index,
         rescore_mismatched=a.rescore_mismatched,
+        verbose=a.verbose,
     )
     local.run_local(opts)
 
@@ -678,6 +679,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--rescore-mismatched",
         action="store_true",
         help="re-score index entries scored with another model or settings (default: refuse)",
+    )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show kfp.local's own output (every task's inputs, outputs and log) as it runs; "
+        "without it, one line per task, and all of it in <output-dir>/logs/kfp-local.log",
     )
     p.set_defaults(func=cmd_run)
 

@@ -12,7 +12,7 @@ This module imports only the standard library: the KFP side (components/, pipeli
 when compiling, where torch and transformers need not be installed.
 """
 
-from dataclasses import MISSING, dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 
@@ -241,3 +241,43 @@ GPU_PODS = {
     "train": PodResources(str(TrainConfig.num_gpus), "8", "64Gi"),
     "evaluate": PodResources("1", "4", "24Gi"),
 }
+
+
+# --- run parameters, as the select stage receives them and the report shows them ------------
+
+# Each pipeline parameter prefix's dataclass, in pipeline order (the report's order).
+STAGE_CONFIGS = {
+    "ingest": IngestConfig,
+    "generate": GenerateConfig,
+    "score": ScoreConfig,
+    "cluster": ClusterConfig,
+    "select": SelectConfig,
+    "train": TrainConfig,
+    "evaluate": EvaluateConfig,
+    "analyse": AnalyseConfig,
+}
+
+
+def parameter_fields() -> dict[str, tuple[str, str, type]]:
+    """Every stage field's pipeline parameter -> (stage, field, its type), in pipeline order."""
+    out = {}
+    for stage, cls in STAGE_CONFIGS.items():
+        for f in fields(cls):
+            name = f.metadata.get("param", f"{stage}_{f.name}")
+            if name:
+                out[name] = (stage, f.name, f.type)
+    return out
+
+
+def typed_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """`params` with every integer setting an int again. A dict argument holding pipeline
+    parameters reaches a task as a protobuf Struct, whose numbers are all doubles (KFP's backend
+    and kfp.local alike): `cluster_count` 4 arrives as 4.0. Strings stay strings (a pod's GPU
+    count is a string parameter although its field is an int: `PodResources`)."""
+    known = parameter_fields()
+    out = dict(params)
+    for name, value in params.items():
+        kind = known.get(name, (None, None, None))[2]
+        if kind in (int, "int") and isinstance(value, float) and value.is_integer():
+            out[name] = int(value)
+    return out

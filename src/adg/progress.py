@@ -4,7 +4,9 @@ Messages go through `logging` under the `adg` logger; `adg` (the CLI) and the st
 show INFO and above on stderr (`configure_logging`). Progress bars are tqdm on stderr: records
 done, records/s, and tokens/s where the stage counts its tokens. On a terminal a bar redraws a few
 times a second; without one (a pod's log, kfp.local's subprocesses) it writes one line every 30 s
-instead of flooding the log. `ADG_PROGRESS=0` turns the bars off (the test suite does).
+instead of flooding the log (`ADG_PROGRESS_INTERVAL` seconds, when set: `adg run` on a terminal
+asks its tasks for a redraw every second, as it shows their bars in place). `ADG_PROGRESS=0`
+turns the bars off (the test suite does).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def bar(total: int | None, desc: str, unit: str = "rec") -> tqdm:
         unit=unit,
         file=sys.stderr,
         disable=not enabled(),
-        mininterval=0.5 if tty else 30.0,
+        mininterval=0.5 if tty else float(os.environ.get("ADG_PROGRESS_INTERVAL", 30.0)),
         dynamic_ncols=tty,
     )
 

@@ -36,6 +36,7 @@ from markupsafe import Markup
 
 from adg import fields, svg
 from adg.analysis import accuracy_sentence
+from adg.config import STAGE_CONFIGS, parameter_fields
 from adg.errors import InputError
 from adg.records import id_key, read_records
 from adg.render import template
@@ -83,10 +84,51 @@ def _num(x: Any, digits: int = 4) -> str:
 
 
 def _param(value: Any) -> str:
-    """A run parameter as a user wrote it: 5 not 5.0, 1.4 not 1.4000, 1e-05."""
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else f"{value:g}"
+    """A run parameter as its type writes it: 5, 1.4, 1e-05 (an integer setting arrives as an
+    int: `adg.config.typed_parameters`)."""
     return str(value)
+
+
+# Parameters of the report without their stage's prefix, and the stage they belong to.
+_UNPREFIXED = {"budget": "select", "strategy": "select", "selector": "select"}
+
+
+def parameter_groups(params: dict[str, Any]) -> dict[str, Any]:
+    """The run's parameters as the report shows them: the model once (its name, and its full
+    path for a hover), then one group per stage in pipeline order (generate, score, cluster,
+    select), each setting under its field name in its dataclass's order; others last; and
+    all of it as one table."""
+    known = parameter_fields()
+    order = {name: i for i, name in enumerate(known)}
+    groups: dict[str, list[tuple[int, str, str]]] = {stage: [] for stage in STAGE_CONFIGS}
+    other = []
+    model = None
+    for name, value in params.items():
+        if name == "model":
+            path = str(value)
+            model = {"name": Path(path.rstrip("/")).name or path, "path": path}
+        elif name in known:
+            stage, field_name, _kind = known[name]
+            groups[stage].append((order[name], field_name, _param(value)))
+        elif name in _UNPREFIXED:
+            groups[_UNPREFIXED[name]].append((len(order), name, _param(value)))
+        elif name.split("_", 1)[0] in groups and "_" in name:  # e.g. select_budget
+            stage, field_name = name.split("_", 1)
+            groups[stage].append((len(order), field_name, _param(value)))
+        else:
+            other.append([name, _param(value)])
+    stages = [
+        {"stage": stage, "rows": [[n, v] for _i, n, v in sorted(rows)]}
+        for stage, rows in groups.items()
+        if rows
+    ]
+    if other:
+        stages.append({"stage": "other", "rows": sorted(other)})
+    # One table of (stage, parameter, value), the stage named on its first row (Markdown).
+    table = [["", "model", model["name"]]] if model else []
+    for group in stages:
+        table += [[group["stage"] if i == 0 else "", *r] for i, r in enumerate(group["rows"])]
+    return {"model": model, "stages": stages, "table": table}
 
 
 def _quadrant_of(d: float, i: float, md: float, mi: float) -> str:
@@ -209,8 +251,7 @@ def report_context(
             "bins": numbers["bins"],
         },
         "collapse": list(numbers.get("score_collapse") or []),
-        # Sorted: the pipeline hands the parameters over as a JSON object, in no fixed order.
-        "params": [[k, _param(v)] for k, v in sorted(params.items())],
+        "params": parameter_groups(params),
         "counts": counts,
         "group_head": ["group", "records", "mean score", "mean D", "mean I"],
         "group_rows": group_rows,
@@ -322,7 +363,7 @@ def build_report(
     """Render the report of one select run (see the module docstring)."""
     params = dict(run_parameters or {})
     if params.get("model") == "":
-        params["model"] = "embedded (SmolLM2-135M-Instruct)"
+        params["model"] = "SmolLM2-135M-Instruct (embedded)"
     for key in ("budget", "strategy"):
         if not any(k.endswith(key) for k in params):
             params[key] = numbers[key]

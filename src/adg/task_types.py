@@ -47,6 +47,16 @@ SOURCE_MAPS: dict[str, dict[str, str]] = {
         "Chemistry": "Knowledge",
         "Physics": "Knowledge",
         "History": "Knowledge",
+        # domain-knowledge questions of other fields: what a fact, term or work is, and why
+        "Law": "Knowledge",
+        "Medicine": "Knowledge",
+        "Literature": "Knowledge",
+        "Entertainment": "Knowledge",
+        "Art": "Knowledge",
+        "Music": "Knowledge",
+        "Economy": "Knowledge",
+        "Sport": "Knowledge",
+        "Philosophy": "Knowledge",
     },
     # FLAN CoT via Alpaca-CoT `source` (the dataset a record comes from)
     "cot": {

@@ -1,0 +1,83 @@
+"""What `adg run` shows of a kfp.local run: one line per task as it starts and ends, kfp.local's
+own output in the run's log files, and a failed task's last lines with its log's path."""
+
+import io
+
+import pytest
+from kfp import dsl, local
+
+from adg_kfp.pipelines.run_log import RunLog, TaskFailed, task_numbers
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def count_bins(n: int) -> int:
+    print(f"counting {n} bins")
+    return n
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def break_down(n: int):
+    for i in range(30):
+        print(f"working on part {i}")
+    raise ValueError(f"part {n} is broken")
+
+
+@dsl.pipeline(name="run-log-test")
+def two_tasks(n: int = 3):
+    first = count_bins(n=n)
+    break_down(n=first.output)
+
+
+@pytest.mark.kfp_local
+def test_one_line_per_task_and_the_failed_tasks_tail(tmp_path):
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    terminal = io.StringIO()
+    log = RunLog(tmp_path / "logs", terminal=terminal)
+    failed = r"task break-down failed; its log: .*break-down\.log"
+    with pytest.raises(TaskFailed, match=failed), log:
+        try:
+            two_tasks(n=3)
+        except RuntimeError as err:
+            raise log.failure(err) from err
+    shown = terminal.getvalue().splitlines()
+    assert shown[0] == "adg run: count-bins ..."
+    assert shown[1].startswith("adg run: count-bins done in ")
+    assert shown[2] == "adg run: break-down ..."
+    assert shown[3].startswith("adg run: break-down FAILED after ")
+    # The tail: the task's last lines (its traceback), not its first ones nor kfp.local's dicts.
+    tail = "\n".join(shown[4:-1])
+    assert "ValueError: part 3 is broken" in tail and "working on part 0" not in tail
+    assert "executor_input" not in terminal.getvalue()
+    assert shown[-1] == (
+        f"adg run: break-down's log: {tmp_path / 'logs' / 'break-down.log'} "
+        f"(every task: {tmp_path / 'logs' / 'kfp-local.log'})"
+    )
+    whole = (tmp_path / "logs" / "kfp-local.log").read_text()
+    assert "Got executor_input" in whole and "counting 3 bins" in whole
+    assert "working on part 0" in (tmp_path / "logs" / "break-down.log").read_text()
+    assert "counting" not in (tmp_path / "logs" / "break-down.log").read_text()
+
+
+@pytest.mark.kfp_local
+def test_verbose_shows_kfp_locals_output(tmp_path):
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    terminal = io.StringIO()
+    with RunLog(tmp_path / "logs", verbose=True, terminal=terminal):
+        count_bins(n=2)
+    assert "counting 2 bins" in terminal.getvalue() and "Got executor_input" in terminal.getvalue()
+
+
+def test_task_numbers_from_outputs():
+    """Counts come back from kfp.local as floats (metadata travels as a protobuf Struct)."""
+    pool, rejects = dsl.Dataset(name="pool"), dsl.Dataset(name="rejects")
+    pool.metadata["records"], rejects.metadata["records"] = 64.0, 2.0
+    assert task_numbers("ingest", {}, {"pool": pool, "rejects": rejects}) == (
+        "64 records read, 2 rejected"
+    )
+    generated = dsl.Dataset(name="generated")
+    generated.metadata["records"] = 64.0
+    assert task_numbers("generate-2", {"num_samples": 5}, {"generated": generated}) == (
+        "320 answers (5 for each of 64 records)"
+    )
+    assert task_numbers("cluster", {}, {"Output": 4}) == "4 bins"
+    assert task_numbers("shard", {}, {"Output": [0]}) == ""
