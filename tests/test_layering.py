@@ -1,7 +1,7 @@
 """The layering rules of DESIGN.md, checked on the source (an import guard, as in
 kubeflow/pipelines-components): the library never imports the KFP side, and components/ and
-pipelines/ import only the standard library, kfp and the stdlib-only `adg.config` at top level,
-so compiling the pipeline never needs torch, transformers or vLLM."""
+pipelines/ import only the standard library, kfp and the stdlib-only `adg.config` and `adg.errors`
+at top level, so compiling the pipeline never needs torch, transformers or vLLM."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 KFP_SIDE = ("kfp", "kfp_kubernetes", "components", "pipelines", "adg_kfp")
 # What a component or pipeline module may import at top level besides the standard library.
-WIRING_ALLOWED = ("kfp", "adg_kfp", "adg.config")
+WIRING_ALLOWED = ("kfp", "adg_kfp", "adg.config", "adg.errors")
+STDLIB_ONLY = ("config.py", "errors.py")
 
 
 def imports(tree: ast.AST) -> list[tuple[int, str]]:
@@ -66,6 +67,14 @@ def test_components_and_pipelines_import_only_stdlib_and_kfp_at_top_level(path):
         top = name.split(".")[0]
         ok = top in sys.stdlib_module_names or top == "__future__"
         assert ok or within(name, WIRING_ALLOWED), f"{path.relative_to(REPO)}:{line}: {name}"
+
+
+@pytest.mark.parametrize("name", STDLIB_ONLY)
+def test_the_library_modules_the_wiring_may_import_use_only_the_stdlib(name):
+    tree = ast.parse((REPO / "src" / "adg" / name).read_text(encoding="utf-8"))
+    for line, imported in imports(tree):
+        top = imported.split(".")[0]
+        assert top in sys.stdlib_module_names or top == "__future__", f"{name}:{line}: {imported}"
 
 
 def test_the_guard_sees_an_offending_import():
