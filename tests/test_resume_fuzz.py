@@ -113,7 +113,7 @@ def test_resume_under_random_changes_edits_and_kills(fuzz_seed, tiny_model_dir, 
             kill(out, rng)
         elif op in ("setting", "restart"):
             name = rng.choice(list(SETTINGS))
-            flag, values = SETTINGS[name]
+            values = SETTINGS[name][1]
             new = values[1] if settings[name] == values[0] else values[0]
             if op == "setting":  # refused: not one byte of the output changes
                 before = out.read_bytes(), fingerprint.sidecar_path(out).read_bytes()
