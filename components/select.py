@@ -39,7 +39,7 @@ def select(
         {name: artifact.path for name, artifact in outputs.items()},
         strategy=strategy,
         fail_on_collapse=fail_on_collapse,
-        # The dict came as a protobuf Struct (every number a float): integers made ints again.
+        # The dict came as text substituted into placeholders ("2.0"): settings typed again.
         run_parameters=typed_parameters(
             {**run_parameters, "select_budget": budget, "select_strategy": strategy}
         ),

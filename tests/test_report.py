@@ -225,15 +225,17 @@ def test_report_md_escapes_run_parameters_and_prints_them_as_given(small_run, tm
 
 
 def test_run_parameters_keep_their_types_and_group_by_stage(tmp_path):
-    """The pipeline's run parameters arrive at the select task as a protobuf Struct (every number
-    a float): integer settings are ints again, floats stay floats, a pod's GPU count stays a
-    string; the report groups them by stage in pipeline order, the model shown once by name."""
+    """The pipeline's run parameters arrive at the select task as text substituted into the
+    compiled dict's placeholder strings (kfp.local writes "2.0" for cluster_count 2, as its
+    executor input in a run's log shows) or as Struct doubles: integer settings are ints again,
+    floats floats, flags bools, text stays text; the report groups them by stage in pipeline
+    order, the model shown once by name."""
     from adg.config import typed_parameters
 
     struct = {
         "select_strategy": "exact",
-        "cluster_count": 4.0,
-        "score_anisotropy_weight": 0.4,
+        "cluster_count": "4.0",
+        "score_anisotropy_weight": "0.4",
         "generate_temperature": 1.0,
         "model": "/home/u/.cache/adg/models/SmolLM2-135M-Instruct",
         "score_dispersion_weight": 0.6,
@@ -246,7 +248,9 @@ def test_run_parameters_keep_their_types_and_group_by_stage(tmp_path):
     assert (
         type(typed["generate_num_samples"]) is int and type(typed["generate_temperature"]) is float
     )
-    assert typed["generate_tensor_parallel_size"] == "1"
+    assert typed["generate_tensor_parallel_size"] == 1 and typed["score_anisotropy_weight"] == 0.4
+    flags = typed_parameters({"score_all_metrics": "false", "cluster_seed": "x", "model": "7"})
+    assert flags == {"score_all_metrics": False, "cluster_seed": "x", "model": "7"}
     selected_run(tmp_path, sample_records(12), budget=4, run_parameters=typed)
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     table = md.split("## Parameters")[1].split("## Counts")[0].strip().splitlines()

@@ -270,14 +270,33 @@ def parameter_fields() -> dict[str, tuple[str, str, type]]:
 
 
 def typed_parameters(params: dict[str, Any]) -> dict[str, Any]:
-    """`params` with every integer setting an int again. A dict argument holding pipeline
-    parameters reaches a task as a protobuf Struct, whose numbers are all doubles (KFP's backend
-    and kfp.local alike): `cluster_count` 4 arrives as 4.0. Strings stay strings (a pod's GPU
-    count is a string parameter although its field is an int: `PodResources`)."""
+    """`params` with every number and flag setting of its own type again. A dict argument built
+    from pipeline parameters is compiled as a constant whose values are placeholder strings
+    (`'{{$.inputs.parameters['pipelinechannel--cluster_count']}}'`); the runner substitutes text
+    into them, so `cluster_count` 2 arrives as "2.0" from kfp.local (and as a Struct double 2.0
+    where a number is passed whole). Values that do not parse stay as given; the model and other
+    text settings stay strings."""
     known = parameter_fields()
     out = dict(params)
     for name, value in params.items():
-        kind = known.get(name, (None, None, None))[2]
-        if kind in (int, "int") and isinstance(value, float) and value.is_integer():
-            out[name] = int(value)
+        kind = str(known.get(name, (None, None, None))[2])
+        out[name] = _typed_value(value, kind)
     return out
+
+
+def _typed_value(value: Any, kind: str) -> Any:
+    """`value` as the field type named by `kind` ("<class 'int'>", "int", "bool | None", ...)."""
+    if isinstance(value, str) and "bool" in kind and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if ("int" in kind or "float" in kind) and isinstance(value, str | int | float):
+        if isinstance(value, bool):
+            return value
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        if "int" in kind and number.is_integer():
+            return int(number)
+        if "float" in kind:
+            return number
+    return value
