@@ -28,6 +28,7 @@ index is checked for entries scored otherwise before the run starts.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import re
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kfp import compiler, local
+from kfp.dsl.graph_component import GraphComponent
 
 from adg.config import GenerateConfig, IngestConfig, SamplingConfig, ScoreConfig, SelectConfig
 from adg_kfp.pipelines.adg_pipeline import PIPELINE_NAME, adg_pipeline
@@ -182,8 +184,25 @@ def run_local(opts: LocalRunOptions) -> dict:
     return report
 
 
+def without_retries(pipeline: GraphComponent) -> GraphComponent:
+    """A copy of `pipeline` whose tasks never retry. The GPU stages retry for a cluster's spot
+    nodes (1, 2, 4 minutes of backoff: `placement.gpu_task`), and kfp.local honours the policy;
+    on one machine nothing preempts a task, so a failure would only come back after 7 minutes
+    per GPU task, its tail printed four times."""
+    local_copy = copy.deepcopy(pipeline)
+    spec = local_copy.pipeline_spec
+    dags = [spec.root.dag] + [c.dag for c in spec.components.values() if c.HasField("dag")]
+    for dag in dags:
+        for task in dag.tasks.values():
+            task.ClearField("retry_policy")
+    return local_copy
+
+
+LOCAL_ADG_PIPELINE = without_retries(adg_pipeline)
+
+
 def _run_pipeline(opts, pool, model, index, sampling, bins, budget) -> None:
-    adg_pipeline(
+    LOCAL_ADG_PIPELINE(
         ingest_input=pool,
         model=model,
         ingest_limit=opts.limit,

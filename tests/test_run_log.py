@@ -58,6 +58,43 @@ def test_one_line_per_task_and_the_failed_tasks_tail(tmp_path):
     assert "counting" not in (tmp_path / "logs" / "break-down.log").read_text()
 
 
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def fail_and_count(attempts: str):
+    with open(attempts, "a") as fh:
+        fh.write("attempt\n")
+    raise ValueError("always broken")
+
+
+@dsl.pipeline(name="retry-test")
+def retried(attempts: str):
+    fail_and_count(attempts=attempts).set_retry(num_retries=2, backoff_duration="0s")
+
+
+@pytest.mark.kfp_local
+def test_a_local_run_does_not_retry_a_failed_task(tmp_path):
+    """kfp.local honours a task's retry policy; `adg run` runs a copy without one, so a failure
+    shows at once and once. The pipeline compiled for a cluster keeps its GPU retries."""
+    from adg_kfp.pipelines.adg_pipeline import adg_pipeline
+    from adg_kfp.pipelines.local import LOCAL_ADG_PIPELINE, without_retries
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    for pipeline, expected in ((retried, 3), (without_retries(retried), 1)):
+        attempts = tmp_path / f"attempts-{expected}"
+        with pytest.raises(RuntimeError):
+            pipeline(attempts=str(attempts))
+        assert attempts.read_text().count("attempt") == expected
+
+    def retrying(pipeline):
+        spec = pipeline.pipeline_spec
+        dags = [spec.root.dag] + [c.dag for c in spec.components.values() if c.HasField("dag")]
+        return [
+            name for dag in dags for name, task in dag.tasks.items() if task.retry_policy.ByteSize()
+        ]
+
+    assert {"generate", "score", "embed"} <= set(retrying(adg_pipeline))
+    assert retrying(LOCAL_ADG_PIPELINE) == []
+
+
 @pytest.mark.kfp_local
 def test_verbose_shows_kfp_locals_output(tmp_path):
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
