@@ -16,6 +16,7 @@ once per container task with the task's arguments and returns its outputs and st
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -116,6 +117,7 @@ class RunLog:
             self._line(self._pending.pop(thread), None)
         sys.stdout = self._stdout
         task_dispatcher.run_single_task_implementation = self._run_task
+        _drop_handlers_writing_to(self)
         if self._interval is None:
             os.environ.pop("ADG_PROGRESS_INTERVAL", None)
         else:
@@ -217,3 +219,18 @@ class RunLog:
             self.say(f"adg run: {task}'s log: {path} (every task: {self.path})")
             self.failed.append(task)
         return outputs, state
+
+
+def _drop_handlers_writing_to(stream: object) -> None:
+    """Remove every logging handler left writing to `stream`. kfp.local gives the root logger a
+    handler on whatever sys.stdout is (here, the RunLog) and puts the old handlers back after a
+    run; one left behind (a CI run of the whole suite found one) would write to this closed log
+    forever after, and every later warning in the process would end in a logging traceback."""
+    loggers = [logging.getLogger()]
+    loggers += [
+        x for x in logging.Logger.manager.loggerDict.values() if isinstance(x, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            if getattr(handler, "stream", None) is stream:
+                logger.removeHandler(handler)

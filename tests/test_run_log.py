@@ -118,3 +118,18 @@ def test_task_numbers_from_outputs():
     )
     assert task_numbers("cluster", {}, {"Output": 4}) == "4 bins"
     assert task_numbers("shard", {}, {"Output": [0]}) == ""
+
+
+def test_no_logging_handler_outlives_the_run_log(tmp_path, capsys):
+    """A handler put on sys.stdout during the run (as kfp.local's logger context does) and left
+    behind is removed with the RunLog, so later warnings do not write to its closed log."""
+    import logging
+    import sys
+
+    root = logging.getLogger()
+    before = list(root.handlers)
+    with RunLog(tmp_path / "logs", terminal=io.StringIO()):
+        root.addHandler(logging.StreamHandler(sys.stdout))
+    assert root.handlers == before
+    logging.getLogger("adg.test").warning("after the run")
+    assert "Traceback" not in capsys.readouterr().err
