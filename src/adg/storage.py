@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from adg.errors import AdgError
+from adg.fingerprint import plain
 
 SCHEME = "s3://"
 MANIFEST_NAME = ".adg-s3-manifest.json"
@@ -415,18 +416,6 @@ def export_results(
     return manifest_uri
 
 
-def _plain(value: Any) -> Any:
-    """A pipeline parameter as it arrives inside a dict argument (KFP passes those as strings,
-    numbers as e.g. "2.0") → the number or string it was; whole numbers become ints."""
-    if not isinstance(value, str):
-        return value
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    return int(number) if number.is_integer() else number
-
-
 def export_selection(
     subsets: dict[str, str | os.PathLike],
     report_path: str | os.PathLike,
@@ -453,7 +442,7 @@ def export_selection(
     manifest = {
         "run_id": run_id,
         "model": model,
-        "parameters": {k: _plain(v) for k, v in parameters.items()},
+        "parameters": {k: plain(v) for k, v in parameters.items()},
         "counts": {"records": report.get("records"), **counts},
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
