@@ -13,7 +13,7 @@ when compiling, where torch and transformers need not be installed.
 """
 
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any
+from typing import Any, get_args
 
 
 def setting(default: Any, help: str, **meta: Any) -> Any:
@@ -279,24 +279,24 @@ def typed_parameters(params: dict[str, Any]) -> dict[str, Any]:
     known = parameter_fields()
     out = dict(params)
     for name, value in params.items():
-        kind = str(known.get(name, (None, None, None))[2])
-        out[name] = _typed_value(value, kind)
+        if name in known:
+            out[name] = _typed_value(value, known[name][2])
     return out
 
 
-def _typed_value(value: Any, kind: str) -> Any:
-    """`value` as the field type named by `kind` ("<class 'int'>", "int", "bool | None", ...)."""
-    if isinstance(value, str) and "bool" in kind and value.lower() in ("true", "false"):
+def _typed_value(value: Any, field_type: Any) -> Any:
+    """`value` as a field of `field_type` (`int`, `float`, `bool | None`, ...) takes it."""
+    kinds = set(get_args(field_type)) or {field_type}
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return value
+    if bool in kinds and isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
-    if ("int" in kind or "float" in kind) and isinstance(value, str | int | float):
-        if isinstance(value, bool):
-            return value
-        try:
-            number = float(value)
-        except ValueError:
-            return value
-        if "int" in kind and number.is_integer():
-            return int(number)
-        if "float" in kind:
-            return number
-    return value
+    if not kinds & {int, float}:
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if int in kinds and number.is_integer():
+        return int(number)
+    return number if float in kinds else value
