@@ -64,7 +64,7 @@ def test_a_filled_file_reads_whole_and_every_entry_is_checked(tmp_path):
                 with pytest.raises(InputError, match=rf"devices\.{gpu}: field '{field}' missing"):
                     gpu_factors.load(bad_path)
         for field in ("forward", "decode"):
-            for value in (0, -0.1, 1.01, "0.4"):
+            for value in (0, -0.1, 1.01, "0.4", True):
                 bad_path = filled(
                     tmp_path, {"h100": ENTRY, "h200": H200, gpu: {**good, field: value}}
                 )
