@@ -1,6 +1,8 @@
-"""`adg submit` / `adg schedule`: what is sent to kfp.Client, built and checked offline (no server
-is reachable here, and kfp.Client is not mocked: only the request-building functions are tested,
-plus the CLI's one-line errors before any request is made)."""
+"""`adg submit` / `adg schedule` / `adg retry`: what is sent to kfp.Client, built and checked
+offline, and the CLI's one-line errors before any request is made. No KFP server runs here and
+kfp.Client is not mocked: `adg submit` and `adg retry` drive the real kfp.Client against a
+loopback stand-in of the API that checks every request against the API's own swagger documents
+(tests/kfp_api_stub.py)."""
 
 from __future__ import annotations
 
