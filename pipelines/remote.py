@@ -1,5 +1,5 @@
 """Submitting the pipeline to a Kubeflow Pipelines server: one run (`adg submit`) or a recurring
-run (`adg schedule`), through `kfp.Client`.
+run (`adg schedule`), through `kfp.Client`; and retrying a run that failed (`adg retry`).
 
 The server, namespace and the service account the pods run as come from flags or `KFP_HOST` /
 `KFP_NAMESPACE` / `KFP_SERVICE_ACCOUNT` (a bearer token, where the server wants one, only from
@@ -22,6 +22,7 @@ top-level tasks, and True would switch caching on for ingest and the ledger.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -378,3 +379,40 @@ def schedule(
         )
         job = client.create_recurring_run(**request)
     return job.recurring_run_id
+
+
+def _api_error_line(err) -> str:
+    """The one line of a refused API call: the status and the server's message
+    (googleRpcStatus's `message`, first line), or the reason when the body is not that."""
+    status = getattr(err, "status", None)
+    message = ""
+    with contextlib.suppress(ValueError, AttributeError):  # a body that is not googleRpcStatus
+        message = str(json.loads(getattr(err, "body", "") or "{}").get("message") or "")
+    message = message.strip().splitlines()[0] if message.strip() else ""
+    return f"{status}: {message or getattr(err, 'reason', '') or err}"
+
+
+def retry(
+    run_id: str,
+    host: str | None = None,
+    namespace: str | None = None,
+    check_version: bool = True,
+) -> None:
+    """Retry a run that ended Failed or Error: KFP's Retry run (RunService.RetryRun, the UI's
+    Retry button), through kfp.Client's own API client. The server keeps the succeeded tasks,
+    deletes the failed ones' pods and runs them again, under the same run id (docs/kubernetes.md,
+    The way back after an Argo Error)."""
+    import kfp_server_api
+
+    run_id = run_id.strip()
+    if not run_id:
+        raise RemoteError("RUN_ID: empty; give the id `adg submit` printed (or the UI shows)")
+    target = resolve_target(host, namespace)
+    client = _client(target)
+    if check_version:
+        check_backend_version(server_version(client))
+    api = kfp_server_api.RunServiceApi(client._run_api.api_client)
+    try:
+        api.run_service_retry_run(run_id)
+    except kfp_server_api.ApiException as err:
+        raise RemoteError(f"retry {run_id}: the server refused: {_api_error_line(err)}") from None

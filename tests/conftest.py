@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from ci_skips import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
 from helpers import REPO, sample_records, save_tiny, write_jsonl
 
 sys.path.insert(0, str(REPO))  # for bench.baselines, the straightforward reference implementations

@@ -2,6 +2,7 @@
 one line naming file and field, and a card without an entry keeps the assumed factors."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -18,11 +19,57 @@ ENTRY = {
 }
 
 
-def test_the_shipped_file_reads_and_holds_only_measured_entries():
-    devices = gpu_factors.load()
+def check_measured(devices: dict) -> None:
+    """Every entry names its measurement (all FIELDS filled) and its factors are in (0, 1]."""
     for gpu, entry in devices.items():
         assert set(gpu_factors.FIELDS) <= set(entry), gpu
+        assert all(entry[f] not in (None, "") for f in gpu_factors.FIELDS), gpu
+        assert 0 < entry["forward"] <= 1 and 0 < entry["decode"] <= 1, gpu
+
+
+def test_the_shipped_file_reads_and_holds_only_measured_entries():
+    devices = gpu_factors.load()
+    check_measured(devices)
     assert gpu_factors.lookup("no-such-card") is None
+
+
+def filled(tmp_path, entries: dict) -> Path:
+    """The shipped file with `entries` added, as bench/gpu.py --write-factors adds them."""
+    data = json.loads(gpu_factors.factors_path().read_text(encoding="utf-8"))
+    data["devices"].update(entries)
+    path = tmp_path / "gpu_factors.json"
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+H200 = {**ENTRY, "forward": 1, "decode": 0.0412, "device": "NVIDIA H200", "shape": "llama3-8b"}
+
+
+def test_a_filled_file_reads_whole_and_every_entry_is_checked(tmp_path):
+    # The shipped file holds no entry yet; the same file with two measured cards reads back
+    # whole, and a bad field in either entry (the second too) is refused, naming it.
+    path = filled(tmp_path, {"h100": ENTRY, "h200": H200})
+    devices = gpu_factors.load(path)
+    assert devices == {"h100": ENTRY, "h200": H200}
+    check_measured(devices)
+    assert gpu_factors.lookup("h200", path)["forward"] == 1.0  # 1 is in (0, 1]
+    for gpu in ("h100", "h200"):
+        good = {"h100": ENTRY, "h200": H200}[gpu]
+        for field in gpu_factors.FIELDS:
+            for bad in (None, ""):
+                entry = {k: v for k, v in good.items() if k != field or bad is not None}
+                if bad is not None:
+                    entry[field] = bad
+                bad_path = filled(tmp_path, {"h100": ENTRY, "h200": H200, gpu: entry})
+                with pytest.raises(InputError, match=rf"devices\.{gpu}: field '{field}' missing"):
+                    gpu_factors.load(bad_path)
+        for field in ("forward", "decode"):
+            for value in (0, -0.1, 1.01, "0.4", True):
+                bad_path = filled(
+                    tmp_path, {"h100": ENTRY, "h200": H200, gpu: {**good, field: value}}
+                )
+                with pytest.raises(InputError, match=rf"devices\.{gpu}\.{field}: .* is not in"):
+                    gpu_factors.load(bad_path)
 
 
 def test_lookup_names_the_run(tmp_path, monkeypatch):

@@ -1,6 +1,8 @@
-"""`adg submit` / `adg schedule`: what is sent to kfp.Client, built and checked offline (no server
-is reachable here, and kfp.Client is not mocked: only the request-building functions are tested,
-plus the CLI's one-line errors before any request is made)."""
+"""`adg submit` / `adg schedule` / `adg retry`: what is sent to kfp.Client, built and checked
+offline, and the CLI's one-line errors before any request is made. No KFP server runs here and
+kfp.Client is not mocked: `adg submit` and `adg retry` drive the real kfp.Client against a
+loopback stand-in of the API that checks every request against the API's own swagger documents
+(tests/kfp_api_stub.py)."""
 
 from __future__ import annotations
 
@@ -245,3 +247,112 @@ def test_gpu_pod_parameters_are_kubernetes_quantities():
     ):
         with pytest.raises(remote.RemoteError, match=message):
             remote.parse_params([bad], PACKAGE)
+
+
+# --- the requests on the wire, against the KFP API's own schema (tests/kfp_api_stub.py) ----------
+# No KFP server runs here: a loopback stand-in checks every request the real kfp.Client sends
+# (method, path, query, JSON body) against the API's swagger documents of backend 2.17.0.
+
+
+@pytest.fixture
+def kfp_api():
+    from kfp_api_stub import KfpApiStub
+
+    stub = KfpApiStub()
+    server = stub.serve()
+    try:
+        yield stub
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_stand_in_refuses_what_the_api_refuses(kfp_api):
+    # The check is real: a misspelt field, a wrong type, an undeclared query parameter and a path
+    # the API does not have are refused (the API server errors on unknown fields too).
+    assert (
+        kfp_api.handle("POST", "/apis/v2beta1/runs", b'{"display_name": "r", "runtimeConfig": {}}')[
+            0
+        ]
+        == 400
+    )
+    assert kfp_api.handle("POST", "/apis/v2beta1/runs", b'{"display_name": 7}')[0] == 400
+    assert kfp_api.handle("GET", "/apis/v2beta1/experiments?name=adg", b"")[0] == 400
+    assert kfp_api.handle("POST", "/apis/v2beta1/runs/r1:rerun", b"")[0] == 404
+    problems = "\n".join(kfp_api.problems)
+    assert "'runtimeConfig' was unexpected" in problems
+    assert "body display_name: 7 is not of type 'string'" in problems
+    assert "query parameter 'name' is not declared" in problems
+    assert "POST /apis/v2beta1/runs/r1:rerun: no such operation" in problems
+
+
+def test_submit_sends_requests_the_api_accepts(kfp_api, capsys):
+    import yaml
+
+    args = ["submit", "--host", kfp_api.url, "--package", str(PACKAGE), "--run-name", "r1"]
+    args += ["--param", "select_budget=5", "--service-account", "adg-pipeline-runner"]
+    assert main([*args, "--pipeline-root", "s3://bucket/root", "--namespace", "team"]) == 0
+    assert kfp_api.problems == []
+    # (kfp.Client reads /apis/v2beta1/healthz itself only when no namespace is given)
+    assert [(c["method"], c["path"]) for c in kfp_api.calls] == [
+        ("GET", remote.HEALTHZ_PATH),  # the backend's version
+        ("GET", "/apis/v2beta1/experiments"),  # is there an experiment "adg"?
+        ("POST", "/apis/v2beta1/experiments"),
+        ("POST", "/apis/v2beta1/runs"),
+    ]
+    experiment = kfp_api.calls[2]["json"]
+    assert experiment == {"display_name": "adg", "namespace": "team"}
+    run = kfp_api.calls[3]["json"]
+    assert run["display_name"] == "r1" and run["service_account"] == "adg-pipeline-runner"
+    assert run["experiment_id"] == kfp_api.experiments[0]["experiment_id"]
+    assert run["runtime_config"] == {
+        "parameters": {"select_budget": 5},
+        "pipeline_root": "s3://bucket/root",
+    }
+    spec, platform = yaml.safe_load_all(PACKAGE.read_text())
+    assert run["pipeline_spec"] == {"pipeline_spec": spec, "platform_spec": platform}
+    (run_id,) = kfp_api.runs
+    assert capsys.readouterr().out.endswith(
+        f"Run details: {kfp_api.url}/#/runs/details/{run_id}\nsubmitted run {run_id}\n"
+    )
+
+
+def test_retry_sends_kfp_s_retry_run(kfp_api, capsys):
+    run_id = "4b8a9c6e-0d1f-4f3a-9e2b-7c5d1a0b3e21"
+    kfp_api.runs[run_id] = {"run_id": run_id, "state": "FAILED"}
+    assert main(["retry", run_id, "--host", kfp_api.url]) == 0
+    assert kfp_api.problems == []
+    last = kfp_api.calls[-1]
+    assert (last["method"], last["path"], last["operation"]) == (
+        "POST",
+        f"/apis/v2beta1/runs/{run_id}:retry",
+        "RunService_RetryRun",
+    )
+    assert kfp_api.runs[run_id]["state"] == "RUNNING"
+    out = capsys.readouterr().out
+    assert out == f"retrying run {run_id}: its failed tasks run again, the others are kept\n"
+
+
+def test_retry_refused_by_the_server_is_one_line(kfp_api, capsys):
+    kfp_api.runs["r-running"] = {"run_id": "r-running", "state": "RUNNING"}
+    assert main(["retry", "r-running", "--host", kfp_api.url]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "adg retry: error: retry r-running: the server refused: 400: Failed to retry run "
+        "r-running: Workflow must be Failed/Error to retry: workflow cannot be retried\n"
+    )
+    assert main(["retry", "r-gone", "--host", kfp_api.url]) == 2
+    assert capsys.readouterr().err == (
+        "adg retry: error: retry r-gone: the server refused: 404: Run r-gone not found\n"
+    )
+    assert kfp_api.problems == []
+    # An empty id and an old backend are refused before the retry is sent.
+    sent = len(kfp_api.calls)
+    assert main(["retry", " ", "--host", kfp_api.url]) == 2
+    assert "RUN_ID: empty" in capsys.readouterr().err and len(kfp_api.calls) == sent
+    kfp_api.tag = "2.16.1"
+    kfp_api.runs["r-failed"] = {"run_id": "r-failed", "state": "FAILED"}
+    assert main(["retry", "r-failed", "--host", kfp_api.url]) == 2
+    assert "backend is 2.16.1" in capsys.readouterr().err
+    assert kfp_api.runs["r-failed"]["state"] == "FAILED"
+    assert all(not c["path"].endswith(":retry") for c in kfp_api.calls[sent:])

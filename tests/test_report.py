@@ -18,19 +18,26 @@ EVIL = "Explain this tag: <script>alert('x')</script> & why it matters"
 
 
 class _Page(HTMLParser):
-    """Collects tags, section ids, svg count and all text of a page."""
+    """Collects tags, section ids, svg count, table rows (each a list of its cells' text) and all
+    text of a page."""
 
     def __init__(self):
         super().__init__()
         self.tags: list[str] = []
         self.sections: list[str] = []
         self.text: list[str] = []
+        self.rows: list[list[str]] = []
         self.circles = {"pool": 0, "top": 0}
         self._group = None
+        self._cell: list[str] | None = None
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         self.tags.append(tag)
+        if tag == "tr":
+            self.rows.append([])
+        if tag in ("td", "th"):
+            self._cell = []
         if tag == "section":
             self.sections.append(a.get("id"))
         if tag == "g" and a.get("class") in self.circles:
@@ -41,9 +48,14 @@ class _Page(HTMLParser):
     def handle_endtag(self, tag):
         if tag == "g":
             self._group = None
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append("".join(self._cell).strip())
+            self._cell = None
 
     def handle_data(self, data):
         self.text.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
 
 
 def parse(page: str) -> _Page:
@@ -102,7 +114,9 @@ def test_report_sections_plots_and_escaping(small_run):
     assert "<script>" not in page
     for word in ("tiny", "temperature", "dispersion_weight", "strategy", "budget"):
         assert word in text
-    assert "rejected at ingest" in text and "2" in text
+    # two lines of raw.jsonl were rejected at ingest (a duplicate id, an empty instruction)
+    assert len((work / "rejects.jsonl").read_text().splitlines()) == 2
+    assert ["rejected at ingest", "2"] in parsed.rows
     assert "The task-type analysis did not run" in text
     # bins table: as many rows as the largest bins recorded in the report
     assert numbers["bins_table"] and sum(b["top"] for b in numbers["bins_table"]) == 6

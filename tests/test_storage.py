@@ -3,9 +3,11 @@ s3:// pools in ingest, the model cache, the export manifest and the curation led
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -42,10 +44,100 @@ def test_endpoint_env_precedence(monkeypatch):
     assert storage.endpoint_url() is None
 
 
+SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message><RequestId>adg-test</RequestId></Error>"
+)
+
+
+@contextlib.contextmanager
+def throttling_proxy(upstream: str, throttled: int):
+    """A loopback HTTP proxy in front of the moto server: it answers the first `throttled`
+    requests with 503 SlowDown (S3's throttling error, its XML body) and forwards the others to
+    `upstream` unchanged. Yields (its URL, the list of "METHOD path" of every request it got)."""
+    import http.client
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import urlsplit
+
+    seen: list[str] = []
+    target = urlsplit(upstream)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # quiet
+            pass
+
+        def handle_one_request(self):
+            self.raw_requestline = self.rfile.readline(65537)
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            if not self.parse_request():
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            seen.append(f"{self.command} {self.path}")
+            if len(seen) <= throttled:
+                self.send_response(503)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(SLOW_DOWN)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(SLOW_DOWN)
+                return
+            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "expect"}
+            conn.request(self.command, self.path, body=body, headers=headers)
+            answer = conn.getresponse()
+            data = answer.read()
+            self.send_response(answer.status)
+            for key, value in answer.getheaders():
+                if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+            conn.close()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", seen
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
 def test_client_retries_adaptively(s3_server):
     config = storage.client().meta.config
     assert config.retries["mode"] == "adaptive"
     assert config.retries["total_max_attempts"] == 3  # ADG_S3_MAX_ATTEMPTS of the fixture
+
+
+def test_a_throttled_request_is_retried_up_to_the_attempts(bucket, monkeypatch):
+    # Throttling (503 SlowDown) on the real wire: the client sends the request again until it
+    # goes through, and gives up after ADG_S3_MAX_ATTEMPTS (3 here) requests in all.
+    uri = f"s3://{bucket}/retried.txt"
+    with throttling_proxy(os.environ["AWS_ENDPOINT_URL"], throttled=2) as (url, seen):
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+        storage.write_bytes(uri, b"through\n")
+        assert seen == [f"PUT /{bucket}/retried.txt"] * 3
+    monkeypatch.undo()  # straight to moto again
+    assert storage.read_bytes(uri) == b"through\n"
+
+    with throttling_proxy(os.environ["AWS_ENDPOINT_URL"], throttled=3) as (url, seen):
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+        with pytest.raises(storage.StorageError, match=r"retried\.txt: SlowDown: "):
+            storage.read_bytes(uri)
+        assert seen == [f"GET /{bucket}/retried.txt"] * 3
+        # A missing object is an answer, not a failure: asked once, not retried.
+        assert storage.head(f"s3://{bucket}/nope") is None
+        assert seen[3:] == [f"HEAD /{bucket}/nope"]
 
 
 def test_roundtrip_head_and_missing(bucket, tmp_path):

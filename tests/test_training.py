@@ -230,7 +230,7 @@ def test_deepspeed_is_refused_on_cpu_and_unknown_configs_named(tiny_model_dir, t
     assert main([*args, "--deepspeed", "zero7"]) == 2
     assert "--deepspeed zero7: no such file" in capsys.readouterr().err
     assert resolve_deepspeed("auto") == ""  # no GPU here: auto means no DeepSpeed
-    pytest.importorskip("deepspeed", reason="the `train` extra is not installed")
+    pytest.importorskip("deepspeed", reason="deepspeed not installed (the dev and train extras)")
     assert main([*args, "--deepspeed", "zero3"]) == 2
     assert "needs a CUDA GPU" in capsys.readouterr().err
 

@@ -1,11 +1,12 @@
 """`adg`: one sub-command per stage, plus `run` (the whole pipeline locally), `compile`, and
-`submit` / `schedule` (a run or a recurring run on Kubeflow Pipelines).
+`submit` / `schedule` / `retry` (a run, a recurring run, or a failed run again on Kubeflow
+Pipelines).
 
 Every stage command reads and writes files; bad input ends in one line on stderr naming the file,
 line and field, and exit status 2 — never a traceback (adg.errors). The flags of every stage
 come from its config dataclass in adg.config, the one source of each default. `adg run`,
-`compile`, `submit` and `schedule` belong to the KFP side (adg_kfp.pipelines) and are handed over
-to it by module name, so this library never imports kfp.
+`compile`, `submit`, `schedule` and `retry` belong to the KFP side (adg_kfp.pipelines) and are
+handed over to it by module name, so this library never imports kfp.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ KFP_PIPELINES = "adg_kfp.pipelines"
 
 
 def kfp_module(name: str):
-    """adg_kfp.pipelines.<name>: `local` (run, compile) or `remote` (submit, schedule)."""
+    """adg_kfp.pipelines.<name>: `local` (run, compile) or `remote` (submit, schedule, retry)."""
     return importlib.import_module(f"{KFP_PIPELINES}.{name}")
 
 
@@ -380,6 +381,17 @@ def cmd_schedule(a: argparse.Namespace) -> None:
         **_kfp_options(a),
     )
     print(f"scheduled recurring run {job_id} ({a.cron}, no catch-up, max concurrency 1)")
+
+
+def cmd_retry(a: argparse.Namespace) -> None:
+    _remote_call(
+        kfp_module("remote").retry,
+        a.run_id,
+        host=a.host,
+        namespace=a.namespace,
+        check_version=not a.skip_version_check,
+    )
+    print(f"retrying run {a.run_id.strip()}: its failed tasks run again, the others are kept")
 
 
 def _run_options(p: argparse.ArgumentParser, cache_default: str) -> None:
@@ -723,6 +735,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="adg-recurring-curation", help="recurring run name")
     _run_options(p, "off for every task")
     p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser(
+        "retry",
+        help="retry a Failed or Error run on Kubeflow Pipelines (KFP's Retry: the failed tasks "
+        "run again, the succeeded ones are kept)",
+    )
+    p.add_argument("run_id", metavar="RUN_ID", help="the run's id (`adg submit` prints it)")
+    p.add_argument("--host", default=None, help="KFP API endpoint (default: $KFP_HOST)")
+    p.add_argument("--namespace", default=None, help="Kubeflow namespace (default: $KFP_NAMESPACE)")
+    p.add_argument(
+        "--skip-version-check",
+        action="store_true",
+        help="send even to a backend older than the minimum (docs/kubernetes.md)",
+    )
+    p.set_defaults(func=cmd_retry)
 
     p = sub.add_parser("prepare-model", help="convert the embedded model once (make setup)")
     p.set_defaults(func=cmd_prepare_model)

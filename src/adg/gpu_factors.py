@@ -53,7 +53,8 @@ def load(path: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
             raise InputError(f"{path}: devices.{gpu}: field '{missing[0]}' missing")
         for f in ("forward", "decode"):
             value = entry[f]
-            if not isinstance(value, int | float) or not 0 < value <= 1:
+            # bool is an int in Python: `true` in the file is no factor
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
                 raise InputError(f"{path}: devices.{gpu}.{f}: {value!r} is not in (0, 1]")
     return devices
 
