@@ -31,7 +31,7 @@ GOOD = {
     "select_strategy": "exact",
     "selectors": ["adg", "random"],
     "embed_gpu_count": 1,
-    "accelerator_type": "nvidia.com/gpu",
+    "gpu_accelerator_type": "nvidia.com/gpu",
     "checkpoint_uri": "",
 }
 
@@ -39,14 +39,14 @@ GOOD = {
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"embed_gpu_count": 0}, "embed_gpu_count=0: must be at least 1"),
+        ({"embed_gpu_count": "1.5"}, "embed_gpu_count='1.5': a whole number of GPUs"),
         ({"select_budget": -5}, "select_budget=-5"),
         ({"generate_num_samples": 1}, "at least 2 answers"),
         ({"generate_gpu_memory_utilization": 1.5}, "must be in (0, 1]"),
         ({"score_dispersion_weight": 0, "score_anisotropy_weight": 0}, "not both 0"),
         ({"select_strategy": "best"}, "select_strategy='best'"),
         ({"selectors": ["adg", "magic"]}, "unknown ['magic']"),
-        ({"accelerator_type": " "}, "accelerator_type"),
+        ({"gpu_accelerator_type": " "}, "gpu_accelerator_type"),
         ({"checkpoint_uri": "/tmp/ckpt"}, "checkpoint_uri"),
         ({"ingest_pool_prefix": "pools/"}, "must be an s3:// URI"),
     ],
@@ -66,9 +66,9 @@ def test_consistent_parameters_pass_and_a_pool_is_required():
 def test_every_problem_on_one_line(tmp_path):
     params = {**GOOD, "ingest_input": str(tmp_path / "none.jsonl"), "shard_count": 0}
     with pytest.raises(PreflightError) as err:
-        run_preflight({**params, "score_gpu_count": 0})
+        run_preflight({**params, "score_gpu_count": "-1"})
     text = str(err.value)
-    assert "\n" not in text and "shard_count=0" in text and "score_gpu_count=0" in text
+    assert "\n" not in text and "shard_count=0" in text and "score_gpu_count='-1'" in text
     with pytest.raises(PreflightError, match="no such file"):
         run_preflight({**GOOD, "ingest_input": str(tmp_path / "none.jsonl")})
 
