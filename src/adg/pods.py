@@ -25,7 +25,7 @@ from adg.config import GPU_COUNT_PARAMS, GPU_PODS
 from adg.errors import InputError
 from adg.parameters import check, parse_quantity, refusal
 
-__all__ = ["parse_quantity", "gpu_pods", "node_for", "misfits", "pod_parameters"]
+__all__ = ["gpu_pods", "misfits", "node_for", "parse_quantity", "pod_parameters"]
 
 GIB = 1024**3
 # GKE machine types per GPU type and GPUs per node: (name, vCPUs, memory in GiB; GCE's "GB").
