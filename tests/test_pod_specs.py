@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kfp_driver import Driver, DriverError
+from kfp_driver import Driver, DriverError, parse_quantity
 
 from adg.config import GPU_COUNT_PARAMS, GPU_PODS, MODEL_FREE_METHODS
-from adg.pods import parse_quantity
 from adg_kfp.components.compare import baseline_placement, plan_selectors
 from adg_kfp.components.images import family_image, image_for
 from adg_kfp.components.shard import shard
@@ -189,3 +188,57 @@ def test_a_number_for_a_string_parameter_is_refused_like_the_api_server():
 def test_a_bad_quantity_fails_like_the_driver():
     with pytest.raises(DriverError, match=r"resourceMemory\w+: 'lots'"):
         render(FULL, {"generate_memory": "lots"})
+
+
+# --- the transcription's own rules, each against the driver's source ----------------------------
+
+
+def test_the_transcriptions_quantity_parser_is_apimachinerys():
+    """Its own parser (not the product's): apimachinery's examples (quantity_test.go
+    TestQuantityParse and its invalid list), and the same verdict and value as the product's
+    parser on a grammar-built corpus (two transcriptions of quantity.go that share no code)."""
+    from adg.errors import InputError
+    from adg.parameters import parse_quantity as product_parse
+
+    accepted = {"0": 0, "1Ki": 1024, "100.035k": 100035, "1.3E+6": 1300000, ".": 0, "-.": 0}
+    accepted |= {"1.G": 10**9, "3.001n": Decimal("4e-9"), "0.5Mi": 2**19, "Gi": 0, "12E": 12e18}
+    for text, value in accepted.items():
+        assert parse_quantity(text) == Decimal(value), text
+    for text in ["1.1.M", "1+1.0M", "0.1mi", "0.1am", "aoeu", ".5i", "1i", "-3.01e-", " 1", "1 "]:
+        with pytest.raises(DriverError):
+            parse_quantity(text)
+    for number in ["", "0", "7", "-2", "+0.5", "1.", ".25", "00012.500"]:
+        for suffix in ["", "n", "m", "k", "E", "Ki", "Ei", "e3", "E-12", "e+2", "ki", "e", "Mi5"]:
+            text = number + suffix
+            try:
+                ours = parse_quantity(text)
+            except DriverError:
+                with pytest.raises(InputError):
+                    product_parse(text)
+                continue
+            assert product_parse(text) == ours, text
+
+
+def test_an_empty_secret_name_fails_every_task():
+    """resolveInputParameterStr (resolve.go 501-525, called at k8s.go 367): the real backend fails
+    the task on an empty Secret name; no pod is rendered with name ''."""
+    with pytest.raises(DriverError, match="secret name: expected a non-empty string"):
+        render(FULL, {"storage_secret": ""})
+    with pytest.raises(DriverError, match="pvc name: expected a non-empty string"):
+        render(FULL, {"model_cache_pvc": ""})
+
+
+def test_tolerations_are_decoded_as_kubernetes_tolerations():
+    """k8s.go 256/271: json.Unmarshal into k8score.Toleration."""
+    odd = [{"KEY": "nvidia.com/gpu", "Operator": "Exists", "colour": "blue", "effect": None}]
+    pods = render(FULL, {"gpu_tolerations": odd})
+    embed = next(p for p in pods if p.function == "embed")
+    assert embed.tolerations == [{"key": "nvidia.com/gpu", "operator": "Exists"}]
+    bad = [{"key": "nvidia.com/gpu", "effect": "NoExecute", "tolerationSeconds": "60"}]
+    with pytest.raises(DriverError, match="tolerationSeconds"):
+        render(FULL, {"gpu_tolerations": bad})
+
+
+def test_a_quantity_with_a_space_fails_the_task():
+    with pytest.raises(DriverError, match="resourceCpu"):
+        render(FULL, {"embed_cpu": " 4"})
