@@ -41,9 +41,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(1)
     model = str(models.resolve_model(""))
-    times, _ = time_stages(
-        a.input, a.records, model, a.num_samples, a.max_new_tokens, a.batch_size
-    )
+    times, _ = time_stages(a.input, a.records, model, a.num_samples, a.max_new_tokens, a.batch_size)
     seconds = sum(times[s] for s in GPU_STAGES)
     affinity = len(os.sched_getaffinity(0))
     print(

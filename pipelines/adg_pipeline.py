@@ -13,6 +13,7 @@ pipeline, nested, in a selection-only one with a handful of parameters for a fir
 from kfp import dsl
 
 from adg.config import (
+    GPU_COUNT_PARAMS,
     GPU_PODS,
     AnalyseConfig,
     CheckpointConfig,
@@ -189,15 +190,21 @@ def adg_pipeline(
         generate_seed: sampling seed.
         generate_batch_size: instructions per generation batch.
         generate_backend: auto (vLLM when a GPU and vLLM are present), hf or vllm.
-        generate_prompt_format: alpaca or chat.
-        generate_tensor_parallel_size: GPUs per generate pod; vLLM splits the model over them.
+        generate_prompt_format: auto (the model's chat template for a pool with any system
+            prompt or earlier turn, else the Alpaca prompt, as the paper; resolved once per pool
+            right after ingest, for generate, the baselines, training and the curation index),
+            alpaca or chat.
+        generate_tensor_parallel_size: GPUs per generate pod; vLLM splits the model over them
+            ("0": generate on CPU with transformers).
             A string, as every GPU count, CPU and memory here: the KFP driver reads a pod's
             resources from run parameters as strings only.
         generate_gpu_memory_utilization: share of each GPU's memory vLLM may use (0-1).
         generate_cpu: CPU cores of each generate pod, its request and its limit ("4", "500m").
         generate_memory: memory of each generate pod, its request and its limit ("24Gi"; `adg
             plan` shows the pods against the nodes of a GPU type).
-        embed_gpu_count: GPUs for the embed pod.
+        embed_gpu_count: GPUs for the embed pod. Every GPU count: a whole number; "0" runs the
+            stage on CPU (no GPU limit, node selector, tolerations or CUDA check; the same
+            image), the way to try the pipeline on a cluster without GPUs.
         embed_cpu: CPU cores of the embed pod, its request and its limit ("4", "500m").
         embed_memory: memory of the embed pod, its request and its limit ("24Gi"; `adg
             plan` shows the pods against the nodes of a GPU type).
@@ -309,15 +316,19 @@ def adg_pipeline(
 
     def on_gpu(task, stage: str, gpus=None, node_selector=None, tolerations=None):
         """A GPU stage's task: its pod (`gpu_task`; GPUs, node selector and tolerations default to
-        the stage's and the run's) and the object-store Secret (models and checkpoints on S3)."""
-        count, cpu, memory = pods[stage]
+        the stage's placement by the preflight: the run's, or none at all for a GPU count of "0",
+        which runs the stage on CPU) and the object-store Secret (models and checkpoints on S3)."""
+        _, cpu, memory = pods[stage]
+        placed = check.outputs
         gpu_task(
             task,
-            gpus=count if gpus is None else gpus,
+            gpus=placed[f"{stage}_gpus"] if gpus is None else gpus,
             cpu=cpu,
             memory=memory,
-            node_selector=gpu_node_selector if node_selector is None else node_selector,
-            tolerations=gpu_tolerations if tolerations is None else tolerations,
+            node_selector=placed[f"{stage}_node_selector"]
+            if node_selector is None
+            else node_selector,
+            tolerations=placed[f"{stage}_tolerations"] if tolerations is None else tolerations,
             cache_pvc=model_cache_pvc,
             accelerator=gpu_accelerator_type,
         )
@@ -330,49 +341,57 @@ def adg_pipeline(
 
     # First, on CPU: everything that can be known to fail before a GPU is asked for. Every other
     # task depends on it (through ingest and the checkpoint prefix), so none starts when it fails.
+    # Numbers and flags in the dict; every string as its own input (components/preflight.py).
     check = preflight(
         parameters={
-            "ingest_input": ingest_input,
-            "ingest_pool_prefix": ingest_pool_prefix,
-            "ingest_ledger_uri": ingest_ledger_uri,
             "ingest_limit": ingest_limit,
-            "model": model,
             "shard_count": shard_count,
             "generate_num_samples": generate_num_samples,
             "generate_temperature": generate_temperature,
             "generate_top_p": generate_top_p,
             "generate_max_new_tokens": generate_max_new_tokens,
             "generate_batch_size": generate_batch_size,
-            "generate_backend": generate_backend,
-            "generate_prompt_format": generate_prompt_format,
-            "generate_tensor_parallel_size": generate_tensor_parallel_size,
             "generate_gpu_memory_utilization": generate_gpu_memory_utilization,
-            "embed_gpu_count": embed_gpu_count,
             "cluster_count": cluster_count,
             "cluster_pca_dims": cluster_pca_dims,
             "score_dispersion_weight": score_dispersion_weight,
             "score_anisotropy_weight": score_anisotropy_weight,
-            "score_gpu_count": score_gpu_count,
             "select_budget": select_budget,
-            "select_strategy": select_strategy,
-            "accelerator_type": gpu_accelerator_type,
-            "checkpoint_uri": checkpoint_uri,
             "checkpoint_every": checkpoint_every,
-            "export_uri": export_uri,
-            "train_num_gpus": train_num_gpus,
             "train_max_steps": train_max_steps,
-            "evaluate_gpu_count": evaluate_gpu_count,
             "evaluate_limit": evaluate_limit,
-            "evaluate_backend": evaluate_backend,
-            "analyse_gpu_count": analyse_gpu_count,
             "analyse_batch_size": analyse_batch_size,
         },
         # A list inside the dict would not survive kfp.local's placeholder substitution.
         selectors=selectors,
+        gpu_node_selector=gpu_node_selector,
+        gpu_tolerations=gpu_tolerations,
+        ingest_input=ingest_input,
+        ingest_pool_prefix=ingest_pool_prefix,
+        ingest_ledger_uri=ingest_ledger_uri,
+        model=model,
+        generate_backend=generate_backend,
+        generate_prompt_format=generate_prompt_format,
+        select_strategy=select_strategy,
+        evaluate_backend=evaluate_backend,
+        gpu_accelerator_type=gpu_accelerator_type,
+        storage_secret=storage_secret,
+        model_cache_pvc=model_cache_pvc,
+        checkpoint_uri=checkpoint_uri,
+        export_uri=export_uri,
+        **{
+            name: value
+            for stage, (count, cpu, memory) in pods.items()
+            for name, value in (
+                (GPU_COUNT_PARAMS[stage], count),
+                (f"{stage}_cpu", cpu),
+                (f"{stage}_memory", memory),
+            )
+        },
         run_id=run_id,
     ).set_display_name("preflight")
     on_cpu(uncached(check), "preflight")
-    checkpoints = check.outputs["Output"]
+    checkpoints = check.outputs["checkpoint_uri"]
 
     ing = ingest(
         pool_uri=ingest_input,
@@ -400,7 +419,7 @@ def adg_pipeline(
                 seed=generate_seed,
                 batch_size=generate_batch_size,
                 backend=generate_backend,
-                prompt_format=generate_prompt_format,
+                prompt_format=prompt_format,
                 tensor_parallel_size=generate_tensor_parallel_size,
                 gpu_memory_utilization=generate_gpu_memory_utilization,
                 shard_index=index,
@@ -421,6 +440,7 @@ def adg_pipeline(
                 checkpoint_uri=checkpoints,
                 checkpoint_every=checkpoint_every,
                 run_id=run_id,
+                gpus=score_gpu_count,
             ).set_display_name("score")
             on_gpu(scored_shard, "score")
 
@@ -429,20 +449,26 @@ def adg_pipeline(
         return merged
 
     # After ingest, before any GPU: nothing new, curate over the index, or a batch (whose
-    # budget must fit the records ingest kept).
-    route = curation_route(
+    # budget must fit the records ingest kept); and the pool's one prompt format (adg.prompts:
+    # `auto` resolved once, so every shard, baseline, training and index entry uses the same).
+    routed = curation_route(
+        pool=ing.outputs["pool"],
         new_files=ing.outputs["new_files"],
         records=ing.outputs["records"],
         budget=select_budget,
         index_uri=curation_index_uri,
+        prompt_format=generate_prompt_format,
+        model=model,
     )
-    on_cpu(route.set_display_name("curation_route"), "shard")
+    on_cpu(routed.set_display_name("curation_route"), "shard")
+    route = routed.outputs["route"]
+    prompt_format = routed.outputs["prompt_format"]
 
-    with dsl.If(route.output == "batch", name="new-pool-files"):
+    with dsl.If(route == "batch", name="new-pool-files"):
         pool = ing.outputs["pool"]
         scored = generate_and_score(pool, ing.outputs["records"], "shards")
 
-        emb = embed(pool=pool, model=model).set_display_name("embed")
+        emb = embed(pool=pool, model=model, gpus=embed_gpu_count).set_display_name("embed")
         on_gpu(emb, "embed")
 
         bins = cluster(
@@ -487,9 +513,9 @@ def adg_pipeline(
             with dsl.ParallelFor(plan.outputs["baselines"], name="baseline-selectors") as method:
                 where = baseline_placement(
                     method=method,
-                    gpus=score_gpu_count,
-                    node_selector=gpu_node_selector,
-                    tolerations=gpu_tolerations,
+                    gpus=check.outputs["score_gpus"],
+                    node_selector=check.outputs["score_node_selector"],
+                    tolerations=check.outputs["score_tolerations"],
                     gpu_image=image_for("score"),
                     cpu_image=family_image("cpu"),
                 ).set_display_name("baseline_placement")
@@ -505,7 +531,8 @@ def adg_pipeline(
                     checkpoint_every=checkpoint_every,
                     run_id=run_id,
                     method=method,
-                    prompt_format=generate_prompt_format,
+                    prompt_format=prompt_format,
+                    gpus=where.outputs["gpus"],
                 ).set_display_name("score_baseline")
                 on_gpu(
                     rescored,
@@ -559,6 +586,7 @@ def adg_pipeline(
             "num_gpus": train_num_gpus,
             "checkpoint_dir": train_checkpoint_dir,
             "run_id": run_id,
+            "prompt_format": prompt_format,
         }
         evaluate_args = {
             "tasks": evaluate_tasks,
@@ -568,6 +596,7 @@ def adg_pipeline(
             "baseline": evaluate_baseline,
             "backend": evaluate_backend,
             "batch_size": evaluate_batch_size,
+            "gpus": evaluate_gpu_count,
         }
 
         # --- train and evaluate (only when train_enabled) ------------------------------------
@@ -639,11 +668,12 @@ def adg_pipeline(
                 endpoint=analyse_endpoint,
                 endpoint_model=analyse_endpoint_model,
                 batch_size=analyse_batch_size,
+                gpus=analyse_gpu_count,
             ).set_display_name("analyse")
             on_gpu(tasks, "analyse")
             use_endpoint_key(tasks, storage_secret)
 
-    with dsl.Elif(route.output == "curate", name="curate"):
+    with dsl.Elif(route == "curate", name="curate"):
         # What decides a score; the index refuses to rank entries that differ in any of it.
         settings = {
             "generate_num_samples": generate_num_samples,
@@ -651,7 +681,7 @@ def adg_pipeline(
             "generate_top_p": generate_top_p,
             "generate_max_new_tokens": generate_max_new_tokens,
             "generate_seed": generate_seed,
-            "generate_prompt_format": generate_prompt_format,
+            "generate_prompt_format": prompt_format,
             "score_dispersion_weight": score_dispersion_weight,
             "score_anisotropy_weight": score_anisotropy_weight,
         }
@@ -691,7 +721,7 @@ def adg_pipeline(
         with dsl.If(plan.outputs["records"] > 0, name="curation-new-records"):
             todo = plan.outputs["todo"]
             scored = generate_and_score(todo, plan.outputs["records"], "curation-shards")
-            emb = embed(pool=todo, model=model).set_display_name("embed")
+            emb = embed(pool=todo, model=model, gpus=embed_gpu_count).set_display_name("embed")
             on_gpu(emb, "embed")
             added = curation_add(
                 scored=scored.outputs["merged"],

@@ -127,7 +127,7 @@ def test_baseline_placement():
     )
     # random needs no model: no GPU, nothing that pins it to a GPU node, the CPU image.
     assert baseline_placement("random", "2", selector, tolerations, *images) == (
-        "0",
+        "",
         {},
         [],
         "r/adg-cpu:1",

@@ -42,10 +42,28 @@ RUNNABLE = {
     "plan_selectors": plan_selectors,
     "baseline_placement": baseline_placement,
 }
+
+
+def preflight_placement(inputs: dict) -> dict:
+    """What the preflight answers, by the rule the pipeline documents (not by its code): each GPU
+    stage on the run's GPUs, node selector and tolerations; a GPU count of "0" on CPU: no
+    accelerator count (so no limit at all), no selector, no tolerations."""
+    out = {"checkpoint_uri": ""}
+    for stage, param in GPU_COUNT_PARAMS.items():
+        count = inputs[param]
+        on_cpu = parse_quantity(count if isinstance(count, str) else str(count)) == 0
+        out[f"{stage}_gpus"] = "" if on_cpu else count
+        out[f"{stage}_node_selector"] = {} if on_cpu else inputs["gpu_node_selector"]
+        out[f"{stage}_tolerations"] = [] if on_cpu else inputs["gpu_tolerations"]
+    return out
+
+
 # What the world answers at run time: ingest read 40 records from one file; the curation index
-# has 12 records to score.
+# has 12 records to score; the route and the pool's prompt format.
 KNOWN = {
+    "preflight": preflight_placement,
     "ingest": {"records": 40, "new_files": 1, "sources": ["s3://pools/a.jsonl"]},
+    "curation_route": {"route": "batch", "prompt_format": "chat"},
     "curation_plan": {"records": 12, "supersedes": []},
 }
 SELECTOR = {"cloud.google.com/gke-accelerator": "nvidia-l4"}
@@ -101,17 +119,21 @@ def check_pods(pods, arguments: dict) -> None:
             stage = pod.function
             stages_seen.add(stage)
             gpus = parse_quantity(want[GPU_COUNT_PARAMS[stage]])
-            assert pod.limits[accelerator] == gpus > 0, pod.task
+            if gpus == 0:  # on CPU: no accelerator limit, no selector, no tolerations
+                assert accelerator not in pod.limits, pod.task
+                assert pod.node_selector == {} and pod.tolerations == [], pod.task
+            else:
+                assert pod.limits[accelerator] == gpus > 0, pod.task
+                assert pod.node_selector == want["gpu_node_selector"], pod.task
+                assert pod.tolerations == want["gpu_tolerations"], pod.task
             for resource in ("cpu", "memory"):
                 value = parse_quantity(want[f"{stage}_{resource}"])
                 assert pod.requests[resource] == pod.limits[resource] == value, pod.task
-            assert pod.node_selector == want["gpu_node_selector"], pod.task
-            assert pod.tolerations == want["gpu_tolerations"], pod.task
             assert pod.pvcs == {MODEL_CACHE_PATH: want["model_cache_pvc"]}, pod.task
             assert pod.empty_dirs["/dev/shm"]["medium"] == "Memory", pod.task
             assert pod.image == image_for(stage), pod.task
-        elif pod.function == "score":  # a model-free baseline: 0 GPUs, any node, CPU image
-            assert pod.limits[accelerator] == 0, pod.task
+        elif pod.function == "score":  # a model-free baseline: no GPU, any node, CPU image
+            assert accelerator not in pod.limits, pod.task
             assert pod.node_selector == {} and pod.tolerations == [], pod.task
             assert pod.image == family_image("cpu"), pod.task
         else:
@@ -133,9 +155,33 @@ def test_full_pipeline_pods(arguments):
     if arguments:  # the baselines: random on CPU, ifd on the GPU
         baselines = {method(p): p for p in pods if p.function == "score" and method(p) != "adg"}
         assert set(baselines) == {"random", "ifd"}
-        assert baselines["random"].limits[GPU_RESOURCE] == 0
+        assert GPU_RESOURCE not in baselines["random"].limits
         assert baselines["ifd"].limits[GPU_RESOURCE] == 2
         assert baselines["ifd"].node_selector == SELECTOR
+
+
+ALL_CPU = {
+    **{param: "0" for param in GPU_COUNT_PARAMS.values()},
+    "gpu_node_selector": SELECTOR,
+    "gpu_tolerations": TOLERATIONS,
+    "selectors": ["adg", "random", "ifd", "superfiltering"],
+    "train_cpu": "16",
+    "score_memory": "8Gi",
+}
+
+
+def test_an_all_cpu_run_asks_no_gpu_anywhere():
+    """Every GPU count "0": the way to try the pipeline on a cluster without GPUs. No pod asks for
+    a GPU or carries the GPU node selector or tolerations; each GPU stage keeps its image, its CPU
+    and memory and the model cache."""
+    pods = render(FULL, ALL_CPU)
+    seen = check_pods(pods, ALL_CPU)
+    assert seen == GPU_STAGES
+    for pod in pods:
+        assert not any("gpu" in resource for resource in pod.limits), pod.task
+        assert not pod.node_selector and not pod.tolerations, pod.task
+    embed = next(p for p in pods if p.function == "embed")
+    assert embed.pvcs == {MODEL_CACHE_PATH: "adg-model-cache"} and embed.requests["cpu"] == 4
 
 
 def test_select_pipeline_pods_with_an_amd_accelerator():
@@ -153,9 +199,10 @@ def test_select_pipeline_pods_with_an_amd_accelerator():
     assert not any(GPU_RESOURCE in p.limits for p in pods)
 
 
-def test_a_number_parameter_gives_no_gpu_and_no_cpu():
-    """The failure the string parameters prevent: the driver reads a number as "" (no GPU limit
-    at all; an unparsable CPU quantity fails the task)."""
+def test_a_number_parameter_gives_no_cpu():
+    """The failure the string parameters prevent: the driver reads a number as "", an unparsable
+    CPU quantity that fails the task. (A GPU count reaches the pods through the preflight's
+    string outputs, its text either way.)"""
     spec_docs = docs(FULL)
     numbered = copy.deepcopy(spec_docs)
     for component in [numbered[0]["root"], *numbered[0]["components"].values()]:
@@ -172,12 +219,13 @@ def test_a_number_parameter_gives_no_gpu_and_no_cpu():
     score_cpu["defaultValue"] = "4"
     for component in numbered[0]["components"].values():
         param = component.get("inputDefinitions", {}).get("parameters", {})
-        if "pipelinechannel--score_cpu" in param:
-            param["pipelinechannel--score_cpu"]["parameterType"] = "STRING"
+        for name in ("pipelinechannel--score_cpu", "score_cpu"):  # the latter: preflight's
+            if name in param:
+                param[name]["parameterType"] = "STRING"
     pods = render(FULL, {}, numbered)
     scores = [p for p in pods if p.function == "score"]
-    assert scores and all(GPU_RESOURCE not in p.limits for p in scores)
-    assert any(GPU_RESOURCE in p.limits for p in pods if p.function == "embed")
+    assert scores and all(p.limits[GPU_RESOURCE] == 1 for p in scores)
+    assert all(p.requests["cpu"] == 4 for p in scores)
 
 
 def test_a_number_for_a_string_parameter_is_refused_like_the_api_server():

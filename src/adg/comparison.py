@@ -73,11 +73,13 @@ def baseline_placement(
 ) -> tuple[str, dict, list, str]:
     """(GPUs, node selector, tolerations, image) of a baseline's scoring pod: the GPU placement
     and image given, or, for a method that needs no model (random), no GPU, nothing that pins it
-    to a GPU node, and the CPU image (not the CUDA one, many GB to pull onto a CPU node)."""
+    to a GPU node, and the CPU image (not the CUDA one, many GB to pull onto a CPU node). An
+    empty GPU count is no accelerator limit at all (the driver sets one only for a non-empty
+    count, driver.go 439-446), as for a GPU stage placed on CPU with a count of "0"."""
     from adg.config import MODEL_FREE_METHODS
 
     if method in MODEL_FREE_METHODS:
-        return "0", {}, [], cpu_image
+        return "", {}, [], cpu_image
     return gpus, node_selector, tolerations, gpu_image
 
 

@@ -34,7 +34,7 @@ import decimal
 from decimal import Decimal
 from typing import Any
 
-from adg.config import GPU_COUNT_PARAMS, SCORE_METHODS
+from adg.config import GPU_COUNT_PARAMS, PROMPT_FORMATS, SCORE_METHODS
 from adg.errors import InputError
 
 NO_CHECKPOINTS = "none"
@@ -49,7 +49,6 @@ AT_LEAST_ONE = (
     "analyse_batch_size",
 )
 AT_LEAST_ZERO = ("ingest_limit", "cluster_pca_dims", "train_max_steps", "evaluate_limit")
-PROMPT_FORMATS = ("auto", "alpaca", "chat")
 CHOICES = {
     "generate_backend": ("auto", "hf", "vllm"),
     "generate_prompt_format": PROMPT_FORMATS,
@@ -331,6 +330,15 @@ def _zero(value: Any) -> bool:
         return parse_quantity(value) == 0
     except InputError:
         return False
+
+
+def asks_gpus(count: Any) -> bool:
+    """Whether a stage's GPU count asks for any GPU ("0": the stage runs on CPU, no CUDA check);
+    a count that does not parse counts as asking, so the CUDA check still runs."""
+    try:
+        return parse_quantity(_text(count)) != 0
+    except InputError:
+        return True
 
 
 def refusal(problems: list[str]) -> str:

@@ -140,6 +140,47 @@ def route_after_ingest(new_files: int, records: int, budget: int, index_uri: str
     return "batch"
 
 
+def resolve_pool_prompt_format(
+    pool_path: str, requested: str, model: str, route: str = "batch"
+) -> str:
+    """The pool's one prompt format (adg.prompts: `auto` is chat when any record has a system
+    prompt or earlier turns, else alpaca), decided once, right after ingest and before any GPU
+    pod; a pool the format or the model's tokenizer cannot render is a PreflightError naming
+    the first record that needs the chat template. With nothing new to curate ("none") the pool
+    is empty and the format is moot."""
+    from adg.errors import InputError
+    from adg.prompts import resolve_for_file
+
+    if route == "none" or not Path(pool_path).exists():
+        return requested if requested != "auto" else "alpaca"
+    try:
+        return resolve_for_file(requested, pool_path, model)
+    except InputError as err:
+        raise PreflightError(f"preflight: {err}") from None
+
+
+def placements(p: dict[str, Any]) -> dict[str, tuple[str, dict, list]]:
+    """Each GPU stage's pod placement: (GPU count for the accelerator limit, node selector,
+    tolerations). A count of "0" runs the stage on CPU: an empty count, which the driver reads
+    as no accelerator limit at all (driver.go 439-446: a limit only when type and count are both
+    non-empty), no node selector and no tolerations, so the pod lands on any CPU node."""
+    from adg.config import GPU_COUNT_PARAMS, GPU_PODS
+    from adg.parameters import asks_gpus
+
+    out = {}
+    for stage, name in GPU_COUNT_PARAMS.items():
+        count = str(p.get(name, GPU_PODS[stage].gpus))
+        if asks_gpus(count):
+            out[stage] = (
+                count,
+                dict(p.get("gpu_node_selector") or {}),
+                list(p.get("gpu_tolerations") or []),
+            )
+        else:
+            out[stage] = ("", {}, [])
+    return out
+
+
 def run_preflight(
     parameters: dict[str, Any], artifact_uri: str = "", run_id: str = ""
 ) -> dict[str, Any]:
