@@ -26,22 +26,22 @@ REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "pipelines" / "adg_pipeline.yaml"
 
 GPU_EXECUTORS = {
-    "exec-generate": "generate_tensor_parallel_size",
-    "exec-embed": "embed_gpu_count",
-    "exec-score": "score_gpu_count",
-    "exec-analyse": "analyse_gpu_count",
-    "exec-train": "train_num_gpus",
-    "exec-evaluate": "evaluate_gpu_count",
+    "exec-generate": "preflight-generate_gpus",
+    "exec-embed": "preflight-embed_gpus",
+    "exec-score": "preflight-score_gpus",
+    "exec-analyse": "preflight-analyse_gpus",
+    "exec-train": "preflight-train_gpus",
+    "exec-evaluate": "preflight-evaluate_gpus",
     # The baseline selectors' branches (selection only; with train/evaluate): the scoring pod's
-    # GPUs come from its placement task (score_gpu_count, or 0 for random).
+    # GPUs come from its placement task (the preflight's score placement, or none for random).
     "exec-score-2": "baseline-placement-gpus",
     "exec-score-3": "baseline-placement-2-gpus",
-    "exec-train-2": "train_num_gpus",
-    "exec-evaluate-2": "evaluate_gpu_count",
+    "exec-train-2": "preflight-train_gpus",
+    "exec-evaluate-2": "preflight-evaluate_gpus",
     # The curation branch's fan-out and embed.
-    "exec-generate-2": "generate_tensor_parallel_size",
-    "exec-score-4": "score_gpu_count",
-    "exec-embed-2": "embed_gpu_count",
+    "exec-generate-2": "preflight-generate_gpus",
+    "exec-score-4": "preflight-score_gpus",
+    "exec-embed-2": "preflight-embed_gpus",
 }
 BASELINE_PLACEMENT = {
     "exec-score-2": "baseline-placement",
@@ -232,8 +232,11 @@ def test_selectors_tolerations_and_shm_only_on_gpu_tasks(k8s):
             assert selector["taskOutputParameter"]["producerTask"] == placed
             assert toleration["taskOutputParameter"]["producerTask"] == placed
         else:
-            assert selector["componentInputParameter"].endswith("gpu_node_selector")
-            assert toleration["componentInputParameter"].endswith("gpu_tolerations")
+            # The preflight's placement of the stage (none for a GPU count of "0").
+            # (a task output reaches a nested group as its pipelinechannel--<task>-<output> input)
+            assert selector["componentInputParameter"].startswith("pipelinechannel--preflight-")
+            assert selector["componentInputParameter"].endswith("_node_selector")
+            assert toleration["componentInputParameter"].endswith("_tolerations")
         assert cfg["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
     for name in CPU_EXECUTORS:
         cfg = k8s.get(name, {})
@@ -343,7 +346,7 @@ def test_nothing_new_branch_and_ledger_after_select(compiled):
     tasks = all_tasks(spec)
     conditions = [t["triggerPolicy"]["condition"] for t in tasks.values() if "triggerPolicy" in t]
     # New files and no curation index: the batch branch; none: nothing_to_do.
-    assert any("curation-route-Output'] == 'batch'" in c for c in conditions)
+    assert any("curation-route-route'] == 'batch'" in c for c in conditions)
     route = tasks["comp-curation-route"]["inputs"]["parameters"]["new_files"]
     assert route["taskOutputParameter"]["producerTask"] == "ingest"
     assert "comp-nothing-to-do" in tasks
@@ -402,7 +405,7 @@ def test_preflight_runs_first_and_everything_waits_for_it(compiled):
     # The GPU tasks' checkpoint prefix is preflight's output (resolved under the pipeline root).
     for name in ("generate", "score"):
         param = all_tasks(spec)[f"comp-{name}"]["inputs"]["parameters"]["checkpoint_uri"]
-        assert param["componentInputParameter"] == "pipelinechannel--preflight-Output"
+        assert param["componentInputParameter"] == "pipelinechannel--preflight-checkpoint_uri"
 
 
 def test_accelerator_resource_is_a_parameter(compiled):
@@ -429,7 +432,7 @@ def test_curation_branch(compiled):
     spec = compiled[1]
     tasks = all_tasks(spec)
     conditions = [t["triggerPolicy"]["condition"] for t in tasks.values() if "triggerPolicy" in t]
-    assert any("curation-route-Output'] == 'curate'" in c for c in conditions)
+    assert any("curation-route-route'] == 'curate'" in c for c in conditions)
     assert any("curation-plan-records']) > 0" in c for c in conditions)
     for name in CURATION_EXECUTORS:
         assert tasks[name.replace("exec-", "comp-")]["cachingOptions"] == {}, name
