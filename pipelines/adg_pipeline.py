@@ -15,6 +15,7 @@ from kfp import dsl
 from adg.config import (
     GPU_COUNT_PARAMS,
     GPU_PODS,
+    MODEL_FREE_METHODS,
     AnalyseConfig,
     CheckpointConfig,
     ClusterConfig,
@@ -27,13 +28,13 @@ from adg.config import (
 )
 from adg_kfp.components.analyse import analyse
 from adg_kfp.components.cluster import cluster
-from adg_kfp.components.compare import baseline_placement, compare, plan_selectors
+from adg_kfp.components.compare import compare, plan_selectors
 from adg_kfp.components.curation import curation_add, curation_plan, curation_route, curation_select
 from adg_kfp.components.embed import embed
 from adg_kfp.components.evaluate import evaluate
 from adg_kfp.components.export import export
 from adg_kfp.components.generate import generate
-from adg_kfp.components.images import family_image, image_for
+from adg_kfp.components.images import family_image
 from adg_kfp.components.ingest import ingest
 from adg_kfp.components.ledger import nothing_to_do, record_ledger
 from adg_kfp.components.merge import merge
@@ -62,6 +63,10 @@ PIPELINE_DESCRIPTION = (
 )
 # Shards generated and scored at once (one GPU pod each); ParallelFor needs a compile-time number.
 SHARD_PARALLELISM = 8
+# The model-free baseline (adg.config.MODEL_FREE_METHODS), scored by a CPU task of its own.
+RANDOM = MODEL_FREE_METHODS[0]
+# plan_selectors' `case` -> (baselines with a model, the random one): one branch each.
+BASELINE_CASES = {"both": (True, True), "models": (True, False), "random": (False, True)}
 
 
 def uncached(task):
@@ -503,23 +508,13 @@ def adg_pipeline(
         plan = plan_selectors(selectors=selectors).set_display_name("plan_selectors")
         on_cpu(plan, "compare")
 
-        def baseline_branch(trained: bool):
-            """Score the pool with each baseline method, select (and train, evaluate).
-
-            A baseline needs no generated answers, so it starts when the bins exist, beside
-            ADG's generate and score rather than after them; a method without a model (random)
-            scores on CPU: its pod gets no GPU, node selector or tolerations, and the CPU
-            image."""
-            with dsl.ParallelFor(plan.outputs["baselines"], name="baseline-selectors") as method:
-                where = baseline_placement(
-                    method=method,
-                    gpus=check.outputs["score_gpus"],
-                    node_selector=check.outputs["score_node_selector"],
-                    tolerations=check.outputs["score_tolerations"],
-                    gpu_image=image_for("score"),
-                    cpu_image=family_image("cpu"),
-                ).set_display_name("baseline_placement")
-                on_cpu(where, "compare")
+        def model_baselines(trained: bool):
+            """Score the pool with each baseline method that needs a model, on the score stage's
+            placement, select (and train, evaluate). A baseline needs no generated answers, so
+            it starts when the bins exist, beside ADG's generate and score."""
+            with dsl.ParallelFor(
+                plan.outputs["model_baselines"], name="baseline-selectors"
+            ) as method:
                 rescored = score(
                     generated=pool,
                     model=model,
@@ -532,16 +527,9 @@ def adg_pipeline(
                     run_id=run_id,
                     method=method,
                     prompt_format=prompt_format,
-                    gpus=where.outputs["gpus"],
+                    gpus=score_gpu_count,
                 ).set_display_name("score_baseline")
-                on_gpu(
-                    rescored,
-                    "score",
-                    where.outputs["gpus"],
-                    where.outputs["node_selector"],
-                    where.outputs["tolerations"],
-                )
-                rescored.set_container_image(where.outputs["image"])
+                on_gpu(rescored, "score")
                 picked = select(
                     scored=rescored.outputs["scored"],
                     run_parameters={**run_parameters, "selector": method},
@@ -558,16 +546,72 @@ def adg_pipeline(
                 on_gpu(evaluated_b, "evaluate")
                 return picked, evaluated_b
 
-        def compare_step(picked, **results) -> None:
-            table = compare(
-                selectors=selectors,
-                baselines=plan.outputs["baselines"],
-                adg_top=chosen.outputs["top"],
-                adg_scored=scored.outputs["merged"],
-                baseline_tops=dsl.Collected(picked.outputs["top"]),
-                **results,
-            ).set_display_name("compare")
-            on_cpu(table, "compare")
+        def random_baseline(trained: bool):
+            """The model-free baseline: its own CPU task (`cpu_task`, the CPU image), with no GPU,
+            nothing that pins it to a GPU node and no model cache, which it never reads (a
+            ReadWriteOnce claim would pin it to the claim's node or keep it Pending). The driver
+            fails a task whose claim name resolves empty (k8s.go 1144-1153), so a pod without the
+            claim must be a task of its own, not the GPU baselines' task with other inputs."""
+            rescored = score(
+                generated=pool,
+                model=model,
+                dispersion_weight=score_dispersion_weight,
+                anisotropy_weight=score_anisotropy_weight,
+                all_metrics=False,
+                shard_index=0,
+                checkpoint_uri=checkpoints,
+                checkpoint_every=checkpoint_every,
+                run_id=run_id,
+                method=RANDOM,
+                prompt_format=prompt_format,
+                gpus="0",
+            ).set_display_name("score_random")
+            on_cpu(rescored, "score_random").set_container_image(family_image("cpu"))
+            picked = select(
+                scored=rescored.outputs["scored"],
+                run_parameters={**run_parameters, "selector": RANDOM},
+                **select_args,
+            ).set_display_name("select_random")
+            on_cpu(picked, "select")
+            if not trained:
+                return picked, None
+            model_r = train(data=picked.outputs["top"], selector=RANDOM, **train_args)
+            on_gpu(model_r.set_display_name("train_random"), "train")
+            evaluated_r = evaluate(model=model_r.outputs["model"], **evaluate_args)
+            on_gpu(evaluated_r.set_display_name("evaluate_random"), "evaluate")
+            return picked, evaluated_r
+
+        def side_by_side(trained: bool) -> None:
+            """The baselines and the comparison, in one branch per mix the `selectors` ask for
+            (plan_selectors' `case`): a task outside a condition may read another's output only
+            when both sit in it (KFP has dsl.OneOf for that, which kfp.local lacks for
+            artifacts), so each mix has its own compare."""
+            suffix = "-trained" if trained else ""
+            for case, (models, free) in BASELINE_CASES.items():
+                with dsl.If(plan.outputs["case"] == case, name=f"compare-{case}{suffix}"):
+                    inputs = {}
+                    if models:
+                        picked, evaluated_b = model_baselines(trained)
+                        inputs["baseline_tops"] = dsl.Collected(picked.outputs["top"])
+                        if trained:
+                            inputs["baseline_results"] = dsl.Collected(
+                                evaluated_b.outputs["results"]
+                            )
+                    if free:
+                        picked_r, evaluated_r = random_baseline(trained)
+                        inputs["random_top"] = picked_r.outputs["top"]
+                        if trained:
+                            inputs["random_results"] = evaluated_r.outputs["results"]
+                    if trained:
+                        inputs["adg_results"] = evaluated.outputs["results"]
+                    table = compare(
+                        selectors=selectors,
+                        model_baselines=plan.outputs["model_baselines"],
+                        adg_top=chosen.outputs["top"],
+                        adg_scored=scored.outputs["merged"],
+                        **inputs,
+                    ).set_display_name("compare")
+                    on_cpu(table, "compare")
 
         # Identical settings for ADG's model and every baseline's.
         train_args = {
@@ -607,19 +651,9 @@ def adg_pipeline(
             evaluated = evaluate(model=tuned.outputs["model"], **evaluate_args)
             evaluated.set_display_name("evaluate")
             on_gpu(evaluated, "evaluate")
-            with dsl.If(plan.outputs["several"] == True, name="compare-trained"):  # noqa: E712
-                picked, evaluated_b = baseline_branch(trained=True)
-                compare_step(
-                    picked,
-                    adg_results=evaluated.outputs["results"],
-                    baseline_results=dsl.Collected(evaluated_b.outputs["results"]),
-                )
-        with (
-            dsl.Else(name="train-disabled"),
-            dsl.If(plan.outputs["several"] == True, name="compare-selected"),  # noqa: E712
-        ):
-            picked, _ = baseline_branch(trained=False)
-            compare_step(picked)
+            side_by_side(trained=True)
+        with dsl.Else(name="train-disabled"):
+            side_by_side(trained=False)
 
         # The selected records in the pool's own shape; uploaded only with an export_uri. The
         # ledger is written only after it.

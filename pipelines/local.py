@@ -386,9 +386,7 @@ def _copy_comparison(run_dir: Path, out: Path, analysed: bool) -> None:
     """The compare task's table (Markdown, HTML, JSON); with analysis, each subset's task mix."""
     from adg.comparison import COMPARISON_FILES, with_task_mix, write_comparison
 
-    found = [
-        d for d in (run_dir / "compare", run_dir / "compare-2") if (d / "comparison").is_file()
-    ]
+    found = [d for d in sorted(run_dir.glob("compare*")) if (d / "comparison").is_file()]
     if not found:
         raise RuntimeError(f"{run_dir}: the compare task wrote no comparison")
     for name, target in COMPARISON_FILES.items():

@@ -17,7 +17,7 @@ import yaml
 from kfp_driver import Driver, DriverError, parse_quantity
 
 from adg.config import GPU_COUNT_PARAMS, GPU_PODS, MODEL_FREE_METHODS
-from adg_kfp.components.compare import baseline_placement, plan_selectors
+from adg_kfp.components.compare import plan_selectors
 from adg_kfp.components.images import family_image, image_for
 from adg_kfp.components.shard import shard
 from adg_kfp.pipelines.placement import GPU_RESOURCE, MODEL_CACHE_PATH, SECRET_REQUIRED_KEYS
@@ -31,7 +31,6 @@ STAGE_OF = {
     "record_ledger": "ledger",
     "nothing_to_do": "ledger",
     "plan_selectors": "compare",
-    "baseline_placement": "compare",
     "curation_route": "curation",
     "curation_plan": "curation",
     "curation_add": "curation",
@@ -40,7 +39,6 @@ STAGE_OF = {
 RUNNABLE = {
     "shard": shard,
     "plan_selectors": plan_selectors,
-    "baseline_placement": baseline_placement,
 }
 
 
@@ -132,9 +130,10 @@ def check_pods(pods, arguments: dict) -> None:
             assert pod.pvcs == {MODEL_CACHE_PATH: want["model_cache_pvc"]}, pod.task
             assert pod.empty_dirs["/dev/shm"]["medium"] == "Memory", pod.task
             assert pod.image == image_for(stage), pod.task
-        elif pod.function == "score":  # a model-free baseline: no GPU, any node, CPU image
-            assert accelerator not in pod.limits, pod.task
-            assert pod.node_selector == {} and pod.tolerations == [], pod.task
+        elif pod.function == "score":  # the model-free baseline: a CPU task, CPU image
+            assert set(pod.limits) == set(pod.requests) == {"cpu", "memory"}, pod.task
+            assert not pod.node_selector and not pod.tolerations, pod.task
+            assert not pod.pvcs and not pod.empty_dirs, pod.task  # no model cache: no model
             assert pod.image == family_image("cpu"), pod.task
         else:
             assert set(pod.limits) == set(pod.requests) == {"cpu", "memory"}, pod.task
@@ -155,7 +154,7 @@ def test_full_pipeline_pods(arguments):
     if arguments:  # the baselines: random on CPU, ifd on the GPU
         baselines = {method(p): p for p in pods if p.function == "score" and method(p) != "adg"}
         assert set(baselines) == {"random", "ifd"}
-        assert GPU_RESOURCE not in baselines["random"].limits
+        assert GPU_RESOURCE not in baselines["random"].limits and not baselines["random"].pvcs
         assert baselines["ifd"].limits[GPU_RESOURCE] == 2
         assert baselines["ifd"].node_selector == SELECTOR
 
@@ -223,7 +222,7 @@ def test_a_number_parameter_gives_no_cpu():
             if name in param:
                 param[name]["parameterType"] = "STRING"
     pods = render(FULL, {}, numbered)
-    scores = [p for p in pods if p.function == "score"]
+    scores = [p for p in pods if p.function == "score" and method(p) != "random"]
     assert scores and all(p.limits[GPU_RESOURCE] == 1 for p in scores)
     assert all(p.requests["cpu"] == 4 for p in scores)
 
