@@ -561,9 +561,10 @@ def test_the_pipeline_wires_the_shape_and_the_baselines_prompt():
     (ingest,) = named("ingest")
     assert source(ingest, "pool_format") == "ingest_format"
     assert source(ingest, "columns") == "ingest_columns"
-    baselines = named("score_baseline")  # with and without training
-    assert len(baselines) == 2
-    for task in baselines:  # the pool's one format, resolved by curation_route
+    # with and without training, in the branches "both" and "models"; random in its own task
+    baselines = named("score_baseline")
+    assert len(baselines) == 4 and len(named("score_random")) == 4
+    for task in baselines + named("score_random"):  # the pool's one format, resolved by curation_route
         assert source(task, "prompt_format") == "pipelinechannel--curation-route-prompt_format"
     (export,) = named("export")  # inside a condition: ingest's outputs come in as channels
     originals = export["inputs"]["artifacts"]["originals"]["componentInputArtifact"]
