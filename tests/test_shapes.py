@@ -561,10 +561,11 @@ def test_the_pipeline_wires_the_shape_and_the_baselines_prompt():
     (ingest,) = named("ingest")
     assert source(ingest, "pool_format") == "ingest_format"
     assert source(ingest, "columns") == "ingest_columns"
-    # with and without training, in the branches "both" and "models"; random in its own task
+    # with and without training, in the branches "both" and "models"; random in its own task;
+    # each takes the pool's one format, resolved by curation_route
     baselines = named("score_baseline")
     assert len(baselines) == 4 and len(named("score_random")) == 4
-    for task in baselines + named("score_random"):  # the pool's one format, resolved by curation_route
+    for task in baselines + named("score_random"):
         assert source(task, "prompt_format") == "pipelinechannel--curation-route-prompt_format"
     (export,) = named("export")  # inside a condition: ingest's outputs come in as channels
     originals = export["inputs"]["artifacts"]["originals"]["componentInputArtifact"]
