@@ -22,6 +22,7 @@ def analyse(
     endpoint: str,
     endpoint_model: str,
     batch_size: int,
+    gpus: str = "1",
 ):
     """Labels JSONL (id, category), the composition as JSON, the selection report with the task
     mix added (HTML and Markdown), shares as Metrics.
@@ -34,12 +35,13 @@ def analyse(
 
     from adg.analysis import analyse_file, composition_lines
     from adg.models import require_gpu
+    from adg.parameters import asks_gpus
     from adg.report import reports_with_analysis
 
     # A task pod of a cluster run (the KFP backend sets KFP_POD_NAME, kfp.local does not) was
     # placed with a GPU: without usable CUDA, fail now rather than crawl on the CPU (but
     # an endpoint classifier needs no GPU).
-    require_gpu("analyse", "KFP_POD_NAME" in os.environ and not endpoint)
+    require_gpu("analyse", "KFP_POD_NAME" in os.environ and not endpoint and asks_gpus(gpus))
 
     comp = analyse_file(
         pool.path,

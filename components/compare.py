@@ -1,6 +1,5 @@
 """compare: the selectors side by side (selection, overlap and, when trained, the benchmarks);
-plan_selectors: the baseline methods of the `selectors` parameter, for the fan-out;
-baseline_placement: the GPU placement of one baseline's scoring pod (none for random)."""
+plan_selectors: the baseline methods of the `selectors` parameter, for the fan-out."""
 
 from typing import NamedTuple
 
@@ -11,64 +10,57 @@ from adg_kfp.components.images import image_for
 
 
 @dsl.component(base_image=image_for("compare"), install_kfp_package=False)
-def plan_selectors(selectors: list) -> NamedTuple("Plan", baselines=list, several=bool):
-    """Validate `selectors`; the methods other than ADG (in order) and whether to compare."""
+def plan_selectors(
+    selectors: list,
+) -> NamedTuple("Plan", baselines=list, several=bool, model_baselines=list, case=str):
+    """Validate `selectors`; the methods other than ADG (in order), whether to compare, those
+    that need a model (scored on the GPU placement) and which mix it is (`baseline_case`)."""
     from collections import namedtuple
 
+    from adg.comparison import baseline_case
     from adg.comparison import plan_selectors as plan
 
     baselines, several = plan(selectors)
+    with_model, case = baseline_case(baselines)
     print(f"selectors: adg plus {baselines or 'no baseline'}")
-    return namedtuple("Plan", ["baselines", "several"])(baselines, several)
-
-
-@dsl.component(base_image=image_for("compare"), install_kfp_package=False)
-def baseline_placement(
-    method: str,
-    gpus: str,
-    node_selector: dict,
-    tolerations: list,
-    gpu_image: str,
-    cpu_image: str,
-) -> NamedTuple("Placement", gpus=str, node_selector=dict, tolerations=list, image=str):
-    """The scoring pod's GPUs, node selector, tolerations and image: the given GPU ones, or none
-    and the CPU image for a method that needs no model (a loop item cannot set a pod's resources
-    or image, a task output can). `gpus` is a string: the driver reads a pod's GPU count from a
-    task output as it does from a run parameter, as a string only."""
-    from collections import namedtuple
-
-    from adg.comparison import baseline_placement as place
-
-    placed = place(method, gpus, node_selector, tolerations, gpu_image, cpu_image)
-    print(f"{method}: {placed[0]} GPU(s), image {placed[3]}")
-    fields = ["gpus", "node_selector", "tolerations", "image"]
-    return namedtuple("Placement", fields)(*placed)
+    fields = ["baselines", "several", "model_baselines", "case"]
+    return namedtuple("Plan", fields)(baselines, several, with_model, case)
 
 
 @dsl.component(base_image=image_for("compare"), install_kfp_package=False)
 def compare(
     selectors: list,
-    baselines: list,
+    model_baselines: list,
     adg_top: Input[Dataset],
     adg_scored: Input[Dataset],
-    baseline_tops: Input[list[Dataset]],
     comparison: Output[Dataset],
     table: Output[Markdown],
     html: Output[HTML],
     summary: Output[Metrics],
+    baseline_tops: Input[list[Dataset]] = None,
+    random_top: Input[Dataset] = None,
     adg_results: Input[Artifact] = None,
     baseline_results: Input[list[Artifact]] = None,
+    random_results: Input[Artifact] = None,
 ):
-    """One row per selector in `selectors`; the baselines' files come in the loop's order;
-    `adg_scored` (ADG's merged scores) gives every subset's dispersion and anisotropy."""
+    """One row per selector in `selectors`; the model baselines' files come in the loop's order
+    (`model_baselines`), random's from its own task; `adg_scored` (ADG's merged scores) gives
+    every subset's dispersion and anisotropy."""
     from adg.comparison import SelectorRun, compare_runs, comparison_metrics, write_comparison
 
     tops = {"adg": adg_top.path}
-    tops.update({m: a.path for m, a in zip(baselines, baseline_tops, strict=True)})
+    if baseline_tops is not None:
+        tops.update({m: a.path for m, a in zip(model_baselines, baseline_tops, strict=True)})
+    if random_top is not None:
+        tops["random"] = random_top.path
     results = {}
-    if adg_results is not None and baseline_results is not None:
+    if adg_results is not None:
         results = {"adg": adg_results.path}
-        results.update({m: a.path for m, a in zip(baselines, baseline_results, strict=True)})
+        if baseline_results is not None:
+            pairs = zip(model_baselines, baseline_results, strict=True)
+            results.update({m: a.path for m, a in pairs})
+        if random_results is not None:
+            results["random"] = random_results.path
     names = list(dict.fromkeys(selectors))
     runs = [SelectorRun(n, tops[n], results.get(n)) for n in names]
     comp = compare_runs(runs, adg_scored.path)

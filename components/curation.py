@@ -13,16 +13,31 @@ from adg_kfp.components.images import image_for
 
 
 @dsl.component(base_image=image_for("curation"), install_kfp_package=False)
-def curation_route(new_files: int, records: int, budget: int, index_uri: str) -> str:
-    """ "batch" (select within this run's pool), "curate" (over the index) or "none"; a batch
-    whose budget exceeds the records ingest kept fails here, before any GPU pod."""
-    from adg.preflight import PreflightError, route_after_ingest
+def curation_route(
+    pool: Input[Dataset],
+    new_files: int,
+    records: int,
+    budget: int,
+    index_uri: str,
+    prompt_format: str,
+    model: str,
+) -> NamedTuple("Route", [("route", str), ("prompt_format", str)]):
+    """ "batch" (select within this run's pool), "curate" (over the index) or "none", and the
+    pool's one prompt format (`auto` resolved here, once, for every later task); a batch whose
+    budget exceeds the records ingest kept, or a pool the prompt format or the model cannot
+    render, fails here, before any GPU pod."""
+    from collections import namedtuple
+
+    from adg.preflight import PreflightError, resolve_pool_prompt_format, route_after_ingest
 
     try:
-        return route_after_ingest(new_files, records, budget, index_uri)
+        route = route_after_ingest(new_files, records, budget, index_uri)
+        resolved = resolve_pool_prompt_format(pool.path, prompt_format, model, route)
     except PreflightError as err:
         print(err)
         raise SystemExit(2) from None
+    print(f"route: {route}; prompt format: {resolved}")
+    return namedtuple("Route", ["route", "prompt_format"])(route, resolved)
 
 
 @dsl.component(base_image=image_for("curation"), install_kfp_package=False)

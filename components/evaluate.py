@@ -19,16 +19,18 @@ def evaluate(
     baseline: str,
     backend: str,
     batch_size: str,
+    gpus: str = "1",
 ):
     """tasks '' = the published six; num_fewshot '' = their shots, 'N' or 'task=N,...'."""
     import os
 
     from adg.evaluation import EvalConfig, evaluate_to_files, parse_fewshot, parse_tasks
     from adg.models import require_gpu
+    from adg.parameters import asks_gpus
 
     # A task pod of a cluster run (the KFP backend sets KFP_POD_NAME, kfp.local does not) was
     # placed with a GPU: without usable CUDA, fail now rather than crawl on the CPU.
-    require_gpu("evaluate", "KFP_POD_NAME" in os.environ)
+    require_gpu("evaluate", "KFP_POD_NAME" in os.environ and asks_gpus(gpus))
 
     cfg = EvalConfig(
         model=model.path,

@@ -35,10 +35,12 @@ def generate(
     from adg.checkpoint import shard_uri
     from adg.generation import SamplingConfig, generate_file
     from adg.models import require_gpu
+    from adg.parameters import asks_gpus, parse_quantity
 
     # A task pod of a cluster run (the KFP backend sets KFP_POD_NAME, kfp.local does not) was
-    # placed with a GPU: without usable CUDA, fail now rather than crawl on the CPU.
-    require_gpu("generate", "KFP_POD_NAME" in os.environ)
+    # placed with a GPU: without usable CUDA, fail now rather than crawl on the CPU. A GPU count
+    # of "0" placed it on CPU on purpose: no check.
+    require_gpu("generate", "KFP_POD_NAME" in os.environ and asks_gpus(tensor_parallel_size))
 
     cfg = SamplingConfig(
         num_samples=num_samples,
@@ -59,7 +61,7 @@ def generate(
         shard_count=shard_count,
         checkpoint_uri=shard_uri(checkpoint_uri, run_id, "generate", shard_index),
         checkpoint_every=checkpoint_every,
-        tensor_parallel_size=int(tensor_parallel_size),
+        tensor_parallel_size=int(parse_quantity(tensor_parallel_size)),
         gpu_memory_utilization=gpu_memory_utilization,
     )
     print(summary.line())

@@ -21,23 +21,29 @@ def score(
     checkpoint_every: int,
     run_id: str,
     method: str = "adg",
-    prompt_format: str = "alpaca",
+    prompt_format: str = "auto",
+    gpus: str = "1",
 ):
     """Append `dispersion`, `anisotropy`, `score` (or the `method`'s fields) to each record;
     resumes a half-done output, from the object-store checkpoint when `checkpoint_uri` is set.
-    `prompt_format`: the prompt ifd and superfiltering condition on (generation's)."""
+    `prompt_format`: the prompt ifd and superfiltering condition on (the pool's, resolved once by
+    curation_route); `gpus`: the pod's GPU count ("0": on CPU)."""
     import os
 
     from adg.checkpoint import shard_uri
     from adg.config import MODEL_FREE_METHODS
     from adg.divergence import ScoreWeights
     from adg.models import require_gpu
+    from adg.parameters import asks_gpus
     from adg.scoring import score_file
 
     # A task pod of a cluster run (the KFP backend sets KFP_POD_NAME, kfp.local does not) was
     # placed with a GPU: without usable CUDA, fail now rather than crawl on the CPU (but
     # a model-free method needs no GPU).
-    require_gpu("score", "KFP_POD_NAME" in os.environ and method not in MODEL_FREE_METHODS)
+    require_gpu(
+        "score",
+        "KFP_POD_NAME" in os.environ and method not in MODEL_FREE_METHODS and asks_gpus(gpus),
+    )
 
     stage = "score" if method == "adg" else f"score-{method}"  # separate checkpoints
     weights = ScoreWeights(dispersion=dispersion_weight, anisotropy=anisotropy_weight)

@@ -27,17 +27,20 @@ def train(
     checkpoint_dir: str,
     run_id: str,
     selector: str,
+    prompt_format: str = "auto",
 ):
     """Write a HF model folder (tokenizer included); log the loss curve as Metrics. `num_gpus`
     is also the pod's GPU count, a string as every pod resource."""
     import os
 
     from adg.models import require_gpu
+    from adg.parameters import asks_gpus, parse_quantity
     from adg.training import TrainConfig, curve_points, launch, run_checkpoint_dir
 
     # A task pod of a cluster run (the KFP backend sets KFP_POD_NAME, kfp.local does not) was
-    # placed with a GPU: without usable CUDA, fail now rather than crawl on the CPU.
-    require_gpu("train", "KFP_POD_NAME" in os.environ)
+    # placed with a GPU: without usable CUDA, fail now rather than crawl on the CPU. A GPU count
+    # of "0" placed it on CPU on purpose: no check.
+    require_gpu("train", "KFP_POD_NAME" in os.environ and asks_gpus(num_gpus))
 
     cfg = TrainConfig(
         data=data.path,
@@ -55,8 +58,9 @@ def train(
         seed=seed,
         deepspeed=deepspeed,
         checkpoint_dir=run_checkpoint_dir(checkpoint_dir, run_id, selector),
+        prompt_format=prompt_format,
     )
-    result = launch(cfg, num_gpus=int(num_gpus))
+    result = launch(cfg, num_gpus=int(parse_quantity(num_gpus)))
     for key in ("train_loss", "first_loss", "final_loss", "steps", "examples", "skipped"):
         metrics.log_metric(key, result[key])
     for point in curve_points(result["loss_curve"]):

@@ -13,7 +13,9 @@ pipeline, nested, in a selection-only one with a handful of parameters for a fir
 from kfp import dsl
 
 from adg.config import (
+    GPU_COUNT_PARAMS,
     GPU_PODS,
+    MODEL_FREE_METHODS,
     AnalyseConfig,
     CheckpointConfig,
     ClusterConfig,
@@ -26,13 +28,13 @@ from adg.config import (
 )
 from adg_kfp.components.analyse import analyse
 from adg_kfp.components.cluster import cluster
-from adg_kfp.components.compare import baseline_placement, compare, plan_selectors
+from adg_kfp.components.compare import compare, plan_selectors
 from adg_kfp.components.curation import curation_add, curation_plan, curation_route, curation_select
 from adg_kfp.components.embed import embed
 from adg_kfp.components.evaluate import evaluate
 from adg_kfp.components.export import export
 from adg_kfp.components.generate import generate
-from adg_kfp.components.images import family_image, image_for
+from adg_kfp.components.images import family_image
 from adg_kfp.components.ingest import ingest
 from adg_kfp.components.ledger import nothing_to_do, record_ledger
 from adg_kfp.components.merge import merge
@@ -61,6 +63,10 @@ PIPELINE_DESCRIPTION = (
 )
 # Shards generated and scored at once (one GPU pod each); ParallelFor needs a compile-time number.
 SHARD_PARALLELISM = 8
+# The model-free baseline (adg.config.MODEL_FREE_METHODS), scored by a CPU task of its own.
+RANDOM = MODEL_FREE_METHODS[0]
+# plan_selectors' `case` -> (baselines with a model, the random one): one branch each.
+BASELINE_CASES = {"both": (True, True), "models": (True, False), "random": (False, True)}
 
 
 def uncached(task):
@@ -189,15 +195,21 @@ def adg_pipeline(
         generate_seed: sampling seed.
         generate_batch_size: instructions per generation batch.
         generate_backend: auto (vLLM when a GPU and vLLM are present), hf or vllm.
-        generate_prompt_format: alpaca or chat.
-        generate_tensor_parallel_size: GPUs per generate pod; vLLM splits the model over them.
+        generate_prompt_format: auto (the model's chat template for a pool with any system
+            prompt or earlier turn, else the Alpaca prompt, as the paper; resolved once per pool
+            right after ingest, for generate, the baselines, training and the curation index),
+            alpaca or chat.
+        generate_tensor_parallel_size: GPUs per generate pod; vLLM splits the model over them
+            ("0": generate on CPU with transformers).
             A string, as every GPU count, CPU and memory here: the KFP driver reads a pod's
             resources from run parameters as strings only.
         generate_gpu_memory_utilization: share of each GPU's memory vLLM may use (0-1).
         generate_cpu: CPU cores of each generate pod, its request and its limit ("4", "500m").
         generate_memory: memory of each generate pod, its request and its limit ("24Gi"; `adg
             plan` shows the pods against the nodes of a GPU type).
-        embed_gpu_count: GPUs for the embed pod.
+        embed_gpu_count: GPUs for the embed pod. Every GPU count: a whole number; "0" runs the
+            stage on CPU (no GPU limit, node selector, tolerations or CUDA check; the same
+            image), the way to try the pipeline on a cluster without GPUs.
         embed_cpu: CPU cores of the embed pod, its request and its limit ("4", "500m").
         embed_memory: memory of the embed pod, its request and its limit ("24Gi"; `adg
             plan` shows the pods against the nodes of a GPU type).
@@ -309,15 +321,19 @@ def adg_pipeline(
 
     def on_gpu(task, stage: str, gpus=None, node_selector=None, tolerations=None):
         """A GPU stage's task: its pod (`gpu_task`; GPUs, node selector and tolerations default to
-        the stage's and the run's) and the object-store Secret (models and checkpoints on S3)."""
-        count, cpu, memory = pods[stage]
+        the stage's placement by the preflight: the run's, or none at all for a GPU count of "0",
+        which runs the stage on CPU) and the object-store Secret (models and checkpoints on S3)."""
+        _, cpu, memory = pods[stage]
+        placed = check.outputs
         gpu_task(
             task,
-            gpus=count if gpus is None else gpus,
+            gpus=placed[f"{stage}_gpus"] if gpus is None else gpus,
             cpu=cpu,
             memory=memory,
-            node_selector=gpu_node_selector if node_selector is None else node_selector,
-            tolerations=gpu_tolerations if tolerations is None else tolerations,
+            node_selector=placed[f"{stage}_node_selector"]
+            if node_selector is None
+            else node_selector,
+            tolerations=placed[f"{stage}_tolerations"] if tolerations is None else tolerations,
             cache_pvc=model_cache_pvc,
             accelerator=gpu_accelerator_type,
         )
@@ -330,49 +346,57 @@ def adg_pipeline(
 
     # First, on CPU: everything that can be known to fail before a GPU is asked for. Every other
     # task depends on it (through ingest and the checkpoint prefix), so none starts when it fails.
+    # Numbers and flags in the dict; every string as its own input (components/preflight.py).
     check = preflight(
         parameters={
-            "ingest_input": ingest_input,
-            "ingest_pool_prefix": ingest_pool_prefix,
-            "ingest_ledger_uri": ingest_ledger_uri,
             "ingest_limit": ingest_limit,
-            "model": model,
             "shard_count": shard_count,
             "generate_num_samples": generate_num_samples,
             "generate_temperature": generate_temperature,
             "generate_top_p": generate_top_p,
             "generate_max_new_tokens": generate_max_new_tokens,
             "generate_batch_size": generate_batch_size,
-            "generate_backend": generate_backend,
-            "generate_prompt_format": generate_prompt_format,
-            "generate_tensor_parallel_size": generate_tensor_parallel_size,
             "generate_gpu_memory_utilization": generate_gpu_memory_utilization,
-            "embed_gpu_count": embed_gpu_count,
             "cluster_count": cluster_count,
             "cluster_pca_dims": cluster_pca_dims,
             "score_dispersion_weight": score_dispersion_weight,
             "score_anisotropy_weight": score_anisotropy_weight,
-            "score_gpu_count": score_gpu_count,
             "select_budget": select_budget,
-            "select_strategy": select_strategy,
-            "accelerator_type": gpu_accelerator_type,
-            "checkpoint_uri": checkpoint_uri,
             "checkpoint_every": checkpoint_every,
-            "export_uri": export_uri,
-            "train_num_gpus": train_num_gpus,
             "train_max_steps": train_max_steps,
-            "evaluate_gpu_count": evaluate_gpu_count,
             "evaluate_limit": evaluate_limit,
-            "evaluate_backend": evaluate_backend,
-            "analyse_gpu_count": analyse_gpu_count,
             "analyse_batch_size": analyse_batch_size,
         },
         # A list inside the dict would not survive kfp.local's placeholder substitution.
         selectors=selectors,
+        gpu_node_selector=gpu_node_selector,
+        gpu_tolerations=gpu_tolerations,
+        ingest_input=ingest_input,
+        ingest_pool_prefix=ingest_pool_prefix,
+        ingest_ledger_uri=ingest_ledger_uri,
+        model=model,
+        generate_backend=generate_backend,
+        generate_prompt_format=generate_prompt_format,
+        select_strategy=select_strategy,
+        evaluate_backend=evaluate_backend,
+        gpu_accelerator_type=gpu_accelerator_type,
+        storage_secret=storage_secret,
+        model_cache_pvc=model_cache_pvc,
+        checkpoint_uri=checkpoint_uri,
+        export_uri=export_uri,
+        **{
+            name: value
+            for stage, (count, cpu, memory) in pods.items()
+            for name, value in (
+                (GPU_COUNT_PARAMS[stage], count),
+                (f"{stage}_cpu", cpu),
+                (f"{stage}_memory", memory),
+            )
+        },
         run_id=run_id,
     ).set_display_name("preflight")
     on_cpu(uncached(check), "preflight")
-    checkpoints = check.outputs["Output"]
+    checkpoints = check.outputs["checkpoint_uri"]
 
     ing = ingest(
         pool_uri=ingest_input,
@@ -400,7 +424,7 @@ def adg_pipeline(
                 seed=generate_seed,
                 batch_size=generate_batch_size,
                 backend=generate_backend,
-                prompt_format=generate_prompt_format,
+                prompt_format=prompt_format,
                 tensor_parallel_size=generate_tensor_parallel_size,
                 gpu_memory_utilization=generate_gpu_memory_utilization,
                 shard_index=index,
@@ -421,6 +445,7 @@ def adg_pipeline(
                 checkpoint_uri=checkpoints,
                 checkpoint_every=checkpoint_every,
                 run_id=run_id,
+                gpus=score_gpu_count,
             ).set_display_name("score")
             on_gpu(scored_shard, "score")
 
@@ -429,20 +454,26 @@ def adg_pipeline(
         return merged
 
     # After ingest, before any GPU: nothing new, curate over the index, or a batch (whose
-    # budget must fit the records ingest kept).
-    route = curation_route(
+    # budget must fit the records ingest kept); and the pool's one prompt format (adg.prompts:
+    # `auto` resolved once, so every shard, baseline, training and index entry uses the same).
+    routed = curation_route(
+        pool=ing.outputs["pool"],
         new_files=ing.outputs["new_files"],
         records=ing.outputs["records"],
         budget=select_budget,
         index_uri=curation_index_uri,
+        prompt_format=generate_prompt_format,
+        model=model,
     )
-    on_cpu(route.set_display_name("curation_route"), "shard")
+    on_cpu(routed.set_display_name("curation_route"), "shard")
+    route = routed.outputs["route"]
+    prompt_format = routed.outputs["prompt_format"]
 
-    with dsl.If(route.output == "batch", name="new-pool-files"):
+    with dsl.If(route == "batch", name="new-pool-files"):
         pool = ing.outputs["pool"]
         scored = generate_and_score(pool, ing.outputs["records"], "shards")
 
-        emb = embed(pool=pool, model=model).set_display_name("embed")
+        emb = embed(pool=pool, model=model, gpus=embed_gpu_count).set_display_name("embed")
         on_gpu(emb, "embed")
 
         bins = cluster(
@@ -477,23 +508,13 @@ def adg_pipeline(
         plan = plan_selectors(selectors=selectors).set_display_name("plan_selectors")
         on_cpu(plan, "compare")
 
-        def baseline_branch(trained: bool):
-            """Score the pool with each baseline method, select (and train, evaluate).
-
-            A baseline needs no generated answers, so it starts when the bins exist, beside
-            ADG's generate and score rather than after them; a method without a model (random)
-            scores on CPU: its pod gets no GPU, node selector or tolerations, and the CPU
-            image."""
-            with dsl.ParallelFor(plan.outputs["baselines"], name="baseline-selectors") as method:
-                where = baseline_placement(
-                    method=method,
-                    gpus=score_gpu_count,
-                    node_selector=gpu_node_selector,
-                    tolerations=gpu_tolerations,
-                    gpu_image=image_for("score"),
-                    cpu_image=family_image("cpu"),
-                ).set_display_name("baseline_placement")
-                on_cpu(where, "compare")
+        def model_baselines(trained: bool):
+            """Score the pool with each baseline method that needs a model, on the score stage's
+            placement, select (and train, evaluate). A baseline needs no generated answers, so
+            it starts when the bins exist, beside ADG's generate and score."""
+            with dsl.ParallelFor(
+                plan.outputs["model_baselines"], name="baseline-selectors"
+            ) as method:
                 rescored = score(
                     generated=pool,
                     model=model,
@@ -505,16 +526,10 @@ def adg_pipeline(
                     checkpoint_every=checkpoint_every,
                     run_id=run_id,
                     method=method,
-                    prompt_format=generate_prompt_format,
+                    prompt_format=prompt_format,
+                    gpus=score_gpu_count,
                 ).set_display_name("score_baseline")
-                on_gpu(
-                    rescored,
-                    "score",
-                    where.outputs["gpus"],
-                    where.outputs["node_selector"],
-                    where.outputs["tolerations"],
-                )
-                rescored.set_container_image(where.outputs["image"])
+                on_gpu(rescored, "score")
                 picked = select(
                     scored=rescored.outputs["scored"],
                     run_parameters={**run_parameters, "selector": method},
@@ -531,16 +546,72 @@ def adg_pipeline(
                 on_gpu(evaluated_b, "evaluate")
                 return picked, evaluated_b
 
-        def compare_step(picked, **results) -> None:
-            table = compare(
-                selectors=selectors,
-                baselines=plan.outputs["baselines"],
-                adg_top=chosen.outputs["top"],
-                adg_scored=scored.outputs["merged"],
-                baseline_tops=dsl.Collected(picked.outputs["top"]),
-                **results,
-            ).set_display_name("compare")
-            on_cpu(table, "compare")
+        def random_baseline(trained: bool):
+            """The model-free baseline: its own CPU task (`cpu_task`, the CPU image), with no GPU,
+            nothing that pins it to a GPU node and no model cache, which it never reads (a
+            ReadWriteOnce claim would pin it to the claim's node or keep it Pending). The driver
+            fails a task whose claim name resolves empty (k8s.go 1144-1153), so a pod without the
+            claim must be a task of its own, not the GPU baselines' task with other inputs."""
+            rescored = score(
+                generated=pool,
+                model=model,
+                dispersion_weight=score_dispersion_weight,
+                anisotropy_weight=score_anisotropy_weight,
+                all_metrics=False,
+                shard_index=0,
+                checkpoint_uri=checkpoints,
+                checkpoint_every=checkpoint_every,
+                run_id=run_id,
+                method=RANDOM,
+                prompt_format=prompt_format,
+                gpus="0",
+            ).set_display_name("score_random")
+            on_cpu(rescored, "score_random").set_container_image(family_image("cpu"))
+            picked = select(
+                scored=rescored.outputs["scored"],
+                run_parameters={**run_parameters, "selector": RANDOM},
+                **select_args,
+            ).set_display_name("select_random")
+            on_cpu(picked, "select")
+            if not trained:
+                return picked, None
+            model_r = train(data=picked.outputs["top"], selector=RANDOM, **train_args)
+            on_gpu(model_r.set_display_name("train_random"), "train")
+            evaluated_r = evaluate(model=model_r.outputs["model"], **evaluate_args)
+            on_gpu(evaluated_r.set_display_name("evaluate_random"), "evaluate")
+            return picked, evaluated_r
+
+        def side_by_side(trained: bool) -> None:
+            """The baselines and the comparison, in one branch per mix the `selectors` ask for
+            (plan_selectors' `case`): a task outside a condition may read another's output only
+            when both sit in it (KFP has dsl.OneOf for that, which kfp.local lacks for
+            artifacts), so each mix has its own compare."""
+            suffix = "-trained" if trained else ""
+            for case, (models, free) in BASELINE_CASES.items():
+                with dsl.If(plan.outputs["case"] == case, name=f"compare-{case}{suffix}"):
+                    inputs = {}
+                    if models:
+                        picked, evaluated_b = model_baselines(trained)
+                        inputs["baseline_tops"] = dsl.Collected(picked.outputs["top"])
+                        if trained:
+                            inputs["baseline_results"] = dsl.Collected(
+                                evaluated_b.outputs["results"]
+                            )
+                    if free:
+                        picked_r, evaluated_r = random_baseline(trained)
+                        inputs["random_top"] = picked_r.outputs["top"]
+                        if trained:
+                            inputs["random_results"] = evaluated_r.outputs["results"]
+                    if trained:
+                        inputs["adg_results"] = evaluated.outputs["results"]
+                    table = compare(
+                        selectors=selectors,
+                        model_baselines=plan.outputs["model_baselines"],
+                        adg_top=chosen.outputs["top"],
+                        adg_scored=scored.outputs["merged"],
+                        **inputs,
+                    ).set_display_name("compare")
+                    on_cpu(table, "compare")
 
         # Identical settings for ADG's model and every baseline's.
         train_args = {
@@ -559,6 +630,7 @@ def adg_pipeline(
             "num_gpus": train_num_gpus,
             "checkpoint_dir": train_checkpoint_dir,
             "run_id": run_id,
+            "prompt_format": prompt_format,
         }
         evaluate_args = {
             "tasks": evaluate_tasks,
@@ -568,6 +640,7 @@ def adg_pipeline(
             "baseline": evaluate_baseline,
             "backend": evaluate_backend,
             "batch_size": evaluate_batch_size,
+            "gpus": evaluate_gpu_count,
         }
 
         # --- train and evaluate (only when train_enabled) ------------------------------------
@@ -578,19 +651,9 @@ def adg_pipeline(
             evaluated = evaluate(model=tuned.outputs["model"], **evaluate_args)
             evaluated.set_display_name("evaluate")
             on_gpu(evaluated, "evaluate")
-            with dsl.If(plan.outputs["several"] == True, name="compare-trained"):  # noqa: E712
-                picked, evaluated_b = baseline_branch(trained=True)
-                compare_step(
-                    picked,
-                    adg_results=evaluated.outputs["results"],
-                    baseline_results=dsl.Collected(evaluated_b.outputs["results"]),
-                )
-        with (
-            dsl.Else(name="train-disabled"),
-            dsl.If(plan.outputs["several"] == True, name="compare-selected"),  # noqa: E712
-        ):
-            picked, _ = baseline_branch(trained=False)
-            compare_step(picked)
+            side_by_side(trained=True)
+        with dsl.Else(name="train-disabled"):
+            side_by_side(trained=False)
 
         # The selected records in the pool's own shape; uploaded only with an export_uri. The
         # ledger is written only after it.
@@ -639,11 +702,12 @@ def adg_pipeline(
                 endpoint=analyse_endpoint,
                 endpoint_model=analyse_endpoint_model,
                 batch_size=analyse_batch_size,
+                gpus=analyse_gpu_count,
             ).set_display_name("analyse")
             on_gpu(tasks, "analyse")
             use_endpoint_key(tasks, storage_secret)
 
-    with dsl.Elif(route.output == "curate", name="curate"):
+    with dsl.Elif(route == "curate", name="curate"):
         # What decides a score; the index refuses to rank entries that differ in any of it.
         settings = {
             "generate_num_samples": generate_num_samples,
@@ -651,7 +715,7 @@ def adg_pipeline(
             "generate_top_p": generate_top_p,
             "generate_max_new_tokens": generate_max_new_tokens,
             "generate_seed": generate_seed,
-            "generate_prompt_format": generate_prompt_format,
+            "generate_prompt_format": prompt_format,
             "score_dispersion_weight": score_dispersion_weight,
             "score_anisotropy_weight": score_anisotropy_weight,
         }
@@ -691,7 +755,7 @@ def adg_pipeline(
         with dsl.If(plan.outputs["records"] > 0, name="curation-new-records"):
             todo = plan.outputs["todo"]
             scored = generate_and_score(todo, plan.outputs["records"], "curation-shards")
-            emb = embed(pool=todo, model=model).set_display_name("embed")
+            emb = embed(pool=todo, model=model, gpus=embed_gpu_count).set_display_name("embed")
             on_gpu(emb, "embed")
             added = curation_add(
                 scored=scored.outputs["merged"],

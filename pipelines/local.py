@@ -29,6 +29,7 @@ index is checked for entries scored otherwise before the run starts.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import re
@@ -91,15 +92,21 @@ def compile_pipeline(output: str | Path, pipeline: str = "full") -> None:
     compiler.Compiler().compile(PIPELINES[pipeline], str(output))
 
 
-def plan_sizes(opts: LocalRunOptions) -> tuple[int, int, int]:
+def plan_sizes(opts: LocalRunOptions, needing_chat: list | None = None) -> tuple[int, int, int]:
     """(valid records, budget, bin count) for the run, from a read of the pool (counted, not
-    kept: a large pool costs one pass, not its size in memory)."""
+    kept: a large pool costs one pass, not its size in memory). `needing_chat`, when given,
+    receives the first record with a system prompt or earlier turns (adg.prompts)."""
     from adg.clustering import auto_bin_count
     from adg.ledger import pool_files
     from adg.records import PoolError, PoolFormat, ReadResult, read_sources
+    from adg.shapes import has_context_turns
+
+    def accept(record, _original) -> None:
+        if needing_chat is not None and not needing_chat and has_context_turns(record):
+            needing_chat.append(record)
 
     how = PoolFormat.parse(opts.ingest_format, opts.ingest_columns)
-    counted = ReadResult(on_accept=lambda _r, _o: None, on_reject=lambda _r: None)
+    counted = ReadResult(on_accept=accept, on_reject=lambda _r: None)
     sources = pool_files(opts.input) or [opts.input]
     n = read_sources(sources, opts.limit, how=how, result=counted).accepted
     if n == 0:
@@ -127,7 +134,8 @@ def _subsets_dir(root: Path, before: set[Path]) -> Path:
 def run_local(opts: LocalRunOptions) -> dict:
     """Run the whole pipeline locally; print and return the selection report."""
     from adg.comparison import plan_selectors
-    from adg.models import resolve_model
+    from adg.models import has_chat_template, resolve_model
+    from adg.prompts import resolve_prompt_format
     from adg.records import PoolError
     from adg.subsets import summary_lines
 
@@ -136,9 +144,16 @@ def run_local(opts: LocalRunOptions) -> dict:
     sampling = opts.sampling or SamplingConfig()
     _baselines, several = plan_selectors(opts.selectors)  # a bad name fails before the run
     out = Path(opts.output_dir).resolve()
-    n, budget, bins = plan_sizes(opts)
+    needing_chat: list = []
+    n, budget, bins = plan_sizes(opts, needing_chat)
     # Resolve (and on first use, convert) the model once here, not in each component.
     model = str(resolve_model(opts.model).resolve())
+    # The pool's one prompt format (adg.prompts), decided before any task; the pipeline's
+    # curation_route gets it concrete and applies the same rule.
+    fmt = resolve_prompt_format(
+        sampling.prompt_format, needing_chat, lambda: has_chat_template(model), model
+    )
+    sampling = dataclasses.replace(sampling, prompt_format=fmt)
     index = opts.curation_index
     if index:
         from adg.curation import check_consistency
@@ -371,9 +386,7 @@ def _copy_comparison(run_dir: Path, out: Path, analysed: bool) -> None:
     """The compare task's table (Markdown, HTML, JSON); with analysis, each subset's task mix."""
     from adg.comparison import COMPARISON_FILES, with_task_mix, write_comparison
 
-    found = [
-        d for d in (run_dir / "compare", run_dir / "compare-2") if (d / "comparison").is_file()
-    ]
+    found = [d for d in sorted(run_dir.glob("compare*")) if (d / "comparison").is_file()]
     if not found:
         raise RuntimeError(f"{run_dir}: the compare task wrote no comparison")
     for name, target in COMPARISON_FILES.items():

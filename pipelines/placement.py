@@ -54,6 +54,8 @@ RESOURCES = {
     # Re-clustering the index: a 200K-row float32 sample plus memory-mapped float16 embeddings.
     "curation": Resources("2", "4", "8Gi", "32Gi"),
     "compare": Resources("250m", "1", "1Gi", "4Gi"),
+    # The model-free random baseline's scoring: hashes of the pool's ids, seconds on CPU.
+    "score_random": Resources("250m", "1", "1Gi", "4Gi"),
 }
 
 # The whole run's deadline (Argo's workflow activeDeadlineSeconds, from

@@ -141,21 +141,20 @@ def parse_params(pairs: list[str], package_path: str | os.PathLike) -> dict[str,
     if missing:
         given = ", ".join(f"--param {name}=..." for name in missing)
         raise RemoteError(f"the pipeline needs {given} (no default)")
-    _check_pod_parameters(out)
+    _check_parameters(out)
     return out
 
 
-def _check_pod_parameters(arguments: dict[str, Any]) -> None:
-    """A GPU pod's GPU count, CPU or memory that Kubernetes would not take (a fractional GPU
-    count, "24 GB"): refused here, not by the driver in the cluster."""
-    from adg.errors import InputError
-    from adg.pods import gpu_pods, pod_parameters
+def _check_parameters(arguments: dict[str, Any]) -> None:
+    """The given values, by `adg.parameters.check`: the one check the in-cluster preflight makes
+    too, worded alike. A value the driver or launcher would fail a task on (a fractional GPU
+    count, "24 GB", an empty Secret name, a toleration Kubernetes cannot decode) is refused here,
+    before anything is sent."""
+    from adg.parameters import check, refusal
 
-    pods = {k: v for k, v in arguments.items() if k in pod_parameters()}
-    try:
-        gpu_pods(pods)
-    except InputError as err:
-        raise RemoteError(f"--param {err}") from None
+    problems = check(arguments)
+    if problems:
+        raise RemoteError(refusal(problems))
 
 
 def cron_expression(cron: str) -> str:

@@ -8,8 +8,9 @@ the full pipeline as a nested graph with everything else at its defaults: traini
 task-type analysis, recurring curation (prefix and ledger) and the curation index stay off. The
 GPU placement a cluster needs (node selector, tolerations, the accelerator's resource name) is
 exposed too, since on a tainted GPU node pool the GPU pods would otherwise never schedule, and on
-AMD or Intel nodes they would ask for a resource no node has. The pool and the budget have no
-default: the form asks for them.
+AMD or Intel nodes they would ask for a resource no node has. The prompt format is here too (default
+auto), so a ShareGPT or messages pool with system prompts is curated from this form as it is. The
+pool and the budget have no default: the form asks for them.
 
 Same graph, same components, same placement and caching settings: only the form is smaller. For
 anything else, use the full pipeline (`adg compile --pipeline full`).
@@ -17,6 +18,7 @@ anything else, use the full pipeline (`adg compile --pipeline full`).
 
 from kfp import dsl
 
+from adg.config import GenerateConfig
 from adg_kfp.pipelines.adg_pipeline import RUN_DEADLINE_SECONDS, adg_pipeline
 from adg_kfp.pipelines.placement import GPU_RESOURCE
 
@@ -42,6 +44,7 @@ def select_pipeline(
     select_budget: int,
     model: str = "",
     shard_count: int = 1,
+    generate_prompt_format: str = GenerateConfig.prompt_format,
     selectors: list = ["adg"],  # noqa: B006 - KFP parameter defaults are literals
     export_uri: str = "",
     gpu_node_selector: dict = {},  # noqa: B006
@@ -58,6 +61,9 @@ def select_pipeline(
         model: backbone model: an s3:// prefix of a HF folder (fetched once into the model
             cache), or empty for the embedded SmolLM2-135M-Instruct.
         shard_count: split the pool into this many shards, one GPU pod each for generate/score.
+        generate_prompt_format: auto (conversations and records with a system prompt in the
+            model's chat template, plain single-turn pools in the Alpaca prompt; one format per
+            pool), alpaca or chat.
         selectors: ["adg"], or with baselines to compare, e.g. ["adg", "random", "ifd"].
         export_uri: s3:// prefix to export top/middle/bottom.json and the report to (empty =
             only the run's artifacts).
@@ -72,6 +78,7 @@ def select_pipeline(
         select_budget=select_budget,
         model=model,
         shard_count=shard_count,
+        generate_prompt_format=generate_prompt_format,
         selectors=selectors,
         export_uri=export_uri,
         gpu_node_selector=gpu_node_selector,

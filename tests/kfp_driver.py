@@ -23,36 +23,125 @@ number_value, bool bool_value, dict struct_value, list list_value. The rules, wi
 - A pod-spec field holding `{{$.inputs.parameters['NAME']}}` is the executor input NAME read
   with `GetStringValue()`: empty for anything but a string (resolve.go,
   `resolvePodSpecInputRuntimeParameter`; util.go, `inputPipelineChannelPattern`).
-- CPU and memory requests and limits: that string parsed as a Kubernetes quantity, an error for
-  an empty one (driver.go, `getPodResource`).
-- The accelerator: a limit of count on type only when both resolve non-empty (driver.go,
-  `initPodSpecPatch`). The image: the resolved string (same function).
-- Node selector: `nodeSelectorJson` resolved in the parent DAG, a struct of strings; tolerations:
-  `tolerationJson`, a struct (one) or a list (k8s.go, `extendPodSpecPatch`; resolve.go,
-  `resolveK8sJsonParameter`).
-- Secret env: the Secret's name resolved with `GetStringValue()`, `optional` as compiled; PVCs:
-  the claim name likewise, an error when empty; emptyDir volumes as compiled (k8s.go,
-  `extendPodSpecPatch`, `makeVolumeMountPatch`).
+- CPU and memory requests and limits: that string parsed as a Kubernetes quantity by
+  apimachinery's `ParseQuantity` (driver.go 173-197, `getPodResource`, the parse at 191), an
+  error for an empty one. `parse_quantity` here is this module's own transcription of
+  k8s.io/apimachinery pkg/api/resource/quantity.go (`parseQuantityString` 161-275,
+  `ParseQuantity` 277-) and suffix.go (`interpret` 180-198); it shares no code with the product.
+- The accelerator: a limit of count on type only when both resolve non-empty, the count parsed
+  as a quantity (driver.go 415-447). The image: the resolved string (driver.go 449).
+- Node selector: `nodeSelectorJson` resolved in the parent DAG, its struct value marshalled to
+  JSON and decoded into a map[string]string (resolve.go 840-864, `resolveK8sJsonParameter`): a
+  non-struct is `GetStructValue()` nil, written `{}`; a non-string value fails the task.
+- Tolerations: `tolerationJson`, a struct (one) or a list; an empty one is skipped; each decoded
+  into a k8s `Toleration` by encoding/json (k8s.go 225-296, the decodes at 256 and 271): field
+  names matched without regard to case, unknown ones dropped, `null` left unset, a value of the
+  wrong type fails the task (`tolerationSeconds: "60"`).
+- Secret env: the Secret's name resolved with `resolveInputParameterStr`, which fails the task
+  unless it is a non-empty string (k8s.go 365-373; resolve.go 501-525), `optional` as compiled.
+  PVCs: the claim name likewise, an error when empty (k8s.go 1111-1167, `makeVolumeMountPatch`).
+  emptyDir volumes as compiled.
 
 Task outputs a pod depends on (the baselines' placement, the loops' items) come from running the
 real component's Python function (`runnable`) on the resolved inputs, or from `known` values
-given by the test for tasks that need the world (ingest's record count).
+given by the test for tasks that need the world (ingest's record count): a dict, or a function of
+the task's resolved inputs.
 """
 
 from __future__ import annotations
 
+import decimal
 import json
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
-
-from adg.pods import parse_quantity
 
 PLACEHOLDER = re.compile(r"\$.inputs.parameters\['(.+?)'\]")  # util.go, as the driver matches it
 
 
 class DriverError(RuntimeError):
     """What would fail the task in the driver (a bad quantity, a type mismatch, no PVC name)."""
+
+
+# --- k8s.io/apimachinery/pkg/api/resource: ParseQuantity ----------------------------------------
+
+# parseQuantityString (quantity.go 161-275) as one pattern: an optional sign, digits, an optional
+# "." and digits, then a run of the suffix characters (quantity.go 248), an optional sign and
+# digits; anything else is ErrFormatWrong. Missing digits read as 0 ("", ".", "Gi").
+_QUANTITY = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?([eEinumkKMGTP]*[+-]?[0-9]*)")
+# suffix.go 113-132: decimal and binary suffixes as (base, exponent).
+_SUFFIXES = {
+    **{s: (10, e) for s, e in zip("num", (-9, -6, -3), strict=True)},
+    "": (10, 0),
+    **{s: (10, 3 * (i + 1)) for i, s in enumerate("kMGTPE")},
+    **{s: (2, 10 * (i + 1)) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+}
+
+
+def parse_quantity(text: str) -> Decimal:
+    """k8sres.ParseQuantity's value (DriverError where it errs): the number, times its suffix
+    (`interpret`, suffix.go 180-198: a table suffix, or e/E and a strconv.ParseInt exponent),
+    rounded up to the nano (quantity.go, `amount.Round(amount, Nano.infScale(), inf.RoundUp)`)."""
+    if text == "":
+        raise DriverError("quantities must match the regular expression (empty)")
+    match = _QUANTITY.fullmatch(text)
+    if not match:
+        raise DriverError(f"{text!r}: quantities must match the regular expression")
+    sign, whole, fraction, suffix = match.groups()
+    if suffix in _SUFFIXES:
+        base, exponent = _SUFFIXES[suffix]
+    elif len(suffix) > 1 and suffix[0] in "eE" and re.fullmatch(r"[+-]?[0-9]+", suffix[1:]):
+        base, exponent = 10, int(suffix[1:])
+        if not -(2**63) <= exponent < 2**63:  # ParseInt's range error
+            raise DriverError(f"{text!r}: unable to parse quantity's suffix")
+    else:
+        raise DriverError(f"{text!r}: unable to parse quantity's suffix")
+    with decimal.localcontext() as ctx:
+        ctx.prec, ctx.Emax, ctx.Emin = 200, 10**6, -(10**6)
+        number = Decimal(f"{sign}{whole or '0'}.{fraction or '0'}")
+        value = number * Decimal(base) ** exponent
+        if value and value.as_tuple().exponent < -9:
+            value = value.quantize(Decimal("1e-9"), rounding=decimal.ROUND_UP)
+        return value.normalize() if value else Decimal(0)
+
+
+# --- k8s.io/api/core/v1 Toleration, as encoding/json decodes it ---------------------------------
+
+_TOLERATION = {  # JSON name -> Go type
+    "key": str,
+    "operator": str,
+    "value": str,
+    "effect": str,
+    "tolerationSeconds": int,  # *int64
+}
+
+
+def decode_toleration(obj: Any) -> dict[str, Any]:
+    """json.Unmarshal(obj, &k8score.Toleration{}): an object's keys matched to the fields' JSON
+    names with Go's case folding (a later duplicate wins), unknown keys ignored, null leaves the
+    field unset; a string for an int64, a fraction, a number for a string: UnmarshalTypeError,
+    which fails the task. Returns the fields set, by their JSON names."""
+    if obj is None:  # null leaves the element's zero value
+        return {}
+    if not isinstance(obj, dict):
+        raise DriverError(f"cannot unmarshal {type(obj).__name__} into Go value of type Toleration")
+    names = {name.lower(): name for name in _TOLERATION}
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = names.get(key.lower())
+        if name is None or value is None:
+            continue
+        want = _TOLERATION[name]
+        if want is int:
+            ok = type(value) in (int, float) and float(value).is_integer()
+            if not ok or not -(2**63) <= int(value) < 2**63:
+                raise DriverError(f"cannot unmarshal {value!r} into Toleration.{name} (int64)")
+            value = int(value)
+        elif not isinstance(value, str):
+            raise DriverError(f"cannot unmarshal {value!r} into Toleration.{name} (string)")
+        out[name] = value
+    return out
 
 
 class _Unresolved:
@@ -85,6 +174,17 @@ def string_value(value: Any) -> str:
     if isinstance(value, _Unresolved):
         raise DriverError(f"a pod field needs {value.what}")
     return value if isinstance(value, str) else ""
+
+
+def non_empty_string(value: Any, what: str) -> str:
+    """resolveInputParameterStr (resolve.go 501-525): a non-empty string, or the task fails."""
+    if isinstance(value, _Unresolved):
+        raise DriverError(f"{what} needs {value.what}")
+    if not isinstance(value, str):
+        raise DriverError(f"{what}: expected a string but got {value!r}")
+    if value == "":
+        raise DriverError(f"{what}: expected a non-empty string")
+    return value
 
 
 def _text(value: Any) -> str:
@@ -227,9 +327,9 @@ class Driver:
         if "executorLabel" not in component:
             return {}
         function = self._function(component)
-        if function in self.known:
+        if function in self.known and not callable(self.known[function]):
             return dict(self.known[function])
-        if function not in self.runnable:
+        if function not in self.runnable and function not in self.known:
             return {}
         defs = component.get("inputDefinitions", {}).get("parameters", {})
         kwargs = {
@@ -239,6 +339,8 @@ class Driver:
         }
         if any(isinstance(v, _Unresolved) for v in kwargs.values()):
             return {}
+        if function in self.known:  # the test's own answer, from the task's resolved inputs
+            return dict(self.known[function](kwargs))
         result = self.runnable[function].python_func(**kwargs)
         if hasattr(result, "_asdict"):
             return dict(result._asdict())
@@ -261,7 +363,7 @@ class Driver:
         def quantity(text: str, what: str):
             try:
                 return parse_quantity(runtime(text))
-            except ValueError as err:
+            except DriverError as err:
                 raise DriverError(f"{path}: {what}: {err}") from None
 
         pod = Pod(path, self._function(component), runtime(container["image"]), inputs=inputs)
@@ -285,25 +387,31 @@ class Driver:
         selector = config.get("nodeSelector", {})
         if "nodeSelectorJson" in selector:
             value = resolve(selector["nodeSelectorJson"])
-            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            value = value if isinstance(value, dict) else {}  # GetStructValue(): nil -> {}
+            if not all(isinstance(v, str) or v is None for v in value.values()):
                 raise DriverError(f"{path}: node selector {value!r} is no map of strings")
-            pod.node_selector = value
+            pod.node_selector = {k: v or "" for k, v in value.items()}
         elif "labels" in selector:
             pod.node_selector = dict(selector["labels"])
         for toleration in config.get("tolerations", []):
             if "tolerationJson" in toleration:
                 value = resolve(toleration["tolerationJson"])
-                if isinstance(value, dict):
-                    pod.tolerations += [value] if value else []
-                elif isinstance(value, list):
-                    pod.tolerations += value
-                else:
+                if value is None:  # ErrResolvedParameterNull: skipped
+                    continue
+                if not isinstance(value, dict | list):
                     raise DriverError(f"{path}: toleration {value!r} is neither struct nor list")
+                try:
+                    items = [value] if isinstance(value, dict) else value
+                    pod.tolerations += [decode_toleration(t) for t in items if value]
+                except DriverError as err:
+                    raise DriverError(f"{path}: failed to marshal toleration: {err}") from None
             else:
                 pod.tolerations.append(toleration)
         for entry in config.get("secretAsEnv", []):
             if "secretNameParameter" in entry:
-                secret = string_value(resolve(entry["secretNameParameter"]))
+                secret = non_empty_string(
+                    resolve(entry["secretNameParameter"]), f"{path}: failed to resolve secret name"
+                )
             else:
                 secret = entry["secretName"]
             for pair in entry.get("keyToEnv", []):
@@ -311,8 +419,10 @@ class Driver:
                     (pair["envVar"], secret, pair["secretKey"], entry.get("optional"))
                 )
         for mount in config.get("pvcMount", []):
-            claim = string_value(resolve(mount["pvcNameParameter"]))
-            if not claim or not mount.get("mountPath"):
+            claim = non_empty_string(
+                resolve(mount["pvcNameParameter"]), f"{path}: failed to resolve pvc name"
+            )
+            if not mount.get("mountPath"):
                 raise DriverError(f"{path}: failed to mount volume, missing mountpath or pvc name")
             pod.pvcs[mount["mountPath"]] = claim
         for mount in config.get("emptyDirMounts", []):

@@ -5,6 +5,7 @@ kfp.local on the tiny model."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from helpers import sample_records, write_jsonl
 
 from adg.comparison import (
     SelectorRun,
-    baseline_placement,
+    baseline_case,
     compare_runs,
     comparison_html,
     comparison_markdown,
@@ -110,28 +111,13 @@ def test_baselines_get_adgs_dispersion_and_anisotropy_by_id(tmp_path):
         compare_runs([SelectorRun("adg", adg)], tmp_path / "missing.jsonl")
 
 
-def test_baseline_placement():
-    """GPU counts are strings, as the driver reads them (docs/kubernetes.md)."""
-    selector, tolerations = {"gpu": "h200"}, [{"key": "nvidia.com/gpu", "operator": "Exists"}]
-    images = ("r/adg-generate:1", "r/adg-cpu:1")
-    assert baseline_placement("ifd", "2", selector, tolerations, *images) == (
-        "2",
-        selector,
-        tolerations,
-        "r/adg-generate:1",
-    )
-    assert baseline_placement("superfiltering", "1", selector, [], *images)[:3] == (
-        "1",
-        selector,
-        [],
-    )
-    # random needs no model: no GPU, nothing that pins it to a GPU node, the CPU image.
-    assert baseline_placement("random", "2", selector, tolerations, *images) == (
-        "0",
-        {},
-        [],
-        "r/adg-cpu:1",
-    )
+def test_baseline_case():
+    """Which baselines need a model (scored on the GPU placement, in the given order) and which
+    mix of branches the pipeline runs: random scores in a CPU task of its own."""
+    assert baseline_case(["ifd", "random", "superfiltering"]) == (["ifd", "superfiltering"], "both")
+    assert baseline_case(["superfiltering"]) == (["superfiltering"], "models")
+    assert baseline_case(["random"]) == ([], "random")
+    assert baseline_case([]) == ([], "none")
 
 
 def test_evaluated_table_in_the_papers_shape(tmp_path):
@@ -196,60 +182,66 @@ def test_compiled_pipeline_fans_out_over_selectors(compiled):
     dags = {name: c["dag"]["tasks"] for name, c in comps.items() if "dag" in c}
     # The ADG path keeps its task names.
     assert any({"select", "plan-selectors"} <= set(t) for t in dags.values())
-    # Two loops over the plan's baselines: selection only, and with train/evaluate.
+    # One branch per mix of baselines (plan_selectors' case), with and without training; a loop
+    # over the baselines that need a model in each branch that has them.
     iterators = []
     for tasks in dags.values():
         for task in tasks.values():
             it = task.get("parameterIterator")
             if it and "plan-selectors" in json.dumps(it):
+                assert "model_baselines" in json.dumps(it)
                 iterators.append(task["componentRef"]["name"])
-    assert len(iterators) == 2
-    bodies = [set(dags[name]) for name in iterators]
-    assert {frozenset(b) for b in bodies} == {
-        frozenset({"baseline-placement-2", "score-3", "select-3"}),
-        frozenset({"baseline-placement", "score-2", "select-2", "train-2", "evaluate-2"}),
-    }
+    assert len(iterators) == 4  # cases "both" and "models", trained and not
+    bodies = [{re.sub(r"-\d+$", "", t) for t in dags[name]} for name in iterators]
+    assert sorted(map(sorted, bodies)) == [
+        ["evaluate", "score", "select", "train"],
+        ["evaluate", "score", "select", "train"],
+        ["score", "select"],
+        ["score", "select"],
+    ]
     for name in iterators:
         # A baseline scores the pool: nothing of ADG's generate, score or merge enters the loop,
         # so the baselines do not wait for ADG's GPU work.
         artifacts = set(comps[name]["inputDefinitions"]["artifacts"])
         assert "pipelinechannel--ingest-pool" in artifacts
         assert not any("merge" in a or "score" in a or "generate" in a for a in artifacts)
-    # Each compare gathers the loop's selected subsets (and, when trained, the evaluations).
-    for name in ("comp-compare", "comp-compare-2"):
-        inputs = comps[name]["inputDefinitions"]["artifacts"]
-        assert inputs["baseline_tops"]["isArtifactList"] is True
-    trained = next(t for tasks in dags.values() for n, t in tasks.items() if n == "compare")
-    arts = trained["inputs"]["artifacts"]
-    assert "baseline_results" in arts and "adg_results" in arts
-    assert arts["baseline_tops"]["taskOutputArtifact"]["producerTask"].startswith("for-loop")
-    selection = next(t for tasks in dags.values() for n, t in tasks.items() if n == "compare-2")
-    assert "baseline_results" not in selection["inputs"]["artifacts"]
-    # The baseline score task runs the method of the loop item, on the pool.
-    score = next(t for tasks in dags.values() for n, t in tasks.items() if n == "score-3")
-    assert "componentInputParameter" in json.dumps(score["inputs"]["parameters"]["method"])
-    assert score["inputs"]["artifacts"]["generated"] == {
-        "componentInputArtifact": "pipelinechannel--ingest-pool"
+    conditions = {
+        n: t["triggerPolicy"]["condition"]
+        for tasks in dags.values()
+        for n, t in tasks.items()
+        if "plan-selectors-case" in json.dumps(t.get("triggerPolicy", {}))
     }
-    # Its GPUs, node selector and tolerations are the placement task's outputs (none for random).
-    gpus = score["inputs"]["parameters"]["pipelinechannel--baseline-placement-2-gpus"]
-    assert gpus["taskOutputParameter"]["producerTask"] == "baseline-placement-2"
-    accelerator = spec["deploymentSpec"]["executors"]["exec-score-3"]["container"]["resources"]
-    assert "baseline-placement-2-gpus" in accelerator["accelerator"]["resourceCount"]
-    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-score-3"]
-    assert k8s["nodeSelector"]["nodeSelectorJson"]["taskOutputParameter"] == {
-        "outputParameterKey": "node_selector",
-        "producerTask": "baseline-placement-2",
-    }
-    (toleration,) = k8s["tolerations"]
-    assert toleration["tolerationJson"]["taskOutputParameter"]["producerTask"] == (
-        "baseline-placement-2"
+    assert sorted(c.split("==")[-1].strip() for c in conditions.values()) == sorted(
+        ["'both'", "'models'", "'random'"] * 2
     )
-    # compare reads ADG's merged scores for every subset's D and I.
-    for name in ("compare", "compare-2"):
-        task = next(t for tasks in dags.values() for n, t in tasks.items() if n == name)
-        adg_scored = task["inputs"]["artifacts"]["adg_scored"]
-        assert "merge" in json.dumps(adg_scored)
+    # Each compare gathers its branch's subsets (and, when trained, the evaluations).
+    compares = [t for tasks in dags.values() for n, t in tasks.items() if n.startswith("compare")]
+    compares = [t for t in compares if "componentRef" in t and "compare" in t["taskInfo"]["name"]]
+    assert len(compares) == 6
+    for task in compares:
+        arts = task["inputs"]["artifacts"]
+        assert bool("baseline_tops" in arts) or "random_top" in arts
+        if "baseline_tops" in arts:
+            assert arts["baseline_tops"]["taskOutputArtifact"]["producerTask"].startswith(
+                "for-loop"
+            )
+    assert sum("adg_results" in t["inputs"]["artifacts"] for t in compares) == 3
+    # random: a score task of its own, method "random", on CPU without the model cache.
+    randoms = [
+        (n, t)
+        for tasks in dags.values()
+        for n, t in tasks.items()
+        if t.get("inputs", {}).get("parameters", {}).get("method", {}).get("runtimeValue")
+    ]
+    assert len(randoms) == 4
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for _, task in randoms:
+        assert task["inputs"]["parameters"]["method"]["runtimeValue"]["constant"] == "random"
+        label = comps[task["componentRef"]["name"]]["executorLabel"]
+        assert "accelerator" not in spec["deploymentSpec"]["executors"][label]["container"].get(
+            "resources", {}
+        )
+        assert "pvcMount" not in k8s.get(label, {}) and "nodeSelector" not in k8s.get(label, {})
 
 
 @pytest.mark.kfp_local

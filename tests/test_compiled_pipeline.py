@@ -25,28 +25,27 @@ from adg_kfp.pipelines.remote import pipeline_parameters
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "pipelines" / "adg_pipeline.yaml"
 
+
+def _numbered(name: str, count: int) -> list[str]:
+    return [name] + [f"{name}-{i}" for i in range(2, count + 1)]
+
+
+# Each GPU executor: the preflight output that is its GPU count (the stage's placement). The
+# baseline selectors with a model score in a loop per branch (plan_selectors' case "both" and
+# "models", with and without training), the curation branch has its own fan-out and embed.
+GPU_COUNTS = {"generate": 2, "embed": 2, "analyse": 1, "train": 5, "evaluate": 5}
 GPU_EXECUTORS = {
-    "exec-generate": "generate_tensor_parallel_size",
-    "exec-embed": "embed_gpu_count",
-    "exec-score": "score_gpu_count",
-    "exec-analyse": "analyse_gpu_count",
-    "exec-train": "train_num_gpus",
-    "exec-evaluate": "evaluate_gpu_count",
-    # The baseline selectors' branches (selection only; with train/evaluate): the scoring pod's
-    # GPUs come from its placement task (score_gpu_count, or 0 for random).
-    "exec-score-2": "baseline-placement-gpus",
-    "exec-score-3": "baseline-placement-2-gpus",
-    "exec-train-2": "train_num_gpus",
-    "exec-evaluate-2": "evaluate_gpu_count",
-    # The curation branch's fan-out and embed.
-    "exec-generate-2": "generate_tensor_parallel_size",
-    "exec-score-4": "score_gpu_count",
-    "exec-embed-2": "embed_gpu_count",
+    f"exec-{label}": f"preflight-{stage}_gpus"
+    for stage, count in GPU_COUNTS.items()
+    for label in _numbered(stage, count)
 }
-BASELINE_PLACEMENT = {
-    "exec-score-2": "baseline-placement",
-    "exec-score-3": "baseline-placement-2",
+GPU_EXECUTORS |= {
+    f"exec-{label}": "preflight-score_gpus"
+    for label in ("score", "score-2", "score-4", "score-6", "score-8", "score-10")
 }
+# The random baseline scores in a CPU task of its own (one per branch that has it): no GPU, no
+# node selector, no tolerations, no model cache, the CPU image.
+RANDOM_SCORE = {"exec-score-3", "exec-score-5", "exec-score-7", "exec-score-9"}
 CURATION_EXECUTORS = {
     "exec-curation-plan",
     "exec-curation-add",
@@ -58,51 +57,30 @@ CURATION_EXECUTORS = {
 CPU_EXECUTORS = {
     "exec-preflight",
     "exec-ingest",
-    "exec-shard",
-    "exec-merge",
     "exec-cluster",
-    "exec-select",
     "exec-export",
-    "exec-record-ledger",
     "exec-nothing-to-do",
     "exec-plan-selectors",
-    "exec-baseline-placement",
-    "exec-baseline-placement-2",
-    "exec-select-2",
-    "exec-select-3",
-    "exec-compare",
-    "exec-compare-2",
     "exec-curation-route",
-    "exec-shard-2",
-    "exec-merge-2",
+    "exec-record-ledger",
+    *_numbered("exec-shard", 2),
+    *_numbered("exec-merge", 2),
+    *_numbered("exec-select", 9),
+    *_numbered("exec-compare", 6),
+    *RANDOM_SCORE,
     *CURATION_EXECUTORS,
 }
-EXECUTOR_STAGE = {
-    "exec-record-ledger": "ledger",
-    "exec-nothing-to-do": "ledger",
-    "exec-plan-selectors": "compare",
-    "exec-baseline-placement": "compare",
-    "exec-baseline-placement-2": "compare",
-    "exec-compare-2": "compare",
-    "exec-score-2": "score",
-    "exec-score-3": "score",
-    "exec-select-2": "select",
-    "exec-select-3": "select",
-    "exec-train-2": "train",
-    "exec-evaluate-2": "evaluate",
-    "exec-generate-2": "generate",
-    "exec-score-4": "score",
-    "exec-embed-2": "embed",
-    "exec-shard-2": "shard",
-    "exec-merge-2": "merge",
-    "exec-curation-route": "curation",
-    "exec-curation-plan": "curation",
-    "exec-curation-add": "curation",
-    "exec-curation-select": "curation",
-    "exec-curation-select-2": "curation",
-    "exec-record-ledger-2": "ledger",
-    "exec-record-ledger-3": "ledger",
-}
+
+
+def executor_stage(label: str) -> str:
+    """The stage an executor belongs to (its images and resources), from its component's name."""
+    if label in RANDOM_SCORE:
+        return "score_random"
+    name = re.sub(r"-\d+$", "", label.removeprefix("exec-"))
+    aliases = {"record-ledger": "ledger", "nothing-to-do": "ledger", "plan-selectors": "compare"}
+    return "curation" if name.startswith("curation-") else aliases.get(name, name)
+
+
 SENTINEL_KEY, SENTINEL_SECRET = "AKIAADGSENTINEL0001", "adg-sentinel-secret-value/0123456789"
 
 
@@ -174,7 +152,7 @@ def test_cpu_and_memory_requests_and_limits_everywhere(executors):
         ):
             assert resources.get(key), f"{name} lacks {key}"
         if name in GPU_EXECUTORS:  # the stage's parameters, each both request and limit
-            stage = EXECUTOR_STAGE.get(name, name.removeprefix("exec-"))
+            stage = executor_stage(name)
             for kind in ("Cpu", "Memory"):
                 want = f"{{{{$.inputs.parameters['pipelinechannel--{stage}_{kind.lower()}']}}}}"
                 assert resources[f"resource{kind}Request"] == want, name
@@ -214,7 +192,7 @@ def test_every_pod_resource_reaches_the_driver_as_a_string(compiled):
                     ]
                 assert declared["parameterType"] == "STRING", f"{task['taskInfo']}: {name}"
                 checked += 1
-    assert checked > 4 * len(GPU_EXECUTORS)
+    assert checked >= 4 * len(GPU_EXECUTORS)
     params = pipeline_parameters(COMMITTED)
     for stage, count in GPU_COUNT_PARAMS.items():
         for name in (count, f"{stage}_cpu", f"{stage}_memory"):
@@ -227,13 +205,11 @@ def test_selectors_tolerations_and_shm_only_on_gpu_tasks(k8s):
         selector = cfg["nodeSelector"]["nodeSelectorJson"]
         (toleration,) = cfg["tolerations"]
         toleration = toleration["tolerationJson"]
-        if name in BASELINE_PLACEMENT:  # the placement task's outputs: none for random
-            placed = BASELINE_PLACEMENT[name]
-            assert selector["taskOutputParameter"]["producerTask"] == placed
-            assert toleration["taskOutputParameter"]["producerTask"] == placed
-        else:
-            assert selector["componentInputParameter"].endswith("gpu_node_selector")
-            assert toleration["componentInputParameter"].endswith("gpu_tolerations")
+        # The preflight's placement of the stage (none for a GPU count of "0"); a task output
+        # reaches a nested group as its pipelinechannel--<task>-<output> input.
+        assert selector["componentInputParameter"].startswith("pipelinechannel--preflight-")
+        assert selector["componentInputParameter"].endswith("_node_selector")
+        assert toleration["componentInputParameter"].endswith("_tolerations")
         assert cfg["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
     for name in CPU_EXECUTORS:
         cfg = k8s.get(name, {})
@@ -295,30 +271,19 @@ def test_no_credentials_in_the_compiled_pipeline(compiled, executors):
 
 def test_images_come_from_images_env(executors):
     for name, executor in executors.items():
-        stage = EXECUTOR_STAGE.get(name, name.removeprefix("exec-"))
-        if name in BASELINE_PLACEMENT:  # chosen at run time by the placement task (below)
-            placed = BASELINE_PLACEMENT[name]
-            assert executor["container"]["image"] == (
-                f"{{{{$.inputs.parameters['pipelinechannel--{placed}-image']}}}}"
-            )
+        stage = executor_stage(name)
+        if name in RANDOM_SCORE:  # model-free: the CPU image, not the GPU one
+            assert executor["container"]["image"] == family_image("cpu"), name
             continue
         assert executor["container"]["image"] == image_for(stage), name
 
 
-def test_baselines_score_in_the_image_their_method_needs(compiled):
-    """The placement task chooses between the score stage's (GPU) image and the CPU family's;
-    the scoring task takes its image from that output."""
-    tasks = all_tasks(compiled[1])
-    for executor, placed in BASELINE_PLACEMENT.items():
-        params = tasks[f"comp-{placed}"]["inputs"]["parameters"]
-        assert params["gpu_image"]["runtimeValue"]["constant"] == image_for("score")
-        assert params["cpu_image"]["runtimeValue"]["constant"] == family_image("cpu")
-        score = tasks[executor.replace("exec-", "comp-")]
-        channel = score["inputs"]["parameters"][f"pipelinechannel--{placed}-image"]
-        assert channel["taskOutputParameter"] == {
-            "outputParameterKey": "image",
-            "producerTask": placed,
-        }
+def test_the_random_baseline_mounts_no_model_cache(k8s):
+    for name in RANDOM_SCORE:
+        cfg = k8s.get(name, {})
+        assert "pvcMount" not in cfg and "nodeSelector" not in cfg and "tolerations" not in cfg
+        assert "emptyDirMounts" not in cfg, name
+        assert [e["secretNameParameter"] for e in cfg["secretAsEnv"]]  # the object store only
 
 
 def test_fan_out_shape(compiled):
@@ -343,7 +308,7 @@ def test_nothing_new_branch_and_ledger_after_select(compiled):
     tasks = all_tasks(spec)
     conditions = [t["triggerPolicy"]["condition"] for t in tasks.values() if "triggerPolicy" in t]
     # New files and no curation index: the batch branch; none: nothing_to_do.
-    assert any("curation-route-Output'] == 'batch'" in c for c in conditions)
+    assert any("curation-route-route'] == 'batch'" in c for c in conditions)
     route = tasks["comp-curation-route"]["inputs"]["parameters"]["new_files"]
     assert route["taskOutputParameter"]["producerTask"] == "ingest"
     assert "comp-nothing-to-do" in tasks
@@ -402,7 +367,7 @@ def test_preflight_runs_first_and_everything_waits_for_it(compiled):
     # The GPU tasks' checkpoint prefix is preflight's output (resolved under the pipeline root).
     for name in ("generate", "score"):
         param = all_tasks(spec)[f"comp-{name}"]["inputs"]["parameters"]["checkpoint_uri"]
-        assert param["componentInputParameter"] == "pipelinechannel--preflight-Output"
+        assert param["componentInputParameter"] == "pipelinechannel--preflight-checkpoint_uri"
 
 
 def test_accelerator_resource_is_a_parameter(compiled):
@@ -429,7 +394,7 @@ def test_curation_branch(compiled):
     spec = compiled[1]
     tasks = all_tasks(spec)
     conditions = [t["triggerPolicy"]["condition"] for t in tasks.values() if "triggerPolicy" in t]
-    assert any("curation-route-Output'] == 'curate'" in c for c in conditions)
+    assert any("curation-route-route'] == 'curate'" in c for c in conditions)
     assert any("curation-plan-records']) > 0" in c for c in conditions)
     for name in CURATION_EXECUTORS:
         assert tasks[name.replace("exec-", "comp-")]["cachingOptions"] == {}, name
@@ -447,4 +412,4 @@ def test_curation_branch(compiled):
     loop = next(
         c for c in spec["components"].values() if "generate-2" in c.get("dag", {}).get("tasks", {})
     )
-    assert set(loop["dag"]["tasks"]) == {"generate-2", "score-4"}
+    assert set(loop["dag"]["tasks"]) == {"generate-2", "score-10"}

@@ -86,9 +86,8 @@ def test_docker_runner_refuses_an_s3_pool(tmp_path, capsys):
 
 
 def test_an_image_given_at_run_time_is_resolved_from_the_executor_input():
-    """The baselines' scoring pods take their image from a task output; kfp.local passes the
-    placeholder on as written, so the runner resolves it from the executor input as the KFP
-    driver does."""
+    """An image given by a task output at run time: kfp.local passes the placeholder on as
+    written, so the runner resolves it from the executor input as the KFP driver does."""
     placeholder = "{{$.inputs.parameters['pipelinechannel--baseline-placement-2-image']}}"
     executor_input = {
         "inputs": {

@@ -330,3 +330,45 @@ def test_many_ledger_writers_at_once_all_land(serial_bucket):
     assert race(*[lambda i=i: writer(i) for i in range(6)]) == [1] * 6
     files = ledger.read_ledger(ledger_uri)["files"]
     assert {v["run_id"] for v in files.values()} == {f"run-{i}" for i in range(6)}
+
+
+KILL_HALF_WAY = """
+import os, signal, sys
+from adg import curation
+
+put = curation.Index.put
+def put_then_die(self, local, *parts):
+    put(self, local, *parts)
+    os.kill(os.getpid(), signal.SIGKILL)  # the pod killed after its first file
+curation.Index.put = put_then_die
+index, scored, emb, settings = sys.argv[1:5]
+import json
+curation.add_entry(index, scored, emb, json.loads(settings), "run-7")
+"""
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_retried_add_reuses_the_entry_its_killed_attempt_left(tmp_path, where, request):
+    """curation_add killed half-way (SIGKILL after its first file: claim and one file, no
+    manifest), then retried with the same run id: the index lists one entry, finished, under the
+    id the first attempt claimed; no unfinished one is left beside it."""
+    import os
+    import subprocess
+    import sys
+
+    index = str(tmp_path / "index")
+    if where == "s3":
+        index = f"s3://{request.getfixturevalue('serial_bucket')}/curation"
+    idx = curation.Index(index)
+    scored, emb = scored_batch(tmp_path, "b", sample_records(5), seed=3)
+    args = [sys.executable, "-c", KILL_HALF_WAY, index, str(scored), str(emb), json.dumps(SETTINGS)]
+    killed = subprocess.run(args, env=os.environ.copy(), capture_output=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    assert idx.ids("entries") == [1] and idx.manifests("entries") == []
+    assert idx.read_json("entries", "000001", "claim.json")["run_id"] == "run-7"
+    assert curation.add_entry(index, scored, emb, SETTINGS, "run-7") == "000001"
+    assert idx.ids("entries") == [1]
+    (entry,) = idx.manifests("entries")
+    assert entry["id"] == "000001" and entry["run_id"] == "run-7" and entry["records"] == 5
+    # Another run never takes over this run's entry.
+    assert curation.add_entry(index, scored, emb, SETTINGS, "run-8") == "000002"

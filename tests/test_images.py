@@ -265,50 +265,38 @@ def compile_images(tmp_path: Path, overrides: dict[str, str]) -> tuple[dict[str,
     return executor_images(out), cpu_images(out)
 
 
-# The baselines' scoring pods take their image at run time from their baseline_placement task:
-# its gpu_image (the score stage's image), or its cpu_image for a method without a model.
-RUNTIME_IMAGE = re.compile(
-    r"^\{\{\$\.inputs\.parameters\['pipelinechannel--(baseline-placement(-\d+)?)-image'\]\}\}$"
-)
-
-
-def placement_images(spec: dict) -> dict[str, dict[str, str]]:
-    """{baseline_placement task: {"gpu_image": ..., "cpu_image": ...}} of a compiled spec."""
-    return {
-        name: {
-            key: value["runtimeValue"]["constant"]
-            for key, value in task["inputs"]["parameters"].items()
-            if key in ("gpu_image", "cpu_image")
-        }
-        for component in spec["components"].values()
-        for name, task in component.get("dag", {}).get("tasks", {}).items()
-        if name.startswith("baseline-placement")
-    }
+def random_score_executors(spec: dict) -> set[str]:
+    """The executors of the random baseline's scoring tasks (method "random", a constant): a
+    model-free score runs in the CPU family's image, not the score stage's."""
+    labels = set()
+    for component in [spec["root"], *spec["components"].values()]:
+        for task in component.get("dag", {}).get("tasks", {}).values():
+            method = task.get("inputs", {}).get("parameters", {}).get("method", {})
+            if method.get("runtimeValue", {}).get("constant") == "random":
+                labels.add(spec["components"][task["componentRef"]["name"]]["executorLabel"])
+    return labels
 
 
 def executor_images(path: Path) -> dict[str, str]:
-    """{executor label: image}; a run-time image counts as its placement task's GPU choice,
-    the stage's own image (`cpu_images` gives the other choice)."""
+    """{executor label: image} of every executor but the random baseline's (`cpu_images`)."""
     spec = next(yaml.safe_load_all(path.read_text()))
     executors = spec["deploymentSpec"]["executors"]
-    placements = placement_images(spec)
+    randoms = random_score_executors(spec)
     images = {}
     for label, executor in executors.items():
         container = executor["container"]
         command = " ".join(container.get("command", []) + container.get("args", []))
         assert "pip install" not in command, f"{label} installs packages at start-up"
-        image = container["image"]
-        if match := RUNTIME_IMAGE.match(image):
-            assert stage_of(label) == "score", f"{label}: a run-time image outside the baselines"
-            image = placements[match[1]]["gpu_image"]
-        images[label] = image
+        if label not in randoms:
+            images[label] = container["image"]
     return images
 
 
 def cpu_images(path: Path) -> set[str]:
-    """The images the baselines' scoring pods get for a method without a model."""
+    """The images of the random baseline's scoring tasks."""
     spec = next(yaml.safe_load_all(path.read_text()))
-    return {p["cpu_image"] for p in placement_images(spec).values()}
+    executors = spec["deploymentSpec"]["executors"]
+    return {executors[label]["container"]["image"] for label in random_score_executors(spec)}
 
 
 # Components whose name is not the stage (components/ledger.py, components/compare.py).
@@ -316,7 +304,6 @@ COMPONENT_STAGE = {
     "record-ledger": "ledger",
     "nothing-to-do": "ledger",
     "plan-selectors": "compare",
-    "baseline-placement": "compare",
     **{f"curation-{step}": "curation" for step in ("route", "plan", "add", "select")},
 }
 

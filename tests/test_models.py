@@ -208,3 +208,22 @@ def test_the_cause_names_what_the_container_shows():
     # A device and a new driver, still nothing: torch's own words, and what CUDA 13 needs.
     line = cause("2.14.0+cu130", "13.0", None, True, 590, "CUDA unknown error")
     assert "CUDA unknown error" in line and "R580+" in line
+
+
+def test_a_gpu_stage_with_a_gpu_count_of_zero_runs_on_cpu_in_a_cluster_pod(
+    monkeypatch, tmp_path, tiny_model_dir
+):
+    """GPU count "0" places a stage on CPU: in a cluster pod (KFP_POD_NAME) it skips the CUDA
+    check and does its work on this CPU-only machine; the same call with "1" fails at the check."""
+    import numpy as np
+    from helpers import sample_records, write_jsonl
+    from kfp.dsl import Dataset
+
+    monkeypatch.setenv("KFP_POD_NAME", "adg-run-embed-1234")
+    embed = component_of("embed").python_func
+    pool = Dataset(uri=str(write_jsonl(tmp_path / "pool.jsonl", sample_records(3))))
+    out = Dataset(uri=str(tmp_path / "embeddings.npy"))
+    embed(pool=pool, embeddings=out, model=str(tiny_model_dir), gpus="0")
+    assert np.load(out.path).shape[0] == 3
+    with pytest.raises(AdgError, match="embed: this task asked for a GPU"):
+        embed(pool=pool, embeddings=out, model=str(tiny_model_dir), gpus="1")

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kfp_driver import Driver, DriverError
+from kfp_driver import Driver, DriverError, parse_quantity
 
 from adg.config import GPU_COUNT_PARAMS, GPU_PODS, MODEL_FREE_METHODS
-from adg.pods import parse_quantity
-from adg_kfp.components.compare import baseline_placement, plan_selectors
+from adg_kfp.components.compare import plan_selectors
 from adg_kfp.components.images import family_image, image_for
 from adg_kfp.components.shard import shard
 from adg_kfp.pipelines.placement import GPU_RESOURCE, MODEL_CACHE_PATH, SECRET_REQUIRED_KEYS
@@ -32,7 +31,6 @@ STAGE_OF = {
     "record_ledger": "ledger",
     "nothing_to_do": "ledger",
     "plan_selectors": "compare",
-    "baseline_placement": "compare",
     "curation_route": "curation",
     "curation_plan": "curation",
     "curation_add": "curation",
@@ -41,12 +39,29 @@ STAGE_OF = {
 RUNNABLE = {
     "shard": shard,
     "plan_selectors": plan_selectors,
-    "baseline_placement": baseline_placement,
 }
+
+
+def preflight_placement(inputs: dict) -> dict:
+    """What the preflight answers, by the rule the pipeline documents (not by its code): each GPU
+    stage on the run's GPUs, node selector and tolerations; a GPU count of "0" on CPU: no
+    accelerator count (so no limit at all), no selector, no tolerations."""
+    out = {"checkpoint_uri": ""}
+    for stage, param in GPU_COUNT_PARAMS.items():
+        count = inputs[param]
+        on_cpu = parse_quantity(count if isinstance(count, str) else str(count)) == 0
+        out[f"{stage}_gpus"] = "" if on_cpu else count
+        out[f"{stage}_node_selector"] = {} if on_cpu else inputs["gpu_node_selector"]
+        out[f"{stage}_tolerations"] = [] if on_cpu else inputs["gpu_tolerations"]
+    return out
+
+
 # What the world answers at run time: ingest read 40 records from one file; the curation index
-# has 12 records to score.
+# has 12 records to score; the route and the pool's prompt format.
 KNOWN = {
+    "preflight": preflight_placement,
     "ingest": {"records": 40, "new_files": 1, "sources": ["s3://pools/a.jsonl"]},
+    "curation_route": {"route": "batch", "prompt_format": "chat"},
     "curation_plan": {"records": 12, "supersedes": []},
 }
 SELECTOR = {"cloud.google.com/gke-accelerator": "nvidia-l4"}
@@ -102,18 +117,23 @@ def check_pods(pods, arguments: dict) -> None:
             stage = pod.function
             stages_seen.add(stage)
             gpus = parse_quantity(want[GPU_COUNT_PARAMS[stage]])
-            assert pod.limits[accelerator] == gpus > 0, pod.task
+            if gpus == 0:  # on CPU: no accelerator limit, no selector, no tolerations
+                assert accelerator not in pod.limits, pod.task
+                assert pod.node_selector == {} and pod.tolerations == [], pod.task
+            else:
+                assert pod.limits[accelerator] == gpus > 0, pod.task
+                assert pod.node_selector == want["gpu_node_selector"], pod.task
+                assert pod.tolerations == want["gpu_tolerations"], pod.task
             for resource in ("cpu", "memory"):
                 value = parse_quantity(want[f"{stage}_{resource}"])
                 assert pod.requests[resource] == pod.limits[resource] == value, pod.task
-            assert pod.node_selector == want["gpu_node_selector"], pod.task
-            assert pod.tolerations == want["gpu_tolerations"], pod.task
             assert pod.pvcs == {MODEL_CACHE_PATH: want["model_cache_pvc"]}, pod.task
             assert pod.empty_dirs["/dev/shm"]["medium"] == "Memory", pod.task
             assert pod.image == image_for(stage), pod.task
-        elif pod.function == "score":  # a model-free baseline: 0 GPUs, any node, CPU image
-            assert pod.limits[accelerator] == 0, pod.task
-            assert pod.node_selector == {} and pod.tolerations == [], pod.task
+        elif pod.function == "score":  # the model-free baseline: a CPU task, CPU image
+            assert set(pod.limits) == set(pod.requests) == {"cpu", "memory"}, pod.task
+            assert not pod.node_selector and not pod.tolerations, pod.task
+            assert not pod.pvcs and not pod.empty_dirs, pod.task  # no model cache: no model
             assert pod.image == family_image("cpu"), pod.task
         else:
             assert set(pod.limits) == set(pod.requests) == {"cpu", "memory"}, pod.task
@@ -134,9 +154,33 @@ def test_full_pipeline_pods(arguments):
     if arguments:  # the baselines: random on CPU, ifd on the GPU
         baselines = {method(p): p for p in pods if p.function == "score" and method(p) != "adg"}
         assert set(baselines) == {"random", "ifd"}
-        assert baselines["random"].limits[GPU_RESOURCE] == 0
+        assert GPU_RESOURCE not in baselines["random"].limits and not baselines["random"].pvcs
         assert baselines["ifd"].limits[GPU_RESOURCE] == 2
         assert baselines["ifd"].node_selector == SELECTOR
+
+
+ALL_CPU = {
+    **{param: "0" for param in GPU_COUNT_PARAMS.values()},
+    "gpu_node_selector": SELECTOR,
+    "gpu_tolerations": TOLERATIONS,
+    "selectors": ["adg", "random", "ifd", "superfiltering"],
+    "train_cpu": "16",
+    "score_memory": "8Gi",
+}
+
+
+def test_an_all_cpu_run_asks_no_gpu_anywhere():
+    """Every GPU count "0": the way to try the pipeline on a cluster without GPUs. No pod asks for
+    a GPU or carries the GPU node selector or tolerations; each GPU stage keeps its image, its CPU
+    and memory and the model cache."""
+    pods = render(FULL, ALL_CPU)
+    seen = check_pods(pods, ALL_CPU)
+    assert seen == GPU_STAGES
+    for pod in pods:
+        assert not any("gpu" in resource for resource in pod.limits), pod.task
+        assert not pod.node_selector and not pod.tolerations, pod.task
+    embed = next(p for p in pods if p.function == "embed")
+    assert embed.pvcs == {MODEL_CACHE_PATH: "adg-model-cache"} and embed.requests["cpu"] == 4
 
 
 def test_select_pipeline_pods_with_an_amd_accelerator():
@@ -154,9 +198,10 @@ def test_select_pipeline_pods_with_an_amd_accelerator():
     assert not any(GPU_RESOURCE in p.limits for p in pods)
 
 
-def test_a_number_parameter_gives_no_gpu_and_no_cpu():
-    """The failure the string parameters prevent: the driver reads a number as "" (no GPU limit
-    at all; an unparsable CPU quantity fails the task)."""
+def test_a_number_parameter_gives_no_cpu():
+    """The failure the string parameters prevent: the driver reads a number as "", an unparsable
+    CPU quantity that fails the task. (A GPU count reaches the pods through the preflight's
+    string outputs, its text either way.)"""
     spec_docs = docs(FULL)
     numbered = copy.deepcopy(spec_docs)
     for component in [numbered[0]["root"], *numbered[0]["components"].values()]:
@@ -173,12 +218,13 @@ def test_a_number_parameter_gives_no_gpu_and_no_cpu():
     score_cpu["defaultValue"] = "4"
     for component in numbered[0]["components"].values():
         param = component.get("inputDefinitions", {}).get("parameters", {})
-        if "pipelinechannel--score_cpu" in param:
-            param["pipelinechannel--score_cpu"]["parameterType"] = "STRING"
+        for name in ("pipelinechannel--score_cpu", "score_cpu"):  # the latter: preflight's
+            if name in param:
+                param[name]["parameterType"] = "STRING"
     pods = render(FULL, {}, numbered)
-    scores = [p for p in pods if p.function == "score"]
-    assert scores and all(GPU_RESOURCE not in p.limits for p in scores)
-    assert any(GPU_RESOURCE in p.limits for p in pods if p.function == "embed")
+    scores = [p for p in pods if p.function == "score" and method(p) != "random"]
+    assert scores and all(p.limits[GPU_RESOURCE] == 1 for p in scores)
+    assert all(p.requests["cpu"] == 4 for p in scores)
 
 
 def test_a_number_for_a_string_parameter_is_refused_like_the_api_server():
@@ -189,3 +235,57 @@ def test_a_number_for_a_string_parameter_is_refused_like_the_api_server():
 def test_a_bad_quantity_fails_like_the_driver():
     with pytest.raises(DriverError, match=r"resourceMemory\w+: 'lots'"):
         render(FULL, {"generate_memory": "lots"})
+
+
+# --- the transcription's own rules, each against the driver's source ----------------------------
+
+
+def test_the_transcriptions_quantity_parser_is_apimachinerys():
+    """Its own parser (not the product's): apimachinery's examples (quantity_test.go
+    TestQuantityParse and its invalid list), and the same verdict and value as the product's
+    parser on a grammar-built corpus (two transcriptions of quantity.go that share no code)."""
+    from adg.errors import InputError
+    from adg.parameters import parse_quantity as product_parse
+
+    accepted = {"0": 0, "1Ki": 1024, "100.035k": 100035, "1.3E+6": 1300000, ".": 0, "-.": 0}
+    accepted |= {"1.G": 10**9, "3.001n": Decimal("4e-9"), "0.5Mi": 2**19, "Gi": 0, "12E": 12e18}
+    for text, value in accepted.items():
+        assert parse_quantity(text) == Decimal(value), text
+    for text in ["1.1.M", "1+1.0M", "0.1mi", "0.1am", "aoeu", ".5i", "1i", "-3.01e-", " 1", "1 "]:
+        with pytest.raises(DriverError):
+            parse_quantity(text)
+    for number in ["", "0", "7", "-2", "+0.5", "1.", ".25", "00012.500"]:
+        for suffix in ["", "n", "m", "k", "E", "Ki", "Ei", "e3", "E-12", "e+2", "ki", "e", "Mi5"]:
+            text = number + suffix
+            try:
+                ours = parse_quantity(text)
+            except DriverError:
+                with pytest.raises(InputError):
+                    product_parse(text)
+                continue
+            assert product_parse(text) == ours, text
+
+
+def test_an_empty_secret_name_fails_every_task():
+    """resolveInputParameterStr (resolve.go 501-525, called at k8s.go 367): the real backend fails
+    the task on an empty Secret name; no pod is rendered with name ''."""
+    with pytest.raises(DriverError, match="secret name: expected a non-empty string"):
+        render(FULL, {"storage_secret": ""})
+    with pytest.raises(DriverError, match="pvc name: expected a non-empty string"):
+        render(FULL, {"model_cache_pvc": ""})
+
+
+def test_tolerations_are_decoded_as_kubernetes_tolerations():
+    """k8s.go 256/271: json.Unmarshal into k8score.Toleration."""
+    odd = [{"KEY": "nvidia.com/gpu", "Operator": "Exists", "colour": "blue", "effect": None}]
+    pods = render(FULL, {"gpu_tolerations": odd})
+    embed = next(p for p in pods if p.function == "embed")
+    assert embed.tolerations == [{"key": "nvidia.com/gpu", "operator": "Exists"}]
+    bad = [{"key": "nvidia.com/gpu", "effect": "NoExecute", "tolerationSeconds": "60"}]
+    with pytest.raises(DriverError, match="tolerationSeconds"):
+        render(FULL, {"gpu_tolerations": bad})
+
+
+def test_a_quantity_with_a_space_fails_the_task():
+    with pytest.raises(DriverError, match="resourceCpu"):
+        render(FULL, {"embed_cpu": " 4"})

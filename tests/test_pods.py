@@ -25,13 +25,14 @@ from adg.pods import GIB, gpu_pods, misfits, node_for, parse_quantity, pod_param
         ("1.5G", Decimal("1.5e9")),
         ("1e3", Decimal(1000)),
         ("2k", Decimal(2000)),
+        ("Gi", Decimal(0)),  # apimachinery reads a missing number as 0 (quantity.go 210-213)
     ],
 )
 def test_quantities(text, value):
     assert parse_quantity(text) == value
 
 
-@pytest.mark.parametrize("text", ["", "lots", "1.5.0", "Gi", "24 Gi", "24gi"])
+@pytest.mark.parametrize("text", ["", "lots", "1.5.0", "24 Gi", "24gi", " 4"])
 def test_not_quantities(text):
     with pytest.raises(InputError, match="not a Kubernetes quantity"):
         parse_quantity(text)
@@ -77,7 +78,7 @@ def test_the_runs_values_choose_the_node():
         ({"train_mem": "1Gi"}, "not a GPU pod parameter"),
         ({"score_memory": "lots"}, "not a Kubernetes quantity"),
         ({"score_gpu_count": "1.5"}, "a whole number of GPUs"),
-        ({"score_gpu_count": "0"}, "a whole number of GPUs"),
+        ({"score_gpu_count": "-1"}, "a whole number of GPUs"),
     ],
 )
 def test_bad_pod_parameters(overrides, message):

@@ -31,7 +31,7 @@ GOOD = {
     "select_strategy": "exact",
     "selectors": ["adg", "random"],
     "embed_gpu_count": 1,
-    "accelerator_type": "nvidia.com/gpu",
+    "gpu_accelerator_type": "nvidia.com/gpu",
     "checkpoint_uri": "",
 }
 
@@ -39,14 +39,14 @@ GOOD = {
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"embed_gpu_count": 0}, "embed_gpu_count=0: must be at least 1"),
+        ({"embed_gpu_count": "1.5"}, "embed_gpu_count='1.5': a whole number of GPUs"),
         ({"select_budget": -5}, "select_budget=-5"),
         ({"generate_num_samples": 1}, "at least 2 answers"),
         ({"generate_gpu_memory_utilization": 1.5}, "must be in (0, 1]"),
         ({"score_dispersion_weight": 0, "score_anisotropy_weight": 0}, "not both 0"),
         ({"select_strategy": "best"}, "select_strategy='best'"),
         ({"selectors": ["adg", "magic"]}, "unknown ['magic']"),
-        ({"accelerator_type": " "}, "accelerator_type"),
+        ({"gpu_accelerator_type": " "}, "gpu_accelerator_type"),
         ({"checkpoint_uri": "/tmp/ckpt"}, "checkpoint_uri"),
         ({"ingest_pool_prefix": "pools/"}, "must be an s3:// URI"),
     ],
@@ -66,9 +66,9 @@ def test_consistent_parameters_pass_and_a_pool_is_required():
 def test_every_problem_on_one_line(tmp_path):
     params = {**GOOD, "ingest_input": str(tmp_path / "none.jsonl"), "shard_count": 0}
     with pytest.raises(PreflightError) as err:
-        run_preflight({**params, "score_gpu_count": 0})
+        run_preflight({**params, "score_gpu_count": "-1"})
     text = str(err.value)
-    assert "\n" not in text and "shard_count=0" in text and "score_gpu_count=0" in text
+    assert "\n" not in text and "shard_count=0" in text and "score_gpu_count='-1'" in text
     with pytest.raises(PreflightError, match="no such file"):
         run_preflight({**GOOD, "ingest_input": str(tmp_path / "none.jsonl")})
 
@@ -130,6 +130,27 @@ def test_checkpoints_default_under_the_pipeline_root(bucket):
     assert run_preflight(params, elsewhere, "run-42")["checkpoint_uri"] == ""
 
 
+def component_inputs(**given) -> dict:
+    """The preflight component's inputs: numbers and flags in `parameters`, every string (and
+    the selector, tolerations) as its own input, at the pipeline's defaults unless given."""
+    import inspect
+
+    from adg.pods import pod_parameters
+    from adg_kfp.components.preflight import preflight
+
+    names = set(inspect.signature(preflight.python_func).parameters) - {"report", "parameters"}
+    defaults = {**pod_parameters(), "gpu_accelerator_type": "nvidia.com/gpu"}
+    defaults |= {"storage_secret": "adg-object-store", "model_cache_pvc": "adg-model-cache"}
+    defaults |= {"generate_backend": "auto", "generate_prompt_format": "auto"}
+    defaults |= {"select_strategy": "exact", "evaluate_backend": "auto", "run_id": "r"}
+    defaults |= {"selectors": ["adg"], "gpu_node_selector": {}, "gpu_tolerations": []}
+    inputs = {name: defaults.get(name, "") for name in names} | {
+        k: v for k, v in given.items() if k in names
+    }
+    numbers = {k: v for k, v in {**GOOD, **given}.items() if k not in names}
+    return {"parameters": numbers, **inputs}
+
+
 @pytest.mark.kfp_local
 def test_component_fails_with_one_line(tmp_path, capfd):
     from kfp import local
@@ -142,17 +163,18 @@ def test_component_fails_with_one_line(tmp_path, capfd):
         raise_on_error=False,
     )
     pool = write_jsonl(tmp_path / "pool.jsonl", sample_records(2))
-    good = preflight(parameters={**GOOD, "ingest_input": str(pool)}, selectors=["adg"], run_id="r")
-    assert good.outputs["Output"] == ""  # a local pipeline root: no remote checkpoints
+    good = preflight(**component_inputs(ingest_input=str(pool), embed_gpu_count="0"))
+    assert good.outputs["checkpoint_uri"] == ""  # a local pipeline root: no remote checkpoints
+    # GPU count "0": the stage on CPU, no accelerator count, selector or tolerations.
+    assert good.outputs["embed_gpus"] == "" and good.outputs["score_gpus"] == "1"
     report = json.loads(open(good.outputs["report"].path).read())
     assert report["ok"] is True
     capfd.readouterr()
-    bad = preflight(
-        parameters={**GOOD, "ingest_input": str(pool), "shard_count": 0}, selectors=[], run_id="r"
-    )
+    bad = preflight(**component_inputs(ingest_input=str(pool), shard_count=0, model='m"x'))
     out = capfd.readouterr()
-    assert "preflight: shard_count=0: must be at least 1" in out.out + out.err
-    assert bad.outputs.get("Output") is None
+    line = next(x for x in (out.out + out.err).splitlines() if "preflight:" in x)
+    assert "shard_count=0: must be at least 1" in line and "model='m\"x': contains a quote" in line
+    assert bad.outputs.get("checkpoint_uri") is None
 
 
 def test_route_after_ingest_refuses_a_budget_larger_than_the_pool():

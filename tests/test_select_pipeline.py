@@ -22,6 +22,7 @@ FIELDS = {
     "select_budget",
     "model",
     "shard_count",
+    "generate_prompt_format",
     "selectors",
     "export_uri",
     "gpu_node_selector",

@@ -324,9 +324,10 @@ def test_chat_renders_the_whole_conversation_and_alpaca_refuses_it(tiny, tmp_pat
     # --prompt-format alpaca cannot hold earlier turns: one line, before any model loads.
     pool = write_jsonl(tmp_path / "pool.jsonl", [{"id": 0, **record}])
     args = ["generate", "--input", str(pool), "--output", str(tmp_path / "g.jsonl")]
+    args += ["--prompt-format", "alpaca"]
     assert main([*args, "--model", str(tmp_path / "no-such-model")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and f"{pool}:1" in err and "use --prompt-format chat" in err
+    assert err.count("\n") == 0 and f"{pool}:1" in err and "use --prompt-format auto or chat" in err
 
 
 def test_ifd_conditions_on_the_rendered_conversation(tiny):
@@ -521,7 +522,7 @@ def test_adg_run_on_a_chat_pool_hands_back_messages(tmp_path, tiny_model_dir):
     src = write_jsonl(tmp_path / "chat.jsonl", pool)
     out = tmp_path / "run"
     args = ["run", "--input", str(src), "--model", str(tiny_model_dir), "--budget", "3"]
-    args += ["--prompt-format", "chat", "--output-dir", str(out)]
+    args += ["--output-dir", str(out)]  # the default prompt format: auto, resolved to chat
     assert main([*args, *TINY_RUN]) == 0
     top = json.loads((out / "top.json").read_text())
     assert len(top) == 3 and all("history" in r and "generated_answers" in r for r in top)
@@ -560,10 +561,12 @@ def test_the_pipeline_wires_the_shape_and_the_baselines_prompt():
     (ingest,) = named("ingest")
     assert source(ingest, "pool_format") == "ingest_format"
     assert source(ingest, "columns") == "ingest_columns"
-    baselines = named("score_baseline")  # with and without training
-    assert len(baselines) == 2
-    for task in baselines:
-        assert source(task, "prompt_format") == "pipelinechannel--generate_prompt_format"
+    # with and without training, in the branches "both" and "models"; random in its own task;
+    # each takes the pool's one format, resolved by curation_route
+    baselines = named("score_baseline")
+    assert len(baselines) == 4 and len(named("score_random")) == 4
+    for task in baselines + named("score_random"):
+        assert source(task, "prompt_format") == "pipelinechannel--curation-route-prompt_format"
     (export,) = named("export")  # inside a condition: ingest's outputs come in as channels
     originals = export["inputs"]["artifacts"]["originals"]["componentInputArtifact"]
     assert originals == "pipelinechannel--ingest-originals"

@@ -9,7 +9,7 @@ pairwise Jaccard overlap of the selected ids; the selected ids themselves, so `w
 later add each subset's task-type mix from the analyse stage's labels. A baseline scores the pool,
 not ADG's answers, so its subset carries no D and I of its own: given ADG's scored records,
 `compare_runs` looks them up by id. `plan_selectors` validates the pipeline's `selectors`
-parameter and splits off the baselines, `baseline_placement` says which of them need a GPU; the
+parameter and splits off the baselines, `baseline_case` which of them need a model (and a GPU); the
 rest renders the comparison as Markdown and a standalone HTML page. Pure: files in, dicts and
 text out.
 """
@@ -68,17 +68,16 @@ def plan_selectors(selectors: list[str]) -> tuple[list[str], bool]:
     return baselines, bool(baselines)
 
 
-def baseline_placement(
-    method: str, gpus: str, node_selector: dict, tolerations: list, gpu_image: str, cpu_image: str
-) -> tuple[str, dict, list, str]:
-    """(GPUs, node selector, tolerations, image) of a baseline's scoring pod: the GPU placement
-    and image given, or, for a method that needs no model (random), no GPU, nothing that pins it
-    to a GPU node, and the CPU image (not the CUDA one, many GB to pull onto a CPU node)."""
+def baseline_case(baselines: list[str]) -> tuple[list[str], str]:
+    """(the baselines that need a model, in order; which mix: "both", "models", "random" or
+    "none"). The model-free one (random) scores in a CPU task of its own, without the GPU
+    placement or the model cache; the pipeline has one branch per mix."""
     from adg.config import MODEL_FREE_METHODS
 
-    if method in MODEL_FREE_METHODS:
-        return "0", {}, [], cpu_image
-    return gpus, node_selector, tolerations, gpu_image
+    with_model = [m for m in baselines if m not in MODEL_FREE_METHODS]
+    free = any(m in MODEL_FREE_METHODS for m in baselines)
+    case = {(True, True): "both", (True, False): "models", (False, True): "random"}
+    return with_model, case.get((bool(with_model), free), "none")
 
 
 def jaccard(a: set, b: set) -> float:

@@ -43,6 +43,9 @@ class IngestConfig:
 
 # --- generate ------------------------------------------------------------------------------
 
+# How a record becomes a prompt (adg.prompts): auto resolves to alpaca or chat once per pool.
+PROMPT_FORMATS = ("auto", "alpaca", "chat")
+
 
 @dataclass
 class SamplingConfig:
@@ -54,7 +57,12 @@ class SamplingConfig:
     max_new_tokens: int = setting(256, "longest answer, in tokens")
     seed: int = setting(0, "sampling seed")
     batch_size: int = setting(8, "instructions per generation batch")
-    prompt_format: str = setting("alpaca", "prompt template", choices=("alpaca", "chat"))
+    prompt_format: str = setting(
+        "auto",
+        "prompt template: auto (the model's chat template for a pool with any system prompt or "
+        "earlier turn, else the Alpaca prompt; resolved once per pool), alpaca or chat",
+        choices=PROMPT_FORMATS,
+    )
 
 
 @dataclass
@@ -167,6 +175,15 @@ class TrainConfig:
     )
     keep_checkpoints: bool = setting(False, "keep the checkpoints after training")
     num_gpus: int = setting(1, "GPUs: > 1 runs one torchrun worker per GPU")
+    # The pipeline hands train the format its pool was resolved to (curation_route), so no
+    # parameter of its own: training sees the prompts generation and scoring saw.
+    prompt_format: str = setting(
+        "auto",
+        "prompt template: auto (chat template when any record has a system prompt or earlier "
+        "turn, else Alpaca), alpaca or chat",
+        choices=PROMPT_FORMATS,
+        param="",
+    )
 
 
 @dataclass

@@ -239,6 +239,23 @@ def _claim(index: Index, kind: str, run_id: str) -> str:
     )
 
 
+def unfinished_entry(index: Index, run_id: str) -> str | None:
+    """The last entry this run claimed but never finished (a claim.json of this `run_id`, no
+    manifest), for its retry to reuse; None without a run id (a CLI call), or when none."""
+    if not run_id:
+        return None
+    done = {m["id"] for m in index.manifests("entries")}
+    for number in reversed(index.ids("entries")):
+        name = f"{number:06d}"
+        if name in done:
+            continue
+        claim = index.read_json("entries", name, "claim.json") or {}
+        if claim.get("run_id") == run_id:
+            log.info("curation: entry %s was left unfinished by this run; reusing it", name)
+            return name
+    return None
+
+
 def _commit(index: Index, manifest: dict[str, Any], kind: str) -> None:
     """Write the manifest that makes an entry or version complete; it is created, never replaced."""
     if not index.create_json(manifest, kind, manifest["id"], "manifest.json"):
@@ -389,7 +406,8 @@ def add_entry(
     """Write one batch (scored records + instruction embeddings) as a new entry; its id.
 
     The files are written first and the manifest last, so an entry without a manifest is an
-    interrupted write and is ignored by everything that reads the index.
+    interrupted write and is ignored by everything that reads the index; the same run's retry
+    writes into it again (`unfinished_entry`), so none is left behind.
     """
     index = Index(index_uri)
     emb = np.load(embeddings_path, mmap_mode="r")
@@ -408,7 +426,9 @@ def add_entry(
         out.flush()
         del out
         files = {"scored.jsonl": Path(scored_path), "embeddings.npy": half, "arrays.npz": arrays}
-        entry_id = _claim(index, "entries", run_id)
+        # A retried task (a preempted or killed pod) takes over the entry its earlier attempt
+        # claimed and left without a manifest, instead of leaving it beside a new one forever.
+        entry_id = unfinished_entry(index, run_id) or _claim(index, "entries", run_id)
         listing = {}
         for name, path in files.items():
             index.put(path, "entries", entry_id, name)

@@ -24,14 +24,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from adg import fingerprint, models, progress
 from adg.checkpoint import ResumableOutput
 from adg.config import CheckpointConfig, GenerateConfig, SamplingConfig
 from adg.errors import InputError
-from adg.prompts import adds_special_tokens, build_prompt, check_prompt_format
+from adg.prompts import (
+    AUTO,
+    adds_special_tokens,
+    build_prompt,
+    check_prompt_format,
+    resolve_for_file,
+)
 from adg.records import batched, check_records
 from adg.shards import iter_shard
 
@@ -255,6 +261,11 @@ def generate_file(
     """
     cfg = sampler.cfg if sampler is not None else cfg or SamplingConfig()
     check_sampling(cfg)
+    if cfg.prompt_format == AUTO:  # the pool's one format, before anything is fingerprinted
+        tokenizer = getattr(sampler, "tokenizer", None)
+        cfg = replace(cfg, prompt_format=resolve_for_file(AUTO, input_path, model, tokenizer))
+        if sampler is not None:
+            sampler.cfg = cfg
 
     # Every record must fit the prompt format (no conversation cut down to fit Alpaca's).
     def fits_prompt(record: dict[str, Any], where: str) -> None:

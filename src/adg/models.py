@@ -15,6 +15,7 @@ that one. An `s3://bucket/prefix` model is downloaded once into a local cache by
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import shutil
@@ -170,6 +171,51 @@ def resolve_model(spec: str | os.PathLike | None) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"model not found: {spec} (expected a HF folder or a .gguf file)")
     return path
+
+
+# Where transformers keeps a tokenizer's chat template: its own file (transformers >= 4.43 saves
+# chat_template.jinja), or the `chat_template` entry of tokenizer_config.json (older saves).
+CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+
+
+def _config_has_template(text: bytes | str) -> bool:
+    try:
+        return bool(json.loads(text).get("chat_template"))
+    except (ValueError, AttributeError):
+        return False
+
+
+def has_chat_template(spec: str | os.PathLike | None) -> bool:
+    """Whether the model `spec` names (a HF folder, a .gguf file, an s3:// prefix, empty for the
+    embedded one) has a chat template, read from its tokenizer files alone: an s3:// model is
+    listed and its tokenizer_config.json read, not downloaded whole (the check runs on CPU
+    before any GPU pod)."""
+    text = str(spec or "")
+    if text.startswith("s3://"):
+        from adg import storage
+
+        prefix, objects = storage.model_objects(text)
+        names = {o.key[len(prefix) :]: o.key for o in objects}
+        if any(name in names for name in CHAT_TEMPLATE_FILES):
+            return True
+        if "tokenizer_config.json" in names:
+            bucket = storage.split_uri(text)[0]
+            raw = storage.read_bytes(f"s3://{bucket}/{names['tokenizer_config.json']}")
+            return _config_has_template(raw)
+        gguf = [key for name, key in names.items() if name.endswith(".gguf")]
+        if not gguf:
+            return False
+        text = str(storage.cache_model(text))  # a GGUF file keeps its template inside
+    path = resolve_model(text)
+    if path.is_file():
+        from transformers import AutoTokenizer
+
+        folder, kwargs = hf_source(path)
+        return bool(getattr(AutoTokenizer.from_pretrained(folder, **kwargs), "chat_template", None))
+    if any((path / name).exists() for name in CHAT_TEMPLATE_FILES):
+        return True
+    config = path / "tokenizer_config.json"
+    return config.exists() and _config_has_template(config.read_text(encoding="utf-8"))
 
 
 def hf_source(path: Path) -> tuple[Path, dict[str, str]]:

@@ -18,12 +18,14 @@ DaemonSets (the GPU device plugin, logging agents) take a little more on a real 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from decimal import Decimal
 
 from adg.config import GPU_COUNT_PARAMS, GPU_PODS
 from adg.errors import InputError
+from adg.parameters import check, parse_quantity, refusal
+
+__all__ = ["gpu_pods", "misfits", "node_for", "parse_quantity", "pod_parameters"]
 
 GIB = 1024**3
 # GKE machine types per GPU type and GPUs per node: (name, vCPUs, memory in GiB; GCE's "GB").
@@ -55,37 +57,6 @@ GPU_NODES = {
 MEMORY_RESERVED = ((4, 0.25), (8, 0.20), (16, 0.10), (128, 0.06), (float("inf"), 0.02))
 EVICTION_GIB = 100 / 1024
 CPU_RESERVED = ((1, 0.06), (2, 0.01), (4, 0.005), (float("inf"), 0.0025))
-
-# Kubernetes quantities: a decimal number and an optional suffix (binary, decimal or an exponent).
-_QUANTITY = re.compile(
-    r"^([+-]?(?:\d+\.?\d*|\.\d+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?\d+)?$"
-)
-_SUFFIX = {
-    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "k": Decimal("1e3"),
-    "M": Decimal("1e6"),
-    "G": Decimal("1e9"),
-    "T": Decimal("1e12"),
-    "P": Decimal("1e15"),
-    "E": Decimal("1e18"),
-}
-
-
-def parse_quantity(text: str) -> Decimal:
-    """A Kubernetes quantity ("500m", "4", "24Gi", "1e3") as a number (cores, bytes, GPUs); the
-    grammar of k8s.io/apimachinery's resource.ParseQuantity. InputError when it is not one."""
-    match = _QUANTITY.match(str(text).strip())
-    if not match:
-        raise InputError(f"{text!r}: not a Kubernetes quantity (e.g. 4, 500m, 24Gi)")
-    number, suffix = match.groups()
-    if not suffix:
-        return Decimal(number)
-    if suffix[0] in "eE" and len(suffix) > 1:
-        return Decimal(number) * Decimal(10) ** int(suffix[1:])
-    return Decimal(number) * _SUFFIX[suffix]
 
 
 @dataclass(frozen=True)
@@ -139,12 +110,13 @@ def gpu_pods(overrides: dict[str, str] | None = None) -> list[Pod]:
         if name not in values:
             raise InputError(f"{name}: not a GPU pod parameter (one of {', '.join(values)})")
         values[name] = value
+    problems = check(values)  # the one check of the run's parameters (adg.parameters)
+    if problems:
+        raise InputError(refusal(problems))
     pods = []
     for stage in GPU_PODS:
         names = (GPU_COUNT_PARAMS[stage], f"{stage}_cpu", f"{stage}_memory")
         gpus, cpu, memory = (parse_quantity(values[n]) for n in names)
-        if gpus != gpus.to_integral_value() or gpus < 1:
-            raise InputError(f"{names[0]}={values[names[0]]}: a whole number of GPUs, at least 1")
         pods.append(Pod(stage, int(gpus), cpu, memory, {n: values[n] for n in names}))
     return pods
 

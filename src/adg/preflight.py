@@ -3,9 +3,11 @@
 `run_preflight(parameters, artifact_uri, run_id)` takes the run's pipeline parameters (a dict by
 their pipeline names; absent names are not checked) and
 
-1. checks that they are consistent: a pool or a pool prefix, GPU counts and sizes ≥ 1, a positive
-   budget, shares within (0, 1], known selectors, strategies and backends, s3:// where only object
-   storage makes sense (`check_parameters`);
+1. checks their values (`check_parameters`: `adg.parameters.check`, the same check `adg submit`
+   and `adg schedule` make): a pool or a pool prefix, sizes ≥ 1, GPU counts whole numbers ≥ 0,
+   CPU and memory Kubernetes quantities, shares within (0, 1], known selectors, strategies and
+   backends, s3:// where only object storage makes sense, and every value the KFP driver or
+   launcher would fail a task on (Secret and claim names, tolerations, quotes in dict inputs);
 2. checks the object store with the credentials in the environment (the Kubernetes Secret's):
    every bucket named is reachable, the input pool exists, the prefix can be listed, the ledger
    (when present) is one, an s3:// model prefix holds files, and the prefixes the run writes to
@@ -30,33 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from adg import storage
+from adg.parameters import NO_CHECKPOINTS, check, refusal
 
 log = logging.getLogger(__name__)
-
-NO_CHECKPOINTS = "none"
-# Pipeline parameters that count GPUs (each GPU task's limit) or sizes that must be ≥ 1.
-AT_LEAST_ONE = (
-    "shard_count",
-    "select_budget",
-    "generate_tensor_parallel_size",
-    "embed_gpu_count",
-    "score_gpu_count",
-    "train_num_gpus",
-    "evaluate_gpu_count",
-    "analyse_gpu_count",
-    "generate_max_new_tokens",
-    "generate_batch_size",
-    "cluster_count",
-    "checkpoint_every",
-    "analyse_batch_size",
-)
-AT_LEAST_ZERO = ("ingest_limit", "cluster_pca_dims", "train_max_steps", "evaluate_limit")
-CHOICES = {
-    "generate_backend": ("auto", "hf", "vllm"),
-    "generate_prompt_format": ("alpaca", "chat"),
-    "evaluate_backend": ("auto", "hf", "vllm"),
-}
-S3_ONLY = ("ingest_pool_prefix", "ingest_ledger_uri", "export_uri")
 
 
 class PreflightError(ValueError):
@@ -64,78 +42,9 @@ class PreflightError(ValueError):
 
 
 def check_parameters(p: dict[str, Any]) -> list[str]:
-    """Problems with the parameter values alone (no I/O)."""
-    problems: list[str] = []
-    if "ingest_input" in p and not (p.get("ingest_input") or p.get("ingest_pool_prefix")):
-        problems.append("ingest_input or ingest_pool_prefix: give a pool or a pool prefix")
-    for name in AT_LEAST_ONE:
-        if name in p and not _number(p[name]) >= 1:
-            problems.append(f"{name}={_show(p[name])}: must be at least 1")
-    for name in AT_LEAST_ZERO:
-        if name in p and not _number(p[name]) >= 0:
-            problems.append(f"{name}={_show(p[name])}: must not be negative")
-    if "generate_num_samples" in p and not _number(p["generate_num_samples"]) >= 2:
-        problems.append(
-            f"generate_num_samples={_show(p['generate_num_samples'])}: at least 2 answers are "
-            "needed for a divergence"
-        )
-    for name in ("generate_gpu_memory_utilization", "generate_top_p"):
-        if name in p and not 0 < _number(p[name]) <= 1:
-            problems.append(f"{name}={_show(p[name])}: must be in (0, 1]")
-    if "generate_temperature" in p and not _number(p["generate_temperature"]) >= 0:
-        shown = _show(p["generate_temperature"])
-        problems.append(f"generate_temperature={shown}: must not be negative")
-    weights = [p[k] for k in ("score_dispersion_weight", "score_anisotropy_weight") if k in p]
-    if weights and (min(map(_number, weights)) < 0 or sum(map(_number, weights)) <= 0):
-        problems.append("score_dispersion_weight, score_anisotropy_weight: ≥ 0, not both 0")
-    if "select_strategy" in p:
-        from adg.selection import STRATEGIES
-
-        if p["select_strategy"] not in STRATEGIES:
-            problems.append(
-                f"select_strategy={p['select_strategy']!r}: one of {', '.join(sorted(STRATEGIES))}"
-            )
-    for name, allowed in CHOICES.items():
-        if name in p and p[name] not in allowed:
-            problems.append(f"{name}={_show(p[name])}: one of {', '.join(allowed)}")
-    if "selectors" in p:
-        problems += _check_selectors(p["selectors"])
-    if "accelerator_type" in p and not str(p["accelerator_type"]).strip():
-        problems.append("accelerator_type: empty (e.g. nvidia.com/gpu, amd.com/gpu)")
-    for name in S3_ONLY:
-        if p.get(name) and not storage.is_s3(p[name]):
-            problems.append(f"{name}={_show(p[name])}: must be an s3:// URI")
-    checkpoint = p.get("checkpoint_uri") or ""
-    if checkpoint and checkpoint != NO_CHECKPOINTS and not storage.is_s3(checkpoint):
-        problems.append(
-            f"checkpoint_uri={checkpoint!r}: an s3:// prefix, empty or {NO_CHECKPOINTS}"
-        )
-    return problems
-
-
-def _show(value: Any) -> str:
-    """A value as the user typed it: a pipeline dict parameter turns 3 into 3.0 on the way."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return repr(value)
-
-
-def _number(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _check_selectors(selectors: Any) -> list[str]:
-    from adg.config import SCORE_METHODS
-
-    if not isinstance(selectors, list) or not selectors:
-        return [f'selectors={selectors!r}: a non-empty list, e.g. ["adg", "random"]']
-    unknown = [s for s in selectors if s not in SCORE_METHODS]
-    if unknown:
-        return [f"selectors: unknown {unknown}; known: {', '.join(sorted(SCORE_METHODS))}"]
-    return []
+    """Problems with the parameter values alone (no I/O): `adg.parameters.check`, the one check
+    `adg submit` and `adg schedule` make too, worded alike."""
+    return check(p)
 
 
 def _bucket_problem(uri: str) -> str | None:
@@ -231,6 +140,47 @@ def route_after_ingest(new_files: int, records: int, budget: int, index_uri: str
     return "batch"
 
 
+def resolve_pool_prompt_format(
+    pool_path: str, requested: str, model: str, route: str = "batch"
+) -> str:
+    """The pool's one prompt format (adg.prompts: `auto` is chat when any record has a system
+    prompt or earlier turns, else alpaca), decided once, right after ingest and before any GPU
+    pod; a pool the format or the model's tokenizer cannot render is a PreflightError naming
+    the first record that needs the chat template. With nothing new to curate ("none") the pool
+    is empty and the format is moot."""
+    from adg.errors import InputError
+    from adg.prompts import resolve_for_file
+
+    if route == "none" or not Path(pool_path).exists():
+        return requested if requested != "auto" else "alpaca"
+    try:
+        return resolve_for_file(requested, pool_path, model)
+    except InputError as err:
+        raise PreflightError(f"preflight: {err}") from None
+
+
+def placements(p: dict[str, Any]) -> dict[str, tuple[str, dict, list]]:
+    """Each GPU stage's pod placement: (GPU count for the accelerator limit, node selector,
+    tolerations). A count of "0" runs the stage on CPU: an empty count, which the driver reads
+    as no accelerator limit at all (driver.go 439-446: a limit only when type and count are both
+    non-empty), no node selector and no tolerations, so the pod lands on any CPU node."""
+    from adg.config import GPU_COUNT_PARAMS, GPU_PODS
+    from adg.parameters import asks_gpus
+
+    out = {}
+    for stage, name in GPU_COUNT_PARAMS.items():
+        count = str(p.get(name, GPU_PODS[stage].gpus))
+        if asks_gpus(count):
+            out[stage] = (
+                count,
+                dict(p.get("gpu_node_selector") or {}),
+                list(p.get("gpu_tolerations") or []),
+            )
+        else:
+            out[stage] = ("", {}, [])
+    return out
+
+
 def run_preflight(
     parameters: dict[str, Any], artifact_uri: str = "", run_id: str = ""
 ) -> dict[str, Any]:
@@ -241,7 +191,7 @@ def run_preflight(
     if not problems:
         problems = check_storage(p, run_id)
     if problems:
-        raise PreflightError("preflight: " + "; ".join(problems))
+        raise PreflightError("preflight: " + refusal(problems))
     checkpoint = p.get("checkpoint_uri") or ""
     if checkpoint == NO_CHECKPOINTS:
         checkpoint = ""

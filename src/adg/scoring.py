@@ -42,7 +42,7 @@ from adg.config import SCORE_METHODS, CheckpointConfig, SamplingConfig
 from adg.errors import InputError
 from adg.hidden import LAYERS, HiddenStateEncoder
 from adg.progress import log
-from adg.prompts import check_prompt_format
+from adg.prompts import AUTO, check_prompt_format, resolve_for_file
 from adg.records import PoolError, batched, check_records, check_writable, iter_records
 
 ANSWERS_FIELD = "generated_answers"
@@ -209,6 +209,10 @@ def score_file(
     """The score stage (see the module docstring)."""
     if method not in SCORE_METHODS:
         raise InputError(f"unknown scoring method {method!r}; choose one of {SCORE_METHODS}")
+    if prompt_format == AUTO and method in ("ifd", "superfiltering"):
+        # IFD conditions on the prompt: the pool's one format (adg.prompts), decided here once.
+        scoring_model = model if method == "ifd" else proxy_model
+        prompt_format = resolve_for_file(AUTO, input_path, scoring_model or "")
     opts = ScoreOptions(
         model or "",
         weights or divergence.ScoreWeights(),

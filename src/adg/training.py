@@ -1,8 +1,11 @@
 """Supervised fine-tuning on a selected subset: Alpaca prompts, loss on response tokens only.
 
-Every record becomes `alpaca_prompt(record)` followed by its `output` and the EOS token (a
-conversation with a system prompt or earlier turns, which the Alpaca prompt cannot hold, is
-rendered whole in the tokenizer's chat template instead, `adg.prompts.chat_prompt`). Prompt and
+Every record becomes its prompt followed by its `output` and the EOS token. The prompt is the
+subset's one format (`TrainConfig.prompt_format`, adg.prompts): the pipeline passes the format its
+pool was resolved to, so training sees the prompts generation and scoring saw; `auto` (the CLI's
+default) resolves it over the subset by the same rule: the tokenizer's chat template
+(`adg.prompts.chat_prompt`) for all when any record has a system prompt or earlier turns, else
+`alpaca_prompt(record)` for all. Prompt and
 response are tokenized separately and concatenated, so the boundary is exact and matches what the
 model sees at generation time; labels are -100 on the prompt and on padding, so the loss covers the
 response (and EOS) alone. Sequences are cut at `model_max_length`; a record whose prompt alone
@@ -32,7 +35,13 @@ from typing import Any
 from adg import progress
 from adg.config import TrainConfig
 from adg.errors import InputError
-from adg.prompts import alpaca_prompt, chat_prompt
+from adg.prompts import (
+    AUTO,
+    alpaca_prompt,
+    chat_prompt,
+    check_prompt_format,
+    resolve_prompt_format,
+)
 from adg.shapes import has_context_turns
 
 IGNORE_INDEX = -100
@@ -48,16 +57,21 @@ DEEPSPEED_CONFIGS = {
 # ----------------------------------------------------------------------------- data
 
 
-def encode(record: dict[str, Any], tokenizer, max_length: int) -> dict[str, list[int]] | None:
+def encode(
+    record: dict[str, Any], tokenizer, max_length: int, prompt_format: str = ""
+) -> dict[str, list[int]] | None:
     """Token ids and labels of one record; None when the prompt leaves no room for a response.
+    `prompt_format` is alpaca or chat (empty: the record's own need, for one record alone).
 
     input_ids = prompt_ids + response_ids + [eos], cut to max_length;
     labels    = [-100] * len(prompt_ids) + response_ids + [eos], cut the same way.
     """
-    if has_context_turns(record):  # a chat template writes its own special tokens
+    prompt_format = prompt_format or ("chat" if has_context_turns(record) else "alpaca")
+    if prompt_format == "chat":  # a chat template writes its own special tokens
         text = chat_prompt(record, tokenizer)
         prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     else:
+        check_prompt_format(record, "alpaca")
         prompt_ids = tokenizer(alpaca_prompt(record), add_special_tokens=True)["input_ids"]
     response_ids = tokenizer(record.get("output") or "", add_special_tokens=False)["input_ids"]
     response_ids = [*response_ids, tokenizer.eos_token_id]
@@ -83,21 +97,30 @@ def read_subset(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def encode_all(
-    records: list[dict[str, Any]], tokenizer, max_length: int, source: str = "data"
+    records: list[dict[str, Any]],
+    tokenizer,
+    max_length: int,
+    source: str = "data",
+    prompt_format: str = AUTO,
 ) -> tuple[list[dict], int]:
-    """Encode every record: (examples, records skipped because the prompt fills max_length)."""
+    """Encode every record in the subset's one prompt format (`auto`: resolved over the records,
+    adg.prompts): (examples, records skipped because the prompt fills max_length)."""
     from adg.records import PoolError
 
-    examples = [encode(record, tokenizer, max_length) for record in records]
+    template = lambda: bool(getattr(tokenizer, "chat_template", None))  # noqa: E731
+    fmt = resolve_prompt_format(prompt_format, records, template)
+    examples = [encode(record, tokenizer, max_length, fmt) for record in records]
     kept = [ex for ex in examples if ex is not None]
     if not kept:
         raise PoolError(f"{source}: every prompt is longer than model_max_length={max_length}")
     return kept, len(examples) - len(kept)
 
 
-def load_examples(path: str | os.PathLike, tokenizer, max_length: int) -> tuple[list[dict], int]:
+def load_examples(
+    path: str | os.PathLike, tokenizer, max_length: int, prompt_format: str = AUTO
+) -> tuple[list[dict], int]:
     """read_subset + encode_all."""
-    return encode_all(read_subset(path), tokenizer, max_length, source=str(path))
+    return encode_all(read_subset(path), tokenizer, max_length, str(path), prompt_format)
 
 
 class SFTCollator:
@@ -269,7 +292,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     args = training_arguments(cfg, checkpoint_dir)
     dtype = torch.bfloat16 if args.bf16 and args.deepspeed else torch.float32
     tokenizer, model = _load_for_training(cfg.model, dtype)
-    examples, skipped = encode_all(records, tokenizer, cfg.model_max_length, source=cfg.data)
+    examples, skipped = encode_all(
+        records, tokenizer, cfg.model_max_length, source=cfg.data, prompt_format=cfg.prompt_format
+    )
     tokenizer.model_max_length = cfg.model_max_length  # saved with the model
     if getattr(args, "activation_checkpointing", None) or getattr(
         args, "gradient_checkpointing", 0
