@@ -122,7 +122,7 @@ CPU_TORCH ?= --torch-backend cpu
 lock: $(STAMP)
 	$(LOCK) --python-version 3.11 $(CPU_TORCH) -o images/cpu/requirements.txt
 	$(LOCK) --python-version 3.11 --extra generate -o images/generate/requirements.txt
-	$(LOCK) --python-version 3.12 --extra train -o images/train/requirements.txt
+	$(LOCK) --python-version 3.11 --extra train -o images/train/requirements.txt
 	$(LOCK) --python-version 3.11 --extra eval --extra generate -o images/eval/requirements.txt
 
 clean:

@@ -11,7 +11,7 @@ UV=${UV:-.venv/bin/uv}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 status=0
-for spec in generate:3.11 train:3.12 eval:3.11; do
+for spec in generate:3.11 train:3.11 eval:3.11; do
   family=${spec%%:*} python=${spec##*:}
   lock=images/$family/requirements.txt
   start=$SECONDS
