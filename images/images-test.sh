@@ -61,8 +61,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# 1. Build. make's IMAGE_BUILD_OPTS are split on spaces: one find-links folder at most.
-opts="--isolation chroot --network host"
+# 1. Build. make's IMAGE_BUILD_OPTS are split on spaces: one find-links folder at most. The layers
+# are cached (podman's store), the package's layer keyed by the sources' digest
+# (ADG_SOURCE_DIGEST: buildah 1.28 does not hash a bind mount's files, so without it a change to
+# the sources alone would reuse the old package layer).
+digest=$(git ls-files -co --exclude-standard -- pyproject.toml README.md LICENSE src components \
+  pipelines images .dockerignore data/alpaca_gpt4_sample_200.jsonl data/task_types_seed.jsonl \
+  data/task_types_benchmark.json data/README.md | sort | xargs sha256sum | sha256sum | cut -c1-16)
+opts="--isolation chroot --network host --layers --build-arg ADG_SOURCE_DIGEST=$digest"
 for o in "${BUILD_OPTS[@]}"; do
   case "$o" in WHEEL_SOURCES=*) o="WHEEL_SOURCES=$(echo "${o#WHEEL_SOURCES=}" | awk '{print $1 "=" $2}')" ;; esac
   opts+=" $o"
