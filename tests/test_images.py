@@ -176,6 +176,19 @@ def test_cpu_image_has_the_cpu_build_of_torch():
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_package_layer_is_keyed_by_the_sources_digest(family):
+    """buildah 1.28 does not hash a bind mount's files into its layer cache: the package's RUN
+    follows `ARG ADG_SOURCE_DIGEST`, which images/images-test.sh sets, and the dependencies' RUN
+    comes before it, so a change of the sources alone rebuilds the package, not the lock."""
+    steps = instructions(IMAGES / family / "Dockerfile")
+    arg = steps.index(("ARG", 'ADG_SOURCE_DIGEST=""'))
+    package = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and "target=/src" in a)
+    lock = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and "requirements.txt" in a)
+    assert lock < arg < package, (lock, arg, package)
+    assert "--build-arg ADG_SOURCE_DIGEST=" in (IMAGES / "images-test.sh").read_text()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_image_runs_as_a_non_root_user(family):
     users = [a for k, a in instructions(IMAGES / family / "Dockerfile") if k == "USER"]
     assert users, f"{family}: no USER instruction"
