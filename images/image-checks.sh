@@ -50,7 +50,7 @@ for m in mods:
 import torch
 found = {m: getattr(sys.modules[m], '__version__', '') for m in mods if '.' not in m}
 print(' '.join(f'{k}=={v}' for k, v in found.items()), 'cuda', torch.version.cuda)
-" "${IMPORTS[$FAMILY]}") || die "imports failed"
+" "${IMPORTS[$FAMILY]}" | tail -1) || die "imports failed"
 step "imports: $versions"
 run adg --help >/dev/null || die "adg --help failed"
 step "adg --help runs"
