@@ -20,10 +20,12 @@ TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 FAMILIES := cpu generate train eval
 PLATFORM ?= linux/amd64
 image = $(if $(REGISTRY),$(REGISTRY)/,)adg-$(1):$(TAG)
-# ADG_IMAGE_<FAMILY>=<reference> for every family, passed to `adg compile` when REGISTRY is set.
-IMAGE_ENV = $(if $(REGISTRY),$(foreach f,$(FAMILIES),ADG_IMAGE_$(shell echo $(f) | tr a-z A-Z)=$(call image,$(f))))
+# With REGISTRY set, `make compile` pins every family by the digest the registry holds for
+# $(REGISTRY)/adg-<family>:$(TAG) (images/digests.py asks the registry's HTTP API; tags stay for
+# people to read, a run pulls name@sha256:...). REGISTRY_USERNAME/REGISTRY_PASSWORD if it needs them.
+IMAGE_ENV = $(if $(REGISTRY),$$(python3 images/digests.py $(REGISTRY) $(TAG) $(FAMILIES)))
 
-.PHONY: setup run test test-fast lint format compile check-compiled images push container-test check-locks lock clean
+.PHONY: setup run test test-fast lint format compile check-compiled images push container-test images-test check-locks lock clean
 
 setup: $(STAMP)
 	$(BIN)/adg prepare-model
@@ -58,11 +60,13 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# With REGISTRY set, the compiled pipeline references $(REGISTRY)/adg-<family>:$(TAG) (what
-# `make push` pushed); without it, the references in images/images.env (the committed YAML).
+# With REGISTRY set, the compiled pipeline references $(REGISTRY)/adg-<family>@sha256:... (the
+# digests of what `make push` pushed as :$(TAG), read from the registry); without it, the
+# references in images/images.env (the committed YAML).
 compile: $(STAMP)
-	$(IMAGE_ENV) $(BIN)/adg compile --pipeline full --output pipelines/adg_pipeline.yaml
-	$(IMAGE_ENV) $(BIN)/adg compile --pipeline select --output pipelines/adg_select.yaml
+	set -e; refs="$(IMAGE_ENV)"; \
+	env $$refs $(BIN)/adg compile --pipeline full --output pipelines/adg_pipeline.yaml; \
+	env $$refs $(BIN)/adg compile --pipeline select --output pipelines/adg_select.yaml
 
 # Fails when the committed pipeline YAML is not what `adg compile` produces now (from images.env
 # alone: ADG_IMAGE_* in the caller's environment are ignored here).
@@ -77,12 +81,17 @@ check-compiled: $(STAMP)
 # context is the repository root. `make push` pushes only images that `make images` built: the
 # $(REGISTRY)-prefixed tag, or else the unprefixed adg-<family>:$(TAG) re-tagged; it checks every
 # family before pushing any.
+# IMAGE_BUILD_OPTS: more options for the engine's build (images/images-test.sh passes a CA bundle
+# and pip's configuration for a proxy); PUSH_OPTS for its push (--tls-verify=false for a plain-HTTP
+# registry on loopback).
 ENGINE ?= docker
 BUILD = $(if $(filter podman,$(ENGINE)),podman build,docker buildx build --load)
+IMAGE_BUILD_OPTS ?=
+PUSH_OPTS ?=
 images:
 	@for f in $(FAMILIES); do \
 	  echo "building $(call image,$$f)"; \
-	  $(BUILD) --platform $(PLATFORM) --file images/$$f/Dockerfile \
+	  $(BUILD) --platform $(PLATFORM) $(IMAGE_BUILD_OPTS) --file images/$$f/Dockerfile \
 	    --tag $(call image,$$f) . || exit 1; \
 	done
 
@@ -96,7 +105,7 @@ push:
 	@for f in $(FAMILIES); do \
 	  $(ENGINE) image inspect $(call image,$$f) >/dev/null 2>&1 \
 	  || $(ENGINE) tag adg-$$f:$(TAG) $(call image,$$f) || exit 1; \
-	  $(ENGINE) push $(call image,$$f) || exit 1; \
+	  $(ENGINE) push $(PUSH_OPTS) $(call image,$$f) || exit 1; \
 	done
 
 # The whole selection pipeline in the `cpu` image, every task a container (kfp.local's
@@ -106,9 +115,20 @@ container-test: setup
 	ENGINE=$(if $(filter command line environment,$(origin ENGINE)),$(ENGINE),podman) TAG=$(TAG) \
 	  VENV=$(VENV) images/container-test.sh
 
-# The GPU images cannot be built here (their bases and CUDA wheels): check that every lock resolves
-# as pinned, each package's exact version found for the image's Python and platform, without
-# installing or building anything (pip --dry-run --no-deps --only-binary).
+# Every stage image as a user's CI makes it (images/images-test.sh): built from its Dockerfile,
+# pushed to a registry on loopback (Debian's docker-registry, a temporary folder), its digest read
+# back from the registry, both pipelines compiled with name@sha256 references and checked to name
+# exactly those, each GPU image pulled by digest and run (imports, `adg`, its stage's work on CPU,
+# the vLLM sampler test in `generate`), and the cpu image deleted, pulled back by digest and put
+# through the container test. The release workflow runs it, and so must anyone changing images/
+# before the change lands (about an hour on 2 cores from clean, docs/deploy.md); CI runs it with
+# FAMILIES=cpu. REGISTRY=host/owner uses that registry instead of starting one.
+images-test: setup
+	FAMILIES="$(FAMILIES)" TAG=$(TAG) VENV=$(VENV) REGISTRY=$(REGISTRY) images/images-test.sh
+
+# Without building anything (seconds, where `make images-test` takes an hour): every lock resolves
+# as pinned, each package's exact version found for the image's Python and platform
+# (pip --dry-run --no-deps --only-binary).
 check-locks: $(STAMP)
 	images/check-locks.sh
 
@@ -122,7 +142,7 @@ CPU_TORCH ?= --torch-backend cpu
 lock: $(STAMP)
 	$(LOCK) --python-version 3.11 $(CPU_TORCH) -o images/cpu/requirements.txt
 	$(LOCK) --python-version 3.11 --extra generate -o images/generate/requirements.txt
-	$(LOCK) --python-version 3.12 --extra train -o images/train/requirements.txt
+	$(LOCK) --python-version 3.11 --extra train -o images/train/requirements.txt
 	$(LOCK) --python-version 3.11 --extra eval --extra generate -o images/eval/requirements.txt
 
 clean:

@@ -38,9 +38,10 @@ What runs, per shape, through the library's stage functions (not re-implementati
 - 135M only: a few optimizer steps of `adg.training.train` (the published recipe's batch 2 x 8
   accumulation, bf16 and gradient checkpointing on GPU, no DeepSpeed); the same through
   `adg.training.launch` with a ZeRO-2 config derived from the shipped ZeRO-3 one, only when
-  DeepSpeed is importable (its wheel travels, below; its FusedAdam is JIT-built at first use, as
-  in the train image); and one lm-eval run (`adg.evaluation.evaluate`) of the two local tasks the
-  repository ships (tests/lm_eval_tasks) on the trained model, only when lm-eval is importable.
+  DeepSpeed is importable (its wheel travels, below; the shipped configs take torch's fused AdamW,
+  `torch_adam`, so nothing is JIT-built, as in the train image); and one lm-eval run
+  (`adg.evaluation.evaluate`) of the two local tasks the repository ships (tests/lm_eval_tasks)
+  on the trained model, only when lm-eval is importable.
 
 Tokenizer. The SmolLM2 tokenizer is 3.5 MB and not in the repository, and LLaMA-3's cannot be
 fetched, so the script builds one: a byte-level BPE trained in under a second on the in-repository
@@ -67,7 +68,9 @@ Budget (8 minutes), from FLOPs and bytes at the H200 ceilings measured here befo
   the tokenizer and model ~15 s;
 - 135M: every pass is launch-bound (~5 ms per step): the sweep up to 1024 instructions ~20 s,
   embed + score ~3 s, training 10 steps ~20 s with the Trainer's start, lm-eval ~40 s (its task
-  index), ZeRO-2 ~2-3 min with the FusedAdam build, compile ~1-2 min.
+  index), ZeRO-2 ~1-2 min (torchrun and DeepSpeed's start), compile ~1-2 min; where vLLM is
+  importable, tests/test_vllm_sampler.py's `full_vllm_run` (the `gpu` test: `VLLMSampler` with a
+  real engine on the saved 135M model, ~1 min with the engine's start), last.
 The core (all but ZeRO-2 and compile) is ~4 minutes; those two run last, only if their estimate
 still fits. Guard: a part starts only if its estimate (GPU_ESTIMATES, about 1.5x the figures
 above: ~400 s for the core) fits in what is left of `--budget-s` (default 450 s); the generate
@@ -263,8 +266,13 @@ SHAPE_PARTS = {
     "llama3-8b": ["build", "generate", "embed_score", "diagnose", "static_cache", "free"],
     "smollm2-135m": ["build", "generate", "embed_score", "diagnose", "static_cache", "train"],
 }
-LATE_PARTS = ["smollm2-135m.evaluate", "smollm2-135m.train_zero2", "smollm2-135m.compiled"]
-OPTIONAL = {"smollm2-135m.train_zero2", "smollm2-135m.compiled"}
+LATE_PARTS = [
+    "smollm2-135m.evaluate",
+    "smollm2-135m.train_zero2",
+    "smollm2-135m.compiled",
+    "smollm2-135m.vllm",
+]
+OPTIONAL = {"smollm2-135m.train_zero2", "smollm2-135m.compiled", "smollm2-135m.vllm"}
 # Seconds a part is expected to take on an H200 (the module docstring's budget), and on CPU for the
 # dry runs (3 s unless named). A part starts only if its estimate fits in what is left; the
 # generate sweep also leaves the estimates of every later part that is not optional.
@@ -284,6 +292,7 @@ GPU_ESTIMATES = {
     "smollm2-135m.evaluate": 60,
     "smollm2-135m.train_zero2": 180,
     "smollm2-135m.compiled": 150,
+    "smollm2-135m.vllm": 90,
 }
 CPU_ESTIMATES = {"train": 10, "evaluate": 25}
 
@@ -1154,7 +1163,7 @@ class Run:
             "config": config,
             "peak_bytes": None,
             "note": "torchrun worker: its memory is not seen by this process; time includes the "
-            "worker's start, DeepSpeed's init and any JIT build of its FusedAdam",
+            "worker's start and DeepSpeed's init (torch's fused AdamW: nothing is JIT-built)",
         }
         entry.update(self.train_summary(cfg, metrics, seconds))
         self.shape_results(shape)["train_zero2"] = entry
@@ -1184,6 +1193,24 @@ class Run:
         self.shape_results(shape)["evaluate"] = entry
         return None
 
+    def vllm(self, shape: str) -> str | None:
+        """The vLLM sampler's `gpu` test (tests/test_vllm_sampler.py, `full_vllm_run`): the
+        project's `VLLMSampler` with a real engine on the saved model, the same records sampled
+        twice and alone, answers compared."""
+        if self.device != "cuda":
+            return "vLLM needs a CUDA GPU"
+        if importlib.util.find_spec("vllm") is None:
+            return "vLLM is not installed here (the generate image carries it)"
+        tests = str(REPO / "tests")
+        if tests not in sys.path:
+            sys.path.insert(0, tests)
+        from test_vllm_sampler import full_vllm_run
+
+        entry = full_vllm_run(str(self.save_model(shape)))
+        entry["vllm_version"] = importlib.metadata.version("vllm")
+        self.shape_results(shape)["vllm"] = entry
+        return None
+
     # ---- the plan
 
     def run(self) -> None:
@@ -1201,6 +1228,7 @@ class Run:
             "evaluate": self.evaluate,
             "train_zero2": self.train_zero2,
             "compiled": lambda shape: self.static_cache(shape, compiled=True),
+            "vllm": self.vllm,
         }
         for name in self.plan:
             shape, part = name.split(".")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make check-locks`: the GPU images (generate, train, eval) cannot be built on a machine without
-# their CUDA bases, so check what can be: each lock, fed back to the resolver for the image's
+# `make check-locks`: the quick check of the GPU images' locks (generate, train, eval), without
+# building them (`make images-test` builds and runs them): each lock, fed back to the resolver for the image's
 # Python and platform (x86_64, glibc 2.36), must resolve to exactly itself: every pin exists on
 # the index and the pins satisfy each other's requirements. Nothing is installed or built.
 # What this does not check: that a wheel (rather than an sdist) exists for every pin, CUDA and
@@ -11,7 +11,7 @@ UV=${UV:-.venv/bin/uv}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 status=0
-for spec in generate:3.11 train:3.12 eval:3.11; do
+for spec in generate:3.11 train:3.11 eval:3.11; do
   family=${spec%%:*} python=${spec##*:}
   lock=images/$family/requirements.txt
   start=$SECONDS

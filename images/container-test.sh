@@ -10,6 +10,8 @@
 # run, and, where the Dockerfile's base image cannot be pulled, builds a stand-in for it with
 # debootstrap (a local-test path only: the Dockerfile keeps naming the real base). The stand-in
 # base and the image are cached in the engine's image store between runs on one machine.
+# CONTAINER_TEST_IMAGE=<reference> tests an image already in the engine's store instead of
+# building one (images/images-test.sh: the cpu image pulled back from a registry by digest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,64 +38,9 @@ started=$SECONDS
 step() { echo "container-test: [$((SECONDS - started))s] $*"; }
 die() { echo "container-test: FAILED: $*" >&2; exit 1; }
 
-install_tools() {
-  local missing=()
-  for tool in podman buildah runc debootstrap; do
-    command -v "$tool" >/dev/null || missing+=("$tool")
-  done
-  [ ${#missing[@]} -eq 0 ] && return
-  step "installing ${missing[*]} (apt-get)"
-  [ "$(id -u)" = 0 ] || die "missing ${missing[*]}: install them (apt-get install podman buildah runc debootstrap)"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman buildah runc debootstrap >/dev/null
-}
-
-# runc, not crun (crun refuses this machine's cgroup layout); ulimits no higher than the host's hard
-# limits; cgroupfs and a file event log, since there is no systemd.
-podman_config() {
-  local nofile nproc
-  nofile=$(ulimit -Hn); nproc=$(ulimit -Hu)
-  [ "$nofile" = unlimited ] || [ "$nofile" -gt 1024 ] && nofile=1024
-  [ "$nproc" = unlimited ] || [ "$nproc" -gt 1024 ] && nproc=1024
-  cat >"$CACHE/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-CONF
-  export CONTAINERS_CONF=$CACHE/containers.conf
-}
-
-# A stand-in for python:3.11-slim-bookworm: Debian bookworm's Python 3.11 as `python`/`pip`, with
-# no EXTERNALLY-MANAGED marker, as the real image has. Tagged with the base's own name.
-stand_in_base() {
-  local tarball=$CACHE/bookworm-python311.tar root
-  if [ ! -s "$tarball" ]; then
-    step "debootstrap: a bookworm root file system with python3 (the stand-in base, once)"
-    root=$(mktemp -d "$CACHE/rootfs.XXXXXX")
-    debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,ca-certificates \
-      bookworm "$root" "$DEBIAN_MIRROR" >"$CACHE/debootstrap.log" 2>&1 \
-      || { rm -rf "$root"; die "debootstrap failed, see $CACHE/debootstrap.log"; }
-    ln -sf /usr/bin/python3 "$root/usr/local/bin/python"
-    ln -sf /usr/bin/pip3 "$root/usr/local/bin/pip"
-    rm -f "$root"/usr/lib/python3.*/EXTERNALLY-MANAGED
-    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
-    tar -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
-    rm -rf "$root"
-  fi
-  step "importing the stand-in base as $BASE"
-  podman import -q --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' "$tarball" "$BASE" >/dev/null
-}
-
-ensure_base() {
-  podman image exists "$BASE" && return
-  step "pulling $BASE"
-  timeout 120 podman pull -q "$BASE" >/dev/null 2>&1 && return
-  step "$BASE cannot be pulled here: building a stand-in"
-  stand_in_base
-}
+# install_tools, podman_config, ensure_base (the stand-in base), build_options: shared with
+# images/images-test.sh.
+. images/podman-lib.sh
 
 # The content of what the cpu image installs (its Dockerfile and lock, the package sources): an
 # image labelled with the same hash is reused as it is.
@@ -101,29 +48,6 @@ context_hash() {
   git ls-files -co --exclude-standard -- pyproject.toml README.md LICENSE src components pipelines \
     images/cpu images/constraints.txt .dockerignore data/alpaca_gpt4_sample_200.jsonl \
     data/task_types_seed.jsonl data/task_types_benchmark.json data/README.md | sort | xargs sha256sum | sha256sum | cut -c1-16
-}
-
-# Pip inside the build: the host's CA bundle (for a TLS-inspecting proxy) and the host's on-disk
-# wheel folders (pip's find-links: the CPU torch wheel) mounted in, and named through the
-# Dockerfile's WHEEL_SOURCES instead of PyTorch's index. Without find-links, the Dockerfile's
-# default (PyTorch's CPU index) stays.
-build_options() {
-  local cert links dir
-  cert=${PIP_CERT:-$(python3 -m pip config get global.cert 2>/dev/null || true)}
-  links=${PIP_FIND_LINKS:-$(python3 -m pip config get global.find-links 2>/dev/null || true)}
-  BUILD_OPTS=()
-  if [ -n "$cert" ] && [ -f "$cert" ]; then
-    printf '[global]\ncert = /etc/adg-build-ca.crt\n' >"$CACHE/pip.conf"
-    BUILD_OPTS+=(-v "$cert:/etc/adg-build-ca.crt:ro" -v "$CACHE/pip.conf:/etc/pip.conf:ro")
-  fi
-  local sources=""
-  for dir in $links; do
-    [ -d "$dir" ] || continue
-    BUILD_OPTS+=(-v "$dir:$dir:ro")
-    sources+="--find-links $dir "
-  done
-  [ -n "$sources" ] && BUILD_OPTS+=(--build-arg "WHEEL_SOURCES=$sources")
-  return 0
 }
 
 build_image() {
@@ -182,13 +106,20 @@ fi
 
 [ -x "$VENV/bin/adg" ] || die "no $VENV/bin/adg: run make setup first"
 install_tools_for_engine
-if [ "$ENGINE" = podman ]; then
+if [ -n "${CONTAINER_TEST_IMAGE:-}" ]; then
+  # An image that is already there, run as it is: `make images-test` pulls the cpu image back
+  # from its registry by digest (name@sha256:...) and tests that.
+  IMAGE=$CONTAINER_TEST_IMAGE REF=$CONTAINER_TEST_IMAGE
+  $ENGINE image inspect "$IMAGE" >/dev/null 2>&1 || die "no image $IMAGE here (pull it first)"
+  step "testing $IMAGE as it is, no build"
+elif [ "$ENGINE" = podman ]; then
   ensure_base
   REF=localhost/$IMAGE  # podman's name for the local tag; DockerRunner looks it up verbatim
+  build_image
 else
   REF=$IMAGE
+  build_image
 fi
-build_image
 USER_IN_IMAGE=$($ENGINE image inspect --format '{{.Config.User}}' "$IMAGE")
 step "image user: $USER_IN_IMAGE"
 # The image carries the embedded model (converted at build time): it loads as the image's user in

@@ -41,6 +41,7 @@ def test_quick_dry_run_measures_every_stage_through_the_library(quick):
         "smollm2-135m.evaluate": "--quick",
         "smollm2-135m.train_zero2": "CUDA GPU",
         "smollm2-135m.compiled": "GPU only",
+        "smollm2-135m.vllm": "CUDA GPU",
     }
     for name, why in not_run.items():
         assert status.pop(name) == "skipped" and why in parts(quick)[name]["reason"]

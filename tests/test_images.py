@@ -176,6 +176,19 @@ def test_cpu_image_has_the_cpu_build_of_torch():
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_package_layer_is_keyed_by_the_sources_digest(family):
+    """buildah 1.28 does not hash a bind mount's files into its layer cache: the package's RUN
+    follows `ARG ADG_SOURCE_DIGEST`, which images/images-test.sh sets, and the dependencies' RUN
+    comes before it, so a change of the sources alone rebuilds the package, not the lock."""
+    steps = instructions(IMAGES / family / "Dockerfile")
+    arg = steps.index(("ARG", 'ADG_SOURCE_DIGEST=""'))
+    package = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and "target=/src" in a)
+    lock = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and "requirements.txt" in a)
+    assert lock < arg < package, (lock, arg, package)
+    assert "--build-arg ADG_SOURCE_DIGEST=" in (IMAGES / "images-test.sh").read_text()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_image_runs_as_a_non_root_user(family):
     users = [a for k, a in instructions(IMAGES / family / "Dockerfile") if k == "USER"]
     assert users, f"{family}: no USER instruction"
@@ -357,13 +370,16 @@ def make_dry_run(*args: str) -> str:
 
 
 def test_make_compile_passes_registry_references_only_when_registry_is_set():
-    with_registry = make_dry_run("compile", "REGISTRY=ghcr.io/someone", "TAG=0abc")
-    line = next(ln for ln in with_registry.splitlines() if "adg compile" in ln)
-    for f in FAMILIES:
-        assert f"ADG_IMAGE_{f.upper()}=ghcr.io/someone/adg-{f}:0abc" in line
+    # With a registry: the digests of what it holds for :0abc (images/digests.py), then compile.
+    line = make_dry_run("compile", "REGISTRY=ghcr.io/someone", "TAG=0abc")
+    digests = re.search(r'refs="\$\(python3 images/digests.py (\S+) (\S+) ([\w ]+)\)"', line)
+    assert digests, line
+    assert digests.groups()[:2] == ("ghcr.io/someone", "0abc")
+    assert sorted(digests.group(3).split()) == FAMILIES
+    assert line.count("env $refs .venv/bin/adg compile") == 2
     plain = make_dry_run("compile")
     line = next(ln for ln in plain.splitlines() if "adg compile" in ln)
-    assert "ADG_IMAGE_" not in line
+    assert "ADG_IMAGE_" not in line and "digests.py" not in line
 
 
 def test_make_images_builds_every_family_with_buildx_and_lint_runs_hadolint():
@@ -392,3 +408,25 @@ def test_make_push_checks_every_image_was_built_before_pushing_any():
     # Second loop: the bare tag is re-tagged only when the prefixed one was not built.
     assert "podman tag adg-$f:0abc r.test/me/adg-$f:0abc" in check
     assert "r.test/me/adg-$f:0abc" in publish
+
+
+def test_compiled_pipelines_name_the_pushed_digests():
+    """`make images-test` (images/images-test.sh) pushes the images to a registry, reads their
+    digests back from its API into images.env, compiles both pipelines with them and runs this
+    with ADG_PUSHED_IMAGES naming that folder: every task of both YAMLs, and the baselines' CPU
+    choice, must name its stage's pushed image by digest (all four pushed: every task)."""
+    folder = os.environ.get("ADG_PUSHED_IMAGES")
+    if not folder:
+        pytest.skip("run by make images-test, after it pushes the images (ADG_PUSHED_IMAGES)")
+    pushed = read_images_env(Path(folder) / "images.env")
+    defaults = read_images_env()
+    digest = re.compile(r"^[a-z0-9.:-]+(/[a-z0-9._-]+)+@sha256:[0-9a-f]{64}$")
+    assert pushed and all(digest.match(ref) for ref in pushed.values()), pushed
+    for name in ("adg_pipeline.yaml", "adg_select.yaml"):
+        images = executor_images(Path(folder) / name)
+        assert images, name
+        for label, image in images.items():
+            key = f"ADG_IMAGE_{STAGE_FAMILY[stage_of(label)].upper()}"
+            # CI pushes the cpu image alone: the other families keep images.env's references.
+            assert image == pushed.get(key, defaults[key]), (name, label, image)
+        assert cpu_images(Path(folder) / name) == {pushed["ADG_IMAGE_CPU"]}, name

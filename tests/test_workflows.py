@@ -89,7 +89,12 @@ def test_workflows_match_the_github_workflow_schema():
 def test_ci_lints_tests_and_checks_the_compiled_pipeline(ci):
     assert "pull_request" in ci["on"] and ci["on"]["push"]["branches"] == ["main"]
     commands = "\n".join(run_text(job) for job in ci["jobs"].values())
-    for target in ("make lint", "make test", "make check-compiled"):
+    for target in (
+        "make lint",
+        "make test",
+        "make check-compiled",
+        "make images-test FAMILIES=cpu",
+    ):
         assert target in commands
     assert ci["permissions"] == {"contents": "read"}
     # The CPU build of torch, as the Makefile installs it locally.
@@ -131,8 +136,10 @@ def test_pushes_only_outside_pull_requests(images):
         writes = {k for k, v in job.get("permissions", {}).items() if v == "write"}
         if name == "build":
             assert writes == {"packages"}  # used only by the login and push steps above
-        elif writes:
-            assert job.get("if") == NOT_ON_PR, f"job {name} could write from a pull request"
+        elif writes:  # the job's condition is NOT_ON_PR, or NOT_ON_PR and-ed with others
+            condition = job.get("if", "")
+            ands = [c.strip() for c in condition.split("&&")]
+            assert NOT_ON_PR in ands and "||" not in condition, f"job {name} could write from a PR"
 
 
 def test_tags_are_ghcr_owner_family_sha_and_the_git_tag(images):
@@ -147,12 +154,27 @@ def test_tags_are_ghcr_owner_family_sha_and_the_git_tag(images):
 
 def test_release_compiles_the_pipeline_with_the_pushed_images(images):
     job = images["jobs"]["pipeline"]
-    assert job["needs"] == "build" and job["if"] == NOT_ON_PR
+    # After the build, and after images-test where it ran (tags): skipped is not failed.
+    assert job["needs"] == ["build", "images-test"]
+    assert NOT_ON_PR in job["if"] and "needs.images-test.result != 'failure'" in job["if"]
+    assert "needs.build.result == 'success'" in job["if"]
     commands = run_text(job)
     compile_line = next(ln for ln in commands.splitlines() if "make compile" in ln)
     # Same registry path and tag as the build job pushed.
     assert 'REGISTRY="ghcr.io/${GITHUB_REPOSITORY_OWNER,,}"' in compile_line
     assert 'TAG="${GITHUB_SHA}"' in compile_line
+    # `make compile REGISTRY=...` reads the digests from GHCR with the workflow's token.
+    compile_step = next(s for s in steps(job) if "make compile" in s.get("run", ""))
+    assert compile_step["env"]["REGISTRY_PASSWORD"] == "${{ secrets.GITHUB_TOKEN }}"
     attach = [s for s in steps(job) if "gh release upload" in s.get("run", "")]
     assert len(attach) == 1 and attach[0]["if"] == "startsWith(github.ref, 'refs/tags/')"
-    assert job["permissions"] == {"contents": "write"}
+    assert "adg_select-" in attach[0]["run"] and "adg_pipeline-" in attach[0]["run"]
+    assert job["permissions"] == {"contents": "write", "packages": "read"}
+
+
+def test_a_release_runs_images_test_on_every_family(images):
+    job = images["jobs"]["images-test"]
+    assert sorted(job["strategy"]["matrix"]["family"]) == FAMILIES
+    assert "refs/tags/" in job["if"] and "workflow_dispatch" in job["if"]
+    assert 'make images-test FAMILIES="${{ matrix.family }}"' in run_text(job)
+    assert not job.get("permissions"), "it pushes to its own loopback registry, not GHCR"
