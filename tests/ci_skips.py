@@ -4,9 +4,11 @@ is missing (conftest.py imports them; tests/test_ci_skips.py runs them in an inn
 A skip says what the test needed and did not find (hadolint, kubectl with kustomize v5, make,
 `datasets`, DeepSpeed, the embedded model, ...). On a laptop that is fine; in CI it would let a
 check vanish without anyone noticing, so `.ci/run` and the CI workflow install all of it and a
-skip there fails. The designated exceptions are tests marked `gpu` (CI has no GPU) and tests that
-need vLLM installed (skipped with a reason that contains "vllm": vLLM is installed only in the
-generate image and on GPU machines, where those tests run).
+skip there fails. The designated exceptions are tests marked `gpu` (CI has no GPU), tests marked
+`images_test` (they check what `make images-test` pushed: that script runs them, in CI too, once
+the images are in its registry) and tests that need vLLM installed (skipped with a reason that
+contains "vllm": vLLM is installed only in the generate image and on GPU machines, where those
+tests run).
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ def _in_ci() -> bool:
 
 
 def _allowed_in_ci(item: pytest.Item | None, reason: str) -> bool:
-    """The only skips CI accepts: a test marked `gpu` (CI has no GPU) and a test that needs vLLM
-    installed (skipped with a reason that says "vllm"; vLLM is installed only in the generate
-    image and on GPU machines, where those tests run)."""
-    return (item is not None and item.get_closest_marker("gpu") is not None) or (
-        "vllm" in reason.lower()
-    )
+    """The only skips CI accepts: a test marked `gpu` (CI has no GPU) or `images_test` (run by
+    `make images-test` once it has pushed the images) and a test that needs vLLM installed
+    (skipped with a reason that says "vllm"; vLLM is installed only in the generate image and on
+    GPU machines, where those tests run)."""
+    marked = item is not None and any(item.get_closest_marker(m) for m in ("gpu", "images_test"))
+    return marked or "vllm" in reason.lower()
 
 
 def _skip_reason(report) -> str:

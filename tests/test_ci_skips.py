@@ -1,5 +1,6 @@
 """The CI skip policy (tests/ci_skips.py), run in an inner pytest on a few tests that skip: under
-CI=true a skip fails and names what was missing, except a `gpu` test and a vLLM one; outside CI
+CI=true a skip fails and names what was missing, except a `gpu` test, an `images_test` one and a
+vLLM one; outside CI
 a skip stays a skip."""
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ def test_needs_a_package():
 def test_needs_a_gpu():
     pytest.skip("no CUDA GPU")
 
+@pytest.mark.images_test
+def test_needs_pushed_images():
+    pytest.skip("run by make images-test, after it pushes the images")
+
 def test_needs_vllm():
     pytest.skip("vllm is not installed (the generate image has it)")
 
@@ -47,7 +52,9 @@ def run_inner(tmp_path: Path, ci: str | None) -> dict[str, tuple[str, str]]:
     (tmp_path / "conftest.py").write_text(
         "from ci_skips import pytest_make_collect_report, pytest_runtest_makereport\n"
     )
-    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    gpu: needs a CUDA GPU\n")
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nmarkers =\n    gpu: needs a CUDA GPU\n    images_test: in make images-test\n"
+    )
     (tmp_path / "test_inner.py").write_text(INNER)
     (tmp_path / "test_module_skip.py").write_text(MODULE_SKIP)
     (tmp_path / "collect.py").write_text(
@@ -94,6 +101,7 @@ def test_under_ci_a_skip_fails_and_names_what_is_missing(tmp_path):
     assert outcome == "failed" and why.endswith("allows no silent skip: kubectl not found")
     # the designated exceptions stay skips
     assert found["test_inner.py::test_needs_a_gpu"][0] == "skipped"
+    assert found["test_inner.py::test_needs_pushed_images"][0] == "skipped"
     assert found["test_inner.py::test_needs_vllm"][0] == "skipped"
     assert found["test_inner.py::test_runs"][0] == "passed"
 
@@ -106,6 +114,7 @@ def test_outside_ci_a_skip_stays_a_skip(tmp_path):
             "test_inner.py::test_needs_a_tool",
             "test_inner.py::test_needs_a_package",
             "test_inner.py::test_needs_a_gpu",
+            "test_inner.py::test_needs_pushed_images",
             "test_inner.py::test_needs_vllm",
             "test_module_skip.py",
         }, ci

@@ -410,6 +410,7 @@ def test_make_push_checks_every_image_was_built_before_pushing_any():
     assert "r.test/me/adg-$f:0abc" in publish
 
 
+@pytest.mark.images_test
 def test_compiled_pipelines_name_the_pushed_digests():
     """`make images-test` (images/images-test.sh) pushes the images to a registry, reads their
     digests back from its API into images.env, compiles both pipelines with them and runs this
