@@ -26,7 +26,7 @@ from adg import models
 from adg.clustering import auto_bin_count, cluster_file
 from adg.generation import SamplingConfig, generate_file
 from adg.hidden import HiddenStateEncoder
-from adg.records import ingest
+from adg.ingest import ingest
 from adg.scoring import embed_file, score_file
 from adg.subsets import select_file
 

@@ -268,7 +268,7 @@ def _docker_runner(opts: LocalRunOptions, root: Path, pool: str, model: str):
     from docker.types import Mount
     from kfp.local import docker_task_handler
 
-    from adg.models import adg_home
+    from adg.config import adg_home
 
     # The tasks run as the image's user, not the caller's: it must be able to write the root.
     root.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 from helpers import sample_records, selected_run, write_jsonl
 
-from adg import curation, records
+from adg import curation, ingest, records
 from adg.comparison import SelectorRun, compare_runs
 
 
@@ -22,7 +22,7 @@ def twin_records() -> list[dict]:
 
 def test_ingest_keeps_both(tmp_path):
     src = write_jsonl(tmp_path / "pool.jsonl", twin_records())
-    summary = records.ingest(src, tmp_path / "out.jsonl", tmp_path / "rej.jsonl")
+    summary = ingest.ingest(src, tmp_path / "out.jsonl", tmp_path / "rej.jsonl")
     assert (summary.accepted, summary.rejected) == (8, 0)
     assert records.check_records(tmp_path / "out.jsonl") == 8
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from adg import records
+from adg import ingest, records
 from adg.cli import main
 
 BAD_POOL = "\n".join(
@@ -30,7 +30,7 @@ def test_ingest_rejects_every_bad_record(tmp_path):
     src = tmp_path / "pool.jsonl"
     src.write_text(BAD_POOL)
     out, rej = tmp_path / "out.jsonl", tmp_path / "rejects.jsonl"
-    summary = records.ingest(src, out, rej)
+    summary = ingest.ingest(src, out, rej)
     assert (summary.accepted, summary.rejected, summary.ids_assigned) == (3, 6, 1)
     kept = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in kept] == [1, 7, "x-9"]  # the id-less record gets its position 7
@@ -355,7 +355,7 @@ def test_ids_1_and_string_1_are_distinct_everywhere(tmp_path):
     # as two records.
     src = tmp_path / "pool.jsonl"
     src.write_text('{"id": 1, "instruction": "a"}\n{"id": "1", "instruction": "b"}\n')
-    summary = records.ingest(src, tmp_path / "out.jsonl", tmp_path / "rej.jsonl")
+    summary = ingest.ingest(src, tmp_path / "out.jsonl", tmp_path / "rej.jsonl")
     assert (summary.accepted, summary.rejected) == (2, 0)
     assert records.check_records(tmp_path / "out.jsonl") == 2
     assert records.id_key(1) != records.id_key("1")
@@ -440,7 +440,7 @@ def test_fuzz_every_item_is_accepted_or_rejected(tmp_path, seed):
         src.write_bytes(data)
         out, rej = tmp_path / f"{round_}-out.jsonl", tmp_path / f"{round_}-rej.jsonl"
         try:
-            summary = records.ingest(src, out, rej)
+            summary = ingest.ingest(src, out, rej)
         except records.PoolError as err:
             assert not good_ids, f"seed {seed} round {round_}: {err}"
             continue

@@ -70,7 +70,7 @@ def small_run(tiny_model_dir, tmp_path_factory):
     """ingest → generate → embed → cluster → score → select on the tiny model, 25 records."""
     from adg.clustering import cluster_file
     from adg.generation import SamplingConfig, generate_file
-    from adg.records import ingest
+    from adg.ingest import ingest
     from adg.scoring import embed_file, score_file
     from adg.subsets import select_file
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from helpers import sample_records, write_jsonl
 
-from adg import checkpoint, fingerprint, storage
+from adg import checkpoint, fingerprint, models, storage
 
 N_RECORDS = 24
 
@@ -249,10 +249,10 @@ def test_same_path_new_weights_is_another_model(tmp_path, tiny_model_dir):
 
     copy = tmp_path / "model"
     shutil.copytree(tiny_model_dir, copy)
-    first = fingerprint.model_identity(copy)
+    first = models.model_identity(copy)
     config = json.loads((copy / "config.json").read_text())
     (copy / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-3}))
-    assert fingerprint.model_identity(copy) != first
+    assert models.model_identity(copy) != first
     assert first.startswith(f"{copy}@")
 
 

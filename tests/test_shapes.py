@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import sample_records, write_jsonl
 
-from adg import records, shapes
+from adg import ingest, records, shapes
 from adg.cli import main
 from adg.errors import InputError
 from adg.handback import SCORE_COLUMNS, write_selected
@@ -114,7 +114,7 @@ def test_each_shape_is_read_where_adg_reads_it(tmp_path, shape, container):
     rows = [SHAPES[shape](r) for r in REAL[1:]]
     src = write_pool(tmp_path, shape, container, rows)
     out, rej = tmp_path / "pool.jsonl", tmp_path / "rejects.jsonl"
-    summary = records.ingest(src, out, rej)
+    summary = ingest.ingest(src, out, rej)
     assert (summary.accepted, summary.rejected) == (len(rows), 0)
     assert summary.source_lines() == [
         f"ingest: {src}: {shape} shape, {len(rows)} accepted, 0 rejected"
@@ -250,7 +250,7 @@ def test_parquet_rejects_name_the_row_and_the_pools_own_field(tmp_path):
     rows[3]["response"] = None
     src = write_pool(tmp_path, "dolly", "parquet", rows)
     out, rej = tmp_path / "o.jsonl", tmp_path / "r.jsonl"
-    summary = records.ingest(src, out, rej)
+    summary = ingest.ingest(src, out, rej)
     # A null optional column is a missing field (columns exist in every row); a null
     # instruction is a reject naming the row, counted from 0 like dataset[i].
     assert (summary.accepted, summary.rejected, summary.read) == (4, 1, 5)
@@ -466,7 +466,7 @@ def test_round_trip_jsonl(tmp_path, shape):
     rows = [{**SHAPES[shape](r), "meta": {"n": n, "tags": ["a"]}} for n, r in enumerate(REAL)]
     src = write_jsonl(tmp_path / f"{shape}.jsonl", rows)
     pool, orig = tmp_path / "pool.jsonl", tmp_path / "originals"
-    assert records.ingest(src, pool, None, originals=orig).originals == "jsonl"
+    assert ingest.ingest(src, pool, None, originals=orig).originals == "jsonl"
     top = _select_some(pool, tmp_path / "top.json", [7, 2, 9])
     out = tmp_path / "selected.jsonl"
     assert write_selected(tmp_path / "top.json", pool, orig, out) == 3
@@ -486,7 +486,7 @@ def test_round_trip_parquet_keeps_the_schema(tmp_path):
     src = tmp_path / "chat.parquet"
     pq.write_table(table, src)
     pool, orig = tmp_path / "pool.jsonl", tmp_path / "originals"
-    records.ingest(src, pool, None, originals=orig)
+    ingest.ingest(src, pool, None, originals=orig)
     _select_some(pool, tmp_path / "top.json", [11, 0, 5])
     out = tmp_path / "selected.parquet"
     write_selected(tmp_path / "top.json", pool, orig, out)

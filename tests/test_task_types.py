@@ -83,7 +83,8 @@ def test_vector_classifier_mechanics_on_tiny_model(tiny):
 def test_benchmark_table_names_the_default_classifier():
     """The shipped measurement, leave-one-source-out (bench/task_types.py --loso), is what the
     report states for the default classifier: the figure and each source's, from the data file."""
-    from adg.analysis import accuracy_sentence, composition
+    from adg.analysis import composition
+    from adg.task_types import accuracy_sentence
 
     bench = analysis.benchmark_of("vectors", None)
     assert bench is not None and bench["n"] >= 100

@@ -43,10 +43,10 @@ from pathlib import Path
 from typing import Any
 
 from adg import package_data, progress
-from adg.config import AnalyseConfig
+from adg.config import AnalyseConfig, adg_home
 from adg.errors import AdgError
 from adg.records import PoolError, id_key, read_records, write_jsonl
-from adg.task_types import SEED_PATH, seed_records
+from adg.task_types import SEED_PATH, TRUSTED_ACCURACY, accuracy_sentence, seed_records
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +81,6 @@ VECTOR_C = 1.0
 MIN_ANSWERS_CHECKED = 16
 # Measured accuracies, written by `bench/task_types.py --write`.
 BENCHMARK_PATH = package_data.path("task_types_benchmark.json")
-# Below this accuracy on human labels, the report calls the task mix indicative only.
-TRUSTED_ACCURACY = 0.8
 
 
 class AnalysisError(AdgError, RuntimeError):
@@ -211,12 +209,10 @@ class VectorClassifier:
 
         import numpy as np
 
-        from adg import models
-
         cache = None
         if where:
             key = hashlib.sha256(SEED_PATH.read_bytes() + where.encode()).hexdigest()[:16]
-            cache = models.adg_home() / "task_types" / f"{self.model_label}-{key}.npy"
+            cache = adg_home() / "task_types" / f"{self.model_label}-{key}.npy"
             try:
                 x = np.load(cache) if cache.is_file() else None
             except (OSError, ValueError, EOFError):  # a truncated entry is recomputed
@@ -459,33 +455,6 @@ def composition_lines(comp: dict[str, Any]) -> list[str]:
             row += f" {sel['counts'][c]:>5} {sel['shares'][c]:>6.1%} {comp['shift'][c]:>+8.1%}"
         lines.append(row)
     return lines
-
-
-def accuracy_sentence(comp: dict[str, Any]) -> str:
-    """What the reader should know about the classifier's accuracy, in one sentence."""
-    bench = comp.get("classifier_benchmark")
-    if bench and bench.get("protocol") == "leave-one-source-out":
-        sources = ", ".join(f"{s} {v['accuracy']:.0%}" for s, v in bench["by_source"].items())
-        text = (
-            f"Measured accuracy on {bench['n']} human-labelled instructions from sources it was "
-            f"not fitted on (leave-one-source-out, as a new pool meets it): "
-            f"{bench['accuracy']:.0%} ({sources}; always answering the commonest category: "
-            f"{bench['majority_accuracy']:.0%})."
-        )
-    elif bench:
-        text = (
-            f"Measured accuracy on {bench['n']} human-labelled instructions: "
-            f"{bench['accuracy']:.0%} (always answering the commonest category: "
-            f"{bench['majority_accuracy']:.0%})."
-        )
-    else:
-        text = "This classifier's accuracy on human-labelled instructions was not measured."
-    if comp.get("indicative_only", True):
-        text += (
-            " The mix is indicative only (below "
-            f"{comp.get('trusted_accuracy', TRUSTED_ACCURACY):.0%} measured accuracy)."
-        )
-    return text
 
 
 def analyse_records(

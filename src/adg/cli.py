@@ -103,14 +103,13 @@ def from_flags(cls: type, a: argparse.Namespace, **overrides):
 
 
 def cmd_ingest(a: argparse.Namespace) -> None:
+    from adg.ingest import ingest
     from adg.ledger import pool_files
 
     how = rec.PoolFormat.parse(a.format, a.columns)
     # A folder (of Parquet shards, say) or an s3:// prefix ending in "/" is its pool files.
     sources = [f for given in a.input for f in (pool_files(given) or [given])]
-    summary = rec.ingest(
-        sources, a.output, a.rejects, limit=a.limit, how=how, originals=a.originals
-    )
+    summary = ingest(sources, a.output, a.rejects, limit=a.limit, how=how, originals=a.originals)
     print("\n".join(summary.lines()))
     if summary.rejected:
         print(f"rejects written to {a.rejects}" if a.rejects else "rejects not kept (no --rejects)")

@@ -12,7 +12,9 @@ This module imports only the standard library: the KFP side (components/, pipeli
 when compiling, where torch and transformers need not be installed.
 """
 
+import os
 from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
 from typing import Any, get_args
 
 
@@ -20,6 +22,12 @@ def setting(default: Any, help: str, **meta: Any) -> Any:
     """A dataclass field with its default and help text (and optional `choices`, `flag`,
     `param` metadata)."""
     return field(default=default, metadata={"help": help, **meta})
+
+
+def adg_home() -> Path:
+    """Where adg keeps its files between runs (the converted embedded model, the s3:// model
+    cache, task-type vectors): `$ADG_HOME`, default `~/.cache/adg`."""
+    return Path(os.environ.get("ADG_HOME") or Path.home() / ".cache" / "adg")
 
 
 # --- ingest --------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from adg import fingerprint, storage
+from adg import fingerprint, models, storage
 from adg.errors import InputError
 from adg.records import PoolError, id_key, iter_records, write_json_array, write_jsonl
 from adg.shapes import content_text
@@ -87,9 +87,9 @@ class CurationMismatch(InputError):
 
 
 def model_id(model: str) -> str:
-    """The model as the index records it: its identity (`adg.fingerprint.model_identity`: the
+    """The model as the index records it: its identity (`adg.models.model_identity`: the
     spec plus a digest of a local model's config and weights index; "" is the embedded model)."""
-    return fingerprint.model_identity(model)
+    return models.model_identity(model)
 
 
 def scoring_settings(model: str, **settings: Any) -> dict[str, Any]:

@@ -3,9 +3,9 @@
 A resumable output (generate's and score's JSONL, their object-store checkpoints, a curation
 index's entries) is only ever continued under the settings it was started with. The fingerprint
 of a run is one flat dict of the settings that change results: the stage's own settings, the
-model's identity (`model_identity`: the spec plus a digest of its config and weights index) and
-the code's result-format version (`RESULT_FORMAT`, raised whenever a stage's output for the same
-settings would change). It is kept beside the output as `<output>.fingerprint.json`.
+model's identity (`adg.models.model_identity`: the spec plus a digest of its config and weights
+index) and the code's result-format version (`RESULT_FORMAT`, raised whenever a stage's output
+for the same settings would change). It is kept beside the output as `<output>.fingerprint.json`.
 
 Per record, `record_hash` is a hash of the input fields the result depends on: the record's
 canonical content (`adg.shapes.canonical_content`, the one definition of "the same record"), plus
@@ -31,70 +31,20 @@ from adg.shapes import canonical_content
 # Raise when the same settings would now give other output (a changed formula, a new field).
 RESULT_FORMAT = 1
 SIDECAR_SUFFIX = ".fingerprint.json"
-# The files of a model folder that define what it computes, hashed for its identity (the
-# weights themselves are too big to hash on every run; their index and sizes stand in for them).
-_IDENTITY_FILES = ("config.json", "generation_config.json", "model.safetensors.index.json")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
 
 
 class ResumeMismatch(InputError):
     """An existing output (or checkpoint) was made with other settings than this run's."""
 
 
-# --- model identity -----------------------------------------------------------------------------
-
-
-def model_id(model: str | os.PathLike | None) -> str:
-    """The model as given: the spec; "" (or None) is the embedded model."""
-    if model:
-        return str(model)
-    from adg.models import EMBEDDED_NAME
-
-    return f"embedded:{EMBEDDED_NAME}"
-
-
-def _folder_digest(path: Path) -> str:
-    """sha256 (16 hex digits) of a model's config files and the names and sizes of its weights."""
-    h = hashlib.sha256()
-    folder = path if path.is_dir() else path.parent
-    for name in _IDENTITY_FILES:
-        f = folder / name
-        if f.is_file():
-            h.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
-    weights = [path] if path.is_file() else sorted(folder.iterdir())
-    for f in weights:
-        if f.is_file() and f.suffix in _WEIGHT_SUFFIXES:
-            h.update(f"{f.name}:{f.stat().st_size}\0".encode())
-    return h.hexdigest()[:16]
-
-
-def model_identity(model: str | os.PathLike | None) -> str:
-    """`model_id` plus, for a local folder or file (or the converted embedded model), a digest of
-    its config and weights index: another model saved under the same path is another identity.
-    An s3:// spec is its URI (a model prefix is published once and not changed in place)."""
-    ident = model_id(model)
-    if model and str(model).startswith("s3://"):
-        return ident
-    if not model:
-        from adg.models import find_embedded_model
-
-        found = find_embedded_model()
-        path = found if found is not None else None
-    else:
-        path = Path(model)
-    if path is None or not path.exists():
-        return ident
-    return f"{ident}@{_folder_digest(path)}"
-
-
 # --- settings -----------------------------------------------------------------------------------
 
 
-def plain(value: Any) -> Any:
+def comparable(value: Any) -> Any:
     """A setting as compared: numbers normalised (2.0 and 2 are one setting; KFP passes dict
     values as strings, "2.0"), tuples as lists (as JSON gives them back)."""
     if isinstance(value, tuple | list):
-        return [plain(v) for v in value]
+        return [comparable(v) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if not isinstance(value, str):
@@ -108,12 +58,12 @@ def plain(value: Any) -> Any:
 
 def settings(model: str | os.PathLike | None = None, **values: Any) -> dict[str, Any]:
     """One fingerprint: `model` (its id as given, or an identity) and the other settings, sorted,
-    normalised by `plain`."""
+    normalised by `comparable`."""
     out: dict[str, Any] = {}
     if model is not None:
         out["model"] = str(model)
     for key, value in sorted(values.items()):
-        out[key] = plain(value)
+        out[key] = comparable(value)
     return out
 
 

@@ -117,13 +117,6 @@ def generation_fingerprint(
     return fingerprint.settings(model_identity, **values)
 
 
-def in_memory_identity(model) -> str:
-    """Identity of a model passed in memory (no path): a digest of its config."""
-    config = getattr(model, "config", None)
-    text = config.to_json_string() if config is not None else type(model).__name__
-    return "in-memory@" + hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 class HFSampler:
     """Batched sampling with `transformers.generate` (left padding, K return sequences).
 
@@ -274,9 +267,9 @@ def generate_file(
     check_records(input_path, extra=fits_prompt)
     name = sampler.name if sampler is not None else resolve_backend(backend)
     if sampler is not None and model is None:
-        identity = in_memory_identity(getattr(sampler, "model", sampler))
+        identity = models.in_memory_identity(getattr(sampler, "model", sampler))
     else:
-        identity = fingerprint.model_identity(model)
+        identity = models.model_identity(model)
     fp = generation_fingerprint(cfg, name, identity, shard_count)
     total = 0
     with ResumableOutput(

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
+from adg import storage
 from adg.errors import AdgError
+from adg.fingerprint import comparable
 from adg.records import atomic_text, dumps, id_key, iter_records
-from adg.tables import is_parquet_file, plain
+from adg.tables import is_parquet_file, json_value
 
 # ADG's field in top.json → the field added to each selected record in the pool's shape.
 SCORE_COLUMNS = {
@@ -67,7 +70,7 @@ class Originals:
         if self.kind == "jsonl":
             if isinstance(origin, tuple):
                 batch, index = origin
-                origin = plain(batch.slice(index, 1).to_pylist()[0])
+                origin = json_value(batch.slice(index, 1).to_pylist()[0])
             self._writer.write(dumps(origin) + "\n")
             return
         batch, index = origin
@@ -230,3 +233,36 @@ def _write_parquet(originals, positions, scores, output) -> None:
         os.replace(tmp, output)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def export_selection(
+    subsets: dict[str, str | os.PathLike],
+    report_path: str | os.PathLike,
+    export_uri: str,
+    run_id: str,
+    model: str,
+    parameters: dict[str, Any],
+    extra: dict[str, str | os.PathLike] | None = None,
+) -> str:
+    """Export `top/middle/bottom.json`, the selection report and the `extra` files (name → path,
+    e.g. selected.parquet) with a run manifest; with an empty `export_uri` nothing happens and
+    "" is returned."""
+    if not export_uri:
+        return ""
+    report = json.loads(Path(report_path).read_text(encoding="utf-8"))
+    counts = {
+        name: report[name]["count"]
+        for name in subsets
+        if isinstance(report.get(name), dict) and "count" in report[name]
+    }
+    files = {f"{name}.json": path for name, path in subsets.items()}
+    files["selection_report.json"] = report_path
+    files.update(extra or {})
+    manifest = {
+        "run_id": run_id,
+        "model": model,
+        "parameters": {k: comparable(v) for k, v in parameters.items()},
+        "counts": {"records": report.get("records"), **counts},
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return storage.export_results(files, export_uri, manifest)

@@ -41,7 +41,8 @@ from typing import Any
 
 from adg import storage
 from adg.errors import InputError
-from adg.records import IngestSummary, PoolFormat, ingest, write_jsonl
+from adg.ingest import IngestSummary, ingest
+from adg.records import PoolFormat, write_jsonl
 from adg.tables import is_dataset_folder
 
 log = logging.getLogger(__name__)
@@ -160,10 +161,10 @@ def ingest_pending(
     """The ingest stage with recurring curation: (summary, sources), or (None, []) with empty
     output files when there is nothing new to curate.
 
-    Without a prefix this is plain `records.ingest` (a pool with no valid record is an error).
+    Without a prefix this is plain `adg.ingest.ingest` (a pool with no valid record is an error).
     With one, every source gets a `status` (and a `reason` unless curated); the summary may
     count 0 accepted records when every new file was rejected. `how` and `originals` as in
-    `records.ingest`.
+    `adg.ingest.ingest`.
     """
     sources = plan_sources(pool_uri, pool_prefix, ledger_uri)
     if not sources:

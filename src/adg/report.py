@@ -35,12 +35,12 @@ import numpy as np
 from markupsafe import Markup
 
 from adg import fields, svg
-from adg.analysis import accuracy_sentence
 from adg.config import STAGE_CONFIGS, parameter_fields
 from adg.errors import InputError
 from adg.records import id_key, read_records
 from adg.render import template
 from adg.svg import GROUPS
+from adg.task_types import accuracy_sentence
 
 TITLE = "ADG selection report"
 DATA_META = "adg-report-data"

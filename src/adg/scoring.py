@@ -96,7 +96,7 @@ def score_fingerprint(
             layers=list(encoder.layers if encoder is not None else LAYERS),
         )
     elif method in ("ifd", "superfiltering"):
-        model = fingerprint.model_identity(opts.model if method == "ifd" else opts.proxy_model)
+        model = models.model_identity(opts.model if method == "ifd" else opts.proxy_model)
         values["prompt_format"] = opts.prompt_format
     else:
         values["seed"] = opts.seed
@@ -105,10 +105,8 @@ def score_fingerprint(
 
 def _identity(model: str, encoder: HiddenStateEncoder | None) -> str:
     if encoder is not None and not model:
-        from adg.generation import in_memory_identity
-
-        return in_memory_identity(encoder.model)
-    return fingerprint.model_identity(model)
+        return models.in_memory_identity(encoder.model)
+    return models.model_identity(model)
 
 
 def input_fields(method: str) -> tuple[str, ...]:

@@ -18,15 +18,14 @@ import hashlib
 import json
 import os
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from adg.config import adg_home
 from adg.errors import AdgError
-from adg.fingerprint import plain
 
 SCHEME = "s3://"
 MANIFEST_NAME = ".adg-s3-manifest.json"
@@ -305,8 +304,6 @@ def model_cache_root() -> Path:
     env = os.environ.get("ADG_MODEL_CACHE", "").strip()
     if env:
         return Path(env)
-    from adg.models import adg_home
-
     return adg_home() / "models" / "s3"
 
 
@@ -414,36 +411,3 @@ def export_results(
     manifest_uri = join(export_uri, "manifest.json")
     write_json(manifest_uri, {**manifest, "files": listing})
     return manifest_uri
-
-
-def export_selection(
-    subsets: dict[str, str | os.PathLike],
-    report_path: str | os.PathLike,
-    export_uri: str,
-    run_id: str,
-    model: str,
-    parameters: dict[str, Any],
-    extra: dict[str, str | os.PathLike] | None = None,
-) -> str:
-    """Export `top/middle/bottom.json`, the selection report and the `extra` files (name → path,
-    e.g. selected.parquet) with a run manifest; with an empty `export_uri` nothing happens and
-    "" is returned."""
-    if not export_uri:
-        return ""
-    report = json.loads(Path(report_path).read_text(encoding="utf-8"))
-    counts = {
-        name: report[name]["count"]
-        for name in subsets
-        if isinstance(report.get(name), dict) and "count" in report[name]
-    }
-    files = {f"{name}.json": path for name, path in subsets.items()}
-    files["selection_report.json"] = report_path
-    files.update(extra or {})
-    manifest = {
-        "run_id": run_id,
-        "model": model,
-        "parameters": {k: plain(v) for k, v in parameters.items()},
-        "counts": {"records": report.get("records"), **counts},
-        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    return export_results(files, export_uri, manifest)

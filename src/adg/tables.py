@@ -182,17 +182,17 @@ def json_native(arrow_schema) -> bool:
     return all(native(f.type) for f in arrow_schema)
 
 
-def plain(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """A Python value from Arrow as a JSON value: dates and times in ISO 8601, decimals and
     other numbers as text, bytes as base64, maps as objects."""
     if value is None or isinstance(value, str | bool | int | float):
         return value
     if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
+        return {str(k): json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         if value and all(isinstance(p, tuple) and len(p) == 2 for p in value):
-            return {str(k): plain(v) for k, v in value}  # an Arrow map
-        return [plain(v) for v in value]
+            return {str(k): json_value(v) for k, v in value}  # an Arrow map
+        return [json_value(v) for v in value]
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, bytes):
@@ -228,7 +228,7 @@ def iter_rows(path: str | os.PathLike, name: str) -> Iterator[Row]:
             )
             raise TableError(f"{name}: {what} ({_line(err)})") from None
         if convert is None:
-            convert = (lambda d: d) if json_native(batch.schema) else plain
+            convert = (lambda d: d) if json_native(batch.schema) else json_value
         for i, values in enumerate(batch.to_pylist()):
             yield row, batch, i, convert(values)
             row += 1

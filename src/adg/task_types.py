@@ -133,3 +133,34 @@ def measure_lines(result: dict[str, Any], title: str = "") -> list[str]:
         row = " ".join(f"{v:>4}" for v in result["confusion"][i])
         lines.append(f"{c:<22}{result['support'][c]:>5}{rec:>8.1%}  {row}")
     return lines
+
+
+# Below this accuracy on human labels, the report calls the task mix indicative only.
+TRUSTED_ACCURACY = 0.8
+
+
+def accuracy_sentence(comp: dict[str, Any]) -> str:
+    """What the reader should know about the classifier's accuracy, in one sentence."""
+    bench = comp.get("classifier_benchmark")
+    if bench and bench.get("protocol") == "leave-one-source-out":
+        sources = ", ".join(f"{s} {v['accuracy']:.0%}" for s, v in bench["by_source"].items())
+        text = (
+            f"Measured accuracy on {bench['n']} human-labelled instructions from sources it was "
+            f"not fitted on (leave-one-source-out, as a new pool meets it): "
+            f"{bench['accuracy']:.0%} ({sources}; always answering the commonest category: "
+            f"{bench['majority_accuracy']:.0%})."
+        )
+    elif bench:
+        text = (
+            f"Measured accuracy on {bench['n']} human-labelled instructions: "
+            f"{bench['accuracy']:.0%} (always answering the commonest category: "
+            f"{bench['majority_accuracy']:.0%})."
+        )
+    else:
+        text = "This classifier's accuracy on human-labelled instructions was not measured."
+    if comp.get("indicative_only", True):
+        text += (
+            " The mix is indicative only (below "
+            f"{comp.get('trusted_accuracy', TRUSTED_ACCURACY):.0%} measured accuracy)."
+        )
+    return text
