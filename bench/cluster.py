@@ -7,7 +7,8 @@ quality is the k-means objective (inertia) in the original space, and the adjust
 against the true centres.
 
 Methods:
-  adg          adg.clustering.kmeans_bins as shipped (KMeans for small problems, MiniBatchKMeans
+  adg          adg.method.clustering.kmeans_bins as shipped (KMeans for small problems,
+  MiniBatchKMeans
                above 20M point-bin pairs, seed 42)
   adg-pca256   the same with pca_dims=256 (seeded randomized PCA to 256 dimensions first)
   faiss               faiss.Kmeans (20 iterations, seed 42), if faiss-cpu is installed
@@ -51,11 +52,11 @@ def make_data(n: int, dim: int, true_bins: int, seed: int = 0) -> tuple[np.ndarr
 
 def run_method(method: str, x: np.ndarray, k: int) -> np.ndarray:
     if method == "adg":
-        from adg.clustering import kmeans_bins
+        from adg.method.clustering import kmeans_bins
 
         return kmeans_bins(x, count=k, seed=42)
     if method == "adg-pca256":
-        from adg.clustering import kmeans_bins
+        from adg.method.clustering import kmeans_bins
 
         return kmeans_bins(x, count=k, seed=42, pca_dims=256)
     if method == "faiss":

@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from adg import models
+from adg.io import models
 from bench.pipeline import DEFAULT_POOL, time_stages
 
 GPU_STAGES = ("generate", "load model (embed, score)", "embed", "score")

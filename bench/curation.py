@@ -4,13 +4,13 @@ A scale test of memory and time, not of quality: the index holds SYNTHETIC vecto
 rows of `--dim` float16 unit-norm instruction vectors (drawn from 65,536 distinct vectors: 1000
 centres on the unit sphere plus Gaussian noise, so that generating them stays cheap) and
 uniform random scores are written to disk as `--entries` index entries (embeddings.npy, arrays.npz,
-manifest.json, as adg.curation writes them; no record text, which selection does not read). Then a
-subprocess does what `adg.curation.select_version` does before it gathers the selected records:
-memory-map every entry's embeddings (`load_arrays`), bin them (`clustering.kmeans_bins_parts`:
-above `--fit-rows` rows, PCA and k-means are fitted on a seeded sample and every row is assigned
-chunk by chunk) and select the budget (`selection.select`). It prints each phase's time and the
-subprocess's peak resident memory (resource.getrusage ru_maxrss), so generating the data does not
-count.
+manifest.json, as adg.stages.curation writes them; no record text, which selection does not read).
+Then a subprocess does what `adg.stages.curation.select_version` does before it gathers the selected
+records: memory-map every entry's embeddings (`load_arrays`), bin them
+(`clustering.kmeans_bins_parts`: above `--fit-rows` rows, PCA and k-means are fitted on a seeded
+sample and every row is assigned chunk by chunk) and select the budget (`selection.select`). It
+prints each phase's time and the subprocess's peak resident memory (resource.getrusage ru_maxrss),
+so generating the data does not count.
 
     python bench/curation.py                                    # 100K x 576, quick
     python bench/curation.py --records 1000000 --dim 576        # 1M x 576 (1.1 GB on disk)
@@ -87,9 +87,9 @@ def write_index(root: Path, n: int, dim: int, entries: int, true_bins: int = 100
 
 def measure(root: str, budget: int, bins: int, pca_dims: int, fit_rows: int) -> dict:
     """Runs in the subprocess: load, bin and select over the index at `root`."""
-    from adg import curation
-    from adg.clustering import kmeans_bins_parts
-    from adg.selection import select
+    from adg.method.clustering import kmeans_bins_parts
+    from adg.method.selection import select
+    from adg.stages import curation
 
     t0 = time.perf_counter()
     index = curation.Index(root)

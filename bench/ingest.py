@@ -3,7 +3,7 @@
 1. `read_pool` of this tree and of `--other` (each in its own process with its tree's `src` first
    on the path) on the real files in ../shared/data (JSONL, .gz) and each rewritten as an indented
    JSON array (the original ADG repository's format): best of 3 wall seconds, records accepted.
-2. `adg.ingest.ingest` (the stage: validated pool.jsonl, rejects and the pool's own records
+2. `adg.stages.ingest.ingest` (the stage: validated pool.jsonl, rejects and the pool's own records
    kept for the hand-back) of the same real pools as JSONL and as Parquet: best of 3 seconds and
    the peak RSS of the process, next to the RSS of the same process after its imports.
 3. The same at scale: `--rows` rows (default 1M) made by cycling the real records of every pool
@@ -38,7 +38,7 @@ FILES = (
 
 TIMER = """
 import sys, time
-from adg.records import read_pool
+from adg.io.records import read_pool
 best, n = 1e9, 0
 for _ in range(3):
     t = time.perf_counter()
@@ -51,8 +51,8 @@ print(best, n)
 INGEST = """
 import sys, time
 import pyarrow, pyarrow.parquet
-from adg.ingest import ingest
-from adg import handback, shapes, tables
+from adg.stages.ingest import ingest
+from adg.io import handback, shapes, tables
 def hwm():  # peak RSS of this process image (ru_maxrss would count the parent before exec)
     status = open("/proc/self/status").read()
     return int(status.split("VmHWM:")[1].split()[0]) / 1024

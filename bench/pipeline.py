@@ -22,13 +22,13 @@ import argparse
 import tempfile
 import time
 
-from adg import models
-from adg.clustering import auto_bin_count, cluster_file
-from adg.generation import SamplingConfig, generate_file
-from adg.hidden import HiddenStateEncoder
-from adg.ingest import ingest
-from adg.scoring import embed_file, score_file
-from adg.subsets import select_file
+from adg.io import models
+from adg.method.clustering import auto_bin_count, cluster_file
+from adg.method.hidden import HiddenStateEncoder
+from adg.stages.generate import SamplingConfig, generate_file
+from adg.stages.ingest import ingest
+from adg.stages.score import embed_file, score_file
+from adg.stages.select import select_file
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_POOL = REPO / "data" / "alpaca_gpt4_sample_200.jsonl"
@@ -72,8 +72,8 @@ def stage_mfu(work: Path, model: str, times: dict[str, float]) -> list[str]:
 
     from transformers import AutoTokenizer
 
-    from adg.plan import count_parameters, measure_cpu_peak
-    from adg.prompts import alpaca_prompt
+    from adg.method.prompts import alpaca_prompt
+    from adg.planning.plan import count_parameters, measure_cpu_peak
 
     tok = AutoTokenizer.from_pretrained(model)
     per_block, blocks, head, _ = count_parameters(model)

@@ -21,8 +21,8 @@ import json
 import tempfile
 import time
 
-from adg import models
-from adg.plan import make_plan
+from adg.io import models
+from adg.planning.plan import make_plan
 from bench.pipeline import DEFAULT_POOL, time_stages
 
 

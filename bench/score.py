@@ -42,8 +42,9 @@ import time
 import numpy as np
 import torch
 
-from adg import divergence, models
-from adg.hidden import HiddenStateEncoder
+from adg.io import models
+from adg.method import divergence
+from adg.method.hidden import HiddenStateEncoder
 from bench.baselines import reference_scoring as ref
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Benchmark: vectorised `adg.selection.select` against the plain-Python procedure.
+"""Benchmark: vectorised `adg.method.selection.select` against the plain-Python procedure.
 
 Synthetic pool: N scores uniform in [0, 1) rounded to 4 decimals (ties happen), bins drawn with
 Zipf-like sizes over `--bins` bins. Both implementations run the `reference` strategy on the same
@@ -23,7 +23,7 @@ import tracemalloc
 
 import numpy as np
 
-from adg.selection import select
+from adg.method.selection import select
 from bench.baselines.reference_selection import plain_reference
 
 

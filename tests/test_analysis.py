@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from helpers import embedded_model_or_skip, sample_records, selected_run, write_jsonl
 
-from adg import analysis
 from adg.cli import main
+from adg.stages import analyse as analysis
 
 OBVIOUS = [
     ("Translate 'good morning' into French.", "Translation"),
@@ -292,7 +292,7 @@ def test_endpoint_garbage_answers_fail_clearly(chat_server, tmp_path, capsys):
 
 
 def test_composition_says_which_classifier_and_how_accurate(tmp_path):
-    from adg.report import analysis_markdown, analysis_section
+    from adg.reporting.report import analysis_markdown, analysis_section
 
     measured = {"n": 199, "accuracy": 0.62, "majority_accuracy": 0.30}
     comp = analysis.composition(["Math", "Coding"], None, "vectors: X", measured)

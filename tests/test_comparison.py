@@ -12,7 +12,8 @@ import pytest
 import yaml
 from helpers import sample_records, write_jsonl
 
-from adg.comparison import (
+from adg.io.records import PoolError
+from adg.stages.compare import (
     SelectorRun,
     baseline_case,
     compare_runs,
@@ -22,7 +23,6 @@ from adg.comparison import (
     plan_selectors,
     with_task_mix,
 )
-from adg.records import PoolError
 
 
 def _top(path: Path, ids: list, scores: list[float], di: bool = True) -> Path:

@@ -14,7 +14,7 @@ import pytest
 from helpers import REPO
 
 from adg.cli import main
-from adg.evaluation import (
+from adg.stages.evaluate import (
     BENCHMARKS,
     DEFAULT_TASKS,
     EvalConfig,

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from adg import fingerprint
-from adg.generation import SamplingConfig, batch_seed, generate_file, record_seed
-from adg.prompts import adds_special_tokens, alpaca_prompt, build_prompt
-from adg.training import encode
+from adg.io import fingerprint
+from adg.method.prompts import adds_special_tokens, alpaca_prompt, build_prompt
+from adg.stages.generate import SamplingConfig, batch_seed, generate_file, record_seed
+from adg.stages.train import encode
 
 CFG = SamplingConfig(num_samples=3, max_new_tokens=6, batch_size=4, seed=7)
 
@@ -59,8 +59,8 @@ def test_generates_k_answers_reproducibly(tmp_path, pool_file, tiny_model_dir):
 def test_a_sampler_in_memory_gives_the_stage_s_answers(tmp_path, pool_file, tiny_model_dir):
     # bench/gpu.py hands generate_file a sampler over a model already in memory; the answers are
     # those of the stage loading the same model, and extra generate options reach `generate`.
-    from adg import models
-    from adg.generation import HFSampler
+    from adg.io import models
+    from adg.stages.generate import HFSampler
 
     loaded = models.load(str(tiny_model_dir), device="cpu")
     sampler = HFSampler(None, CFG, loaded=loaded)
@@ -133,7 +133,7 @@ def test_record_seed_is_the_same_in_another_process():
     # No per-process salt (Python's hash() of a str would differ between processes).
     ids = [0, 1, "1", "x-17", "é"]
     code = (
-        "import json, sys; from adg.generation import record_seed; "
+        "import json, sys; from adg.stages.generate import record_seed; "
         "print(json.dumps([record_seed(7, i) for i in json.loads(sys.argv[1])]))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "random"}

@@ -7,8 +7,9 @@ import json
 import numpy as np
 from helpers import sample_records, selected_run, write_jsonl
 
-from adg import curation, ingest, records
-from adg.comparison import SelectorRun, compare_runs
+from adg.io import records
+from adg.stages import curation, ingest
+from adg.stages.compare import SelectorRun, compare_runs
 
 
 def twin_records() -> list[dict]:

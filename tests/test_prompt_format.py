@@ -12,9 +12,9 @@ from helpers import sample_records, write_jsonl
 
 from adg.cli import main
 from adg.errors import InputError
-from adg.models import has_chat_template
-from adg.prompts import alpaca_prompt, resolve_prompt_format
-from adg.training import encode_all
+from adg.io.models import has_chat_template
+from adg.method.prompts import alpaca_prompt, resolve_prompt_format
+from adg.stages.train import encode_all
 
 SYSTEM = "You are terse."
 
@@ -80,7 +80,7 @@ def test_the_template_is_read_from_the_models_files(tiny_model_dir, templateless
 
 
 def test_the_template_of_an_s3_model_without_downloading_it(bucket, tiny_model_dir, templateless):
-    from adg import storage
+    from adg.io import storage
 
     for name, folder in (("chat", tiny_model_dir), ("base", templateless)):
         for path in folder.iterdir():

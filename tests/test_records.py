@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from adg import ingest, records
 from adg.cli import main
+from adg.io import records
+from adg.stages import ingest
 
 BAD_POOL = "\n".join(
     [

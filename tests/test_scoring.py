@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from helpers import sample_records, write_jsonl
 
-from adg import fingerprint
 from adg.cli import main
-from adg.scoring import embed_file, score_file
+from adg.io import fingerprint
+from adg.stages.score import embed_file, score_file
 
 
 def generated_records(n):

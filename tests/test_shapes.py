@@ -16,11 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import sample_records, write_jsonl
 
-from adg import ingest, records, shapes
 from adg.cli import main
 from adg.errors import InputError
-from adg.handback import SCORE_COLUMNS, write_selected
-from adg.prompts import build_prompt, chat_prompt
+from adg.io import records, shapes
+from adg.io.handback import SCORE_COLUMNS, write_selected
+from adg.method.prompts import build_prompt, chat_prompt
+from adg.stages import ingest
 
 REAL = sample_records(12)
 SYSTEM = "You are a careful assistant. Answer in plain English."
@@ -278,7 +279,7 @@ def test_the_same_conversation_in_two_shapes_is_one_canonical_record():
     )
     assert sg == oa
     assert shapes.canonical_content(sg) == shapes.canonical_content(oa)
-    from adg.curation import record_keys
+    from adg.stages.curation import record_keys
 
     assert record_keys({"id": 1, **sg}) == record_keys({"id": 1, **oa})
     # A single-turn record hashes as before conversations existed (indexes stay valid).
@@ -331,7 +332,7 @@ def test_chat_renders_the_whole_conversation_and_alpaca_refuses_it(tiny, tmp_pat
 
 
 def test_ifd_conditions_on_the_rendered_conversation(tiny):
-    from adg.ifd import IFDScorer
+    from adg.method.ifd import IFDScorer
 
     tokenizer, model = tiny
     record = shapes.to_canonical(
@@ -348,7 +349,7 @@ def test_ifd_conditions_on_the_rendered_conversation(tiny):
 
 
 def test_training_renders_a_conversation_in_the_chat_template(tiny):
-    from adg.training import encode
+    from adg.stages.train import encode
 
     tokenizer, _model = tiny
     record = shapes.to_canonical(
@@ -574,7 +575,7 @@ def test_the_pipeline_wires_the_shape_and_the_baselines_prompt():
 
 @pytest.mark.kfp_local
 def test_a_parquet_pool_in_object_storage_through_the_pipeline(tmp_path, tiny_model_dir, bucket):
-    from adg import storage
+    from adg.io import storage
 
     rows = [{"id": 1000 + n, **as_dolly(r)} for n, r in enumerate(sample_records(12))]
     table = pa.Table.from_pylist(rows)

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from helpers import sample_records, write_jsonl
 
-from adg import handback, ledger, storage
 from adg.cli import main
+from adg.io import handback, storage
+from adg.stages import ledger
 
 
 def put_file(path: Path, uri: str) -> None:
@@ -221,7 +222,7 @@ def upload_folder(folder: Path, uri: str) -> None:
 
 
 def test_s3_model_is_cached_once_and_loads(bucket, tiny_model_dir, tmp_path, monkeypatch):
-    from adg import models
+    from adg.io import models
 
     monkeypatch.setenv("ADG_MODEL_CACHE", str(tmp_path / "cache"))
     uri = f"s3://{bucket}/models/tiny"
@@ -437,7 +438,7 @@ def test_two_runs_on_one_ledger_cannot_lose_an_update(bucket):
 
 
 def test_a_file_changed_after_listing_is_not_read_as_the_listed_version(bucket, tmp_path):
-    from adg.ingest import ingest
+    from adg.stages.ingest import ingest
 
     prefix = f"s3://{bucket}/pools"
     put_file(write_jsonl(tmp_path / "a.jsonl", sample_records(2)), f"{prefix}/a.jsonl")

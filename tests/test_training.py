@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from helpers import REPO, build_tokenizer, sample_records, write_jsonl
 
-import adg.training
+import adg.stages.train
 from adg.cli import main
-from adg.prompts import ALPACA_NO_INPUT, ALPACA_WITH_INPUT
-from adg.training import (
+from adg.method.prompts import ALPACA_NO_INPUT, ALPACA_WITH_INPUT
+from adg.stages.train import (
     DEEPSPEED_CONFIGS,
     IGNORE_INDEX,
     METRICS_FILE,
@@ -152,7 +152,7 @@ def test_train_lowers_the_loss_and_saves_a_model_that_generates(tiny_model_dir, 
 
     import torch
 
-    from adg import models
+    from adg.io import models
 
     tokenizer, model = models.load(str(out), device="cpu")
     assert tokenizer.model_max_length == 128
@@ -240,7 +240,7 @@ def test_deepspeed_configs_are_zero3_and_save_gathered_weights(name):
     path = configs_dir() / DEEPSPEED_CONFIGS[name]
     # Package data (pyproject's package-data), so a non-editable install such as the train image
     # has the configs too.
-    assert path.parent == Path(adg.training.__file__).parent / "deepspeed_configs"
+    assert path.parent == Path(adg.stages.train.__file__).parents[1] / "deepspeed_configs"
     assert '"adg.deepspeed_configs" = ["*.json"]' in (REPO / "pyproject.toml").read_text()
     config = json.loads(path.read_text())
     zero = config["zero_optimization"]
@@ -324,7 +324,7 @@ def test_two_steps_on_the_embedded_model(tmp_path):
     assert metrics["steps"] == 2
     assert all(p["loss"] > 0 for p in metrics["loss_curve"])
 
-    from adg import models
+    from adg.io import models
 
     tokenizer, model = models.load(str(tmp_path / "tuned"), device="cpu")
     assert tokenizer.eos_token is not None and model.config.num_hidden_layers > 4

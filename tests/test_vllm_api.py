@@ -5,8 +5,8 @@ cluster's generate path is checked the way it can be: the locked version
 (images/generate/requirements.txt) is fetched as a wheel with `pip download --no-deps` into a
 cache folder (`ADG_WHEEL_CACHE`, default ~/.cache/adg-wheels: about 340 MB, ~20 s to download,
 once per locked version), and the few source files of the API the sampler uses are parsed from the
-zip, never imported. What the sampler calls is read from src/adg/generation.py's syntax tree, so
-renaming a keyword or a field on either side fails here:
+zip, never imported. What the sampler calls is read from src/adg/stages/generate.py's syntax tree,
+so renaming a keyword or a field on either side fails here:
 
 - `from vllm import LLM, SamplingParams`: names the package exports;
 - `LLM(...)`: every keyword (those put into its `**kwargs` too) is a named parameter of

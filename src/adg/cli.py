@@ -20,7 +20,6 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from adg import package_data
-from adg import records as rec
 from adg.config import (
     SCORE_METHODS,
     AnalyseConfig,
@@ -35,6 +34,7 @@ from adg.config import (
     TrainConfig,
 )
 from adg.errors import AdgError, InputError, Terminated
+from adg.io import records as rec
 from adg.progress import configure_logging
 
 SAMPLE_POOL = "alpaca_gpt4_sample_200.jsonl"
@@ -103,8 +103,8 @@ def from_flags(cls: type, a: argparse.Namespace, **overrides):
 
 
 def cmd_ingest(a: argparse.Namespace) -> None:
-    from adg.ingest import ingest
-    from adg.ledger import pool_files
+    from adg.stages.ingest import ingest
+    from adg.stages.ledger import pool_files
 
     how = rec.PoolFormat.parse(a.format, a.columns)
     # A folder (of Parquet shards, say) or an s3:// prefix ending in "/" is its pool files.
@@ -118,7 +118,7 @@ def cmd_ingest(a: argparse.Namespace) -> None:
 
 
 def cmd_export(a: argparse.Namespace) -> None:
-    from adg.handback import selected_name, write_selected
+    from adg.io.handback import selected_name, write_selected
 
     out = Path(a.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,7 +132,7 @@ def _sampling_config(a: argparse.Namespace) -> SamplingConfig:
 
 
 def cmd_generate(a: argparse.Namespace) -> None:
-    from adg.generation import generate_file
+    from adg.stages.generate import generate_file
 
     summary = generate_file(
         a.input,
@@ -153,22 +153,22 @@ def cmd_generate(a: argparse.Namespace) -> None:
 
 
 def cmd_embed(a: argparse.Namespace) -> None:
-    from adg.scoring import embed_file
+    from adg.stages.score import embed_file
 
     n, h = embed_file(a.input, a.output, model=a.model, restart=a.restart)
     print(f"embed: {n} x {h} float32 -> {a.output}")
 
 
 def cmd_cluster(a: argparse.Namespace) -> None:
-    from adg.clustering import cluster_file
+    from adg.method.clustering import cluster_file
 
     used = cluster_file(a.embeddings, a.output, count=a.count, seed=a.seed, pca_dims=a.pca_dims)
     print(f"cluster: {used} bins -> {a.output}")
 
 
 def cmd_score(a: argparse.Namespace) -> None:
-    from adg.divergence import ScoreWeights
-    from adg.scoring import score_file
+    from adg.method.divergence import ScoreWeights
+    from adg.stages.score import score_file
 
     summary = score_file(
         a.input,
@@ -188,7 +188,7 @@ def cmd_score(a: argparse.Namespace) -> None:
 
 
 def cmd_select(a: argparse.Namespace) -> None:
-    from adg.subsets import select_file, summary_lines
+    from adg.stages.select import select_file, summary_lines
 
     try:
         params = json.loads(a.run_parameters)
@@ -211,7 +211,7 @@ def cmd_select(a: argparse.Namespace) -> None:
 
 
 def cmd_compare(a: argparse.Namespace) -> None:
-    from adg.comparison import (
+    from adg.stages.compare import (
         COMPARISON_FILES,
         SelectorRun,
         compare_runs,
@@ -246,7 +246,7 @@ def cmd_compare(a: argparse.Namespace) -> None:
 
 
 def cmd_analyse(a: argparse.Namespace) -> None:
-    from adg.analysis import analyse_file, composition_lines, composition_path
+    from adg.stages.analyse import analyse_file, composition_lines, composition_path
 
     comp = analyse_file(
         a.input,
@@ -264,7 +264,7 @@ def cmd_analyse(a: argparse.Namespace) -> None:
     print("\n".join(composition_lines(comp)))
     print(f"labels -> {a.output}; composition -> {composition_path(a.output)}")
     if a.report:
-        from adg.report import add_analysis
+        from adg.reporting.report import add_analysis
 
         page = Path(a.report)
         page.write_text(add_analysis(page.read_text(encoding="utf-8"), comp), encoding="utf-8")
@@ -309,8 +309,8 @@ def cmd_run(a: argparse.Namespace) -> None:
 
 
 def cmd_plan(a: argparse.Namespace) -> None:
-    from adg.models import resolve_model
-    from adg.plan import format_plan, make_plan
+    from adg.io.models import resolve_model
+    from adg.planning.plan import format_plan, make_plan
 
     plan = make_plan(
         a.input,
@@ -452,12 +452,12 @@ def _kfp_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_prepare_model(_a: argparse.Namespace) -> None:
-    from adg.models import prepare_embedded_model
+    from adg.io.models import prepare_embedded_model
 
     print(f"embedded model ready: {prepare_embedded_model()}")
 
 
-# --- train and evaluate (adg.training, adg.evaluation) -------------------------------------
+# --- train and evaluate (adg.stages.train, adg.stages.evaluate) ---------------------------------
 
 
 def _optional_flag(text: str) -> bool | None:
@@ -465,7 +465,7 @@ def _optional_flag(text: str) -> bool | None:
 
 
 def cmd_train(a: argparse.Namespace) -> None:
-    from adg.training import launch
+    from adg.stages.train import launch
 
     cfg = from_flags(
         TrainConfig,
@@ -481,7 +481,7 @@ def cmd_train(a: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
-    from adg.evaluation import EvalConfig, evaluate_to_files, parse_fewshot, parse_tasks
+    from adg.stages.evaluate import EvalConfig, evaluate_to_files, parse_fewshot, parse_tasks
 
     cfg = EvalConfig(
         model=a.model,

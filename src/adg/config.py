@@ -32,7 +32,7 @@ def adg_home() -> Path:
 
 # --- ingest --------------------------------------------------------------------------------
 
-# The pool shapes ingest reads (adg.shapes holds their table); "auto" detects each file's.
+# The pool shapes ingest reads (adg.io.shapes holds their table); "auto" detects each file's.
 POOL_FORMATS = ("auto", "alpaca", "dolly", "prompt-completion", "sharegpt", "messages")
 
 
@@ -51,7 +51,7 @@ class IngestConfig:
 
 # --- generate ------------------------------------------------------------------------------
 
-# How a record becomes a prompt (adg.prompts): auto resolves to alpaca or chat once per pool.
+# How a record becomes a prompt (adg.method.prompts): auto resolves to alpaca or chat once per pool.
 PROMPT_FORMATS = ("auto", "alpaca", "chat")
 
 
@@ -116,7 +116,7 @@ class ClusterConfig:
     )
 
 
-# `adg score --method`: ADG's divergence score or a baseline selector's (adg.scoring).
+# `adg score --method`: ADG's divergence score or a baseline selector's (adg.stages.score).
 SCORE_METHODS = ("adg", "ifd", "superfiltering", "random")
 # Methods that score without a model (on CPU, in seconds): a pipeline branch of one asks no GPU.
 MODEL_FREE_METHODS = ("random",)
@@ -197,7 +197,7 @@ class TrainConfig:
 @dataclass
 class EvaluateConfig:
     """lm-evaluation-harness settings as the user gives them (strings are parsed by
-    `adg.evaluation`)."""
+    `adg.stages.evaluate`)."""
 
     tasks: str = setting("", "comma-separated lm-eval tasks (empty = the published six)")
     num_fewshot: str = setting("", "empty = the published shots; N for all; or task=N,task=N")

@@ -200,7 +200,7 @@ def to_canonical(obj: dict[str, Any], how: Reading, nulls_absent: bool = False) 
 
     Keys keep their order; renamed fields take their place, other fields are carried through.
     `nulls_absent`: a null optional field counts as missing (a columnar file has every column
-    in every row). Validating the values is `adg.records.validate_record`'s job.
+    in every row). Validating the values is `adg.io.records.validate_record`'s job.
     """
     names = how.names
     if how.shape.conversation:

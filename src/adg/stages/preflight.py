@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from adg import storage
+from adg.io import storage
 from adg.parameters import NO_CHECKPOINTS, check, refusal
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def check_storage(p: dict[str, Any], run_id: str = "") -> list[str]:
             problems.append(f"ingest_input={pool}: no such file")
     ledger_uri = p.get("ingest_ledger_uri") or ""
     if ledger_uri:
-        from adg.ledger import load
+        from adg.stages.ledger import load
 
         try:
             load(ledger_uri)
@@ -143,13 +143,13 @@ def route_after_ingest(new_files: int, records: int, budget: int, index_uri: str
 def resolve_pool_prompt_format(
     pool_path: str, requested: str, model: str, route: str = "batch"
 ) -> str:
-    """The pool's one prompt format (adg.prompts: `auto` is chat when any record has a system
+    """The pool's one prompt format (adg.method.prompts: `auto` is chat when any record has a system
     prompt or earlier turns, else alpaca), decided once, right after ingest and before any GPU
     pod; a pool the format or the model's tokenizer cannot render is a PreflightError naming
     the first record that needs the chat template. With nothing new to curate ("none") the pool
     is empty and the format is moot."""
     from adg.errors import InputError
-    from adg.prompts import resolve_for_file
+    from adg.method.prompts import resolve_for_file
 
     if route == "none" or not Path(pool_path).exists():
         return requested if requested != "auto" else "alpaca"

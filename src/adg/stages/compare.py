@@ -4,10 +4,10 @@ Each selector's run is its selected subset (`top.json`, a JSON array of scored r
 training ran, the lm-eval results of the model fine-tuned on it. `compare_runs` reads those files
 and returns the comparison: per selector the selected count, mean score (each method's own scale),
 mean dispersion D and anisotropy I where the records carry them, and, when evaluated, the
-Reasoning / Knowledge / Coding / Average scores as in the paper (`adg.evaluation.summarise`); the
-pairwise Jaccard overlap of the selected ids; the selected ids themselves, so `with_task_mix` can
-later add each subset's task-type mix from the analyse stage's labels. A baseline scores the pool,
-not ADG's answers, so its subset carries no D and I of its own: given ADG's scored records,
+Reasoning / Knowledge / Coding / Average scores as in the paper (`adg.stages.evaluate.summarise`);
+the pairwise Jaccard overlap of the selected ids; the selected ids themselves, so `with_task_mix`
+can later add each subset's task-type mix from the analyse stage's labels. A baseline scores the
+pool, not ADG's answers, so its subset carries no D and I of its own: given ADG's scored records,
 `compare_runs` looks them up by id. `plan_selectors` validates the pipeline's `selectors`
 parameter and splits off the baselines, `baseline_case` which of them need a model (and a GPU); the
 rest renders the comparison as Markdown and a standalone HTML page. Pure: files in, dicts and
@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adg import fields, render
 from adg.errors import InputError
-from adg.evaluation import CATEGORIES as EVAL_CATEGORIES
-from adg.evaluation import load_results, summarise
-from adg.records import PoolError, id_key, iter_records
+from adg.io import fields
+from adg.io.records import PoolError, id_key, iter_records
+from adg.reporting import render
+from adg.stages.evaluate import CATEGORIES as EVAL_CATEGORIES
+from adg.stages.evaluate import load_results, summarise
 
 ADG = "adg"
 DIVERGENCE_FIELDS = ("dispersion", "anisotropy")
@@ -180,7 +181,7 @@ def read_labels(path: str | os.PathLike) -> dict[tuple[str, Any], str]:
 
 def with_task_mix(comparison: dict[str, Any], labels_path: str | os.PathLike) -> dict[str, Any]:
     """The comparison plus each selected subset's task-type shares (and the pool's)."""
-    from adg.analysis import CATEGORIES, composition
+    from adg.stages.analyse import CATEGORIES, composition
 
     labels = read_labels(labels_path)
     pool = list(labels.values())

@@ -4,7 +4,7 @@ One row per version of a curation index (oldest first): when and by which run it
 how many entries and indexed records it covers, the size and mean score of its top set, and how
 many top records it added and dropped against the version before. Markdown and a static HTML page
 (every value escaped); input is the list of version manifests written by
-`adg.curation.select_version`.
+`adg.stages.curation.select_version`.
 """
 
 from __future__ import annotations

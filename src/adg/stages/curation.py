@@ -57,10 +57,10 @@ from typing import Any
 
 import numpy as np
 
-from adg import fingerprint, models, storage
 from adg.errors import InputError
-from adg.records import PoolError, id_key, iter_records, write_json_array, write_jsonl
-from adg.shapes import content_text
+from adg.io import fingerprint, models, storage
+from adg.io.records import PoolError, id_key, iter_records, write_json_array, write_jsonl
+from adg.io.shapes import content_text
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +87,14 @@ class CurationMismatch(InputError):
 
 
 def model_id(model: str) -> str:
-    """The model as the index records it: its identity (`adg.models.model_identity`: the
+    """The model as the index records it: its identity (`adg.io.models.model_identity`: the
     spec plus a digest of a local model's config and weights index; "" is the embedded model)."""
     return models.model_identity(model)
 
 
 def scoring_settings(model: str, **settings: Any) -> dict[str, Any]:
     """What decides a record's score: the model's identity plus sampling and score settings, as
-    one fingerprint (`adg.fingerprint.settings`, the same code every resumable output uses).
+    one fingerprint (`adg.io.fingerprint.settings`, the same code every resumable output uses).
 
     Numbers are normalised (2.0 and 2 are the same setting; KFP passes dict values as strings).
     """
@@ -107,7 +107,7 @@ def _hash64(text: str) -> int:
 
 def record_keys(record: dict[str, Any]) -> tuple[int, int]:
     """(id hash, content hash): 1 and "1" are different ids; content is the record's canonical
-    content (`adg.shapes.content_text`: instruction, input, output, and a conversation's system
+    content (`adg.io.shapes.content_text`: instruction, input, output, and a conversation's system
     prompt and earlier turns), so one conversation read from two shapes is one record."""
     id_text = json.dumps(record["id"], ensure_ascii=False)
     return _hash64(id_text), _hash64(content_text(record))
@@ -561,9 +561,9 @@ def select_arrays(
     strategy: str = "exact",
 ):
     """(Selection, bins) over all indexed records: re-cluster, then the selection stage's
-    procedure (adg.selection) on the stacked scores. cluster_count 0 = about 52 per bin."""
-    from adg.clustering import auto_bin_count, kmeans_bins_parts
-    from adg.selection import select
+    procedure (adg.method.selection) on the stacked scores. cluster_count 0 = about 52 per bin."""
+    from adg.method.clustering import auto_bin_count, kmeans_bins_parts
+    from adg.method.selection import select
 
     total = len(arrays.score)
     if budget > total:
@@ -683,7 +683,7 @@ def select_version(
         "diff": report["diff"],
     }
     history = [*versions, manifest]
-    from adg.curation_report import history_html, history_markdown
+    from adg.reporting.curation_history import history_html, history_markdown
 
     (out / "report.md").write_text(history_markdown(history), encoding="utf-8")
     (out / "report.html").write_text(history_html(history), encoding="utf-8")

@@ -39,11 +39,11 @@ import random
 import time
 from typing import Any
 
-from adg import storage
 from adg.errors import InputError
-from adg.ingest import IngestSummary, ingest
-from adg.records import PoolFormat, write_jsonl
-from adg.tables import is_dataset_folder
+from adg.io import storage
+from adg.io.records import PoolFormat, write_jsonl
+from adg.io.tables import is_dataset_folder
+from adg.stages.ingest import IngestSummary, ingest
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +161,10 @@ def ingest_pending(
     """The ingest stage with recurring curation: (summary, sources), or (None, []) with empty
     output files when there is nothing new to curate.
 
-    Without a prefix this is plain `adg.ingest.ingest` (a pool with no valid record is an error).
-    With one, every source gets a `status` (and a `reason` unless curated); the summary may
+    Without a prefix this is plain `adg.stages.ingest.ingest` (a pool with no valid record is an
+    error). With one, every source gets a `status` (and a `reason` unless curated); the summary may
     count 0 accepted records when every new file was rejected. `how` and `originals` as in
-    `adg.ingest.ingest`.
+    `adg.stages.ingest.ingest`.
     """
     sources = plan_sources(pool_uri, pool_prefix, ledger_uri)
     if not sources:

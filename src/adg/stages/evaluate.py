@@ -160,7 +160,7 @@ def resolve_backend(backend: str, device: str) -> str:
 
 def build_lm(cfg: EvalConfig):
     """Load the model once as an lm-eval LM: HFLM (fp32 on CPU, bf16 on GPU) or vLLM."""
-    from adg.models import default_device, hf_source, resolve_model
+    from adg.io.models import default_device, hf_source, resolve_model
 
     path, extra = hf_source(resolve_model(cfg.model))
     device = cfg.device or default_device()

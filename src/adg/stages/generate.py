@@ -2,7 +2,7 @@
 
 Each output record is the input record plus `generated_answers` (a list of K strings). Output is
 appended batch by batch and flushed, so a run killed half-way resumes on the next call
-(`adg.checkpoint.ResumableOutput`): records already in the output with the same input text are
+(`adg.io.checkpoint.ResumableOutput`): records already in the output with the same input text are
 skipped, a record whose text changed is sampled again, and an output made with other settings
 (`generation_fingerprint`: K, temperature, top-p, max tokens, seed, prompt format, backend, the
 model's identity) is refused unless `restart` moves it aside.
@@ -14,8 +14,8 @@ sampled again whole; the same pool, model and seed then give the same answers on
 The vLLM backend seeds every request from (`seed`, record id) (`record_seed`), so a record's
 answers do not depend on its batch.
 
-In a cluster the pool is split into shards (`shard_index` of `shard_count`, see `adg.shards`) and
-each shard's output is also checkpointed to object storage (`adg.checkpoint`), so a preempted
+In a cluster the pool is split into shards (`shard_index` of `shard_count`, see `adg.stages.shard`)
+and each shard's output is also checkpointed to object storage (`adg.io.checkpoint`), so a preempted
 pod's retry continues where the last checkpoint left off.
 """
 
@@ -27,19 +27,20 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any
 
-from adg import fingerprint, models, progress
-from adg.checkpoint import ResumableOutput
+from adg import progress
 from adg.config import CheckpointConfig, GenerateConfig, SamplingConfig
 from adg.errors import InputError
-from adg.prompts import (
+from adg.io import fingerprint, models
+from adg.io.checkpoint import ResumableOutput
+from adg.io.records import batched, check_records
+from adg.method.prompts import (
     AUTO,
     adds_special_tokens,
     build_prompt,
     check_prompt_format,
     resolve_for_file,
 )
-from adg.records import batched, check_records
-from adg.shards import iter_shard
+from adg.stages.shard import iter_shard
 
 BACKENDS = ("auto", "hf", "vllm")
 
@@ -100,7 +101,7 @@ def record_seed(seed: int, record_id: int | str) -> int:
 def generation_fingerprint(
     cfg: SamplingConfig, backend: str, model_identity: str, shard_count: int = 1
 ) -> dict[str, Any]:
-    """The settings a generate output is made with (`adg.fingerprint`)."""
+    """The settings a generate output is made with (`adg.io.fingerprint`)."""
     values: dict[str, Any] = {
         "stage": "generate",
         "result_format": fingerprint.RESULT_FORMAT,
@@ -250,7 +251,7 @@ def generate_file(
     `sampler`, when given, is used instead of one built from `model` and `backend` (like
     `score_file`'s `encoder`: one model in memory for several calls); its own settings
     (`sampler.cfg`) are then the ones used, `cfg` is ignored. An existing output made with other
-    settings is refused (`adg.fingerprint.ResumeMismatch`); `restart` moves it aside instead.
+    settings is refused (`adg.io.fingerprint.ResumeMismatch`); `restart` moves it aside instead.
     """
     cfg = sampler.cfg if sampler is not None else cfg or SamplingConfig()
     check_sampling(cfg)

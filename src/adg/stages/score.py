@@ -5,20 +5,20 @@ fields. Methods (`make_scorer` picks one of `adg.config.SCORE_METHODS`):
 
 * `adg` (default): needs `generated_answers` (ours, or the original ADG repository's file);
   writes `dispersion`, `anisotropy`, `score` (and `divergence.diagnostics` with `all_metrics`).
-* `ifd`: Instruction-Following Difficulty of the reference `output` with the backbone (adg.ifd),
-  conditioned on the prompt generation renders (`prompt_format`: Alpaca, or the conversation in
-  the chat template).
+* `ifd`: Instruction-Following Difficulty of the reference `output` with the backbone
+  (adg.method.ifd), conditioned on the prompt generation renders (`prompt_format`: Alpaca, or
+  the conversation in the chat template).
 * `superfiltering`: the same IFD with a small proxy model (default: the embedded model).
 * `random`: a seeded uniform score per id (stable across runs and resumes).
 
 Every input record is validated first (the rules of ingest, unique ids, and for `adg` the
 answers); the first bad one is a one-line error naming file, line and field, before any model
 loads. Records are read and written in chunks, so memory does not grow with the pool; output is
-appended chunk by chunk and a killed run resumes (`adg.checkpoint.ResumableOutput`), skipping
+appended chunk by chunk and a killed run resumes (`adg.io.checkpoint.ResumableOutput`), skipping
 records already scored from the same input (id, text and answers); an output made with other
 settings (`score_fingerprint`: method, model identity, layers, weights, metrics, seed, prompt
 format, as the method uses them) is refused unless `restart` moves it aside. With
-`checkpoint_uri` the output is also checkpointed to object storage (see `adg.checkpoint`), so a
+`checkpoint_uri` the output is also checkpointed to object storage (see `adg.io.checkpoint`), so a
 retried pod resumes a preempted shard.
 
 embed: `pool.jsonl` → `embeddings.npy`, float32 [N, H] unit-norm instruction vectors, written
@@ -36,14 +36,16 @@ from typing import Any
 
 import numpy as np
 
-from adg import divergence, fingerprint, models, progress
-from adg.checkpoint import ResumableOutput, move_aside
+from adg import progress
 from adg.config import SCORE_METHODS, CheckpointConfig, SamplingConfig
 from adg.errors import InputError
-from adg.hidden import LAYERS, HiddenStateEncoder
+from adg.io import fingerprint, models
+from adg.io.checkpoint import ResumableOutput, move_aside
+from adg.io.records import PoolError, batched, check_records, check_writable, iter_records
+from adg.method import divergence
+from adg.method.hidden import LAYERS, HiddenStateEncoder
+from adg.method.prompts import AUTO, check_prompt_format, resolve_for_file
 from adg.progress import log
-from adg.prompts import AUTO, check_prompt_format, resolve_for_file
-from adg.records import PoolError, batched, check_records, check_writable, iter_records
 
 ANSWERS_FIELD = "generated_answers"
 
@@ -80,7 +82,7 @@ class ScoreSummary:
 def score_fingerprint(
     method: str, opts: ScoreOptions, encoder: HiddenStateEncoder | None = None
 ) -> dict[str, Any]:
-    """The settings a score output is made with (`adg.fingerprint`): only those `method` uses."""
+    """The settings a score output is made with (`adg.io.fingerprint`): only those `method` uses."""
     values: dict[str, Any] = {
         "stage": "score",
         "result_format": fingerprint.RESULT_FORMAT,
@@ -159,7 +161,7 @@ def _adg_scorer(opts: ScoreOptions, encoder: HiddenStateEncoder | None) -> Score
 
 
 def _ifd_scorer(model_spec: str, prompt_format: str) -> Scorer:
-    from adg.ifd import IFDScorer
+    from adg.method.ifd import IFDScorer
 
     scorer = IFDScorer(*models.load(model_spec), prompt_format=prompt_format)
     return lambda chunk, _where: scorer.score(chunk)
@@ -208,7 +210,8 @@ def score_file(
     if method not in SCORE_METHODS:
         raise InputError(f"unknown scoring method {method!r}; choose one of {SCORE_METHODS}")
     if prompt_format == AUTO and method in ("ifd", "superfiltering"):
-        # IFD conditions on the prompt: the pool's one format (adg.prompts), decided here once.
+        # IFD conditions on the prompt: the pool's one format (adg.method.prompts), decided here
+        # once.
         scoring_model = model if method == "ifd" else proxy_model
         prompt_format = resolve_for_file(AUTO, input_path, scoring_model or "")
     opts = ScoreOptions(
@@ -253,7 +256,7 @@ def score_file(
 
 
 def embed_fingerprint(model: str | None, encoder: HiddenStateEncoder | None) -> dict[str, Any]:
-    """The settings an embeddings file is made with (`adg.fingerprint`)."""
+    """The settings an embeddings file is made with (`adg.io.fingerprint`)."""
     return fingerprint.settings(
         _identity(model or "", encoder),
         stage="embed",

@@ -9,7 +9,7 @@ needs neither PyPI nor the model cache for the default model. Preparation is saf
 processes at once on one `ADG_HOME` (GPU shards on a shared volume): each converts into its own
 temporary folder and renames it into place; a process that finds the folder there first keeps
 that one. An `s3://bucket/prefix` model is downloaded once into a local cache by
-`adg.storage.cache_model`.
+`adg.io.storage.cache_model`.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def resolve_model(spec: str | os.PathLike | None) -> Path:
     if spec is None or str(spec) == "":
         return prepare_embedded_model()
     if str(spec).startswith("s3://"):
-        from adg.storage import cache_model
+        from adg.io.storage import cache_model
 
         return cache_model(str(spec))
     path = Path(spec)
@@ -190,7 +190,7 @@ def has_chat_template(spec: str | os.PathLike | None) -> bool:
     before any GPU pod)."""
     text = str(spec or "")
     if text.startswith("s3://"):
-        from adg import storage
+        from adg.io import storage
 
         prefix, objects = storage.model_objects(text)
         names = {o.key[len(prefix) :]: o.key for o in objects}

@@ -4,7 +4,7 @@
 until a run of `bench/gpu.py` on a real card measures them; measured ones live in the package
 data file `data/gpu_factors.json`, one entry per `adg plan --gpu` name, each with the device, date,
 shape and command that measured it, so `adg plan` can say where its numbers come from. A GPU
-without an entry keeps the assumed factors (`adg.plan.EFFICIENCY["gpu"]`).
+without an entry keeps the assumed factors (`adg.planning.plan.EFFICIENCY["gpu"]`).
 
 Entries are added by `python bench/gpu.py --write-factors RESULTS.json`, which refuses a dry run
 or a result without a GPU: nothing estimated is ever written here as measured.
@@ -14,8 +14,9 @@ or a result without a GPU: nothing estimated is ever written here as measured.
                           "command": "python bench/gpu.py --output ..."}}}
 
 `forward` is the score stage's useful FLOPs (2 · parameters read · real tokens) over time and the
-card's dense bf16 peak (`adg.plan.GPU_PEAK`); `decode` the same for generate's decoded tokens over
-generate's time less its prefill. `ADG_GPU_FACTORS` names another file (a user's own runs, tests).
+card's dense bf16 peak (`adg.planning.plan.GPU_PEAK`); `decode` the same for generate's decoded
+tokens over generate's time less its prefill. `ADG_GPU_FACTORS` names another file (a user's own
+runs, tests).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def load(path: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
 
 
 def lookup(gpu: str, path: str | os.PathLike | None = None) -> dict[str, Any] | None:
-    """The measured factors of `gpu` as `adg.plan` uses them (forward, decode, source), or None."""
+    """The measured factors of `gpu` as `adg.planning.plan` uses them (forward, decode, source),
+    or None."""
     entry = load(path).get(gpu)
     if entry is None:
         return None

@@ -3,7 +3,7 @@
 The Alpaca prompt is the one the published recipe trains and samples with; the `input` field is
 used when present (the original sampler dropped it). `chat` renders the conversation up to the
 turn to answer in the tokenizer's own chat template, for instruction-tuned backbones: the system
-prompt and earlier turns of a conversation (`system`, `history`, see `adg.shapes`), then the
+prompt and earlier turns of a conversation (`system`, `history`, see `adg.io.shapes`), then the
 request as the last user turn. The Alpaca prompt has no place for a system prompt or earlier
 turns: a record with either is refused (`check_prompt_format`), never silently cut down.
 
@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from adg.errors import InputError
-from adg.shapes import chat_messages, has_context_turns
+from adg.io.shapes import chat_messages, has_context_turns
 
 ALPACA_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further "
@@ -133,13 +133,13 @@ def resolve_prompt_format(
 def resolve_for_file(requested: str, path: Any, model: str | None, tokenizer=None) -> str:
     """`resolve_prompt_format` over the records of a pool file (every one, not a shard's: the
     format is the pool's). The model's template is read from `tokenizer` when one is loaded,
-    else from the model's files (`adg.models.has_chat_template`)."""
-    from adg.records import iter_records
+    else from the model's files (`adg.io.models.has_chat_template`)."""
+    from adg.io.records import iter_records
 
     def template() -> bool:
         if tokenizer is not None:
             return bool(getattr(tokenizer, "chat_template", None))
-        from adg.models import has_chat_template
+        from adg.io.models import has_chat_template
 
         return has_chat_template(model)
 

@@ -1,8 +1,8 @@
-"""The ingest stage: a pool (local files or s3:// URIs, any shape of `adg.shapes`) validated into
+"""The ingest stage: a pool (local files or s3:// URIs, any shape of `adg.io.shapes`) validated into
 `pool.jsonl` and `rejects.jsonl`, streaming, with the accepted records also kept in the pool's own
-shape (`adg.handback.Originals`) for export.
+shape (`adg.io.handback.Originals`) for export.
 
-`ingest` reads the pool with `adg.records.read_sources`, writes
+`ingest` reads the pool with `adg.io.records.read_sources`, writes
 the stage's files and returns an `IngestSummary` (every item read is exactly one of accepted or
 rejected).
 """
@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from adg.handback import Originals
-from adg.records import (
+from adg.io.handback import Originals
+from adg.io.records import (
     PoolError,
     PoolFormat,
     ReadResult,
@@ -22,7 +22,7 @@ from adg.records import (
     dumps,
     read_sources,
 )
-from adg.tables import is_table
+from adg.io.tables import is_table
 
 
 @dataclass
@@ -84,7 +84,7 @@ def ingest(
     `etags` and `tolerant` as in `read_sources`; tolerant, a pool with no valid record is not an
     error (the summary says 0 accepted and `per_source` which files gave nothing). `how`: the
     pool's shape (`PoolFormat`; detected per file by default). `originals`: also write each
-    accepted record as the pool has it, in pool order (`adg.handback.Originals`: Parquet when
+    accepted record as the pool has it, in pool order (`adg.io.handback.Originals`: Parquet when
     every source is columnar, else JSONL). Records and rejects are written as they are read.
     """
     sources = [str(s) for s in source] if isinstance(source, list) else [str(source)]

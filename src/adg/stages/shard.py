@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from adg.errors import InputError
-from adg.records import PoolError, id_key, iter_records, read_records, write_jsonl
+from adg.io.records import PoolError, id_key, iter_records, read_records, write_jsonl
 
 
 def effective_count(n_records: int, shard_count: int) -> int:

@@ -1,14 +1,14 @@
 """Instruction records: the pydantic model, reading pools with reject accounting, JSONL I/O.
 
 A pool is a JSON array or a JSONL file (optionally gzip- or zstd-compressed), a Parquet file or a
-`datasets` folder (`adg.tables`), in any of the shapes of `adg.shapes`, which maps each record onto
-ADG's canonical one. Every canonical record needs a non-empty string `instruction`; `input`,
+`datasets` folder (`adg.io.tables`), in any of the shapes of `adg.io.shapes`, which maps each record
+onto ADG's canonical one. Every canonical record needs a non-empty string `instruction`; `input`,
 `output` and `system` are optional strings, `history` a list of earlier turns; `id` is an int or
 a string and unique; any other field is carried through untouched. Reading never stops at a bad
 record: it is reported as a `Reject` naming the file, line (Parquet: row) and field, and reading
 goes on. `ingest` also reads `s3://` URIs (downloaded to a temp file first) and several pool files
 into one pool, streaming: accepted records are written as they are read, and with `originals`
-each one is also kept in the pool's own shape (`adg.handback`).
+each one is also kept in the pool's own shape (`adg.io.handback`).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from pydantic import (
     field_validator,
 )
 
-from adg import shapes
 from adg.errors import AdgError
+from adg.io import shapes
 
 
 class Turn(BaseModel):
@@ -57,7 +57,7 @@ class Record(BaseModel):
     instruction: StrictStr
     input: StrictStr = ""
     output: StrictStr = ""
-    # A conversation's system prompt and the turns before the last user turn (adg.shapes).
+    # A conversation's system prompt and the turns before the last user turn (adg.io.shapes).
     system: StrictStr = ""
     history: list[Turn] = Field(default_factory=list)
 
@@ -96,7 +96,7 @@ class ReadResult:
     stopped_at_limit: bool = False
     # Per source file, in reading order: {"records": accepted from it, "rejected", "complete":
     # read to its end (a file that `limit` cut short, or never reached, is not), "shape": how
-    # it was read (adg.shapes.Reading.describe)}.
+    # it was read (adg.io.shapes.Reading.describe)}.
     per_source: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Source files that could not be read at all → why (only when read tolerantly).
     unreadable: dict[str, str] = field(default_factory=dict)
@@ -592,7 +592,7 @@ def iter_raw(path: str | os.PathLike, name: str | None = None) -> Iterator[Item]
 
 @dataclass(frozen=True)
 class PoolFormat:
-    """How to read a pool's files: `format` ("auto" or a shape of `adg.shapes.SHAPES`) and
+    """How to read a pool's files: `format` ("auto" or a shape of `adg.io.shapes.SHAPES`) and
     `columns` (the parsed `--columns`: ADG field → the pool's field)."""
 
     format: str = "auto"
@@ -624,7 +624,7 @@ def _text_items(path: str | os.PathLike, name: str, how: PoolFormat):
 def _table_items(path: str | os.PathLike, name: str, how: PoolFormat):
     """(the source's Reading, its rows as (row, None, value, (batch, index))); the shape comes
     from the columns. Damage after some rows becomes one item holding the error."""
-    from adg.tables import TableError, iter_rows, schema
+    from adg.io.tables import TableError, iter_rows, schema
 
     try:
         columns = schema(path, name).names
@@ -678,7 +678,7 @@ def read_into(
     how: PoolFormat | None = None,
 ) -> None:
     """Read one file's items into `result`: each one accepted or rejected, until `limit`."""
-    from adg.tables import is_table
+    from adg.io.tables import is_table
 
     how = how or PoolFormat()
     table = is_table(path)
@@ -743,7 +743,7 @@ def read_pool(
     so they are stable across re-runs; an assigned id that collides with an explicit one is
     rejected like any other duplicate. With `id_prefix` (several files read into one pool) an
     assigned id is the string prefix + position. `limit` > 0 stops reading once that many
-    records are accepted. `how`: the shape to read (default: detected, `adg.shapes`).
+    records are accepted. `how`: the shape to read (default: detected, `adg.io.shapes`).
     """
     result = ReadResult()
     read_into(result, path, name or str(path), SeenIds(), id_prefix, limit, how)
@@ -922,7 +922,7 @@ def read_sources(
     `how`: the shape (detected per file by default); `result`: where to read into (one with
     `on_accept` / `on_reject` set streams the records instead of keeping them).
     """
-    from adg.storage import local_copy
+    from adg.io.storage import local_copy
 
     etags = etags or {}
     out = result or ReadResult()

@@ -1,11 +1,11 @@
 """Supervised fine-tuning on a selected subset: Alpaca prompts, loss on response tokens only.
 
 Every record becomes its prompt followed by its `output` and the EOS token. The prompt is the
-subset's one format (`TrainConfig.prompt_format`, adg.prompts): the pipeline passes the format its
-pool was resolved to, so training sees the prompts generation and scoring saw; `auto` (the CLI's
-default) resolves it over the subset by the same rule: the tokenizer's chat template
-(`adg.prompts.chat_prompt`) for all when any record has a system prompt or earlier turns, else
-`alpaca_prompt(record)` for all. Prompt and
+subset's one format (`TrainConfig.prompt_format`, adg.method.prompts): the pipeline passes the
+format its pool was resolved to, so training sees the prompts generation and scoring saw; `auto`
+(the CLI's default) resolves it over the subset by the same rule: the tokenizer's chat template
+(`adg.method.prompts.chat_prompt`) for all when any record has a system prompt or earlier turns,
+else `alpaca_prompt(record)` for all. Prompt and
 response are tokenized separately and concatenated, so the boundary is exact and matches what the
 model sees at generation time; labels are -100 on the prompt and on padding, so the loss covers the
 response (and EOS) alone. Sequences are cut at `model_max_length`; a record whose prompt alone
@@ -35,14 +35,14 @@ from typing import Any
 from adg import progress
 from adg.config import TrainConfig
 from adg.errors import InputError
-from adg.prompts import (
+from adg.io.shapes import has_context_turns
+from adg.method.prompts import (
     AUTO,
     alpaca_prompt,
     chat_prompt,
     check_prompt_format,
     resolve_prompt_format,
 )
-from adg.shapes import has_context_turns
 
 IGNORE_INDEX = -100
 METRICS_FILE = "training_metrics.json"
@@ -84,7 +84,7 @@ def encode(
 
 def read_subset(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The records of a subset (JSON array or JSONL); a bad record is one error line."""
-    from adg.records import PoolError, read_pool
+    from adg.io.records import PoolError, read_pool
 
     pool = read_pool(path)
     if pool.rejects:
@@ -104,8 +104,8 @@ def encode_all(
     prompt_format: str = AUTO,
 ) -> tuple[list[dict], int]:
     """Encode every record in the subset's one prompt format (`auto`: resolved over the records,
-    adg.prompts): (examples, records skipped because the prompt fills max_length)."""
-    from adg.records import PoolError
+    adg.method.prompts): (examples, records skipped because the prompt fills max_length)."""
+    from adg.io.records import PoolError
 
     template = lambda: bool(getattr(tokenizer, "chat_template", None))  # noqa: E731
     fmt = resolve_prompt_format(prompt_format, records, template)
@@ -151,7 +151,7 @@ class SFTCollator:
 
 def configs_dir() -> Path:
     """The DeepSpeed configs shipped inside the package."""
-    return Path(__file__).resolve().parent / "deepspeed_configs"
+    return Path(__file__).resolve().parents[1] / "deepspeed_configs"
 
 
 def resolve_deepspeed(spec: str) -> str:
@@ -232,7 +232,7 @@ def _load_for_training(spec: str, dtype):
     """(tokenizer, model) from a folder or .gguf file, ready for training."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from adg.models import hf_source, resolve_model
+    from adg.io.models import hf_source, resolve_model
 
     path, kwargs = hf_source(resolve_model(spec))
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
@@ -365,7 +365,7 @@ def launch(cfg: TrainConfig, num_gpus: int | None = None) -> dict[str, Any]:
             "--standalone",
             f"--nproc_per_node={num_gpus}",
             "-m",
-            "adg.training",
+            "adg.stages.train",
             config_file,
         ]
         subprocess.run(cmd, check=True)
@@ -385,6 +385,6 @@ def curve_points(curve: list[dict], most: int = 100) -> list[dict]:
     return picked
 
 
-if __name__ == "__main__":  # one torchrun worker: python -m adg.training CONFIG.json
+if __name__ == "__main__":  # one torchrun worker: python -m adg.stages.train CONFIG.json
     with open(sys.argv[1], encoding="utf-8") as _fh:
         train(TrainConfig(**json.load(_fh)))

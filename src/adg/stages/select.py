@@ -3,7 +3,7 @@
 `top.json`, `middle.json`, `bottom.json` are JSON arrays of scored records (the original ADG
 repository's format), each ordered by score, highest first. `selection_report.json` holds the
 counts, bins used, budget fill, score / dispersion / anisotropy ranges per group and the quota and
-picks of the largest bins; `select_file` also writes the human report (`adg.report`).
+picks of the largest bins; `select_file` also writes the human report (`adg.reporting.report`).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from adg import fields
 from adg.errors import AdgError
+from adg.io import fields
+from adg.io.records import PoolError, iter_numbered, write_json_array
+from adg.method.selection import collapse_reasons, select
 from adg.progress import log
-from adg.records import PoolError, iter_numbered, write_json_array
-from adg.selection import collapse_reasons, select
 
 GROUPS = ("top", "middle", "bottom")
 LARGEST_BINS = 15
@@ -201,7 +201,7 @@ def write_selection(
 
     Returns the selection report and the headline metrics of the rendered report.
     """
-    from adg.report import report_for_run
+    from adg.reporting.report import report_for_run
 
     groups, report = select_records(
         scored_path, clusters_path, budget, strategy, fail_on_collapse=fail_on_collapse

@@ -1,6 +1,6 @@
 """Inline SVG plots of the selection report: the dispersion × anisotropy plane, density
 histograms and the task-type composition bars. Fixed-size images, no plotting library, no script;
-every label goes through `adg.render.esc`.
+every label goes through `adg.reporting.render.esc`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from adg.render import esc
+from adg.reporting.render import esc
 
 GROUPS = ("top", "middle", "bottom")
 COLORS = {

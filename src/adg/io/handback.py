@@ -1,6 +1,6 @@
 """The selected records handed back in the pool's own shape, ready for the user's training stack.
 
-ADG works on canonical records (`adg.shapes`); `top.json` keeps that format. The user's trainer
+ADG works on canonical records (`adg.io.shapes`); `top.json` keeps that format. The user's trainer
 (TRL, axolotl, LLaMA-Factory) reads the shape the pool came in, so ingest also keeps every
 accepted record exactly as it was read (`Originals`, in pool order: the same keys and nesting,
 a columnar pool's rows with its Arrow schema), and export writes the selected ones back
@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from adg import storage
 from adg.errors import AdgError
-from adg.fingerprint import comparable
-from adg.records import atomic_text, dumps, id_key, iter_records
-from adg.tables import is_parquet_file, json_value
+from adg.io import storage
+from adg.io.fingerprint import comparable
+from adg.io.records import atomic_text, dumps, id_key, iter_records
+from adg.io.tables import is_parquet_file, json_value
 
 # ADG's field in top.json → the field added to each selected record in the pool's shape.
 SCORE_COLUMNS = {

@@ -7,8 +7,9 @@ dict (`CLASSIFIERS`):
 
 * `vectors` (default) — the backbone's instruction vectors (the embed stage's pooling,
   `HiddenStateEncoder.instruction_vectors`), standardised, and a logistic regression fitted on the
-  labelled seed set shipped with the package (`adg.task_types.seed_records`, 195 instructions over
-  all ten categories). One truncated forward pass per instruction, no generation; deterministic.
+  labelled seed set shipped with the package (`adg.method.task_types.seed_records`, 195 instructions
+  over all ten categories). One truncated forward pass per instruction, no generation;
+  deterministic.
 * `likelihood` — the backbone scores every category name as a continuation of a prompt listing
   the categories (`PROMPT`); B × 10 sequences per left-padded pass, only the last positions'
   logits. The score is the summed label log-likelihood minus the same under content-free inputs
@@ -45,8 +46,8 @@ from typing import Any
 from adg import package_data, progress
 from adg.config import AnalyseConfig, adg_home
 from adg.errors import AdgError
-from adg.records import PoolError, id_key, read_records, write_jsonl
-from adg.task_types import SEED_PATH, TRUSTED_ACCURACY, accuracy_sentence, seed_records
+from adg.io.records import PoolError, id_key, read_records, write_jsonl
+from adg.method.task_types import SEED_PATH, TRUSTED_ACCURACY, accuracy_sentence, seed_records
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class ModelClassifier:
     name = "likelihood"
 
     def __init__(self, model: str | None = None, batch_size: int = 8, tokenizer=None, lm=None):
-        from adg import models
+        from adg.io import models
 
         if lm is None:
             tokenizer, lm = models.load(model)
@@ -183,8 +184,8 @@ class VectorClassifier:
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        from adg import models
-        from adg.hidden import HiddenStateEncoder
+        from adg.io import models
+        from adg.method.hidden import HiddenStateEncoder
 
         where = None  # the backbone's location, when loaded here: the seed vectors' cache key
         if encoder is None:
@@ -394,7 +395,7 @@ def make_classifier(
 
 def model_label(model: str | None) -> str:
     """How a backbone is named in the benchmark table: its folder or file name."""
-    from adg import models
+    from adg.io import models
 
     return Path(str(model).rstrip("/")).name if model else models.EMBEDDED_NAME
 

@@ -1,8 +1,8 @@
 """Instruction-Following Difficulty (IFD), the loss-ratio baseline selector, computed in batches.
 
 For a record with prompt p (the prompt generation samples with: the Alpaca prompt of instruction
-and input, or the chat template's rendering of the conversation up to the answer, `adg.prompts`)
-and reference output y:
+and input, or the chat template's rendering of the conversation up to the answer,
+`adg.method.prompts`) and reference output y:
 
     loss(y | p) = mean over y's tokens of −log P(y_t | p, y_<t)     (conditioned)
     loss(y)     = mean over y's tokens of −log P(y_t | y_<t)        (direct; BOS first if any)
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from adg.prompts import adds_special_tokens, build_prompt
+from adg.method.prompts import adds_special_tokens, build_prompt
 
 UNUSABLE_SCORE = -1.0
 IGNORE = -100

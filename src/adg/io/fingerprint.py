@@ -3,12 +3,12 @@
 A resumable output (generate's and score's JSONL, their object-store checkpoints, a curation
 index's entries) is only ever continued under the settings it was started with. The fingerprint
 of a run is one flat dict of the settings that change results: the stage's own settings, the
-model's identity (`adg.models.model_identity`: the spec plus a digest of its config and weights
+model's identity (`adg.io.models.model_identity`: the spec plus a digest of its config and weights
 index) and the code's result-format version (`RESULT_FORMAT`, raised whenever a stage's output
 for the same settings would change). It is kept beside the output as `<output>.fingerprint.json`.
 
 Per record, `record_hash` is a hash of the input fields the result depends on: the record's
-canonical content (`adg.shapes.canonical_content`, the one definition of "the same record"), plus
+canonical content (`adg.io.shapes.canonical_content`, the one definition of "the same record"), plus
 the stage's own inputs (score: the generated answers). It is computed from an output line itself
 (every output record carries its input fields), so it needs no extra field: a record whose text
 changed under the same id no longer matches and is done again.
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from adg.errors import InputError
-from adg.shapes import canonical_content
+from adg.io.shapes import canonical_content
 
 # Raise when the same settings would now give other output (a changed formula, a new field).
 RESULT_FORMAT = 1

@@ -16,11 +16,12 @@ to the deepest hidden layer read, no head, for embed and score), per stage:
 `peak` is the accelerator's dense bf16 matmul peak (or, for `cpu`, an fp32 matmul measured here);
 `efficiency` is the fraction of it a phase reaches. The CPU factors were measured by bench/ on the
 2-core reference machine (docs/benchmarks.md); a GPU's factors are assumptions until a run of
-bench/gpu.py on that card measures them (`adg.gpu_factors`), and `plan` says which is which.
+bench/gpu.py on that card measures them (`adg.planning.gpu_factors`), and `plan` says which is
+which.
 
 For a GPU type it also lists what each GPU stage's pod asks Kubernetes for (the pipeline's
 defaults, or the run's `<stage>_cpu`, `<stage>_memory` and GPU counts) and whether a typical node
-of that type can take it (`adg.pods`).
+of that type can take it (`adg.planning.pods`).
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from adg import gpu_factors
 from adg.errors import InputError
-from adg.prompts import alpaca_prompt
-from adg.records import ReadResult, read_sources
+from adg.io.records import ReadResult, read_sources
+from adg.method.prompts import alpaca_prompt
+from adg.planning import gpu_factors
 
 # Dense bf16 matmul peak, FLOP/s (vendor figures for the SXM/PCIe parts named).
 GPU_PEAK = {"h100": 989e12, "h200": 989e12, "a100": 312e12, "l4": 121e12}
@@ -47,7 +48,7 @@ EFFICIENCY = {
         "source": "measured by bench/pipeline.py (2-core CPU)",
     },
     # Not measured: typical published vLLM/HF figures for small batches of short sequences. A card
-    # that bench/gpu.py has measured takes its own factors from adg.gpu_factors instead.
+    # that bench/gpu.py has measured takes its own factors from adg.planning.gpu_factors instead.
     "gpu": {"forward": 0.35, "decode": 0.05, "source": "assumed, not measured"},
 }
 CPU_PEAK_FALLBACK = 100e9
@@ -102,7 +103,7 @@ def sample_lengths(pool: str, tokenizer, sample: int, seed: int = 0) -> dict[str
     n = 0
 
     def keep(rec: dict[str, Any], _origin: Any) -> None:
-        # Reservoir sampling: one pass over the pool (any shape, adg.shapes), bounded memory.
+        # Reservoir sampling: one pass over the pool (any shape, adg.io.shapes), bounded memory.
         nonlocal n
         n += 1
         if len(reservoir) < sample:
@@ -147,7 +148,7 @@ def make_plan(
     GPU pod parameters ({"train_memory": "48Gi"}), the pipeline's defaults for the rest."""
     from transformers import AutoTokenizer
 
-    from adg.pods import gpu_pods, misfits, node_for
+    from adg.planning.pods import gpu_pods, misfits, node_for
 
     if gpu != "cpu" and gpu not in GPU_PEAK:
         raise InputError(f"unknown --gpu {gpu!r}; choose one of {['cpu', *sorted(GPU_PEAK)]}")
@@ -239,7 +240,7 @@ def format_plan(plan: dict[str, Any]) -> list[str]:
 def _format_pods(pods: list, gpu: str) -> list[str]:
     lines = [
         f"GPU pods in a cluster (CPU and memory: request = limit) on GKE's {gpu} nodes; "
-        "allocatable = capacity less GKE's reservations (adg.pods):",
+        "allocatable = capacity less GKE's reservations (adg.planning.pods):",
         "",
         "| stage | parameters | GPUs | CPU | memory | node | allocatable | fits |",
         "|---|---|---|---|---|---|---|---|",

@@ -3,7 +3,8 @@
 Generation and scoring append finished records to a local JSONL file and, on the next run, skip
 the records already there (`ResumableOutput`). Nothing is ever silently mixed:
 
-* The output carries what it was made with, `<output>.fingerprint.json` (`adg.fingerprint`). A run
+* The output carries what it was made with, `<output>.fingerprint.json` (`adg.io.fingerprint`). A
+run
   with other settings refuses with one line naming the first setting that differs and both values
   (`ResumeMismatch`, exit 2), before anything is written; `restart=True` (`--restart`) moves the
   old output and its fingerprint aside to `<output>.before-restart-<n>` and starts over.
@@ -38,16 +39,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from adg import fingerprint, storage
 from adg.errors import Terminated
-from adg.progress import log
-from adg.records import (
+from adg.io import fingerprint, storage
+from adg.io.records import (
     check_writable,
     dumps,
     id_key,
     iter_jsonl_tolerant,
     truncate_partial_line,
 )
+from adg.progress import log
 
 
 def shard_uri(base: str, run_id: str, stage: str, shard_index: int) -> str:

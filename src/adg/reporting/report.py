@@ -1,17 +1,17 @@
 """The selection report: one self-contained static HTML page, a Markdown summary and the headline
 metrics of a select run.
 
-The page needs no network and no JavaScript: plots are inline SVG (`adg.svg`). Sections (each a
-`<section id=...>`): `run` (parameters and counts), `plane` (every record in the dispersion D ×
-anisotropy I plane, the top set highlighted, quadrant lines at the medians), `histograms` (score,
-D and I for the pool and for top / middle / bottom, as densities over shared bins), `bins` (size,
-quota and picks of the largest bins, share of bins contributing to top), `examples` (instructions
-from each quadrant with their sampled answers, escaped and truncated; a conversation shows its
-system prompt and earlier turns first) and `tasks` (the task-type
+The page needs no network and no JavaScript: plots are inline SVG (`adg.reporting.svg`). Sections
+(each a `<section id=...>`): `run` (parameters and counts), `plane` (every record in the dispersion
+D × anisotropy I plane, the top set highlighted, quadrant lines at the medians), `histograms`
+(score, D and I for the pool and for top / middle / bottom, as densities over shared bins), `bins`
+(size, quota and picks of the largest bins, share of bins contributing to top), `examples`
+(instructions from each quadrant with their sampled answers, escaped and truncated; a conversation
+shows its system prompt and earlier turns first) and `tasks` (the task-type
 composition when the analysis ran, else a note).
 
 Rendering is two steps: `report_context` turns the scored pool, the three groups and the selection
-report dict of `adg.subsets.select_records` into plain data, and the Jinja2 templates
+report dict of `adg.stages.select.select_records` into plain data, and the Jinja2 templates
 `adg/templates/report.{html,md}.j2` (autoescaped HTML; Markdown through the `md` filter) render it
 with the task-type composition (a plain dict, or None). The page embeds that data (gzip + base64
 JSON in a `<meta name="adg-report-data">`), so `add_analysis` renders the page again with the
@@ -34,13 +34,14 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup
 
-from adg import fields, svg
 from adg.config import STAGE_CONFIGS, parameter_fields
 from adg.errors import InputError
-from adg.records import id_key, read_records
-from adg.render import template
-from adg.svg import GROUPS
-from adg.task_types import accuracy_sentence
+from adg.io import fields
+from adg.io.records import id_key, read_records
+from adg.method.task_types import accuracy_sentence
+from adg.reporting import svg
+from adg.reporting.render import template
+from adg.reporting.svg import GROUPS
 
 TITLE = "ADG selection report"
 DATA_META = "adg-report-data"
