@@ -39,7 +39,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 LOCK = REPO / "images" / "generate" / "requirements.txt"
-SAMPLER_SOURCE = REPO / "src" / "adg" / "generation.py"
+SAMPLER_SOURCE = REPO / "src" / "adg" / "stages" / "generate.py"
 PLATFORMS = [f"manylinux_2_{n}_x86_64" for n in (36, 35, 34, 31, 28, 27, 24, 17)] + [
     "manylinux2014_x86_64"
 ]
@@ -252,7 +252,7 @@ def alias_members(pkg: Package, module: str, name: str, depth: int = 0) -> set[s
 
 
 def sampler_calls() -> dict:
-    """What VLLMSampler does with vLLM, from generation.py's syntax tree."""
+    """What VLLMSampler does with vLLM, from stages/generate.py's syntax tree."""
     tree = ast.parse(SAMPLER_SOURCE.read_text(), filename=str(SAMPLER_SOURCE))
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "VLLMSampler")
     calls: dict = {"imports": set(), "llm_methods": {}, "ctor": set(), "params": set()}
