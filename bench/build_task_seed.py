@@ -28,7 +28,7 @@ import json
 import random
 from pathlib import Path
 
-from adg.io.records import read_records
+from adg.io.reading import read_records
 from adg.method.task_types import LABEL_FIELDS, SEED_FILE, mapped_category
 
 REPO = Path(__file__).resolve().parents[1]

@@ -389,7 +389,7 @@ def pool_records(n: int) -> list[dict[str, Any]]:
 
 
 def write_pool(path: Path, n: int) -> Path:
-    from adg.io.records import write_jsonl
+    from adg.io.jsonl import write_jsonl
 
     write_jsonl(path, pool_records(n))
     return path
@@ -887,8 +887,9 @@ class Run:
     # -- embed, score, end to end
 
     def embed_score(self, shape: str) -> None:
-        from adg.io.records import read_records
-        from adg.stages.score import embed_file, score_file
+        from adg.io.reading import read_records
+        from adg.stages.embed import embed_file
+        from adg.stages.score import score_file
         from bench.baselines import reference_scoring as ref
 
         obj = self.objects[shape]
@@ -1074,7 +1075,7 @@ class Run:
 
     def train_config(self, shape: str, name: str, deepspeed: str):
         from adg.config import TrainConfig
-        from adg.io.records import write_jsonl
+        from adg.io.jsonl import write_jsonl
 
         data = self.work / "train.jsonl"
         write_jsonl(data, pool_records(200))

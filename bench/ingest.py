@@ -38,7 +38,7 @@ FILES = (
 
 TIMER = """
 import sys, time
-from adg.io.records import read_pool
+from adg.io.reading import read_pool
 best, n = 1e9, 0
 for _ in range(3):
     t = time.perf_counter()

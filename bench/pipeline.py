@@ -23,11 +23,13 @@ import tempfile
 import time
 
 from adg.io import models
-from adg.method.clustering import auto_bin_count, cluster_file
+from adg.method.clustering import auto_bin_count
 from adg.method.hidden import HiddenStateEncoder
+from adg.stages.cluster import cluster_file
+from adg.stages.embed import embed_file
 from adg.stages.generate import SamplingConfig, generate_file
 from adg.stages.ingest import ingest
-from adg.stages.score import embed_file, score_file
+from adg.stages.score import score_file
 from adg.stages.select import select_file
 
 REPO = Path(__file__).resolve().parents[1]

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from adg.io import models
-from adg.io.records import read_records
+from adg.io.reading import read_records
 from adg.method.task_types import LABEL_FIELDS, measure, measure_lines, seed_records
 from adg.stages import analyse as analysis
 

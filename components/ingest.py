@@ -31,7 +31,7 @@ def ingest(
     """
     from collections import namedtuple
 
-    from adg.io.records import PoolFormat
+    from adg.io.reading import PoolFormat
     from adg.stages.ledger import files_with_records, ingest_pending
 
     IngestOutputs = namedtuple("IngestOutputs", ["records", "new_files", "sources"])

@@ -32,7 +32,7 @@ def nothing_to_do(
     them until they change."""
     import json
 
-    from adg.io.records import write_json_array
+    from adg.io.jsonl import write_json_array
     from adg.stages.ledger import record
 
     rejected = record(ledger_uri, sources, run_id=run_id)

@@ -96,7 +96,8 @@ def plan_sizes(opts: LocalRunOptions, needing_chat: list | None = None) -> tuple
     """(valid records, budget, bin count) for the run, from a read of the pool (counted, not
     kept: a large pool costs one pass, not its size in memory). `needing_chat`, when given,
     receives the first record with a system prompt or earlier turns (adg.method.prompts)."""
-    from adg.io.records import PoolError, PoolFormat, ReadResult, read_sources
+    from adg.io.reading import PoolFormat, read_sources
+    from adg.io.records import PoolError, ReadResult
     from adg.io.shapes import has_context_turns
     from adg.method.clustering import auto_bin_count
     from adg.stages.ledger import pool_files
@@ -371,8 +372,8 @@ def _curation_settings(model: str, sampling, opts: LocalRunOptions) -> dict:
 
 def _copy_selected(run_dir: Path, out: Path) -> None:
     """The export task's selected records in the pool's own shape, under their file name."""
-    from adg.io.handback import SELECTED
     from adg.io.tables import is_parquet_file
+    from adg.stages.export import SELECTED
 
     selected = run_dir / "export" / "selected"
     for name in SELECTED.values():

@@ -7,7 +7,7 @@ import json
 import numpy as np
 from helpers import sample_records, selected_run, write_jsonl
 
-from adg.io import records
+from adg.io import reading
 from adg.stages import curation, ingest
 from adg.stages.compare import SelectorRun, compare_runs
 
@@ -25,7 +25,7 @@ def test_ingest_keeps_both(tmp_path):
     src = write_jsonl(tmp_path / "pool.jsonl", twin_records())
     summary = ingest.ingest(src, tmp_path / "out.jsonl", tmp_path / "rej.jsonl")
     assert (summary.accepted, summary.rejected) == (8, 0)
-    assert records.check_records(tmp_path / "out.jsonl") == 8
+    assert reading.check_records(tmp_path / "out.jsonl") == 8
 
 
 def test_select_keeps_both(tmp_path):

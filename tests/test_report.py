@@ -68,10 +68,11 @@ def parse(page: str) -> _Page:
 @pytest.fixture(scope="module")
 def small_run(tiny_model_dir, tmp_path_factory):
     """ingest → generate → embed → cluster → score → select on the tiny model, 25 records."""
-    from adg.method.clustering import cluster_file
+    from adg.stages.cluster import cluster_file
+    from adg.stages.embed import embed_file
     from adg.stages.generate import SamplingConfig, generate_file
     from adg.stages.ingest import ingest
-    from adg.stages.score import embed_file, score_file
+    from adg.stages.score import score_file
     from adg.stages.select import select_file
 
     work = tmp_path_factory.mktemp("report-run")
@@ -128,7 +129,7 @@ def test_report_markdown_and_metrics(small_run):
     md = (work / "out" / "report.md").read_text(encoding="utf-8")
     assert "# ADG selection report" in md and "| top | 6 |" in md
     groups = {g: json.loads((work / "out" / f"{g}.json").read_text()) for g in rp.GROUPS}
-    from adg.io.records import read_records
+    from adg.io.reading import read_records
 
     rendered = rp.build_report(
         read_records(work / "scored.jsonl"), groups, numbers, {"model": "tiny"}, rejected=2

@@ -413,7 +413,7 @@ def test_embed_refuses_other_settings_and_skips_a_done_input(tmp_path, tiny, tin
     import numpy as np
 
     from adg.method.hidden import HiddenStateEncoder
-    from adg.stages.score import embed_file
+    from adg.stages.embed import embed_file
 
     src = write_jsonl(tmp_path / "pool.jsonl", sample_records(5))
     out = tmp_path / "e.npy"

@@ -9,7 +9,8 @@ from helpers import sample_records, write_jsonl
 
 from adg.cli import main
 from adg.io import fingerprint
-from adg.stages.score import embed_file, score_file
+from adg.stages.embed import embed_file
+from adg.stages.score import score_file
 
 
 def generated_records(n):

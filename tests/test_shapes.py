@@ -18,10 +18,10 @@ from helpers import sample_records, write_jsonl
 
 from adg.cli import main
 from adg.errors import InputError
-from adg.io import records, shapes
-from adg.io.handback import SCORE_COLUMNS, write_selected
+from adg.io import reading, shapes
 from adg.method.prompts import build_prompt, chat_prompt
 from adg.stages import ingest
+from adg.stages.export import SCORE_COLUMNS, write_selected
 
 REAL = sample_records(12)
 SYSTEM = "You are a careful assistant. Answer in plain English."
@@ -192,8 +192,8 @@ def test_columns_rename_a_conversations_fields(tmp_path):
         for r in REAL[:2]
     ]
     src = write_jsonl(tmp_path / "d.jsonl", rows)
-    how = records.PoolFormat.parse("messages", "messages=dialog,role=speaker,content=text")
-    result = records.read_pool(src, how=how)
+    how = reading.PoolFormat.parse("messages", "messages=dialog,role=speaker,content=text")
+    result = reading.read_pool(src, how=how)
     assert not result.rejects and result.records[0]["system"] == SYSTEM
 
 
@@ -207,7 +207,7 @@ def test_columns_rename_a_conversations_fields(tmp_path):
 )
 def test_bad_overrides_are_one_line(tmp_path, fmt, columns, message):
     with pytest.raises(InputError, match=message):
-        records.PoolFormat.parse(fmt, columns)
+        reading.PoolFormat.parse(fmt, columns)
 
 
 # --- bad records: rejects with the reason and where ---------------------------------------------
@@ -238,7 +238,7 @@ BAD_TURNS = [
 def test_conversations_that_do_not_fit_are_rejects(tmp_path):
     rows = [as_messages(REAL[1])] + [{"messages": turns} for turns, _ in BAD_TURNS]
     src = write_jsonl(tmp_path / "chat.jsonl", rows)
-    result = records.read_pool(src)
+    result = reading.read_pool(src)
     assert len(result.records) == 1 and result.read == len(rows)
     assert [r.line for r in result.rejects] == list(range(2, len(rows) + 1))
     for reject, (_turns, reason) in zip(result.rejects, BAD_TURNS, strict=True):
@@ -263,7 +263,7 @@ def test_parquet_rejects_name_the_row_and_the_pools_own_field(tmp_path):
 
 def test_a_renamed_fields_error_names_the_pools_field(tmp_path):
     rows = [as_dolly(REAL[0]), {**as_dolly(REAL[1]), "context": ["not", "text"]}]
-    result = records.read_pool(write_jsonl(tmp_path / "d.jsonl", rows))
+    result = reading.read_pool(write_jsonl(tmp_path / "d.jsonl", rows))
     assert "field 'context'" in result.rejects[0].reason
 
 
@@ -392,11 +392,11 @@ def test_zstd_jsonl_and_a_truncated_one(tmp_path):
     src = tmp_path / "chat.jsonl.zst"
     with pa.output_stream(str(src), compression="zstd") as fh:
         fh.write("".join(json.dumps(r) + "\n" for r in rows).encode())
-    assert len(records.read_pool(src).records) == len(rows)
+    assert len(reading.read_pool(src).records) == len(rows)
     whole = src.read_bytes()
     cut = tmp_path / "cut.jsonl.zst"
     cut.write_bytes(whole[: len(whole) // 2])
-    result = records.read_pool(cut)
+    result = reading.read_pool(cut)
     # The lines before the damage are kept; the damage is one reject.
     assert [r["id"] for r in result.records] == list(range(len(result.records)))
     assert 0 < len(result.records) < len(rows) and result.read == len(result.records) + 1
@@ -432,7 +432,7 @@ def test_a_datasets_folder(tmp_path, capsys):
     # A DatasetDict with one split is that split; with two, the user picks one.
     split = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)})
     split.save_to_disk(str(tmp_path / "dd"))
-    assert len(records.read_pool(tmp_path / "dd").records) == 11
+    assert len(reading.read_pool(tmp_path / "dd").records) == 11
     datasets.DatasetDict({"train": split["train"], "test": split["train"]}).save_to_disk(
         str(tmp_path / "dd2")
     )
@@ -610,7 +610,7 @@ def test_a_damaged_row_group_keeps_the_rows_before_it(tmp_path):
     data = bytearray(src.read_bytes())
     data[page : page + 16] = b"\xff" * 16  # the last row group's page header
     src.write_bytes(bytes(data))
-    result = records.read_pool(src)
+    result = reading.read_pool(src)
     assert len(result.records) == 150 and result.read == 151
     (reject,) = result.rejects
     assert reject.line == 150 and reject.unit == "row"
@@ -620,5 +620,5 @@ def test_a_damaged_row_group_keeps_the_rows_before_it(tmp_path):
 def test_nulls_in_an_alpaca_parquet_are_missing_fields(tmp_path):
     rows = [as_alpaca(r) for r in REAL[:3]]
     rows[1]["input"] = None
-    result = records.read_pool(write_pool(tmp_path, "alpaca", "parquet", rows))
+    result = reading.read_pool(write_pool(tmp_path, "alpaca", "parquet", rows))
     assert not result.rejects and "input" not in result.records[1]

@@ -14,8 +14,8 @@ import pytest
 from helpers import sample_records, write_jsonl
 
 from adg.cli import main
-from adg.io import handback, storage
-from adg.stages import ledger
+from adg.io import storage
+from adg.stages import export, ledger
 
 
 def put_file(path: Path, uri: str) -> None:
@@ -301,7 +301,7 @@ def test_export_selection_writes_files_and_manifest(bucket, tmp_path):
     report = tmp_path / "report"
     report.write_text(json.dumps({"records": 9, "top": {"count": 2}, "middle": {"count": 1}}))
     prefix = f"s3://{bucket}/exports/run-1"
-    manifest_uri = handback.export_selection(
+    manifest_uri = export.export_selection(
         subsets, report, prefix, "run-1", "s3://m/model", {"select_budget": 2}
     )
     manifest = storage.read_json(manifest_uri)
@@ -311,7 +311,7 @@ def test_export_selection_writes_files_and_manifest(bucket, tmp_path):
     for name in ("top.json", "middle.json", "bottom.json", "selection_report.json"):
         data = storage.read_bytes(f"{prefix}/{name}")
         assert manifest["files"][name]["sha256"] == hashlib.sha256(data).hexdigest()
-    assert handback.export_selection(subsets, report, "", "r", "m", {}) == ""
+    assert export.export_selection(subsets, report, "", "r", "m", {}) == ""
 
 
 # --- curation ledger -----------------------------------------------------------------------------

@@ -41,13 +41,9 @@ from typing import Any
 
 from adg.errors import Terminated
 from adg.io import fingerprint, storage
-from adg.io.records import (
-    check_writable,
-    dumps,
-    id_key,
-    iter_jsonl_tolerant,
-    truncate_partial_line,
-)
+from adg.io.jsonl import check_writable, dumps, truncate_partial_line
+from adg.io.reading import iter_jsonl_tolerant
+from adg.io.records import id_key
 from adg.progress import log
 
 

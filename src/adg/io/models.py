@@ -385,3 +385,11 @@ def in_memory_identity(model) -> str:
     config = getattr(model, "config", None)
     text = config.to_json_string() if config is not None else type(model).__name__
     return "in-memory@" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def identity(model: str, encoder=None) -> str:
+    """The identity a stage's fingerprint records: of `encoder`'s model when it was passed in
+    memory without a spec (`in_memory_identity`), else of the spec (`model_identity`)."""
+    if encoder is not None and not model:
+        return in_memory_identity(encoder.model)
+    return model_identity(model)

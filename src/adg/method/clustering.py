@@ -22,7 +22,6 @@ import os
 
 import numpy as np
 
-from adg.config import ClusterConfig
 from adg.errors import InputError
 from adg.progress import log
 
@@ -151,20 +150,3 @@ def load_embeddings(path: str | os.PathLike, chunk_rows: int = 65_536) -> np.nda
             row = start + int(np.argmax(bad))
             raise InputError(f"{path}: row {row} (record {row} of the pool) is not finite")
     return emb
-
-
-def cluster_file(
-    embeddings_path: str,
-    output: str,
-    count: int = ClusterConfig.count,
-    seed: int = ClusterConfig.seed,
-    pca_dims: int = ClusterConfig.pca_dims,
-) -> int:
-    """The cluster stage: `embeddings.npy` → `clusters.npy`; returns the number of bins used."""
-    emb = load_embeddings(embeddings_path)
-    bins = kmeans_bins(emb, count=count, seed=seed, pca_dims=pca_dims)
-    tmp = f"{output}.tmp"
-    with open(tmp, "wb") as fh:
-        np.save(fh, bins)
-    os.replace(tmp, output)
-    return int(bins.max()) + 1

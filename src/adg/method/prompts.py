@@ -134,7 +134,7 @@ def resolve_for_file(requested: str, path: Any, model: str | None, tokenizer=Non
     """`resolve_prompt_format` over the records of a pool file (every one, not a shard's: the
     format is the pool's). The model's template is read from `tokenizer` when one is loaded,
     else from the model's files (`adg.io.models.has_chat_template`)."""
-    from adg.io.records import iter_records
+    from adg.io.reading import iter_records
 
     def template() -> bool:
         if tokenizer is not None:

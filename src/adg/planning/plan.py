@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from adg.errors import InputError
-from adg.io.records import ReadResult, read_sources
+from adg.io.reading import read_sources
+from adg.io.records import ReadResult
 from adg.method.prompts import alpaca_prompt
 from adg.planning import gpu_factors
 

@@ -37,7 +37,8 @@ from markupsafe import Markup
 from adg.config import STAGE_CONFIGS, parameter_fields
 from adg.errors import InputError
 from adg.io import fields
-from adg.io.records import id_key, read_records
+from adg.io.reading import read_records
+from adg.io.records import id_key
 from adg.method.task_types import accuracy_sentence
 from adg.reporting import svg
 from adg.reporting.render import template

@@ -46,7 +46,9 @@ from typing import Any
 from adg import package_data, progress
 from adg.config import AnalyseConfig, adg_home
 from adg.errors import AdgError
-from adg.io.records import PoolError, id_key, read_records, write_jsonl
+from adg.io.jsonl import write_jsonl
+from adg.io.reading import read_records
+from adg.io.records import PoolError, id_key
 from adg.method.task_types import SEED_PATH, TRUSTED_ACCURACY, accuracy_sentence, seed_records
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,8 @@ from typing import Any
 
 from adg.errors import InputError
 from adg.io import fields
-from adg.io.records import PoolError, id_key, iter_records
+from adg.io.reading import iter_records
+from adg.io.records import PoolError, id_key
 from adg.reporting import render
 from adg.stages.evaluate import CATEGORIES as EVAL_CATEGORIES
 from adg.stages.evaluate import load_results, summarise

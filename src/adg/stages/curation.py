@@ -38,6 +38,9 @@ next one, so two runs land as two entries (two versions), never in one folder. T
 planned before either wrote may both have scored the same record: a record counts once, in the
 first entry (by id) that holds it, wherever the index is read (selection, planning), so nothing
 is ranked twice and nothing is lost.
+One module of about 700 lines on purpose: the index's layout and write protocol (claims,
+manifests, supersession) is what planning, adding and selecting all read and write, and one
+place keeps the protocol's invariants together; the math it calls lives in adg.method.
 """
 
 from __future__ import annotations
@@ -59,7 +62,9 @@ import numpy as np
 
 from adg.errors import InputError
 from adg.io import fingerprint, models, storage
-from adg.io.records import PoolError, id_key, iter_records, write_json_array, write_jsonl
+from adg.io.jsonl import write_json_array, write_jsonl
+from adg.io.reading import iter_records
+from adg.io.records import PoolError, id_key
 from adg.io.shapes import content_text
 
 log = logging.getLogger(__name__)

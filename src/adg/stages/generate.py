@@ -32,7 +32,7 @@ from adg.config import CheckpointConfig, GenerateConfig, SamplingConfig
 from adg.errors import InputError
 from adg.io import fingerprint, models
 from adg.io.checkpoint import ResumableOutput
-from adg.io.records import batched, check_records
+from adg.io.reading import batched, check_records
 from adg.method.prompts import (
     AUTO,
     adds_special_tokens,

@@ -2,7 +2,7 @@
 `pool.jsonl` and `rejects.jsonl`, streaming, with the accepted records also kept in the pool's own
 shape (`adg.io.handback.Originals`) for export.
 
-`ingest` reads the pool with `adg.io.records.read_sources`, writes
+`ingest` reads the pool with `adg.io.reading.read_sources`, writes
 the stage's files and returns an `IngestSummary` (every item read is exactly one of accepted or
 rejected).
 """
@@ -14,14 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adg.io.handback import Originals
-from adg.io.records import (
-    PoolError,
-    PoolFormat,
-    ReadResult,
-    atomic_text,
-    dumps,
-    read_sources,
-)
+from adg.io.jsonl import atomic_text, dumps
+from adg.io.reading import PoolFormat, read_sources
+from adg.io.records import PoolError, ReadResult
 from adg.io.tables import is_table
 
 

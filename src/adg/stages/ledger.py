@@ -41,7 +41,8 @@ from typing import Any
 
 from adg.errors import InputError
 from adg.io import storage
-from adg.io.records import PoolFormat, write_jsonl
+from adg.io.jsonl import write_jsonl
+from adg.io.reading import PoolFormat
 from adg.io.tables import is_dataset_folder
 from adg.stages.ingest import IngestSummary, ingest
 

@@ -1,4 +1,4 @@
-"""The score and embed stages: stream records through a scorer or the encoder, write results.
+"""The score stage: stream records through a scorer, write results (embed: `adg.stages.embed`).
 
 score: records → `scored.jsonl`, each record plus `score` (higher is better) and the method's own
 fields. Methods (`make_scorer` picks one of `adg.config.SCORE_METHODS`):
@@ -20,15 +20,11 @@ settings (`score_fingerprint`: method, model identity, layers, weights, metrics,
 format, as the method uses them) is refused unless `restart` moves it aside. With
 `checkpoint_uri` the output is also checkpointed to object storage (see `adg.io.checkpoint`), so a
 retried pod resumes a preempted shard.
-
-embed: `pool.jsonl` → `embeddings.npy`, float32 [N, H] unit-norm instruction vectors, written
-chunk by chunk into a memory-mapped .npy.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,12 +36,12 @@ from adg import progress
 from adg.config import SCORE_METHODS, CheckpointConfig, SamplingConfig
 from adg.errors import InputError
 from adg.io import fingerprint, models
-from adg.io.checkpoint import ResumableOutput, move_aside
-from adg.io.records import PoolError, batched, check_records, check_writable, iter_records
+from adg.io.checkpoint import ResumableOutput
+from adg.io.reading import batched, check_records, iter_records
+from adg.io.records import PoolError
 from adg.method import divergence
 from adg.method.hidden import LAYERS, HiddenStateEncoder
 from adg.method.prompts import AUTO, check_prompt_format, resolve_for_file
-from adg.progress import log
 
 ANSWERS_FIELD = "generated_answers"
 
@@ -90,7 +86,7 @@ def score_fingerprint(
     }
     model: str | None = None
     if method == "adg":
-        model = _identity(opts.model, encoder)
+        model = models.identity(opts.model, encoder)
         values.update(
             dispersion_weight=opts.weights.dispersion,
             anisotropy_weight=opts.weights.anisotropy,
@@ -103,12 +99,6 @@ def score_fingerprint(
     else:
         values["seed"] = opts.seed
     return fingerprint.settings(model, **values)
-
-
-def _identity(model: str, encoder: HiddenStateEncoder | None) -> str:
-    if encoder is not None and not model:
-        return models.in_memory_identity(encoder.model)
-    return models.model_identity(model)
 
 
 def input_fields(method: str) -> tuple[str, ...]:
@@ -253,83 +243,3 @@ def score_file(
                     out.append([{**r, **f} for r, f in zip(records, fields, strict=True)])
                 bar.update(len(chunk))
     return ScoreSummary(total, out.written, total - out.written, out.redo)
-
-
-def embed_fingerprint(model: str | None, encoder: HiddenStateEncoder | None) -> dict[str, Any]:
-    """The settings an embeddings file is made with (`adg.io.fingerprint`)."""
-    return fingerprint.settings(
-        _identity(model or "", encoder),
-        stage="embed",
-        result_format=fingerprint.RESULT_FORMAT,
-        layers=list(encoder.layers if encoder is not None else LAYERS),
-    )
-
-
-def _input_digest(input_path: str | os.PathLike) -> str:
-    """One hash of every record's id and content, in order (what the rows of the array are)."""
-    h = hashlib.sha256()
-    for r in iter_records(input_path):
-        h.update(f"{json.dumps(r['id'])}:{fingerprint.record_hash(r)}\n".encode())
-    return h.hexdigest()[:16]
-
-
-def embed_file(
-    input_path: str | os.PathLike,
-    output_path: str | os.PathLike,
-    model: str | None = None,
-    chunk_records: int = 512,
-    encoder: HiddenStateEncoder | None = None,
-    restart: bool = False,
-) -> tuple[int, int]:
-    """The embed stage; returns the array's shape (N, H).
-
-    The array is written whole (to a temp file, then renamed), so there is no partial output to
-    resume; its fingerprint (`<output>.fingerprint.json`, with a digest of the input) says what it
-    was made with. An existing output made with other settings (or without a fingerprint) is
-    refused; one made with the same settings from the same input is kept as it is (nothing to
-    do); from another input it is computed again. `restart` moves an existing output aside.
-    """
-    n = check_records(input_path)  # first pass: every record checked, rows counted for the memmap
-    if not n:
-        raise PoolError(f"{input_path}: no records to embed")
-    check_writable(output_path)
-    fp = embed_fingerprint(model, encoder)
-    digest = _input_digest(input_path)
-    if restart:
-        move_aside(output_path)
-    elif os.path.exists(output_path):
-        made = fingerprint.read_sidecar(output_path)
-        if made is None:
-            raise fingerprint.ResumeMismatch(
-                f"{output_path} has no {fingerprint.sidecar_path(output_path).name} saying what "
-                "it was made with; use a new output or --restart"
-            )
-        line = fingerprint.mismatch_line(
-            str(output_path), {k: v for k, v in made.items() if k != "input_digest"}, fp
-        )
-        if line is not None:
-            raise fingerprint.ResumeMismatch(line)
-        if made.get("input_digest") == digest:
-            shape = np.load(output_path, mmap_mode="r").shape
-            log.info("embed: %s already holds this input's vectors", output_path)
-            return int(shape[0]), int(shape[1])
-    encoder = encoder or HiddenStateEncoder(*models.load(model))
-    shape = (n, encoder.hidden_size)
-    tmp = f"{output_path}.tmp"
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-    start = 0
-    with progress.bar(n, "embed") as bar:
-        for chunk in batched(iter_records(input_path), chunk_records):
-            out[start : start + len(chunk)] = encoder.instruction_vectors(
-                [r["instruction"] for r in chunk]
-            )
-            start += len(chunk)
-            bar.update(len(chunk))
-    out.flush()
-    del out
-    # The input digest is cleared while the array is replaced: a kill in between leaves an array
-    # whose digest matches nothing, so the next run computes it again.
-    fingerprint.write_sidecar(output_path, {**fp, "input_digest": None})
-    os.replace(tmp, output_path)
-    fingerprint.write_sidecar(output_path, {**fp, "input_digest": digest})
-    return shape

@@ -17,7 +17,9 @@ import numpy as np
 
 from adg.errors import AdgError
 from adg.io import fields
-from adg.io.records import PoolError, iter_numbered, write_json_array
+from adg.io.jsonl import write_json_array
+from adg.io.reading import iter_numbered
+from adg.io.records import PoolError
 from adg.method.selection import collapse_reasons, select
 from adg.progress import log
 

@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from adg.errors import InputError
-from adg.io.records import PoolError, id_key, iter_records, read_records, write_jsonl
+from adg.io.jsonl import write_jsonl
+from adg.io.reading import iter_records, read_records
+from adg.io.records import PoolError, id_key
 
 
 def effective_count(n_records: int, shard_count: int) -> int:

@@ -84,7 +84,8 @@ def encode(
 
 def read_subset(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The records of a subset (JSON array or JSONL); a bad record is one error line."""
-    from adg.io.records import PoolError, read_pool
+    from adg.io.reading import read_pool
+    from adg.io.records import PoolError
 
     pool = read_pool(path)
     if pool.rejects:
