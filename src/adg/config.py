@@ -2,8 +2,8 @@
 
 The library takes these dataclasses (or their defaults), the CLI builds its flags from them
 (`adg.cli.flags.add_flags`), and the pipeline's parameters take their defaults from them at
-compile time (`pipelines/adg_pipeline.py` reads e.g. `GenerateConfig.temperature`). A pipeline parameter is
-`<stage>_<field>` unless the field's metadata names it (`param`; empty: the pipeline keeps its own
+compile time (`pipelines/adg_pipeline.py` reads e.g. `GenerateConfig.temperature`). A pipeline
+parameter is `<stage>_<field>` unless the field's metadata names it (`param`; empty: the pipeline keeps its own
 default, for the reason given at the field); a CLI flag is `--<field>` with dashes unless the
 metadata names it (`flag`). `tests/test_config.py` checks that the CLI, the
 library and the compiled YAML agree.
