@@ -1,12 +1,12 @@
 """Every stage's settings: one dataclass per stage, the one source of each default and its help.
 
 The library takes these dataclasses (or their defaults), the CLI builds its flags from them
-(`adg.cli.flags.add_flags`), and the pipeline's parameters take their defaults from them at
-compile time (`pipelines/adg_pipeline.py` reads e.g. `GenerateConfig.temperature`). A pipeline
-parameter is `<stage>_<field>` unless the field's metadata names it (`param`; empty: the pipeline keeps its own
+(`adg.cli.flags.add_flags`), and the pipeline's parameters take their defaults from them at compile
+time (`pipelines/adg_pipeline.py` reads e.g. `GenerateConfig.temperature`). A pipeline parameter is
+`<stage>_<field>` unless the field's metadata names it (`param`; empty: the pipeline keeps its own
 default, for the reason given at the field); a CLI flag is `--<field>` with dashes unless the
-metadata names it (`flag`). `tests/test_config.py` checks that the CLI, the
-library and the compiled YAML agree.
+metadata names it (`flag`). `tests/test_config.py` checks that the CLI, the library and the
+compiled YAML agree.
 
 This module imports only the standard library: the KFP side (components/, pipelines/) imports it
 when compiling, where torch and transformers need not be installed.
