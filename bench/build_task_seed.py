@@ -18,7 +18,7 @@ but Translation, Instruction_Following and Others.
 Evaluation sample (tests and users without the shared data): 20 Dolly records per mapped Dolly label
 (100; 40 % Knowledge) and the mapped WizardLM records not in the seed.
 
-    .venv/bin/python bench/build_task_seed.py [--data ../shared/data]
+    .venv/bin/python -m bench.build_task_seed [--data ../shared/data]
 """
 
 from __future__ import annotations

@@ -13,22 +13,16 @@ Methods:
   adg-pca256   the same with pca_dims=256 (seeded randomized PCA to 256 dimensions first)
   faiss               faiss.Kmeans (20 iterations, seed 42), if faiss-cpu is installed
 
-    python bench/cluster.py [--records 52000] [--dim 4096] [--bins 1000] [--methods a,b]
+    python -m bench.cluster [--records 52000] [--dim 4096] [--bins 1000] [--methods a,b]
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as `python bench/NAME.py`, this folder comes first on sys.path, and its select.py would shadow
-# the standard library's `select`; the repository root takes its place.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import json
 import resource
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -124,7 +118,7 @@ def main() -> None:
             f"{r['ari']:.3f} | {r['bins_used']} |"
         )
     print(
-        f"\nreproduce: python bench/cluster.py --records {a.records} --dim {a.dim} "
+        f"\nreproduce: python -m bench.cluster --records {a.records} --dim {a.dim} "
         f"--bins {a.bins} --methods {a.methods}"
     )
 

@@ -12,29 +12,24 @@ sample and every row is assigned chunk by chunk) and select the budget (`selecti
 prints each phase's time and the subprocess's peak resident memory (resource.getrusage ru_maxrss),
 so generating the data does not count.
 
-    python bench/curation.py                                    # 100K x 576, quick
-    python bench/curation.py --records 1000000 --dim 576        # 1M x 576 (1.1 GB on disk)
-    python bench/curation.py --records 1000000 --dim 4096 --pca-dims 256   # 1M x 4096 (8.2 GB)
+    python -m bench.curation                                    # 100K x 576, quick
+    python -m bench.curation --records 1000000 --dim 576        # 1M x 576 (1.1 GB on disk)
+    python -m bench.curation --records 1000000 --dim 4096 --pca-dims 256   # 1M x 4096 (8.2 GB)
 
 `--workdir` (default: a temp folder, removed afterwards) needs records x dim x 2 bytes free.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as `python bench/NAME.py`, this folder comes first on sys.path, and its select.py would shadow
-# the standard library's `select`; the repository root takes its place.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 import argparse
 import json
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 

@@ -10,23 +10,18 @@
    above (unique ids), once as JSONL and once as Parquet, one run each. Peak RSS shows whether
    memory grows with the pool (records are streamed; what stays is one id per record).
 
-    python bench/ingest.py [--other /work/main] [--data ../shared/data] [--rows 1000000]
+    python -m bench.ingest [--other /work/main] [--data ../shared/data] [--rows 1000000]
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as `python bench/ingest.py`, this folder comes first on sys.path, and its select.py would
-# shadow the standard library's `select` (subprocess uses it); the repository root replaces it.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import gzip
 import json
 import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FILES = (
@@ -183,7 +178,7 @@ def main() -> None:
                 t, n, base, peak = ingested(path, 1)
                 print(f"| {path.name} | {n} | {t:.1f} | {n / t:,.0f} | {base:.0f} | {peak:.0f} |")
     print(
-        f"\nreproduce: python bench/ingest.py --other {args.other!r} --data {args.data} "
+        f"\nreproduce: python -m bench.ingest --other {args.other!r} --data {args.data} "
         f"--rows {args.rows}"
     )
 

@@ -6,21 +6,15 @@ prints seconds and records/s per stage. With `--kfp` it then runs the identical 
 `adg run` (kfp.local, one subprocess per stage) and prints its total, so the orchestration
 overhead (process start, model load per stage) shows as the difference.
 
-    python bench/pipeline.py [--input POOL] [--records 32] [--max-new-tokens 64] [--kfp]
+    python -m bench.pipeline [--input POOL] [--records 32] [--max-new-tokens 64] [--kfp]
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as `python bench/NAME.py`, this folder comes first on sys.path, and its select.py would shadow
-# the standard library's `select`; the repository root takes its place.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 import argparse
 import tempfile
 import time
+from pathlib import Path
 
 from adg.io import models
 from adg.method.clustering import auto_bin_count
@@ -144,7 +138,7 @@ def main() -> None:
         t_kfp = time.perf_counter() - t
         print(f"\n`adg run` (kfp.local) on the same work: {t_kfp:.1f} s ({t_kfp / total:.2f}x)")
     print(
-        f"\nreproduce: python bench/pipeline.py --input {a.input} --records {n} "
+        f"\nreproduce: python -m bench.pipeline --input {a.input} --records {n} "
         f"--max-new-tokens {a.max_new_tokens}" + (" --kfp" if a.kfp else "")
     )
 

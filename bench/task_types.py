@@ -7,10 +7,10 @@ mapped by `adg.method.task_types.SOURCE_MAPS`), or from the in-repository sample
 in the seed set are never evaluated; WizardLM contributes nothing to the seed set, so its rows
 measure the classifiers on a source they never saw.
 
-    .venv/bin/python bench/task_types.py                               # every local classifier
-    .venv/bin/python bench/task_types.py --classifiers vectors --write # store vectors' accuracy
-    .venv/bin/python bench/task_types.py --classifiers endpoint --endpoint http://vllm:8000/v1
-    .venv/bin/python bench/task_types.py --loso --write               # what `adg analyse` states
+    .venv/bin/python -m bench.task_types                               # every local classifier
+    .venv/bin/python -m bench.task_types --classifiers vectors --write # store vectors' accuracy
+    .venv/bin/python -m bench.task_types --classifiers endpoint --endpoint http://vllm:8000/v1
+    .venv/bin/python -m bench.task_types --loso --write               # what `adg analyse` states
 
 `--loso` measures the `vectors` classifier leave-one-source-out, as a user's pool meets it: for
 each human-labelled source (Dolly, CoT, WizardLM), the classifier is fitted on the seed records of

@@ -5,17 +5,10 @@ Zipf-like sizes over `--bins` bins. Both implementations run the `reference` str
 arrays in one process; the table gives seconds and peak traced memory (tracemalloc sees numpy's
 buffers too), and checks the outputs are identical.
 
-    python bench/select.py [--records 1000000] [--bins 1000] [--budget-ratio 0.19]
+    python -m bench.selection [--records 1000000] [--bins 1000] [--budget-ratio 0.19]
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as `python bench/NAME.py`, this folder comes first on sys.path, and its select.py would shadow
-# the standard library's `select`; the repository root takes its place.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import time
@@ -60,7 +53,7 @@ def main() -> None:
     plain, t_plain, m_plain = measure(lambda: plain_reference(score_list, bin_list, budget))
     same = (sel.top.tolist(), sel.middle.tolist(), sel.bottom.tolist()) == plain
 
-    print(f"# bench/select.py  {time.strftime('%Y-%m-%d')}")
+    print(f"# bench/selection.py  {time.strftime('%Y-%m-%d')}")
     print(f"{a.records} records, {a.bins} bins, budget {budget}")
     print()
     print("| implementation | seconds | peak memory (MiB) | top |")
@@ -70,7 +63,7 @@ def main() -> None:
     print(f"| adg select, exact | {t_exact:.2f} | {m_exact / 2**20:.0f} | {len(exact.top)} |")
     print(f"\nspeed-up (reference): {t_plain / t_vec:.1f}x; identical output: {same}")
     print(
-        f"reproduce: python bench/select.py --records {a.records} --bins {a.bins} "
+        f"reproduce: python -m bench.selection --records {a.records} --bins {a.bins} "
         f"--budget-ratio {a.budget_ratio}"
     )
 
