@@ -1,6 +1,6 @@
 """Ids that look alike after normalisation: `1` and `"1"` are two distinct ids everywhere (the
-decision documented in docs/data.md): ingest, stage inputs, resume, select, compare and the
-curation index all keep them apart."""
+decision in README.md, "Decisions where the specification was silent"): ingest, stage inputs,
+resume, select, compare and the curation index all keep them apart."""
 
 import json
 

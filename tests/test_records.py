@@ -352,7 +352,7 @@ def test_lines_that_break_the_decoder_are_rejects_with_their_line(tmp_path, caps
 
 
 def test_ids_1_and_string_1_are_distinct_everywhere(tmp_path):
-    # 1 and "1" are two ids (documented in docs/data.md): ingest keeps both, stages treat them
+    # 1 and "1" are two ids (README.md, "Decisions ..."): ingest keeps both, stages treat them
     # as two records.
     src = tmp_path / "pool.jsonl"
     src.write_text('{"id": 1, "instruction": "a"}\n{"id": "1", "instruction": "b"}\n')
