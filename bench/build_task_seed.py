@@ -4,7 +4,7 @@ evaluation sample (data/task_types_eval.jsonl) from the shared labelled pools.
 Seed set, 278 records:
 - 20 per mapped category from Dolly (Knowledge, Summarization, Writing, Discrete_Decision) and from
   CoT (Math from AQuA, Reasoning from StrategyQA and Sen-Making), drawn with a seeded shuffle;
-  the label is the source's own, mapped by `adg.task_types.SOURCE_MAPS`;
+  the label is the source's own, mapped by `adg.method.task_types.SOURCE_MAPS`;
 - Coding, Translation, Instruction_Following and Others have no human label in any pool: the ids
   in `HAND_LABELLED` are Alpaca records labelled by this project (one annotator, by reading each),
   as are 58 Alpaca records of Knowledge, Math, Summarization and Discrete_Decision (a second source
@@ -18,7 +18,7 @@ but Translation, Instruction_Following and Others.
 Evaluation sample (tests and users without the shared data): 20 Dolly records per mapped Dolly label
 (100; 40 % Knowledge) and the mapped WizardLM records not in the seed.
 
-    .venv/bin/python bench/build_task_seed.py [--data ../shared/data]
+    .venv/bin/python -m bench.build_task_seed [--data ../shared/data]
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import json
 import random
 from pathlib import Path
 
-from adg.records import read_records
-from adg.task_types import LABEL_FIELDS, SEED_FILE, mapped_category
+from adg.io.reading import read_records
+from adg.method.task_types import LABEL_FIELDS, SEED_FILE, mapped_category
 
 REPO = Path(__file__).resolve().parents[1]
 PER_CATEGORY = 20

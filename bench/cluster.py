@@ -7,27 +7,22 @@ quality is the k-means objective (inertia) in the original space, and the adjust
 against the true centres.
 
 Methods:
-  adg          adg.clustering.kmeans_bins as shipped (KMeans for small problems, MiniBatchKMeans
+  adg          adg.method.clustering.kmeans_bins as shipped (KMeans for small problems,
+  MiniBatchKMeans
                above 20M point-bin pairs, seed 42)
   adg-pca256   the same with pca_dims=256 (seeded randomized PCA to 256 dimensions first)
   faiss               faiss.Kmeans (20 iterations, seed 42), if faiss-cpu is installed
 
-    python bench/cluster.py [--records 52000] [--dim 4096] [--bins 1000] [--methods a,b]
+    python -m bench.cluster [--records 52000] [--dim 4096] [--bins 1000] [--methods a,b]
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as `python bench/NAME.py`, this folder comes first on sys.path, and its select.py would shadow
-# the standard library's `select`; the repository root takes its place.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import json
 import resource
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -51,11 +46,11 @@ def make_data(n: int, dim: int, true_bins: int, seed: int = 0) -> tuple[np.ndarr
 
 def run_method(method: str, x: np.ndarray, k: int) -> np.ndarray:
     if method == "adg":
-        from adg.clustering import kmeans_bins
+        from adg.method.clustering import kmeans_bins
 
         return kmeans_bins(x, count=k, seed=42)
     if method == "adg-pca256":
-        from adg.clustering import kmeans_bins
+        from adg.method.clustering import kmeans_bins
 
         return kmeans_bins(x, count=k, seed=42, pca_dims=256)
     if method == "faiss":
@@ -123,7 +118,7 @@ def main() -> None:
             f"{r['ari']:.3f} | {r['bins_used']} |"
         )
     print(
-        f"\nreproduce: python bench/cluster.py --records {a.records} --dim {a.dim} "
+        f"\nreproduce: python -m bench.cluster --records {a.records} --dim {a.dim} "
         f"--bins {a.bins} --methods {a.methods}"
     )
 

@@ -7,25 +7,19 @@ library calls the components make (bench/pipeline.py `time_stages`), on ONE core
 stages (ingest, cluster, select) take well under a second at this size and are left out of the
 rate. Prints one line: records, seconds per stage, records/hour/core.
 
-    taskset -c 0 python bench/cpu_throughput.py [--records 8] [--max-new-tokens 256]
+    taskset -c 0 python -m bench.cpu_throughput [--records 8] [--max-new-tokens 256]
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as `python bench/NAME.py`, this folder comes first on sys.path, and its select.py would shadow
-# the standard library's `select`; the repository root takes its place.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 import argparse
 import os
 import time
+from pathlib import Path
 
 import torch
 
-from adg import models
+from adg.io import models
 from bench.pipeline import DEFAULT_POOL, time_stages
 
 GPU_STAGES = ("generate", "load model (embed, score)", "embed", "score")

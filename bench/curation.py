@@ -4,37 +4,32 @@ A scale test of memory and time, not of quality: the index holds SYNTHETIC vecto
 rows of `--dim` float16 unit-norm instruction vectors (drawn from 65,536 distinct vectors: 1000
 centres on the unit sphere plus Gaussian noise, so that generating them stays cheap) and
 uniform random scores are written to disk as `--entries` index entries (embeddings.npy, arrays.npz,
-manifest.json, as adg.curation writes them; no record text, which selection does not read). Then a
-subprocess does what `adg.curation.select_version` does before it gathers the selected records:
-memory-map every entry's embeddings (`load_arrays`), bin them (`clustering.kmeans_bins_parts`:
-above `--fit-rows` rows, PCA and k-means are fitted on a seeded sample and every row is assigned
-chunk by chunk) and select the budget (`selection.select`). It prints each phase's time and the
-subprocess's peak resident memory (resource.getrusage ru_maxrss), so generating the data does not
-count.
+manifest.json, as adg.stages.curation writes them; no record text, which selection does not read).
+Then a subprocess does what `adg.stages.curation.select_version` does before it gathers the selected
+records: memory-map every entry's embeddings (`load_arrays`), bin them
+(`clustering.kmeans_bins_parts`: above `--fit-rows` rows, PCA and k-means are fitted on a seeded
+sample and every row is assigned chunk by chunk) and select the budget (`selection.select`). It
+prints each phase's time and the subprocess's peak resident memory (resource.getrusage ru_maxrss),
+so generating the data does not count.
 
-    python bench/curation.py                                    # 100K x 576, quick
-    python bench/curation.py --records 1000000 --dim 576        # 1M x 576 (1.1 GB on disk)
-    python bench/curation.py --records 1000000 --dim 4096 --pca-dims 256   # 1M x 4096 (8.2 GB)
+    python -m bench.curation                                    # 100K x 576, quick
+    python -m bench.curation --records 1000000 --dim 576        # 1M x 576 (1.1 GB on disk)
+    python -m bench.curation --records 1000000 --dim 4096 --pca-dims 256   # 1M x 4096 (8.2 GB)
 
 `--workdir` (default: a temp folder, removed afterwards) needs records x dim x 2 bytes free.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as `python bench/NAME.py`, this folder comes first on sys.path, and its select.py would shadow
-# the standard library's `select`; the repository root takes its place.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 import argparse
 import json
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -87,9 +82,9 @@ def write_index(root: Path, n: int, dim: int, entries: int, true_bins: int = 100
 
 def measure(root: str, budget: int, bins: int, pca_dims: int, fit_rows: int) -> dict:
     """Runs in the subprocess: load, bin and select over the index at `root`."""
-    from adg import curation
-    from adg.clustering import kmeans_bins_parts
-    from adg.selection import select
+    from adg.method.clustering import kmeans_bins_parts
+    from adg.method.selection import select
+    from adg.stages import curation
 
     t0 = time.perf_counter()
     index = curation.Index(root)

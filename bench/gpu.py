@@ -398,7 +398,7 @@ def pool_records(n: int) -> list[dict[str, Any]]:
 
 
 def write_pool(path: Path, n: int) -> Path:
-    from adg.records import write_jsonl
+    from adg.io.jsonl import write_jsonl
 
     write_jsonl(path, pool_records(n))
     return path
@@ -467,7 +467,7 @@ def build_model(fields: dict[str, Any], device: str, seed: int = 0):
 def parameter_counts(model) -> dict[str, int]:
     """Parameters a token passes through: generated (all blocks + head), read by embed/score (the
     blocks up to the deepest hidden layer read, adg.hidden.LAYERS; no head), and in all."""
-    from adg.hidden import LAYERS
+    from adg.method.hidden import LAYERS
 
     blocks = model.get_decoder().layers
     per_block = sum(p.numel() for p in blocks[0].parameters())
@@ -684,13 +684,13 @@ class Run:
         peak = None
         key = vendor_key(torch.cuda.get_device_name()) if on_gpu else None
         if key:
-            from adg.plan import GPU_PEAK
+            from adg.planning.plan import GPU_PEAK
 
             peak = GPU_PEAK.get(key)
         return {"matmul_flops": matmul, "copy_bytes_per_s": copy, "vendor_peak_flops": peak}
 
     def build(self, shape: str) -> None:
-        from adg.hidden import HiddenStateEncoder
+        from adg.method.hidden import HiddenStateEncoder
 
         fields = self.shapes[shape]
         res = self.shape_results(shape)
@@ -726,8 +726,8 @@ class Run:
         self, shape: str, batch: int, max_new_tokens: int, options: dict[str, Any], tag: str
     ) -> dict[str, Any]:
         """One `generate_file` call on `batch` records in one batch; its measurements."""
-        from adg.generation import HFSampler, generate_file
-        from adg.prompts import alpaca_prompt
+        from adg.method.prompts import alpaca_prompt
+        from adg.stages.generate import HFSampler, generate_file
 
         obj = self.objects[shape]
         res = self.shape_results(shape)
@@ -896,8 +896,9 @@ class Run:
     # -- embed, score, end to end
 
     def embed_score(self, shape: str) -> None:
-        from adg.records import read_records
-        from adg.scoring import embed_file, score_file
+        from adg.io.reading import read_records
+        from adg.stages.embed import embed_file
+        from adg.stages.score import score_file
         from bench.baselines import reference_scoring as ref
 
         obj = self.objects[shape]
@@ -1083,7 +1084,7 @@ class Run:
 
     def train_config(self, shape: str, name: str, deepspeed: str):
         from adg.config import TrainConfig
-        from adg.records import write_jsonl
+        from adg.io.jsonl import write_jsonl
 
         data = self.work / "train.jsonl"
         write_jsonl(data, pool_records(200))
@@ -1099,7 +1100,7 @@ class Run:
         )
 
     def train_summary(self, cfg, metrics: dict[str, Any], seconds: float) -> dict[str, Any]:
-        from adg.training import encode_all
+        from adg.stages.train import encode_all
 
         tok = self.objects["smollm2-135m"]["tokenizer"]
         examples, _ = encode_all(pool_records(200), tok, cfg.model_max_length)
@@ -1119,7 +1120,7 @@ class Run:
         }
 
     def train(self, shape: str) -> None:
-        from adg import training
+        from adg.stages import train as training
 
         res = self.shape_results(shape)
         cfg = self.train_config(shape, "trained", deepspeed="")
@@ -1136,7 +1137,7 @@ class Run:
     def train_zero2(self, shape: str) -> str | None:
         """The train stage under torchrun + DeepSpeed ZeRO-2 (the shipped ZeRO-3 config with stage
         2), when DeepSpeed is importable on a GPU."""
-        from adg import training
+        from adg.stages import train as training
 
         if self.device != "cuda":
             return "DeepSpeed needs a CUDA GPU"
@@ -1170,7 +1171,7 @@ class Run:
         return None
 
     def evaluate(self, shape: str) -> str | None:
-        from adg.evaluation import EvalConfig, evaluate, flatten
+        from adg.stages.evaluate import EvalConfig, evaluate, flatten
 
         if importlib.util.find_spec("lm_eval") is None:
             return f"lm-eval is not installed: {CARRY_HINT}"
@@ -1556,7 +1557,7 @@ def fetch_wheels(folder: Path) -> None:
 
 def write_factors(results_path: Path, factors_file: Path) -> None:
     """Add the measured 8B-shape factors of a GPU result to the factors file of `adg plan`."""
-    from adg.gpu_factors import load
+    from adg.planning.gpu_factors import load
 
     results = json.loads(results_path.read_text(encoding="utf-8"))
     if results.get("dry_run"):

@@ -3,30 +3,25 @@
 1. `read_pool` of this tree and of `--other` (each in its own process with its tree's `src` first
    on the path) on the real files in ../shared/data (JSONL, .gz) and each rewritten as an indented
    JSON array (the original ADG repository's format): best of 3 wall seconds, records accepted.
-2. `adg.records.ingest` (the stage: validated pool.jsonl, rejects and the pool's own records
+2. `adg.stages.ingest.ingest` (the stage: validated pool.jsonl, rejects and the pool's own records
    kept for the hand-back) of the same real pools as JSONL and as Parquet: best of 3 seconds and
    the peak RSS of the process, next to the RSS of the same process after its imports.
 3. The same at scale: `--rows` rows (default 1M) made by cycling the real records of every pool
    above (unique ids), once as JSONL and once as Parquet, one run each. Peak RSS shows whether
    memory grows with the pool (records are streamed; what stays is one id per record).
 
-    python bench/ingest.py [--other /work/main] [--data ../shared/data] [--rows 1000000]
+    python -m bench.ingest [--other /work/main] [--data ../shared/data] [--rows 1000000]
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as `python bench/ingest.py`, this folder comes first on sys.path, and its select.py would
-# shadow the standard library's `select` (subprocess uses it); the repository root replaces it.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import gzip
 import json
 import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FILES = (
@@ -38,7 +33,7 @@ FILES = (
 
 TIMER = """
 import sys, time
-from adg.records import read_pool
+from adg.io.reading import read_pool
 best, n = 1e9, 0
 for _ in range(3):
     t = time.perf_counter()
@@ -51,8 +46,8 @@ print(best, n)
 INGEST = """
 import sys, time
 import pyarrow, pyarrow.parquet
-from adg.records import ingest
-from adg import handback, shapes, tables
+from adg.stages.ingest import ingest
+from adg.io import handback, shapes, tables
 def hwm():  # peak RSS of this process image (ru_maxrss would count the parent before exec)
     status = open("/proc/self/status").read()
     return int(status.split("VmHWM:")[1].split()[0]) / 1024
@@ -183,7 +178,7 @@ def main() -> None:
                 t, n, base, peak = ingested(path, 1)
                 print(f"| {path.name} | {n} | {t:.1f} | {n / t:,.0f} | {base:.0f} | {peak:.0f} |")
     print(
-        f"\nreproduce: python bench/ingest.py --other {args.other!r} --data {args.data} "
+        f"\nreproduce: python -m bench.ingest --other {args.other!r} --data {args.data} "
         f"--rows {args.rows}"
     )
 

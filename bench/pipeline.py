@@ -6,29 +6,25 @@ prints seconds and records/s per stage. With `--kfp` it then runs the identical 
 `adg run` (kfp.local, one subprocess per stage) and prints its total, so the orchestration
 overhead (process start, model load per stage) shows as the difference.
 
-    python bench/pipeline.py [--input POOL] [--records 32] [--max-new-tokens 64] [--kfp]
+    python -m bench.pipeline [--input POOL] [--records 32] [--max-new-tokens 64] [--kfp]
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as `python bench/NAME.py`, this folder comes first on sys.path, and its select.py would shadow
-# the standard library's `select`; the repository root takes its place.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 import argparse
 import tempfile
 import time
+from pathlib import Path
 
-from adg import models
-from adg.clustering import auto_bin_count, cluster_file
-from adg.generation import SamplingConfig, generate_file
-from adg.hidden import HiddenStateEncoder
-from adg.records import ingest
-from adg.scoring import embed_file, score_file
-from adg.subsets import select_file
+from adg.io import models
+from adg.method.clustering import auto_bin_count
+from adg.method.hidden import HiddenStateEncoder
+from adg.stages.cluster import cluster_file
+from adg.stages.embed import embed_file
+from adg.stages.generate import SamplingConfig, generate_file
+from adg.stages.ingest import ingest
+from adg.stages.score import score_file
+from adg.stages.select import select_file
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_POOL = REPO / "data" / "alpaca_gpt4_sample_200.jsonl"
@@ -72,8 +68,8 @@ def stage_mfu(work: Path, model: str, times: dict[str, float]) -> list[str]:
 
     from transformers import AutoTokenizer
 
-    from adg.plan import count_parameters, measure_cpu_peak
-    from adg.prompts import alpaca_prompt
+    from adg.method.prompts import alpaca_prompt
+    from adg.planning.plan import count_parameters, measure_cpu_peak
 
     tok = AutoTokenizer.from_pretrained(model)
     per_block, blocks, head, _ = count_parameters(model)
@@ -142,7 +138,7 @@ def main() -> None:
         t_kfp = time.perf_counter() - t
         print(f"\n`adg run` (kfp.local) on the same work: {t_kfp:.1f} s ({t_kfp / total:.2f}x)")
     print(
-        f"\nreproduce: python bench/pipeline.py --input {a.input} --records {n} "
+        f"\nreproduce: python -m bench.pipeline --input {a.input} --records {n} "
         f"--max-new-tokens {a.max_new_tokens}" + (" --kfp" if a.kfp else "")
     )
 

@@ -4,25 +4,19 @@ Plans N records of a pool with the embedded model on this machine's CPU (peak me
 same matmul `plan` uses), then runs the stages for real (bench/pipeline.py's `time_stages`) and
 prints estimate, actual and relative error for generate, embed and score.
 
-    python bench/plan_vs_actual.py [--input POOL] [--records 24] [--max-new-tokens 64]
+    python -m bench.plan_vs_actual [--input POOL] [--records 24] [--max-new-tokens 64]
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as `python bench/NAME.py`, this folder comes first on sys.path, and its select.py would shadow
-# the standard library's `select`; the repository root takes its place.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import json
 import tempfile
 import time
+from pathlib import Path
 
-from adg import models
-from adg.plan import make_plan
+from adg.io import models
+from adg.planning.plan import make_plan
 from bench.pipeline import DEFAULT_POOL, time_stages
 
 
@@ -75,7 +69,7 @@ def main() -> None:
     e_all, t_all = sum(r[1] for r in rows), sum(r[2] for r in rows)
     print(f"| total | {e_all:.1f} | {t_all:.1f} | {(e_all - t_all) / t_all:+.0%} |")
     print(
-        f"\nreproduce: python bench/plan_vs_actual.py --input {a.input} --records {a.records} "
+        f"\nreproduce: python -m bench.plan_vs_actual --input {a.input} --records {a.records} "
         f"--max-new-tokens {a.max_new_tokens}"
     )
 

@@ -21,29 +21,24 @@ The table gives seconds, texts/s, tokens/s, padded/real tokens, model FLOP utili
 attention is left out of the count) and the speed-up over the baseline, plus the FLOP ceiling of
 that speed-up (the baseline's parameter FLOPs per token over the batched scorer's).
 
-    python bench/score.py [--records 16] [--answers real,generated] [--rounds 2] [--model M]
-    python bench/score.py --random-init --model CONFIG_DIR   # GPU without the weights: same shapes
+    python -m bench.score [--records 16] [--answers real,generated] [--rounds 2] [--model M]
+    python -m bench.score --random-init --model CONFIG_DIR   # GPU without the weights: same shapes
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as `python bench/NAME.py`, this folder comes first on sys.path, and its select.py would shadow
-# the standard library's `select`; the repository root takes its place.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import json
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from adg import divergence, models
-from adg.hidden import HiddenStateEncoder
+from adg.io import models
+from adg.method import divergence
+from adg.method.hidden import HiddenStateEncoder
 from bench.baselines import reference_scoring as ref
 
 REPO = Path(__file__).resolve().parents[1]
@@ -240,7 +235,7 @@ def main() -> None:
     for name in a.answers.split(","):
         bench_set(name, sets[name](), tokenizer, model, a, peak)
     print(
-        f"\nreproduce: python bench/score.py --records {a.records} --answers {a.answers} "
+        f"\nreproduce: python -m bench.score --records {a.records} --answers {a.answers} "
         f"--rounds {a.rounds}"
         + (f" --threads {a.threads}" if a.threads else "")
         + (" --random-init" if a.random_init else "")

@@ -2,15 +2,15 @@
 matrix and the majority-class baseline, per source and overall, in one table per classifier.
 
 Labelled records come from the shared pools (Dolly `category`, WizardLM `skill`, CoT `source`,
-mapped by `adg.task_types.SOURCE_MAPS`), or from the in-repository sample
+mapped by `adg.method.task_types.SOURCE_MAPS`), or from the in-repository sample
 `data/task_types_eval.jsonl` when the shared pools are absent (or `--eval-file` is given). Records
 in the seed set are never evaluated; WizardLM contributes nothing to the seed set, so its rows
 measure the classifiers on a source they never saw.
 
-    .venv/bin/python bench/task_types.py                               # every local classifier
-    .venv/bin/python bench/task_types.py --classifiers vectors --write # store vectors' accuracy
-    .venv/bin/python bench/task_types.py --classifiers endpoint --endpoint http://vllm:8000/v1
-    .venv/bin/python bench/task_types.py --loso --write               # what `adg analyse` states
+    .venv/bin/python -m bench.task_types                               # every local classifier
+    .venv/bin/python -m bench.task_types --classifiers vectors --write # store vectors' accuracy
+    .venv/bin/python -m bench.task_types --classifiers endpoint --endpoint http://vllm:8000/v1
+    .venv/bin/python -m bench.task_types --loso --write               # what `adg analyse` states
 
 `--loso` measures the `vectors` classifier leave-one-source-out, as a user's pool meets it: for
 each human-labelled source (Dolly, CoT, WizardLM), the classifier is fitted on the seed records of
@@ -42,9 +42,10 @@ from pathlib import Path
 
 import numpy as np
 
-from adg import analysis, models
-from adg.records import read_records
-from adg.task_types import LABEL_FIELDS, measure, measure_lines, seed_records
+from adg.io import models
+from adg.io.reading import read_records
+from adg.method.task_types import LABEL_FIELDS, measure, measure_lines, seed_records
+from adg.stages import analyse as analysis
 
 REPO = Path(__file__).resolve().parents[1]
 POOLS = {
@@ -59,7 +60,7 @@ def labelled_records(data: Path | None, eval_file: Path | None, per_label: int) 
     draw), or the in-repository sample."""
     if eval_file or data is None:
         return read_records(eval_file or REPO / "data" / "task_types_eval.jsonl")
-    from adg.task_types import mapped_category
+    from adg.method.task_types import mapped_category
 
     seeded = {(r["source"], r["source_id"]) for r in seed_records()}
     rng = random.Random(0)
@@ -285,7 +286,7 @@ def main() -> None:
     names = [n for n in a.classifiers.split(",") if n]
     tokenizer = lm = encoder = None
     if any(n != "endpoint" for n in names):
-        from adg.hidden import HiddenStateEncoder
+        from adg.method.hidden import HiddenStateEncoder
 
         tokenizer, lm = models.load(a.model)
         encoder = HiddenStateEncoder(tokenizer, lm)

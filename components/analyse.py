@@ -33,10 +33,10 @@ def analyse(
     """
     import os
 
-    from adg.analysis import analyse_file, composition_lines
-    from adg.models import require_gpu
+    from adg.io.models import require_gpu
     from adg.parameters import asks_gpus
-    from adg.report import reports_with_analysis
+    from adg.reporting.report import reports_with_analysis
+    from adg.stages.analyse import analyse_file, composition_lines
 
     # A task pod of a cluster run (the KFP backend sets KFP_POD_NAME, kfp.local does not) was
     # placed with a GPU: without usable CUDA, fail now rather than crawl on the CPU (but

@@ -11,7 +11,7 @@ def cluster(
     embeddings: Input[Dataset], clusters: Output[Dataset], count: int, seed: int, pca_dims: int = 0
 ) -> int:
     """Write int32 [N] bin ids as .npy; returns the number of bins used."""
-    from adg.clustering import cluster_file
+    from adg.stages.cluster import cluster_file
 
     used = cluster_file(embeddings.path, clusters.path, count=count, seed=seed, pca_dims=pca_dims)
     print(f"cluster: {used} bins")

@@ -17,8 +17,8 @@ def plan_selectors(
     that need a model (scored on the GPU placement) and which mix it is (`baseline_case`)."""
     from collections import namedtuple
 
-    from adg.comparison import baseline_case
-    from adg.comparison import plan_selectors as plan
+    from adg.stages.compare import baseline_case
+    from adg.stages.compare import plan_selectors as plan
 
     baselines, several = plan(selectors)
     with_model, case = baseline_case(baselines)
@@ -46,7 +46,7 @@ def compare(
     """One row per selector in `selectors`; the model baselines' files come in the loop's order
     (`model_baselines`), random's from its own task; `adg_scored` (ADG's merged scores) gives
     every subset's dispersion and anisotropy."""
-    from adg.comparison import SelectorRun, compare_runs, comparison_metrics, write_comparison
+    from adg.stages.compare import SelectorRun, compare_runs, comparison_metrics, write_comparison
 
     tops = {"adg": adg_top.path}
     if baseline_tops is not None:

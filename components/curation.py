@@ -1,4 +1,4 @@
-"""Continuous curation against a curation index (adg.curation): route, plan, add, select.
+"""Continuous curation against a curation index (adg.stages.curation): route, plan, add, select.
 
 `curation_plan` reads the index, `curation_add` and `curation_select` write to it: the pipeline
 never caches these three (their outputs depend on the index, not only on their inputs).
@@ -28,7 +28,7 @@ def curation_route(
     render, fails here, before any GPU pod."""
     from collections import namedtuple
 
-    from adg.preflight import PreflightError, resolve_pool_prompt_format, route_after_ingest
+    from adg.stages.preflight import PreflightError, resolve_pool_prompt_format, route_after_ingest
 
     try:
         route = route_after_ingest(new_files, records, budget, index_uri)
@@ -55,7 +55,7 @@ def curation_plan(
     will be."""
     from collections import namedtuple
 
-    from adg.curation import plan_batch, scoring_settings
+    from adg.stages.curation import plan_batch, scoring_settings
 
     wanted = scoring_settings(model, **settings)
     plan = plan_batch(index_uri, pool.path, todo.path, wanted, rescore_mismatched, budget)
@@ -76,7 +76,7 @@ def curation_add(
     sources: list,
 ) -> str:
     """Write this run's scored batch and its embeddings as a new index entry; its id."""
-    from adg.curation import add_entry, scoring_settings
+    from adg.stages.curation import add_entry, scoring_settings
 
     wanted = scoring_settings(model, **settings)
     entry = add_entry(index_uri, scored.path, embeddings.path, wanted, run_id, supersedes, sources)
@@ -105,7 +105,7 @@ def curation_select(
     import shutil
     import tempfile
 
-    from adg.curation import select_version
+    from adg.stages.curation import select_version
 
     outputs = {"top.json": top, "middle.json": middle, "bottom.json": bottom}
     outputs.update({"selection_report.json": report, "diff.json": diff})

@@ -12,9 +12,9 @@ def embed(pool: Input[Dataset], embeddings: Output[Dataset], model: str, gpus: s
     ("0": on CPU)."""
     import os
 
-    from adg.models import require_gpu
+    from adg.io.models import require_gpu
     from adg.parameters import asks_gpus
-    from adg.scoring import embed_file
+    from adg.stages.embed import embed_file
 
     # A task pod of a cluster run (the KFP backend sets KFP_POD_NAME, kfp.local does not) was
     # placed with a GPU: without usable CUDA, fail now rather than crawl on the CPU. A GPU count

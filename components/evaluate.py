@@ -24,9 +24,9 @@ def evaluate(
     """tasks '' = the published six; num_fewshot '' = their shots, 'N' or 'task=N,...'."""
     import os
 
-    from adg.evaluation import EvalConfig, evaluate_to_files, parse_fewshot, parse_tasks
-    from adg.models import require_gpu
+    from adg.io.models import require_gpu
     from adg.parameters import asks_gpus
+    from adg.stages.evaluate import EvalConfig, evaluate_to_files, parse_fewshot, parse_tasks
 
     # A task pod of a cluster run (the KFP backend sets KFP_POD_NAME, kfp.local does not) was
     # placed with a GPU: without usable CUDA, fail now rather than crawl on the CPU.

@@ -25,8 +25,7 @@ def export(
     """Write `selected` (top's records as the pool has them, plus adg_score, adg_dispersion,
     adg_anisotropy); upload top/middle/bottom.json, selection_report.json, selected.parquet or
     selected.jsonl, then manifest.json (returns its URI; "" when `export_uri` is empty)."""
-    from adg.handback import selected_name, write_selected
-    from adg.storage import export_selection
+    from adg.stages.export import export_selection, selected_name, write_selected
 
     n = write_selected(top.path, pool.path, originals.path, selected.path)
     name = selected_name(originals.path)

@@ -32,10 +32,10 @@ def generate(
     `tensor_parallel_size` is also the pod's GPU count, a string as every pod resource."""
     import os
 
-    from adg.checkpoint import shard_uri
-    from adg.generation import SamplingConfig, generate_file
-    from adg.models import require_gpu
+    from adg.io.checkpoint import shard_uri
+    from adg.io.models import require_gpu
     from adg.parameters import asks_gpus, parse_quantity
+    from adg.stages.generate import SamplingConfig, generate_file
 
     # A task pod of a cluster run (the KFP backend sets KFP_POD_NAME, kfp.local does not) was
     # placed with a GPU: without usable CUDA, fail now rather than crawl on the CPU. A GPU count

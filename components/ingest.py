@@ -1,5 +1,5 @@
 """ingest: a pool (path or s3:// URI: JSON, JSONL, Parquet, a folder of shards or a datasets
-folder, in any shape of adg.shapes), or the new files under a pool prefix → validated
+folder, in any shape of adg.io.shapes), or the new files under a pool prefix → validated
 `pool.jsonl` + `rejects.jsonl`, and the accepted records as the pool has them (`originals`)."""
 
 from typing import NamedTuple
@@ -31,8 +31,8 @@ def ingest(
     """
     from collections import namedtuple
 
-    from adg.ledger import files_with_records, ingest_pending
-    from adg.records import PoolFormat
+    from adg.io.reading import PoolFormat
+    from adg.stages.ledger import files_with_records, ingest_pending
 
     IngestOutputs = namedtuple("IngestOutputs", ["records", "new_files", "sources"])
 

@@ -9,7 +9,7 @@ from adg_kfp.components.images import image_for
 @dsl.component(base_image=image_for("ledger"), install_kfp_package=False)
 def record_ledger(ledger_uri: str, sources: list, run_id: str) -> int:
     """Add the pool files this run curated to the ledger (runs only after select succeeded)."""
-    from adg.ledger import record
+    from adg.stages.ledger import record
 
     n = record(ledger_uri, sources, run_id=run_id)
     print(f"record_ledger: {n} pool files recorded in {ledger_uri}")
@@ -32,8 +32,8 @@ def nothing_to_do(
     them until they change."""
     import json
 
-    from adg.ledger import record
-    from adg.records import write_json_array
+    from adg.io.jsonl import write_json_array
+    from adg.stages.ledger import record
 
     rejected = record(ledger_uri, sources, run_id=run_id)
 

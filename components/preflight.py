@@ -69,7 +69,7 @@ def preflight(
     import logging
     from collections import namedtuple
 
-    from adg.preflight import PreflightError, placements, run_preflight
+    from adg.stages.preflight import PreflightError, placements, run_preflight
 
     given = dict(locals())
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -30,12 +30,12 @@ def score(
     curation_route); `gpus`: the pod's GPU count ("0": on CPU)."""
     import os
 
-    from adg.checkpoint import shard_uri
     from adg.config import MODEL_FREE_METHODS
-    from adg.divergence import ScoreWeights
-    from adg.models import require_gpu
+    from adg.io.checkpoint import shard_uri
+    from adg.io.models import require_gpu
+    from adg.method.divergence import ScoreWeights
     from adg.parameters import asks_gpus
-    from adg.scoring import score_file
+    from adg.stages.score import score_file
 
     # A task pod of a cluster run (the KFP backend sets KFP_POD_NAME, kfp.local does not) was
     # placed with a GPU: without usable CUDA, fail now rather than crawl on the CPU (but

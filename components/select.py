@@ -28,7 +28,7 @@ def select(
     `rejects` (ingest's rejects) and `run_parameters` (shown as given) only feed the report.
     """
     from adg.config import typed_parameters
-    from adg.subsets import summary_lines, write_selection
+    from adg.stages.select import summary_lines, write_selection
 
     outputs = {"top": top, "middle": middle, "bottom": bottom, "report": report}
     outputs.update(html=html, markdown=markdown)

@@ -11,7 +11,7 @@ def shard(records: int, shard_count: int) -> list[int]:
     list[int], so the loop item is an integer: an untyped list's item is declared a string, which
     the driver converts each index to before generate and score, whose int input then refuses it
     (backend/src/v2/driver/resolve.go, resolveInputs)."""
-    from adg.shards import shard_indices
+    from adg.stages.shard import shard_indices
 
     indices = shard_indices(records, shard_count)
     print(f"shard: {records} records in {len(indices)} shards")

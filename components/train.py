@@ -33,9 +33,9 @@ def train(
     is also the pod's GPU count, a string as every pod resource."""
     import os
 
-    from adg.models import require_gpu
+    from adg.io.models import require_gpu
     from adg.parameters import asks_gpus, parse_quantity
-    from adg.training import TrainConfig, curve_points, launch, run_checkpoint_dir
+    from adg.stages.train import TrainConfig, curve_points, launch, run_checkpoint_dir
 
     # A task pod of a cluster run (the KFP backend sets KFP_POD_NAME, kfp.local does not) was
     # placed with a GPU: without usable CUDA, fail now rather than crawl on the CPU. A GPU count

@@ -454,8 +454,9 @@ def adg_pipeline(
         return merged
 
     # After ingest, before any GPU: nothing new, curate over the index, or a batch (whose
-    # budget must fit the records ingest kept); and the pool's one prompt format (adg.prompts:
-    # `auto` resolved once, so every shard, baseline, training and index entry uses the same).
+    # budget must fit the records ingest kept); and the pool's one prompt format
+    # (adg.method.prompts: `auto` resolved once, so every shard, baseline, training and index
+    # entry uses the same).
     routed = curation_route(
         pool=ing.outputs["pool"],
         new_files=ing.outputs["new_files"],

@@ -95,11 +95,12 @@ def compile_pipeline(output: str | Path, pipeline: str = "full") -> None:
 def plan_sizes(opts: LocalRunOptions, needing_chat: list | None = None) -> tuple[int, int, int]:
     """(valid records, budget, bin count) for the run, from a read of the pool (counted, not
     kept: a large pool costs one pass, not its size in memory). `needing_chat`, when given,
-    receives the first record with a system prompt or earlier turns (adg.prompts)."""
-    from adg.clustering import auto_bin_count
-    from adg.ledger import pool_files
-    from adg.records import PoolError, PoolFormat, ReadResult, read_sources
-    from adg.shapes import has_context_turns
+    receives the first record with a system prompt or earlier turns (adg.method.prompts)."""
+    from adg.io.reading import PoolFormat, read_sources
+    from adg.io.records import PoolError, ReadResult
+    from adg.io.shapes import has_context_turns
+    from adg.method.clustering import auto_bin_count
+    from adg.stages.ledger import pool_files
 
     def accept(record, _original) -> None:
         if needing_chat is not None and not needing_chat and has_context_turns(record):
@@ -133,11 +134,11 @@ def _subsets_dir(root: Path, before: set[Path]) -> Path:
 
 def run_local(opts: LocalRunOptions) -> dict:
     """Run the whole pipeline locally; print and return the selection report."""
-    from adg.comparison import plan_selectors
-    from adg.models import has_chat_template, resolve_model
-    from adg.prompts import resolve_prompt_format
-    from adg.records import PoolError
-    from adg.subsets import summary_lines
+    from adg.io.models import has_chat_template, resolve_model
+    from adg.io.records import PoolError
+    from adg.method.prompts import resolve_prompt_format
+    from adg.stages.compare import plan_selectors
+    from adg.stages.select import summary_lines
 
     if opts.runner == "docker" and opts.input.startswith("s3://"):
         raise PoolError(f"{opts.input}: --runner docker reads a local pool (no network in tasks)")
@@ -148,7 +149,7 @@ def run_local(opts: LocalRunOptions) -> dict:
     n, budget, bins = plan_sizes(opts, needing_chat)
     # Resolve (and on first use, convert) the model once here, not in each component.
     model = str(resolve_model(opts.model).resolve())
-    # The pool's one prompt format (adg.prompts), decided before any task; the pipeline's
+    # The pool's one prompt format (adg.method.prompts), decided before any task; the pipeline's
     # curation_route gets it concrete and applies the same rule.
     fmt = resolve_prompt_format(
         sampling.prompt_format, needing_chat, lambda: has_chat_template(model), model
@@ -156,7 +157,7 @@ def run_local(opts: LocalRunOptions) -> dict:
     sampling = dataclasses.replace(sampling, prompt_format=fmt)
     index = opts.curation_index
     if index:
-        from adg.curation import check_consistency
+        from adg.stages.curation import check_consistency
 
         index = index if index.startswith("s3://") else str(Path(index).resolve())
         check_consistency(index, _curation_settings(model, sampling, opts), opts.rescore_mismatched)
@@ -268,7 +269,7 @@ def _docker_runner(opts: LocalRunOptions, root: Path, pool: str, model: str):
     from docker.types import Mount
     from kfp.local import docker_task_handler
 
-    from adg.models import adg_home
+    from adg.config import adg_home
 
     # The tasks run as the image's user, not the caller's: it must be able to write the root.
     root.mkdir(parents=True, exist_ok=True)
@@ -354,7 +355,7 @@ def resolve_image(image: str, command: list[str]) -> str:
 
 def _curation_settings(model: str, sampling, opts: LocalRunOptions) -> dict:
     """The index's scoring settings, as the pipeline's curation tasks build them."""
-    from adg.curation import scoring_settings
+    from adg.stages.curation import scoring_settings
 
     return scoring_settings(
         model,
@@ -371,8 +372,8 @@ def _curation_settings(model: str, sampling, opts: LocalRunOptions) -> dict:
 
 def _copy_selected(run_dir: Path, out: Path) -> None:
     """The export task's selected records in the pool's own shape, under their file name."""
-    from adg.handback import SELECTED
-    from adg.tables import is_parquet_file
+    from adg.io.tables import is_parquet_file
+    from adg.stages.export import SELECTED
 
     selected = run_dir / "export" / "selected"
     for name in SELECTED.values():
@@ -384,7 +385,7 @@ def _copy_selected(run_dir: Path, out: Path) -> None:
 
 def _copy_comparison(run_dir: Path, out: Path, analysed: bool) -> None:
     """The compare task's table (Markdown, HTML, JSON); with analysis, each subset's task mix."""
-    from adg.comparison import COMPARISON_FILES, with_task_mix, write_comparison
+    from adg.stages.compare import COMPARISON_FILES, with_task_mix, write_comparison
 
     found = [d for d in sorted(run_dir.glob("compare*")) if (d / "comparison").is_file()]
     if not found:

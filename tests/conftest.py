@@ -46,7 +46,7 @@ def tiny_qwen_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny(tiny_model_dir):
     """(tokenizer, model) loaded from the tiny Llama folder."""
-    from adg import models
+    from adg.io import models
 
     return models.load(str(tiny_model_dir), device="cpu")
 
@@ -100,7 +100,7 @@ def s3_server():
 @pytest.fixture
 def bucket(s3_server) -> str:
     """A fresh, empty bucket's name."""
-    from adg import storage
+    from adg.io import storage
 
     name = f"adg-test-{uuid.uuid4().hex[:12]}"
     storage.client().create_bucket(Bucket=name)
@@ -126,7 +126,7 @@ def serial_bucket(s3_server, monkeypatch) -> str:
     )
     from werkzeug.serving import make_server
 
-    from adg import storage
+    from adg.io import storage
 
     class OneRequestPerConnection(MotoRequestHandler):
         # HTTP/1.0: the connection closes after each answer, so no client holds the only worker.

@@ -154,7 +154,7 @@ def write_embedded_wheel(folder: Path) -> Path:
     the real one, offline."""
     import zipfile
 
-    from adg.models import EMBEDDED_GGUF, EMBEDDED_WHEEL
+    from adg.io.models import EMBEDDED_GGUF, EMBEDDED_WHEEL
 
     name, version = EMBEDDED_WHEEL.split("==")
     dist = f"{name.replace('-', '_')}-{version}"
@@ -178,7 +178,7 @@ def write_embedded_wheel(folder: Path) -> Path:
 
 def embedded_model_or_skip():
     """The embedded SmolLM2 folder (prepared by `make setup`), or skip outside the make flow."""
-    from adg.models import find_embedded_model
+    from adg.io.models import find_embedded_model
 
     path = find_embedded_model()
     if path is None:
@@ -193,7 +193,7 @@ def selected_run(out: Path, records: list[dict], budget: int, run_parameters=Non
     answers each and four bins, into `out`: the selection report; report.html / report.md there."""
     import numpy as np
 
-    from adg.subsets import select_file
+    from adg.stages.select import select_file
 
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)

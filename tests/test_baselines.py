@@ -6,8 +6,8 @@ import pytest
 import torch
 from helpers import build_model, build_tokenizer, sample_records, write_jsonl
 
-from adg.ifd import UNUSABLE_SCORE, IFDScorer
-from adg.scoring import score_file
+from adg.method.ifd import UNUSABLE_SCORE, IFDScorer
+from adg.stages.score import score_file
 
 
 def read(path):

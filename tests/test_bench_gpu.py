@@ -132,7 +132,7 @@ def test_factors_are_written_from_a_gpu_result_only(quick, tmp_path, monkeypatch
         "command": "python bench/gpu.py --output x.json",
     }
     # adg plan takes them, and says where they come from
-    from adg.plan import format_plan, make_plan
+    from adg.planning.plan import format_plan, make_plan
 
     monkeypatch.setenv("ADG_GPU_FACTORS", str(factors))
     pool = write_jsonl(tmp_path / "pool.jsonl", sample_records(4))

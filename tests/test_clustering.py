@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from adg import clustering
-from adg.clustering import auto_bin_count, cluster_file, kmeans_bins
+from adg.method import clustering
+from adg.method.clustering import auto_bin_count, kmeans_bins
+from adg.stages.cluster import cluster_file
 
 
 def blobs(n_per=20, centres=4, dim=8, seed=0):

@@ -98,11 +98,11 @@ def test_every_stage_parameter_of_the_pipeline_has_a_dataclass_field():
 
 
 def test_library_functions_default_to_the_dataclass():
-    from adg.analysis import analyse_file
-    from adg.clustering import cluster_file
-    from adg.divergence import ScoreWeights
-    from adg.evaluation import EvalConfig
-    from adg.generation import generate_file
+    from adg.method.divergence import ScoreWeights
+    from adg.stages.analyse import analyse_file
+    from adg.stages.cluster import cluster_file
+    from adg.stages.evaluate import EvalConfig
+    from adg.stages.generate import generate_file
 
     def default(fn, name):
         return inspect.signature(fn).parameters[name].default

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from helpers import sample_records, write_jsonl
 
-from adg import curation, storage
-from adg.clustering import kmeans_bins, kmeans_bins_parts
+from adg.io import storage
+from adg.method.clustering import kmeans_bins, kmeans_bins_parts
+from adg.stages import curation
 
 SETTINGS = curation.scoring_settings("tiny-a", generate_num_samples=3, score_dispersion_weight=0.6)
 OTHER = curation.scoring_settings("tiny-b", generate_num_samples=3, score_dispersion_weight=0.6)
@@ -160,7 +161,7 @@ def test_parts_binning_equals_stage_binning_when_small():
 
 def test_a_local_pool_folder_is_read_file_by_file(tmp_path):
     """`adg run --input FOLDER` (with a curation index): every pool file in it, sorted."""
-    from adg.ledger import plan_sources, pool_files
+    from adg.stages.ledger import plan_sources, pool_files
 
     for name in ("b.jsonl", "a.json", "notes.txt"):
         (tmp_path / name).write_text("[]")
@@ -173,7 +174,7 @@ def test_a_local_pool_folder_is_read_file_by_file(tmp_path):
 
 def test_an_s3_pool_folder_is_read_file_by_file(tmp_path, bucket):
     """The same for an s3:// URI ending in "/"; an empty one is one clear error."""
-    from adg.ledger import plan_sources, pool_files
+    from adg.stages.ledger import plan_sources, pool_files
 
     for name in ("b.jsonl", "a.json", "notes.txt", "sub/c.jsonl.gz"):
         storage.write_bytes(f"s3://{bucket}/pools/{name}", b"[]")
@@ -239,7 +240,7 @@ def test_two_runs_racing_on_one_index_land_as_two_entries_and_count_records_once
     runs' files."""
     import threading
 
-    from adg import ledger
+    from adg.stages import ledger
 
     index = str(tmp_path / "index")
     if where == "s3":
@@ -319,7 +320,7 @@ def test_an_id_claimed_by_a_run_still_writing_is_skipped(tmp_path, where, reques
 
 def test_many_ledger_writers_at_once_all_land(serial_bucket):
     """Six runs record their files in one ledger at the same moment: every file ends up in it."""
-    from adg import ledger
+    from adg.stages import ledger
 
     ledger_uri = f"s3://{serial_bucket}/adg/ledger.json"
 
@@ -334,7 +335,7 @@ def test_many_ledger_writers_at_once_all_land(serial_bucket):
 
 KILL_HALF_WAY = """
 import os, signal, sys
-from adg import curation
+from adg.stages import curation
 
 put = curation.Index.put
 def put_then_die(self, local, *parts):

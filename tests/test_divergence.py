@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from adg import divergence
+from adg.method import divergence
 
 
 def unit(v):

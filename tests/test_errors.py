@@ -8,9 +8,9 @@ import pytest
 
 from adg.cli import main
 from adg.errors import AdgError, InputError
-from adg.records import PoolError
-from adg.storage import StorageError
-from adg.subsets import ScoreCollapse
+from adg.io.records import PoolError
+from adg.io.storage import StorageError
+from adg.stages.select import ScoreCollapse
 
 
 def test_the_stage_errors_share_the_base():
@@ -41,13 +41,13 @@ def test_any_other_error_keeps_its_traceback(tmp_path, monkeypatch):
     change could make it) is not a user mistake: its ValueError reaches the caller untouched
     instead of being flattened to one line. (A malformed embeddings file is a user error:
     `cluster` checks it first.)"""
-    from adg import clustering
+    from adg.stages import cluster
 
     def broken(*_args, **_kwargs):
         raise ValueError("internal: k-means failed")
 
     monkeypatch.delenv("ADG_DEBUG", raising=False)
-    monkeypatch.setattr(clustering, "kmeans_bins", broken)
+    monkeypatch.setattr(cluster, "kmeans_bins", broken)
     emb = tmp_path / "emb.npy"
     np.save(emb, np.eye(4, dtype=np.float32))
     with pytest.raises(ValueError, match="internal") as info:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from helpers import sample_records, write_jsonl
 
-from adg import shards, storage
-from adg.records import PoolError
+from adg.io import storage
+from adg.io.records import PoolError
+from adg.stages import shard as shards
 
 SMALL_RUN = ["--num-samples", "3", "--max-new-tokens", "8", "--backend", "hf"]
 

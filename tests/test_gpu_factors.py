@@ -1,13 +1,13 @@
-"""The measured GPU factors of `adg plan` (adg.gpu_factors): the shipped file reads, a bad file is
-one line naming file and field, and a card without an entry keeps the assumed factors."""
+"""The measured GPU factors of `adg plan` (adg.planning.gpu_factors): the shipped file reads, a bad
+file is one line naming file and field, and a card without an entry keeps the assumed factors."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from adg import gpu_factors
 from adg.errors import InputError
+from adg.planning import gpu_factors
 
 ENTRY = {
     "forward": 0.4,

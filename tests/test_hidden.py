@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from helpers import sample_records
 
-from adg.divergence import ScoreWeights
-from adg.hidden import HiddenStateEncoder, content_weight_table, token_weight
-from adg.scoring import score_vectors
+from adg.method.divergence import ScoreWeights
+from adg.method.hidden import HiddenStateEncoder, content_weight_table, token_weight
+from adg.stages.score import score_vectors
 from bench.baselines import reference_scoring as ref
 
 
@@ -78,7 +78,7 @@ def records_with_answers(n=6):
     "fixture", ["tiny_model_dir", pytest.param("tiny_qwen_dir", marks=pytest.mark.slow)]
 )
 def test_batched_scores_equal_reference(fixture, request):
-    from adg import models
+    from adg.io import models
 
     tokenizer, model = models.load(str(request.getfixturevalue(fixture)), device="cpu")
     enc = HiddenStateEncoder(tokenizer, model, max_batch_tokens=700, max_batch_size=5)

@@ -1,14 +1,15 @@
 """Ids that look alike after normalisation: `1` and `"1"` are two distinct ids everywhere (the
-decision documented in docs/data.md): ingest, stage inputs, resume, select, compare and the
-curation index all keep them apart."""
+decision in README.md, "Decisions where the specification was silent"): ingest, stage inputs,
+resume, select, compare and the curation index all keep them apart."""
 
 import json
 
 import numpy as np
 from helpers import sample_records, selected_run, write_jsonl
 
-from adg import curation, records
-from adg.comparison import SelectorRun, compare_runs
+from adg.io import reading
+from adg.stages import curation, ingest
+from adg.stages.compare import SelectorRun, compare_runs
 
 
 def twin_records() -> list[dict]:
@@ -22,9 +23,9 @@ def twin_records() -> list[dict]:
 
 def test_ingest_keeps_both(tmp_path):
     src = write_jsonl(tmp_path / "pool.jsonl", twin_records())
-    summary = records.ingest(src, tmp_path / "out.jsonl", tmp_path / "rej.jsonl")
+    summary = ingest.ingest(src, tmp_path / "out.jsonl", tmp_path / "rej.jsonl")
     assert (summary.accepted, summary.rejected) == (8, 0)
-    assert records.check_records(tmp_path / "out.jsonl") == 8
+    assert reading.check_records(tmp_path / "out.jsonl") == 8
 
 
 def test_select_keeps_both(tmp_path):

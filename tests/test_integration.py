@@ -44,7 +44,7 @@ def test_embedded_tokenizer_superscripts_are_not_digits():
     # SmolLM2 has ² and ³ as tokens of their own: the published regex gives them weight 1, not 1.3.
     from transformers import AutoTokenizer
 
-    from adg.hidden import content_weight_table
+    from adg.method.hidden import content_weight_table
 
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_or_skip())
     table = content_weight_table(tokenizer)

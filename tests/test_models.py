@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from helpers import write_embedded_wheel
 
-from adg import models
 from adg.errors import AdgError
+from adg.io import models
 from adg_kfp.components.images import STAGE_FAMILY
 
 
@@ -43,7 +43,7 @@ def offline_pip_env(home: Path, links: Path) -> dict[str, str]:
 PREPARE = """
 import logging, os, sys, time
 logging.basicConfig(level=logging.INFO, format="%(message)s")
-from adg import models
+from adg.io import models
 import transformers, torch  # the slow imports happen before the gate
 while not os.path.exists(sys.argv[1]):
     time.sleep(0.01)

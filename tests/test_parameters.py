@@ -16,7 +16,7 @@ import yaml
 from adg.cli import main
 from adg.errors import InputError
 from adg.parameters import DICT_CONSTANT_STRINGS, check, decode_toleration, parse_quantity
-from adg.preflight import PreflightError, run_preflight
+from adg.stages.preflight import PreflightError, run_preflight
 from adg_kfp.pipelines import remote
 
 REPO = Path(__file__).resolve().parents[1]

@@ -168,7 +168,7 @@ def test_curation_index_two_runs(tmp_path, tiny_model_dir, tiny_qwen_dir, capsys
 def test_curation_index_in_object_storage(tmp_path, tiny_model_dir, bucket, capsys):
     """`adg run` with the pool files and the curation index in S3 (a real S3 API, moto's server):
     the second run scores only the new file's records and selects over both entries."""
-    from adg import storage
+    from adg.io import storage
 
     records = sample_records(10)
     prefix, index = f"s3://{bucket}/pools/", f"s3://{bucket}/curation"

@@ -5,8 +5,8 @@ from helpers import sample_records, write_jsonl
 from transformers import AutoTokenizer
 
 from adg.cli import main
-from adg.plan import count_parameters, make_plan
-from adg.prompts import alpaca_prompt
+from adg.method.prompts import alpaca_prompt
+from adg.planning.plan import count_parameters, make_plan
 
 
 def test_token_counts_equal_the_tokenizer(tmp_path, tiny_model_dir, tiny):

@@ -1,4 +1,4 @@
-"""adg.pods: Kubernetes quantities as the API server reads them, GKE's node reservations as
+"""adg.planning.pods: Kubernetes quantities as the API server reads them, GKE's node reservations as
 published, and which GPU pods a typical node of a GPU type takes."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from helpers import sample_records, write_jsonl
 from adg.cli import main
 from adg.config import GPU_PODS
 from adg.errors import InputError
-from adg.pods import GIB, gpu_pods, misfits, node_for, parse_quantity, pod_parameters
+from adg.planning.pods import GIB, gpu_pods, misfits, node_for, parse_quantity, pod_parameters
 
 
 @pytest.mark.parametrize(

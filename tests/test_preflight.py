@@ -9,8 +9,8 @@ import json
 import pytest
 from helpers import sample_records, write_jsonl
 
-from adg import storage
-from adg.preflight import (
+from adg.io import storage
+from adg.stages.preflight import (
     PreflightError,
     check_parameters,
     default_checkpoint_uri,
@@ -135,7 +135,7 @@ def component_inputs(**given) -> dict:
     the selector, tolerations) as its own input, at the pipeline's defaults unless given."""
     import inspect
 
-    from adg.pods import pod_parameters
+    from adg.planning.pods import pod_parameters
     from adg_kfp.components.preflight import preflight
 
     names = set(inspect.signature(preflight.python_func).parameters) - {"report", "parameters"}

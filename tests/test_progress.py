@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from adg.config import SamplingConfig
-from adg.generation import generate_file
-from adg.scoring import embed_file
+from adg.stages.embed import embed_file
+from adg.stages.generate import generate_file
 
 CFG = SamplingConfig(num_samples=2, max_new_tokens=4, batch_size=4)
 

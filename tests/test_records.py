@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from adg import records
 from adg.cli import main
+from adg.io import jsonl, reading, records
+from adg.stages import ingest
 
 BAD_POOL = "\n".join(
     [
@@ -30,7 +31,7 @@ def test_ingest_rejects_every_bad_record(tmp_path):
     src = tmp_path / "pool.jsonl"
     src.write_text(BAD_POOL)
     out, rej = tmp_path / "out.jsonl", tmp_path / "rejects.jsonl"
-    summary = records.ingest(src, out, rej)
+    summary = ingest.ingest(src, out, rej)
     assert (summary.accepted, summary.rejected, summary.ids_assigned) == (3, 6, 1)
     kept = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in kept] == [1, 7, "x-9"]  # the id-less record gets its position 7
@@ -53,7 +54,7 @@ def test_json_array_keeps_line_numbers(tmp_path):
         '[\n  {"instruction": "a", "output": "x"},\n  {"instruction": ""},\n'
         '  {"instruction": "c"}\n]\n'
     )
-    result = records.read_pool(src)
+    result = reading.read_pool(src)
     assert [r["id"] for r in result.records] == [0, 2]
     assert result.rejects[0].line == 3
 
@@ -62,7 +63,7 @@ def test_gzip_and_original_adg_format(tmp_path):
     src = tmp_path / "pool.jsonl.gz"
     with gzip.open(src, "wt", encoding="utf-8") as fh:
         fh.write(json.dumps({"instruction": "a", "generated_answers": ["x", "y"]}) + "\n")
-    assert records.read_records(src)[0] == {
+    assert reading.read_records(src)[0] == {
         "id": 0,
         "instruction": "a",
         "generated_answers": ["x", "y"],
@@ -72,7 +73,7 @@ def test_gzip_and_original_adg_format(tmp_path):
 def test_truncated_array_keeps_what_came_before(tmp_path):
     src = tmp_path / "pool.json"
     src.write_text('[{"instruction": "a"},\n {"instruction": ')
-    result = records.read_pool(src)
+    result = reading.read_pool(src)
     assert [r["instruction"] for r in result.records] == ["a"]
     assert [(r.line, r.raw) for r in result.rejects] == [(2, '{"instruction":')]
     assert "malformed JSON: Expecting value (line 2, column 18)" in result.rejects[0].reason
@@ -107,8 +108,8 @@ def test_cli_summary_line(tmp_path, capsys):
 def test_partial_jsonl_tail_is_cut(tmp_path):
     f = tmp_path / "g.jsonl"
     f.write_text('{"id": 1}\n{"id": 2}\n{"id": 3, "gen')
-    assert [r["id"] for r in records.iter_jsonl_tolerant(f)] == [1, 2]
-    records.truncate_partial_line(f)
+    assert [r["id"] for r in reading.iter_jsonl_tolerant(f)] == [1, 2]
+    jsonl.truncate_partial_line(f)
     assert f.read_text() == '{"id": 1}\n{"id": 2}\n'
 
 
@@ -235,7 +236,7 @@ def test_broken_element_with_nested_objects_resumes_at_the_next_element(tmp_path
     broken = text.replace('"instruction": "Task 1"', '"instruction": "Task 1" "oops"')
     src = tmp_path / "p.json"
     src.write_text(broken)
-    result = records.read_pool(src)
+    result = reading.read_pool(src)
     assert [r["id"] for r in result.records] == [0, 2, 3]
     assert len(result.rejects) == 1 and result.read == 4
     assert result.records[1]["conversations"] == conv
@@ -244,7 +245,7 @@ def test_broken_element_with_nested_objects_resumes_at_the_next_element(tmp_path
 def test_a_broken_first_line_starting_with_a_bracket_loses_no_later_line(tmp_path):
     src = tmp_path / "p.jsonl"
     src.write_bytes(lines("[1, 2", good(1), '{"id": 9, "instruction": "x" "y"}', good(2), good(3)))
-    result = records.read_pool(src)
+    result = reading.read_pool(src)
     assert [r["id"] for r in result.records] == [1, 2, 3]
     assert result.read == len(result.records) + len(result.rejects)
 
@@ -252,7 +253,7 @@ def test_a_broken_first_line_starting_with_a_bracket_loses_no_later_line(tmp_pat
 def test_raw_carriage_return_is_kept_inside_the_string(tmp_path):
     src = tmp_path / "p.jsonl"
     src.write_bytes(lines(good(1), '{"id": 2, "instruction": "two\rlines"}', "{", good(3)))
-    result = records.read_pool(src)
+    result = reading.read_pool(src)
     assert [r["instruction"] for r in result.records] == ["Task 1", "two\rlines", "Task 3"]
     assert [r.line for r in result.rejects] == [3]  # line numbers are not shifted
 
@@ -291,7 +292,7 @@ def test_duplicate_across_files_names_the_first_place(tmp_path):
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     a.write_bytes(lines(good(1), good(2)))
     b.write_bytes(lines(good(3), good(2)))
-    result = records.read_sources([str(a), str(b)])
+    result = reading.read_sources([str(a), str(b)])
     assert [r["id"] for r in result.records] == [1, 2, 3]
     assert [(r.file, r.line) for r in result.rejects] == [(str(b), 2)]
     assert f"first at {a}:2" in result.rejects[0].reason
@@ -351,13 +352,13 @@ def test_lines_that_break_the_decoder_are_rejects_with_their_line(tmp_path, caps
 
 
 def test_ids_1_and_string_1_are_distinct_everywhere(tmp_path):
-    # 1 and "1" are two ids (documented in docs/data.md): ingest keeps both, stages treat them
+    # 1 and "1" are two ids (README.md, "Decisions ..."): ingest keeps both, stages treat them
     # as two records.
     src = tmp_path / "pool.jsonl"
     src.write_text('{"id": 1, "instruction": "a"}\n{"id": "1", "instruction": "b"}\n')
-    summary = records.ingest(src, tmp_path / "out.jsonl", tmp_path / "rej.jsonl")
+    summary = ingest.ingest(src, tmp_path / "out.jsonl", tmp_path / "rej.jsonl")
     assert (summary.accepted, summary.rejected) == (2, 0)
-    assert records.check_records(tmp_path / "out.jsonl") == 2
+    assert reading.check_records(tmp_path / "out.jsonl") == 2
     assert records.id_key(1) != records.id_key("1")
 
 
@@ -440,7 +441,7 @@ def test_fuzz_every_item_is_accepted_or_rejected(tmp_path, seed):
         src.write_bytes(data)
         out, rej = tmp_path / f"{round_}-out.jsonl", tmp_path / f"{round_}-rej.jsonl"
         try:
-            summary = records.ingest(src, out, rej)
+            summary = ingest.ingest(src, out, rej)
         except records.PoolError as err:
             assert not good_ids, f"seed {seed} round {round_}: {err}"
             continue

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from helpers import sample_records, selected_run, write_jsonl
 
-from adg import report as rp
 from adg.cli import main
+from adg.reporting import report as rp
 
 SECTIONS = {"run", "plane", "histograms", "bins", "examples", "tasks"}
 EVIL = "Explain this tag: <script>alert('x')</script> & why it matters"
@@ -68,11 +68,12 @@ def parse(page: str) -> _Page:
 @pytest.fixture(scope="module")
 def small_run(tiny_model_dir, tmp_path_factory):
     """ingest → generate → embed → cluster → score → select on the tiny model, 25 records."""
-    from adg.clustering import cluster_file
-    from adg.generation import SamplingConfig, generate_file
-    from adg.records import ingest
-    from adg.scoring import embed_file, score_file
-    from adg.subsets import select_file
+    from adg.stages.cluster import cluster_file
+    from adg.stages.embed import embed_file
+    from adg.stages.generate import SamplingConfig, generate_file
+    from adg.stages.ingest import ingest
+    from adg.stages.score import score_file
+    from adg.stages.select import select_file
 
     work = tmp_path_factory.mktemp("report-run")
     records = [*sample_records(24), {"id": "evil", "instruction": EVIL}]
@@ -128,7 +129,7 @@ def test_report_markdown_and_metrics(small_run):
     md = (work / "out" / "report.md").read_text(encoding="utf-8")
     assert "# ADG selection report" in md and "| top | 6 |" in md
     groups = {g: json.loads((work / "out" / f"{g}.json").read_text()) for g in rp.GROUPS}
-    from adg.records import read_records
+    from adg.io.reading import read_records
 
     rendered = rp.build_report(
         read_records(work / "scored.jsonl"), groups, numbers, {"model": "tiny"}, rejected=2
@@ -144,7 +145,7 @@ def test_report_markdown_and_metrics(small_run):
 
 
 def test_add_analysis_replaces_the_tasks_section(small_run):
-    from adg.analysis import composition
+    from adg.stages.analyse import composition
 
     work, _ = small_run
     page = (work / "out" / "report.html").read_text(encoding="utf-8")
@@ -191,7 +192,7 @@ def test_cli_select_writes_report(small_run, tmp_path, capsys):
 def test_adg_run_copies_report_and_runs_analysis(tiny_model_dir, tmp_path):
     """The KFP pipeline under kfp.local: select writes the HTML artifact, analyse runs behind
     analyse_enabled, and `run_local` puts both into the output folder."""
-    from adg.generation import SamplingConfig
+    from adg.stages.generate import SamplingConfig
     from adg_kfp.pipelines.local import LocalRunOptions, run_local
 
     pool = write_jsonl(tmp_path / "pool.jsonl", sample_records(10))
@@ -290,7 +291,7 @@ def test_run_parameters_keep_their_types_and_group_by_stage(tmp_path):
 def test_templates_escape_values_in_html_and_markdown(tmp_path):
     """Parameter values, record text and the classifier's name are data: `<script>` is text in
     the page (autoescape) and in the Markdown (the `md` filter), before and after the analysis."""
-    from adg.analysis import composition
+    from adg.stages.analyse import composition
 
     evil = "<script>alert(1)</script>"
     records = [*sample_records(11), {"id": "evil", "instruction": EVIL, "input": evil}]
@@ -315,8 +316,8 @@ def test_templates_escape_values_in_html_and_markdown(tmp_path):
 def test_add_analysis_renders_the_page_again_from_its_data(tmp_path):
     """The page carries its data: adding an analysis twice leaves one tasks section (the latest),
     and the rest of the page is unchanged; a page without that data is a clear error."""
-    from adg.analysis import composition
     from adg.errors import InputError
+    from adg.stages.analyse import composition
 
     selected_run(tmp_path, sample_records(12), budget=4, run_parameters={"model": "tiny"})
     page = (tmp_path / "report.html").read_text(encoding="utf-8")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from helpers import sample_records, write_jsonl
 
-from adg import checkpoint, fingerprint, storage
+from adg.io import checkpoint, fingerprint, models, storage
 
 N_RECORDS = 24
 
@@ -142,8 +142,8 @@ def test_killed_generate_resumes_from_checkpoint_in_a_fresh_pod(
 
 
 def test_score_restores_its_checkpoint(tiny, tmp_path, bucket):
-    from adg.hidden import HiddenStateEncoder
-    from adg.scoring import score_file
+    from adg.method.hidden import HiddenStateEncoder
+    from adg.stages.score import score_file
 
     records = [
         {**r, "generated_answers": [r["output"][:40], r["instruction"][:30], "42 %"]}
@@ -249,10 +249,10 @@ def test_same_path_new_weights_is_another_model(tmp_path, tiny_model_dir):
 
     copy = tmp_path / "model"
     shutil.copytree(tiny_model_dir, copy)
-    first = fingerprint.model_identity(copy)
+    first = models.model_identity(copy)
     config = json.loads((copy / "config.json").read_text())
     (copy / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-3}))
-    assert fingerprint.model_identity(copy) != first
+    assert models.model_identity(copy) != first
     assert first.startswith(f"{copy}@")
 
 
@@ -349,8 +349,8 @@ def test_score_with_other_settings_refuses(
 
 
 def test_score_with_other_layers_or_model_refuses(tiny, tiny_model_dir, tiny_qwen_dir, tmp_path):
-    from adg.hidden import HiddenStateEncoder
-    from adg.scoring import score_file
+    from adg.method.hidden import HiddenStateEncoder
+    from adg.stages.score import score_file
 
     src = scored_input(tmp_path)
     out = tmp_path / "s.jsonl"
@@ -366,8 +366,8 @@ def test_score_with_other_layers_or_model_refuses(tiny, tiny_model_dir, tiny_qwe
 
 
 def test_score_redoes_records_whose_answers_changed(tmp_path, tiny):
-    from adg.hidden import HiddenStateEncoder
-    from adg.scoring import score_file
+    from adg.method.hidden import HiddenStateEncoder
+    from adg.stages.score import score_file
 
     encoder = HiddenStateEncoder(*tiny)
     src = scored_input(tmp_path)
@@ -390,7 +390,7 @@ def test_score_redoes_records_whose_answers_changed(tmp_path, tiny):
 def test_a_checkpoint_made_otherwise_is_ignored_and_replaced(
     pool, tiny_model_dir, tmp_path, bucket
 ):
-    from adg.generation import SamplingConfig, generate_file
+    from adg.stages.generate import SamplingConfig, generate_file
 
     uri = checkpoint.shard_uri(f"s3://{bucket}/ckpt", "run-1", "generate", 0)
     args = {"model": str(tiny_model_dir), "backend": "hf", "checkpoint_uri": uri}
@@ -412,8 +412,8 @@ def test_a_checkpoint_made_otherwise_is_ignored_and_replaced(
 def test_embed_refuses_other_settings_and_skips_a_done_input(tmp_path, tiny, tiny_model_dir):
     import numpy as np
 
-    from adg.hidden import HiddenStateEncoder
-    from adg.scoring import embed_file
+    from adg.method.hidden import HiddenStateEncoder
+    from adg.stages.embed import embed_file
 
     src = write_jsonl(tmp_path / "pool.jsonl", sample_records(5))
     out = tmp_path / "e.npy"

@@ -10,7 +10,7 @@ transformers backend draws a batch's answers together, seeded by the batch's pos
 dropped in the middle moves the records after it into other batches, and with batches of two an
 edit, an append or a drop changes a kept record's batch-mate. Kept answers then remain valid
 answers made with these settings, but no longer the ones a fresh run would draw; see
-adg.generation. Kills never change a batch, so they are held to the fresh run always.)
+adg.stages.generate. Kills never change a batch, so they are held to the fresh run always.)
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from helpers import sample_records, write_jsonl
 
-from adg import fingerprint
 from adg.cli import main
+from adg.io import fingerprint
 
 # One setting changed at a time, each between two values.
 SETTINGS = {

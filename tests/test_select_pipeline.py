@@ -10,7 +10,7 @@ import pytest
 import yaml
 from helpers import sample_records, write_jsonl
 
-from adg.cli import PIPELINE_YAML
+from adg.cli.kfp import PIPELINE_YAML
 from adg_kfp.pipelines import remote
 from adg_kfp.pipelines.adg_pipeline import RUN_DEADLINE_SECONDS
 from adg_kfp.pipelines.local import PIPELINES, compile_pipeline

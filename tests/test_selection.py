@@ -4,7 +4,7 @@ the exact strategy's budget fill and proportionality."""
 import numpy as np
 import pytest
 
-from adg.selection import (
+from adg.method.selection import (
     collapse_reasons,
     exact_quotas,
     reference_quotas,

@@ -16,11 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import sample_records, write_jsonl
 
-from adg import records, shapes
 from adg.cli import main
 from adg.errors import InputError
-from adg.handback import SCORE_COLUMNS, write_selected
-from adg.prompts import build_prompt, chat_prompt
+from adg.io import reading, shapes
+from adg.method.prompts import build_prompt, chat_prompt
+from adg.stages import ingest
+from adg.stages.export import SCORE_COLUMNS, write_selected
 
 REAL = sample_records(12)
 SYSTEM = "You are a careful assistant. Answer in plain English."
@@ -114,7 +115,7 @@ def test_each_shape_is_read_where_adg_reads_it(tmp_path, shape, container):
     rows = [SHAPES[shape](r) for r in REAL[1:]]
     src = write_pool(tmp_path, shape, container, rows)
     out, rej = tmp_path / "pool.jsonl", tmp_path / "rejects.jsonl"
-    summary = records.ingest(src, out, rej)
+    summary = ingest.ingest(src, out, rej)
     assert (summary.accepted, summary.rejected) == (len(rows), 0)
     assert summary.source_lines() == [
         f"ingest: {src}: {shape} shape, {len(rows)} accepted, 0 rejected"
@@ -191,8 +192,8 @@ def test_columns_rename_a_conversations_fields(tmp_path):
         for r in REAL[:2]
     ]
     src = write_jsonl(tmp_path / "d.jsonl", rows)
-    how = records.PoolFormat.parse("messages", "messages=dialog,role=speaker,content=text")
-    result = records.read_pool(src, how=how)
+    how = reading.PoolFormat.parse("messages", "messages=dialog,role=speaker,content=text")
+    result = reading.read_pool(src, how=how)
     assert not result.rejects and result.records[0]["system"] == SYSTEM
 
 
@@ -206,7 +207,7 @@ def test_columns_rename_a_conversations_fields(tmp_path):
 )
 def test_bad_overrides_are_one_line(tmp_path, fmt, columns, message):
     with pytest.raises(InputError, match=message):
-        records.PoolFormat.parse(fmt, columns)
+        reading.PoolFormat.parse(fmt, columns)
 
 
 # --- bad records: rejects with the reason and where ---------------------------------------------
@@ -237,7 +238,7 @@ BAD_TURNS = [
 def test_conversations_that_do_not_fit_are_rejects(tmp_path):
     rows = [as_messages(REAL[1])] + [{"messages": turns} for turns, _ in BAD_TURNS]
     src = write_jsonl(tmp_path / "chat.jsonl", rows)
-    result = records.read_pool(src)
+    result = reading.read_pool(src)
     assert len(result.records) == 1 and result.read == len(rows)
     assert [r.line for r in result.rejects] == list(range(2, len(rows) + 1))
     for reject, (_turns, reason) in zip(result.rejects, BAD_TURNS, strict=True):
@@ -250,7 +251,7 @@ def test_parquet_rejects_name_the_row_and_the_pools_own_field(tmp_path):
     rows[3]["response"] = None
     src = write_pool(tmp_path, "dolly", "parquet", rows)
     out, rej = tmp_path / "o.jsonl", tmp_path / "r.jsonl"
-    summary = records.ingest(src, out, rej)
+    summary = ingest.ingest(src, out, rej)
     # A null optional column is a missing field (columns exist in every row); a null
     # instruction is a reject naming the row, counted from 0 like dataset[i].
     assert (summary.accepted, summary.rejected, summary.read) == (4, 1, 5)
@@ -262,7 +263,7 @@ def test_parquet_rejects_name_the_row_and_the_pools_own_field(tmp_path):
 
 def test_a_renamed_fields_error_names_the_pools_field(tmp_path):
     rows = [as_dolly(REAL[0]), {**as_dolly(REAL[1]), "context": ["not", "text"]}]
-    result = records.read_pool(write_jsonl(tmp_path / "d.jsonl", rows))
+    result = reading.read_pool(write_jsonl(tmp_path / "d.jsonl", rows))
     assert "field 'context'" in result.rejects[0].reason
 
 
@@ -278,7 +279,7 @@ def test_the_same_conversation_in_two_shapes_is_one_canonical_record():
     )
     assert sg == oa
     assert shapes.canonical_content(sg) == shapes.canonical_content(oa)
-    from adg.curation import record_keys
+    from adg.stages.curation import record_keys
 
     assert record_keys({"id": 1, **sg}) == record_keys({"id": 1, **oa})
     # A single-turn record hashes as before conversations existed (indexes stay valid).
@@ -331,7 +332,7 @@ def test_chat_renders_the_whole_conversation_and_alpaca_refuses_it(tiny, tmp_pat
 
 
 def test_ifd_conditions_on_the_rendered_conversation(tiny):
-    from adg.ifd import IFDScorer
+    from adg.method.ifd import IFDScorer
 
     tokenizer, model = tiny
     record = shapes.to_canonical(
@@ -348,7 +349,7 @@ def test_ifd_conditions_on_the_rendered_conversation(tiny):
 
 
 def test_training_renders_a_conversation_in_the_chat_template(tiny):
-    from adg.training import encode
+    from adg.stages.train import encode
 
     tokenizer, _model = tiny
     record = shapes.to_canonical(
@@ -391,11 +392,11 @@ def test_zstd_jsonl_and_a_truncated_one(tmp_path):
     src = tmp_path / "chat.jsonl.zst"
     with pa.output_stream(str(src), compression="zstd") as fh:
         fh.write("".join(json.dumps(r) + "\n" for r in rows).encode())
-    assert len(records.read_pool(src).records) == len(rows)
+    assert len(reading.read_pool(src).records) == len(rows)
     whole = src.read_bytes()
     cut = tmp_path / "cut.jsonl.zst"
     cut.write_bytes(whole[: len(whole) // 2])
-    result = records.read_pool(cut)
+    result = reading.read_pool(cut)
     # The lines before the damage are kept; the damage is one reject.
     assert [r["id"] for r in result.records] == list(range(len(result.records)))
     assert 0 < len(result.records) < len(rows) and result.read == len(result.records) + 1
@@ -431,7 +432,7 @@ def test_a_datasets_folder(tmp_path, capsys):
     # A DatasetDict with one split is that split; with two, the user picks one.
     split = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)})
     split.save_to_disk(str(tmp_path / "dd"))
-    assert len(records.read_pool(tmp_path / "dd").records) == 11
+    assert len(reading.read_pool(tmp_path / "dd").records) == 11
     datasets.DatasetDict({"train": split["train"], "test": split["train"]}).save_to_disk(
         str(tmp_path / "dd2")
     )
@@ -466,7 +467,7 @@ def test_round_trip_jsonl(tmp_path, shape):
     rows = [{**SHAPES[shape](r), "meta": {"n": n, "tags": ["a"]}} for n, r in enumerate(REAL)]
     src = write_jsonl(tmp_path / f"{shape}.jsonl", rows)
     pool, orig = tmp_path / "pool.jsonl", tmp_path / "originals"
-    assert records.ingest(src, pool, None, originals=orig).originals == "jsonl"
+    assert ingest.ingest(src, pool, None, originals=orig).originals == "jsonl"
     top = _select_some(pool, tmp_path / "top.json", [7, 2, 9])
     out = tmp_path / "selected.jsonl"
     assert write_selected(tmp_path / "top.json", pool, orig, out) == 3
@@ -486,7 +487,7 @@ def test_round_trip_parquet_keeps_the_schema(tmp_path):
     src = tmp_path / "chat.parquet"
     pq.write_table(table, src)
     pool, orig = tmp_path / "pool.jsonl", tmp_path / "originals"
-    records.ingest(src, pool, None, originals=orig)
+    ingest.ingest(src, pool, None, originals=orig)
     _select_some(pool, tmp_path / "top.json", [11, 0, 5])
     out = tmp_path / "selected.parquet"
     write_selected(tmp_path / "top.json", pool, orig, out)
@@ -574,7 +575,7 @@ def test_the_pipeline_wires_the_shape_and_the_baselines_prompt():
 
 @pytest.mark.kfp_local
 def test_a_parquet_pool_in_object_storage_through_the_pipeline(tmp_path, tiny_model_dir, bucket):
-    from adg import storage
+    from adg.io import storage
 
     rows = [{"id": 1000 + n, **as_dolly(r)} for n, r in enumerate(sample_records(12))]
     table = pa.Table.from_pylist(rows)
@@ -609,7 +610,7 @@ def test_a_damaged_row_group_keeps_the_rows_before_it(tmp_path):
     data = bytearray(src.read_bytes())
     data[page : page + 16] = b"\xff" * 16  # the last row group's page header
     src.write_bytes(bytes(data))
-    result = records.read_pool(src)
+    result = reading.read_pool(src)
     assert len(result.records) == 150 and result.read == 151
     (reject,) = result.rejects
     assert reject.line == 150 and reject.unit == "row"
@@ -619,5 +620,5 @@ def test_a_damaged_row_group_keeps_the_rows_before_it(tmp_path):
 def test_nulls_in_an_alpaca_parquet_are_missing_fields(tmp_path):
     rows = [as_alpaca(r) for r in REAL[:3]]
     rows[1]["input"] = None
-    result = records.read_pool(write_pool(tmp_path, "alpaca", "parquet", rows))
+    result = reading.read_pool(write_pool(tmp_path, "alpaca", "parquet", rows))
     assert not result.rejects and "input" not in result.records[1]

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from helpers import sample_records, write_jsonl
 
-from adg import ledger, storage
 from adg.cli import main
+from adg.io import storage
+from adg.stages import export, ledger
 
 
 def put_file(path: Path, uri: str) -> None:
@@ -221,7 +222,7 @@ def upload_folder(folder: Path, uri: str) -> None:
 
 
 def test_s3_model_is_cached_once_and_loads(bucket, tiny_model_dir, tmp_path, monkeypatch):
-    from adg import models
+    from adg.io import models
 
     monkeypatch.setenv("ADG_MODEL_CACHE", str(tmp_path / "cache"))
     uri = f"s3://{bucket}/models/tiny"
@@ -300,7 +301,7 @@ def test_export_selection_writes_files_and_manifest(bucket, tmp_path):
     report = tmp_path / "report"
     report.write_text(json.dumps({"records": 9, "top": {"count": 2}, "middle": {"count": 1}}))
     prefix = f"s3://{bucket}/exports/run-1"
-    manifest_uri = storage.export_selection(
+    manifest_uri = export.export_selection(
         subsets, report, prefix, "run-1", "s3://m/model", {"select_budget": 2}
     )
     manifest = storage.read_json(manifest_uri)
@@ -310,7 +311,7 @@ def test_export_selection_writes_files_and_manifest(bucket, tmp_path):
     for name in ("top.json", "middle.json", "bottom.json", "selection_report.json"):
         data = storage.read_bytes(f"{prefix}/{name}")
         assert manifest["files"][name]["sha256"] == hashlib.sha256(data).hexdigest()
-    assert storage.export_selection(subsets, report, "", "r", "m", {}) == ""
+    assert export.export_selection(subsets, report, "", "r", "m", {}) == ""
 
 
 # --- curation ledger -----------------------------------------------------------------------------
@@ -437,7 +438,7 @@ def test_two_runs_on_one_ledger_cannot_lose_an_update(bucket):
 
 
 def test_a_file_changed_after_listing_is_not_read_as_the_listed_version(bucket, tmp_path):
-    from adg.records import ingest
+    from adg.stages.ingest import ingest
 
     prefix = f"s3://{bucket}/pools"
     put_file(write_jsonl(tmp_path / "a.jsonl", sample_records(2)), f"{prefix}/a.jsonl")

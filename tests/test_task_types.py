@@ -10,7 +10,8 @@ import json
 import pytest
 from helpers import REPO, embedded_model_or_skip
 
-from adg import analysis, task_types
+from adg.method import task_types
+from adg.stages import analyse as analysis
 
 EVAL_SAMPLE = REPO / "data" / "task_types_eval.jsonl"
 
@@ -83,7 +84,8 @@ def test_vector_classifier_mechanics_on_tiny_model(tiny):
 def test_benchmark_table_names_the_default_classifier():
     """The shipped measurement, leave-one-source-out (bench/task_types.py --loso), is what the
     report states for the default classifier: the figure and each source's, from the data file."""
-    from adg.analysis import accuracy_sentence, composition
+    from adg.method.task_types import accuracy_sentence
+    from adg.stages.analyse import composition
 
     bench = analysis.benchmark_of("vectors", None)
     assert bench is not None and bench["n"] >= 100

@@ -5,8 +5,8 @@ cluster's generate path is checked the way it can be: the locked version
 (images/generate/requirements.txt) is fetched as a wheel with `pip download --no-deps` into a
 cache folder (`ADG_WHEEL_CACHE`, default ~/.cache/adg-wheels: about 340 MB, ~20 s to download,
 once per locked version), and the few source files of the API the sampler uses are parsed from the
-zip, never imported. What the sampler calls is read from src/adg/generation.py's syntax tree, so
-renaming a keyword or a field on either side fails here:
+zip, never imported. What the sampler calls is read from src/adg/stages/generate.py's syntax tree,
+so renaming a keyword or a field on either side fails here:
 
 - `from vllm import LLM, SamplingParams`: names the package exports;
 - `LLM(...)`: every keyword (those put into its `**kwargs` too) is a named parameter of
@@ -39,7 +39,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 LOCK = REPO / "images" / "generate" / "requirements.txt"
-SAMPLER_SOURCE = REPO / "src" / "adg" / "generation.py"
+SAMPLER_SOURCE = REPO / "src" / "adg" / "stages" / "generate.py"
 PLATFORMS = [f"manylinux_2_{n}_x86_64" for n in (36, 35, 34, 31, 28, 27, 24, 17)] + [
     "manylinux2014_x86_64"
 ]
@@ -252,7 +252,7 @@ def alias_members(pkg: Package, module: str, name: str, depth: int = 0) -> set[s
 
 
 def sampler_calls() -> dict:
-    """What VLLMSampler does with vLLM, from generation.py's syntax tree."""
+    """What VLLMSampler does with vLLM, from stages/generate.py's syntax tree."""
     tree = ast.parse(SAMPLER_SOURCE.read_text(), filename=str(SAMPLER_SOURCE))
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "VLLMSampler")
     calls: dict = {"imports": set(), "llm_methods": {}, "ctor": set(), "params": set()}

@@ -61,13 +61,13 @@ def test_the_wheel_has_what_the_cli_needs(installed, tmp_path):
     code = (
         "import adg.cli, adg_kfp.pipelines.adg_pipeline as p, adg_kfp.components.images as i; "
         "print(adg.cli.__file__); print(p.__file__); print(i.IMAGES_ENV); "
-        "print(adg.cli.default_pool())"
+        "print(adg.cli.kfp.default_pool())"
     )
     lines = run(str(installed / "python"), "-c", code, cwd=tmp_path).split()
     assert all("site-packages" in line and str(REPO) not in line for line in lines), lines
     assert Path(lines[2]).is_file() and Path(lines[3]).is_file()
     # the report's templates are package data: the installed adg renders a page from them
-    page = "from adg import render; print(render.page('t <x>', '<p>b</p>'))"
+    page = "from adg.reporting import render; print(render.page('t <x>', '<p>b</p>'))"
     out = run(str(installed / "python"), "-c", page, cwd=tmp_path)
     assert "<title>t &lt;x&gt;</title>" in out and "<p>b</p>" in out
 

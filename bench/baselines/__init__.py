@@ -1,1 +1,2 @@
-"""Straightforward implementations of DESIGN.md's definitions: benchmark baselines, test oracles."""
+"""Straightforward implementations of the paper's definitions (README.md, "The math"): benchmark
+baselines, test oracles."""

@@ -1,4 +1,5 @@
-"""The straightforward ADG scorer: DESIGN.md's definition written out per answer, per token.
+"""The straightforward ADG scorer: the definition in README.md's "The math" written out per answer,
+per token.
 
 This is the baseline that `adg score` is measured against (bench/score.py) and tested equal to
 (tests/test_hidden.py): one full forward pass per answer at batch size 1 with

@@ -1,18 +1,20 @@
 """Every stage's settings: one dataclass per stage, the one source of each default and its help.
 
-The library takes these dataclasses (or their defaults), `adg.cli` builds its flags from them
-(`add_flags`), and the pipeline's parameters take their defaults from them at compile time
-(`pipelines/adg_pipeline.py` reads e.g. `GenerateConfig.temperature`). A pipeline parameter is
+The library takes these dataclasses (or their defaults), the CLI builds its flags from them
+(`adg.cli.flags.add_flags`), and the pipeline's parameters take their defaults from them at compile
+time (`pipelines/adg_pipeline.py` reads e.g. `GenerateConfig.temperature`). A pipeline parameter is
 `<stage>_<field>` unless the field's metadata names it (`param`; empty: the pipeline keeps its own
 default, for the reason given at the field); a CLI flag is `--<field>` with dashes unless the
-metadata names it (`flag`). `tests/test_config.py` checks that the CLI, the
-library and the compiled YAML agree.
+metadata names it (`flag`). `tests/test_config.py` checks that the CLI, the library and the
+compiled YAML agree.
 
 This module imports only the standard library: the KFP side (components/, pipelines/) imports it
 when compiling, where torch and transformers need not be installed.
 """
 
+import os
 from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
 from typing import Any, get_args
 
 
@@ -22,9 +24,15 @@ def setting(default: Any, help: str, **meta: Any) -> Any:
     return field(default=default, metadata={"help": help, **meta})
 
 
+def adg_home() -> Path:
+    """Where adg keeps its files between runs (the converted embedded model, the s3:// model
+    cache, task-type vectors): `$ADG_HOME`, default `~/.cache/adg`."""
+    return Path(os.environ.get("ADG_HOME") or Path.home() / ".cache" / "adg")
+
+
 # --- ingest --------------------------------------------------------------------------------
 
-# The pool shapes ingest reads (adg.shapes holds their table); "auto" detects each file's.
+# The pool shapes ingest reads (adg.io.shapes holds their table); "auto" detects each file's.
 POOL_FORMATS = ("auto", "alpaca", "dolly", "prompt-completion", "sharegpt", "messages")
 
 
@@ -43,7 +51,7 @@ class IngestConfig:
 
 # --- generate ------------------------------------------------------------------------------
 
-# How a record becomes a prompt (adg.prompts): auto resolves to alpaca or chat once per pool.
+# How a record becomes a prompt (adg.method.prompts): auto resolves to alpaca or chat once per pool.
 PROMPT_FORMATS = ("auto", "alpaca", "chat")
 
 
@@ -108,7 +116,7 @@ class ClusterConfig:
     )
 
 
-# `adg score --method`: ADG's divergence score or a baseline selector's (adg.scoring).
+# `adg score --method`: ADG's divergence score or a baseline selector's (adg.stages.score).
 SCORE_METHODS = ("adg", "ifd", "superfiltering", "random")
 # Methods that score without a model (on CPU, in seconds): a pipeline branch of one asks no GPU.
 MODEL_FREE_METHODS = ("random",)
@@ -189,7 +197,7 @@ class TrainConfig:
 @dataclass
 class EvaluateConfig:
     """lm-evaluation-harness settings as the user gives them (strings are parsed by
-    `adg.evaluation`)."""
+    `adg.stages.evaluate`)."""
 
     tasks: str = setting("", "comma-separated lm-eval tasks (empty = the published six)")
     num_fewshot: str = setting("", "empty = the published shots; N for all; or task=N,task=N")

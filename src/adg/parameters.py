@@ -1,7 +1,7 @@
 """The one check of a run's parameter values, by their pipeline names: the in-cluster preflight
-(`adg.preflight`, the only check a run started from the Kubeflow UI goes through), `adg submit`
-and `adg schedule` (`adg_kfp.pipelines.remote`) all call `check` and word a refusal alike: one
-problem is `name=value: reason`, and `refusal` joins them on one line.
+(`adg.stages.preflight`, the only check a run started from the Kubeflow UI goes through), `adg
+submit` and `adg schedule` (`adg_kfp.pipelines.remote`) all call `check` and word a refusal alike:
+one problem is `name=value: reason`, and `refusal` joins them on one line.
 
 Beyond the pipeline's own rules (sizes, shares, choices, s3:// targets), it refuses every value
 the KFP 2.17.0 driver or launcher would fail a task on, later, in the cluster:

@@ -1,4 +1,4 @@
-"""Loader for the tiny offline lm-eval tasks used by tests/test_evaluation.py.
+"""Loader for the tiny offline lm-eval tasks used by tests/test_evaluate.py.
 
 lm-eval calls `load_splits` (named by `custom_dataset` in each task YAML) with the task's
 `dataset_kwargs`; the JSONL files sit next to this module, so the tasks load the same way whatever
