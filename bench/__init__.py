@@ -1,1 +1,1 @@
-"""Benchmark scripts (run as `python bench/NAME.py`) and the straightforward baselines they use."""
+"""Benchmark scripts (run as `python -m bench.NAME`) and the straightforward baselines they use."""

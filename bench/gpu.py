@@ -13,7 +13,7 @@ are built from their configs with seeded random bf16 weights:
 
 What runs, per shape, through the library's stage functions (not re-implementations):
 
-- generate: `adg.generation.generate_file` with an `HFSampler` over the in-memory model, K=5,
+- generate: `adg.stages.generate.generate_file` with an `HFSampler` over the in-memory model, K=5,
   T=1.4, top-p 0.9, 256 new tokens forced to the cap (`min_new_tokens`: random weights rarely stop
   early, but the count must be exact); a batch-size sweep (instructions per batch) that stops
   before the next size would not fit the memory measured so far, then picks the default: the
@@ -26,21 +26,21 @@ What runs, per shape, through the library's stage functions (not re-implementati
   what is left (generate's own loop); prompt padding; a static KV cache against the dynamic one
   in the same call (`static_cache`), and for the 135M shape the static cache compiled
   (`compiled`, last, only if time is left);
-- embed: `adg.scoring.embed_file` (the instructions); score: `adg.scoring.score_file` with the
-  batched `HiddenStateEncoder`, and bench/baselines/reference_scoring.py's per-answer loop on a
-  sample of the same records;
+- embed: `adg.stages.embed.embed_file` (the instructions); score:
+  `adg.stages.score.score_file` with the batched `HiddenStateEncoder`, and
+  bench/baselines/reference_scoring.py's per-answer loop on a sample of the same records;
 - end to end: examples/s = instructions / (generate + embed + score) on one GPU, beside the
   paper's 2.0 per GPU (8.10 examples/s on 4 GPUs with 8B backbones). The cluster generates with
   vLLM, which was not measured here (its wheels cannot travel to the lent machine): HF decode is a
   floor, not the cluster's speed. Model loading and pod start are not counted;
 - peak GPU memory per stage (`torch.cuda.max_memory_allocated`, reset before each stage), so
   `adg plan` can say whether a model fits a card;
-- 135M only: a few optimizer steps of `adg.training.train` (the published recipe's batch 2 x 8
+- 135M only: a few optimizer steps of `adg.stages.train.train` (the published recipe's batch 2 x 8
   accumulation, bf16 and gradient checkpointing on GPU, no DeepSpeed); the same through
-  `adg.training.launch` with a ZeRO-2 config derived from the shipped ZeRO-3 one, only when
+  `adg.stages.train.launch` with a ZeRO-2 config derived from the shipped ZeRO-3 one, only when
   DeepSpeed is importable (its wheel travels, below; the shipped configs take torch's fused AdamW,
   `torch_adam`, so nothing is JIT-built, as in the train image); and one lm-eval run
-  (`adg.evaluation.evaluate`) of the two local tasks the repository ships (tests/lm_eval_tasks)
+  (`adg.stages.evaluate.evaluate`) of the two local tasks the repository ships (tests/lm_eval_tasks)
   on the trained model, only when lm-eval is importable.
 
 Tokenizer. The SmolLM2 tokenizer is 3.5 MB and not in the repository, and LLaMA-3's cannot be
@@ -84,7 +84,7 @@ device lacks (about 18 MB in all, versions from the eval and train image locks).
 root here (`.whl/` is git-ignored; DeepSpeed, rouge-score, sqlitedict and word2number publish only
 sources, so they are built here into pure-Python wheels):
 
-    python bench/gpu.py --fetch-wheels .whl
+    python -m bench.gpu --fetch-wheels .whl
 
 which runs (each V the version pinned in images/eval/ or images/train/requirements.txt):
 
@@ -104,17 +104,17 @@ The one device call (docs/benchmarks.md has it too): carry `[".whl"]`, timeout_s
       --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; set -o pipefail; \
     PYTHONUNBUFFERED=1 python3 bench/gpu.py 2>&1 | tee $OUT/gpu.log
 
-Then, on the GPU's result only, `python bench/gpu.py --write-factors gpu.json` writes the
-measured factors that `adg plan` uses (data/gpu_factors.json, `adg.gpu_factors`).
+Then, on the GPU's result only, `python -m bench.gpu --write-factors gpu.json` writes the
+measured factors that `adg plan` uses (data/gpu_factors.json, `adg.planning.gpu_factors`).
 
-Without a GPU: `python bench/gpu.py --dry-run` runs the same code on CPU with tiny configs of the
+Without a GPU: `python -m bench.gpu --dry-run` runs the same code on CPU with tiny configs of the
 same two families (fp32, 16 new tokens, small batches) in well under 2 minutes; `--quick` shrinks
 it further for the fast test tier (tests/test_bench_gpu.py).
 
-    python bench/gpu.py [--output PATH] [--budget-s 450] [--shapes llama3-8b,smollm2-135m]
+    python -m bench.gpu [--output PATH] [--budget-s 450] [--shapes llama3-8b,smollm2-135m]
                         [--skip PART,...] [--dry-run [--quick]]
-    python bench/gpu.py --fetch-wheels .whl
-    python bench/gpu.py --write-factors RESULTS.json [--factors-file PATH]
+    python -m bench.gpu --fetch-wheels .whl
+    python -m bench.gpu --write-factors RESULTS.json [--factors-file PATH]
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as `python bench/NAME.py`, this folder comes first on sys.path, and its select.py would shadow
+# Run as `python -m bench.NAME`, this folder comes first on sys.path, and its select.py would shadow
 # the standard library's `select`; the repository root takes its place (tests import this module,
 # and then the path is left alone). On the lent GPU adg is not installed: src/ is put on the path,
 # for this process and for the trainer's subprocesses.
@@ -216,7 +216,7 @@ DRY_SHAPES: dict[str, dict[str, Any]] = {
 }
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]  # pad 0, bos 1, eos 2
 BPE_VOCAB = 16384  # asked of the BPE trainer; the in-repository pool reaches ~9.6K
-CARRY_HINT = "carry its wheels (python bench/gpu.py --fetch-wheels .whl; see the docstring)"
+CARRY_HINT = "carry its wheels (python -m bench.gpu --fetch-wheels .whl; see the docstring)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -449,7 +449,7 @@ def build_tokenizer(vocab_size: int):
 
 def build_model(fields: dict[str, Any], device: str, seed: int = 0):
     """A Llama-family causal LM from the shape's fields, seeded random weights, made on `device`
-    (bf16 on a GPU, fp32 on CPU, as adg.models.load loads)."""
+    (bf16 on a GPU, fp32 on CPU, as adg.io.models.load loads)."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
@@ -466,7 +466,7 @@ def build_model(fields: dict[str, Any], device: str, seed: int = 0):
 
 def parameter_counts(model) -> dict[str, int]:
     """Parameters a token passes through: generated (all blocks + head), read by embed/score (the
-    blocks up to the deepest hidden layer read, adg.hidden.LAYERS; no head), and in all."""
+    blocks up to the deepest hidden layer read, adg.method.hidden.LAYERS; no head), and in all."""
     from adg.method.hidden import LAYERS
 
     blocks = model.get_decoder().layers
@@ -1643,7 +1643,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PYTHONPATH"] = os.pathsep.join(
             filter(None, [src, os.environ.get("PYTHONPATH")])
         )
-    command = "python bench/gpu.py" + "".join(
+    command = "python -m bench.gpu" + "".join(
         f" {a}" for a in (argv if argv is not None else sys.argv[1:])
     )
     import torch

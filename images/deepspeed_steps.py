@@ -29,8 +29,8 @@ import deepspeed
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from adg.models import find_embedded_model
-from adg.training import configs_dir
+from adg.io.models import find_embedded_model
+from adg.stages.train import configs_dir
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 # torch's notice, once per collective, that DeepSpeed calls a deprecated reduce_scatter name.

@@ -37,9 +37,9 @@ user=$(run id -u)
 step "user $user"
 
 declare -A IMPORTS=(
-  [generate]="torch transformers vllm adg.generation adg.scoring kfp.dsl.executor_main"
-  [eval]="torch transformers vllm lm_eval adg.evaluation kfp.dsl.executor_main"
-  [train]="torch transformers deepspeed adg.training kfp.dsl.executor_main"
+  [generate]="torch transformers vllm adg.stages.generate adg.stages.score kfp.dsl.executor_main"
+  [eval]="torch transformers vllm lm_eval adg.stages.evaluate kfp.dsl.executor_main"
+  [train]="torch transformers deepspeed adg.stages.train kfp.dsl.executor_main"
 )
 [ -n "${IMPORTS[$FAMILY]:-}" ] || die "unknown family $FAMILY (generate, eval or train)"
 versions=$(run python -c "

@@ -15,7 +15,7 @@ ENTRY = {
     "device": "NVIDIA H100 80GB HBM3",
     "date": "2000-01-01",
     "shape": "llama3-8b",
-    "command": "python bench/gpu.py",
+    "command": "python -m bench.gpu",
 }
 
 
@@ -80,7 +80,7 @@ def test_lookup_names_the_run(tmp_path, monkeypatch):
     assert (found["forward"], found["decode"]) == (0.4, 0.06)
     assert found["source"] == (
         "measured by bench/gpu.py on NVIDIA H100 80GB HBM3, 2000-01-01, llama3-8b shape: "
-        "python bench/gpu.py"
+        "python -m bench.gpu"
     )
     assert gpu_factors.lookup("a100") is None
 

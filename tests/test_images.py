@@ -224,7 +224,7 @@ def test_image_carries_the_embedded_model_outside_the_model_cache(family):
     prepare = [i for i, (k, a) in enumerate(steps) if k == "RUN" and "adg prepare-model" in a]
     assert len(prepare) == 1, f"{family}: one `adg prepare-model` step"
     home = re.search(r"ADG_HOME=(\S+) .*adg prepare-model", steps[prepare[0]][1]).group(1)
-    # adg.models writes to $ADG_HOME/models/<name>; the image points ADG_EMBEDDED_MODEL there.
+    # adg.io.models writes to $ADG_HOME/models/<name>; the image points ADG_EMBEDDED_MODEL there.
     assert carried == f"{home}/models/{EMBEDDED_NAME}"
     installs = [i for i, (k, a) in enumerate(steps) if k == "RUN" and "/src" in a]
     users = [i for i, (k, _) in enumerate(steps) if k == "USER"]

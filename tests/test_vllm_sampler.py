@@ -35,7 +35,7 @@ import pytest
 from helpers import embedded_model_or_skip, sample_records
 
 from adg.config import SamplingConfig
-from adg.generation import HFSampler, VLLMSampler, record_seed
+from adg.stages.generate import HFSampler, VLLMSampler, record_seed
 
 # record_seed's values, fixed: a resumed run on a later release must seed a record as before.
 KNOWN_SEEDS = {
@@ -70,7 +70,7 @@ def test_record_seed_keeps_its_values():
 def test_record_seed_is_the_same_in_another_process():
     ids = [1, "1", "é", 10**12, "a b"]
     code = (
-        "import json, sys; from adg.generation import record_seed; "
+        "import json, sys; from adg.stages.generate import record_seed; "
         "print(json.dumps([record_seed(3, i) for i in json.loads(sys.argv[1])]))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

@@ -1,8 +1,8 @@
 """The published ADG selection procedure, transcribed line by line in plain Python.
 
 The oracle for tests/test_selection.py (the `reference` strategy) and the baseline of
-bench/select.py. Per bin of n >= 3 records sorted by score (best first, stable), the published code
-reads:
+bench/selection.py. Per bin of n >= 3 records sorted by score (best first, stable), the published
+code reads:
 
     t = b = m = max(1, int(n * ratio))
     if t + m + b > n:

@@ -48,7 +48,8 @@ def score_order(scores: np.ndarray) -> np.ndarray:
 
     The stable sort runs on integer keys, not on the floats: a float64 maps to a uint64 whose order
     is the float order (flip every bit of a negative, only the sign bit of a positive), and a
-    bitwise not turns that into descending order. numpy sorts the integers faster (bench/select.py).
+    bitwise not turns that into descending order. numpy sorts the integers faster
+    (bench/selection.py).
     """
     key = np.where(np.isnan(scores), -np.inf, scores) + 0.0  # + 0.0 turns -0.0 into 0.0
     bits = key.view(np.uint64)

@@ -6,12 +6,12 @@ data file `data/gpu_factors.json`, one entry per `adg plan --gpu` name, each wit
 shape and command that measured it, so `adg plan` can say where its numbers come from. A GPU
 without an entry keeps the assumed factors (`adg.planning.plan.EFFICIENCY["gpu"]`).
 
-Entries are added by `python bench/gpu.py --write-factors RESULTS.json`, which refuses a dry run
+Entries are added by `python -m bench.gpu --write-factors RESULTS.json`, which refuses a dry run
 or a result without a GPU: nothing estimated is ever written here as measured.
 
     {"devices": {"h200": {"forward": 0.41, "decode": 0.06, "device": "NVIDIA H200",
                           "date": "2026-12-01", "shape": "llama3-8b",
-                          "command": "python bench/gpu.py --output ..."}}}
+                          "command": "python -m bench.gpu --output ..."}}}
 
 `forward` is the score stage's useful FLOPs (2 · parameters read · real tokens) over time and the
 card's dense bf16 peak (`adg.planning.plan.GPU_PEAK`); `decode` the same for generate's decoded
