@@ -509,6 +509,20 @@ def adg_pipeline(
         plan = plan_selectors(selectors=selectors).set_display_name("plan_selectors")
         on_cpu(plan, "compare")
 
+        # A baseline scores the pool itself (no generated answers), in the pool's prompt format.
+        baseline_score_args = {
+            "generated": pool,
+            "model": model,
+            "dispersion_weight": score_dispersion_weight,
+            "anisotropy_weight": score_anisotropy_weight,
+            "all_metrics": False,
+            "shard_index": 0,
+            "checkpoint_uri": checkpoints,
+            "checkpoint_every": checkpoint_every,
+            "run_id": run_id,
+            "prompt_format": prompt_format,
+        }
+
         def model_baselines(trained: bool):
             """Score the pool with each baseline method that needs a model, on the score stage's
             placement, select (and train, evaluate). A baseline needs no generated answers, so
@@ -517,18 +531,7 @@ def adg_pipeline(
                 plan.outputs["model_baselines"], name="baseline-selectors"
             ) as method:
                 rescored = score(
-                    generated=pool,
-                    model=model,
-                    dispersion_weight=score_dispersion_weight,
-                    anisotropy_weight=score_anisotropy_weight,
-                    all_metrics=False,
-                    shard_index=0,
-                    checkpoint_uri=checkpoints,
-                    checkpoint_every=checkpoint_every,
-                    run_id=run_id,
-                    method=method,
-                    prompt_format=prompt_format,
-                    gpus=score_gpu_count,
+                    **baseline_score_args, method=method, gpus=score_gpu_count
                 ).set_display_name("score_baseline")
                 on_gpu(rescored, "score")
                 picked = select(
@@ -553,20 +556,9 @@ def adg_pipeline(
             ReadWriteOnce claim would pin it to the claim's node or keep it Pending). The driver
             fails a task whose claim name resolves empty (k8s.go 1144-1153), so a pod without the
             claim must be a task of its own, not the GPU baselines' task with other inputs."""
-            rescored = score(
-                generated=pool,
-                model=model,
-                dispersion_weight=score_dispersion_weight,
-                anisotropy_weight=score_anisotropy_weight,
-                all_metrics=False,
-                shard_index=0,
-                checkpoint_uri=checkpoints,
-                checkpoint_every=checkpoint_every,
-                run_id=run_id,
-                method=RANDOM,
-                prompt_format=prompt_format,
-                gpus="0",
-            ).set_display_name("score_random")
+            rescored = score(**baseline_score_args, method=RANDOM, gpus="0").set_display_name(
+                "score_random"
+            )
             on_cpu(rescored, "score_random").set_container_image(family_image("cpu"))
             picked = select(
                 scored=rescored.outputs["scored"],
