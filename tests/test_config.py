@@ -168,6 +168,10 @@ RUN_SKIPPED = {"train", "evaluate"}
 # checkpoints (checkpoint_uri is empty and its pipeline root a local folder), so this would do
 # nothing there.
 RUN_SKIPPED_FIELDS = {("CheckpointConfig", "checkpoint_every")}
+# Ranged settings the in-cluster preflight task is not given (`adg submit` and `adg schedule`
+# check them with the same adg.parameters.check): giving it would change the compiled YAML, left
+# for the next change of the pipeline.
+PREFLIGHT_SKIPPED = {("IngestConfig", "format")}
 # The pipeline's tasks that take each dataclass's settings ("" = CheckpointConfig's).
 COMPONENTS = {
     "ingest": ["ingest"],
@@ -255,7 +259,13 @@ def missing_places(cls, prefix, f, parser, spec) -> list[str]:
         inputs = spec["components"][f"comp-{component}"]["inputDefinitions"]["parameters"]
         if arg not in inputs:
             problems.append(f"{where}: no argument {arg} of component {component}")
-    # (e) the parameter check (preflight, submit, schedule) refuses a value out of its range.
+    # (e) the parameter check (preflight, submit, schedule) refuses a value out of its range,
+    # and the preflight task is given the parameter.
+    ranged = "at_least" in f.metadata or f.metadata.get("choices")
+    preflight = spec["root"]["dag"]["tasks"]["preflight"]["inputs"]["parameters"]
+    given = set(preflight) | set(preflight["parameters"]["runtimeValue"]["constant"])
+    if ranged and name not in given and (cls.__name__, f.name) not in PREFLIGHT_SKIPPED:
+        problems.append(f"{where}: the preflight task is not given {name} (adg_pipeline.py)")
     if "at_least" in f.metadata:
         low = f.metadata["at_least"]
         if not any(p.startswith(f"{name}=") for p in parameters.check({name: low - 1})):
@@ -281,8 +291,8 @@ def test_every_setting_reaches_every_place():
     component that takes it and (e) the parameter check, where the field has a range
     (`at_least`, `choices`). The signatures stay written by hand (the Kubeflow UI and the
     compiled YAML show them; kfp needs literal ones), so this test names every place a field has
-    not reached. `NOT_PIPELINE_SETTINGS`, `RUN_SKIPPED` and `RUN_SKIPPED_FIELDS` are the
-    deliberate exceptions."""
+    not reached. `NOT_PIPELINE_SETTINGS`, `RUN_SKIPPED`, `RUN_SKIPPED_FIELDS` and
+    `PREFLIGHT_SKIPPED` are the deliberate exceptions."""
     parser, spec = build_parser(), _full_spec()
     problems = [
         problem
@@ -327,6 +337,8 @@ def test_a_throwaway_field_is_named_in_every_place_it_misses(monkeypatch):
         "ClusterConfig.throwaway: no parameter cluster_throwaway of the full pipeline "
         "(adg_pipeline.py)",
         "ClusterConfig.throwaway: no argument throwaway of component cluster",
+        "ClusterConfig.throwaway: the preflight task is not given cluster_throwaway "
+        "(adg_pipeline.py)",
         "ClusterConfig.throwaway: the parameter check lets cluster_throwaway=0 through",
     ]
     # The generated `adg run` flag reaches the pipeline's arguments with no other edit.
