@@ -74,6 +74,9 @@ class LocalRunOptions:
     curation_index: str = ""
     rescore_mismatched: bool = False
     verbose: bool = False  # kfp.local's own output on the terminal too, not only in its log
+    # Every other stage setting `adg run` takes, by its pipeline parameter name: the flags
+    # adg.cli.kfp generates from adg.config's fields, so a new field needs no edit here.
+    pipeline_args: dict = field(default_factory=dict)
 
 
 # Where the stage images keep models (their ADG_HOME, the model-cache PVC's mount path) and where
@@ -218,7 +221,13 @@ LOCAL_ADG_PIPELINE = without_retries(adg_pipeline)
 
 
 def _run_pipeline(opts, pool, model, index, sampling, bins, budget) -> None:
-    LOCAL_ADG_PIPELINE(
+    LOCAL_ADG_PIPELINE(**pipeline_arguments(opts, pool, model, index, sampling, bins, budget))
+
+
+def pipeline_arguments(opts, pool, model, index, sampling, bins, budget) -> dict:
+    """The full pipeline's arguments of a local run: `adg run`'s own settings, then every
+    generated one (`opts.pipeline_args`)."""
+    return dict(
         ingest_input=pool,
         model=model,
         ingest_limit=opts.limit,
@@ -246,6 +255,7 @@ def _run_pipeline(opts, pool, model, index, sampling, bins, budget) -> None:
         selectors=opts.selectors,
         curation_index_uri=index,
         curation_rescore_mismatched=opts.rescore_mismatched,
+        **opts.pipeline_args,
     )
 
 

@@ -127,3 +127,219 @@ def test_the_config_module_imports_only_the_standard_library():
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
             for name in names:
                 assert name.split(".")[0] in sys.stdlib_module_names, name
+
+
+# --- A setting lives in one place ------------------------------------------------------------
+#
+# The pipeline's and the components' signatures stay written out by hand: they are what a user
+# reads in the Kubeflow UI and in the compiled YAML, and kfp needs literal signatures. So instead
+# of deriving them, `missing_places` goes through every field of every stage dataclass and names
+# each place a pipeline setting has not reached (docs/architecture.md, "Where a new setting goes").
+
+# Fields that are deliberately no pipeline setting of their own (`param=""` in adg.config), why.
+NOT_PIPELINE_SETTINGS = {
+    # The pipeline's checkpoint_uri is a prefix with a default of its own (the run's pipeline
+    # root on S3), not the CLI's one object: a parameter written by hand.
+    ("CheckpointConfig", "checkpoint_uri"),
+    # Given by the run: the select task's top subset, train's Model artifact, the run's `model`.
+    ("TrainConfig", "data"),
+    ("TrainConfig", "output_dir"),
+    ("TrainConfig", "model"),
+    # Decided by where the train pod runs (None: on a GPU).
+    ("TrainConfig", "bf16"),
+    ("TrainConfig", "gradient_checkpointing"),
+    # Not (yet) pipeline parameters: the pipeline trains and analyses with their defaults.
+    ("TrainConfig", "logging_steps"),
+    ("TrainConfig", "save_steps"),
+    ("AnalyseConfig", "timeout"),
+    ("AnalyseConfig", "retries"),
+    ("AnalyseConfig", "classifier"),
+    # The pipeline keeps no checkpoints (they live on the model-cache PVC) and writes them there:
+    # train_checkpoint_dir, a parameter written by hand with the PVC's path as its default.
+    ("TrainConfig", "keep_checkpoints"),
+    ("TrainConfig", "checkpoint_dir"),
+    # curation_route hands train the pool's resolved format: what generation and scoring saw.
+    ("TrainConfig", "prompt_format"),
+}
+# Stages whose settings `adg run` leaves out: it has no train_enabled (the train task keeps its
+# checkpoints on the cluster's model-cache PVC path), so they would do nothing there.
+RUN_SKIPPED = {"train", "evaluate"}
+# Settings `adg run` leaves out of the stages it runs: a local run has no object-store
+# checkpoints (checkpoint_uri is empty and its pipeline root a local folder), so this would do
+# nothing there.
+RUN_SKIPPED_FIELDS = {("CheckpointConfig", "checkpoint_every")}
+# Ranged settings the in-cluster preflight task is not given (`adg submit` and `adg schedule`
+# check them with the same adg.parameters.check): giving it would change the compiled YAML, left
+# for the next change of the pipeline.
+PREFLIGHT_SKIPPED = {("IngestConfig", "format")}
+# The pipeline's tasks that take each dataclass's settings ("" = CheckpointConfig's).
+COMPONENTS = {
+    "ingest": ["ingest"],
+    "generate": ["generate"],
+    "": ["generate", "score"],
+    "cluster": ["cluster"],
+    "score": ["score"],
+    "select": ["select"],
+    "train": ["train"],
+    "evaluate": ["evaluate"],
+    "analyse": ["analyse"],
+}
+# A component argument named otherwise than its field.
+COMPONENT_ARGS = {
+    ("IngestConfig", "format"): "pool_format",
+    ("TrainConfig", "per_device_batch_size"): "batch_size",
+}
+
+
+def _subcommand(parser, name):
+    return parser._subparsers._group_actions[0].choices[name]
+
+
+def _changed(f):
+    """A value of the field `f` other than its default, as a flag's text and as the value."""
+    if f.type is bool:
+        return None, True
+    if f.metadata.get("choices"):
+        value = next(c for c in f.metadata["choices"] if c != f.default)
+        return value, value
+    value = f.default + 1 if f.type in (int, float) else "changed"
+    return str(value), value
+
+
+def _run_reaches(parser, param, f) -> bool:
+    """Whether an `adg run` flag sets the full pipeline's argument `param` to a changed value."""
+    from adg.cli.kfp import run_options
+    from adg_kfp.pipelines.local import LocalRunOptions, pipeline_arguments
+
+    run = _subcommand(parser, "run")
+    for action in run._actions:
+        if action.dest not in (param, f.name):
+            continue
+        text, value = _changed(f)
+        argv = ["run", action.option_strings[0]] + ([] if text is None else [text])
+        opts = run_options(parser.parse_args(argv), LocalRunOptions)
+        sampling = opts.sampling
+        got = pipeline_arguments(opts, "p", "m", "", sampling, opts.cluster_count, opts.budget)
+        if str(got.get(param)) == str(value):
+            return True
+    return False
+
+
+def missing_places(cls, prefix, f, parser, spec) -> list[str]:
+    """Each place the stage setting `f` of `cls` has not reached, as one line naming it."""
+    from adg import parameters
+
+    name = f.metadata.get("param", f"{prefix}_{f.name}")
+    where = f"{cls.__name__}.{f.name}"
+    problems = []
+    # (a) the stage's own command: a flag whose value lands on the field.
+    for command in STAGES.get(cls, (prefix, []))[1]:
+        stage_command = command.split()[0]
+        if stage_command == "run":
+            continue
+        dests = {a.dest for a in _subcommand(parser, stage_command)._actions}
+        dests |= {f"{d.removesuffix('_mode')}" for d in dests}  # bf16 / gradient checkpointing
+        if f.name not in dests:
+            problems.append(f"{where}: no flag of `adg {stage_command}` (adg.cli: add_flags)")
+    if (cls.__name__, f.name) in NOT_PIPELINE_SETTINGS:
+        return problems
+    # (b) `adg run`: a flag that sets the full pipeline's parameter.
+    skipped = prefix in RUN_SKIPPED or (cls.__name__, f.name) in RUN_SKIPPED_FIELDS
+    if not skipped and not _run_reaches(parser, name, f):
+        problems.append(f"{where}: `adg run` does not set pipeline parameter {name} (adg.cli.kfp)")
+    # (c) the full pipeline's parameter, with its description from the pipeline's docstring.
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    if name not in params:
+        problems.append(f"{where}: no parameter {name} of the full pipeline (adg_pipeline.py)")
+    elif not params[name].get("description"):
+        problems.append(f"{where}: parameter {name} has no description in adg_pipeline's Args")
+    # (d) the argument of each component that takes it.
+    arg = COMPONENT_ARGS.get((cls.__name__, f.name), f.name)
+    for component in COMPONENTS[prefix]:
+        inputs = spec["components"][f"comp-{component}"]["inputDefinitions"]["parameters"]
+        if arg not in inputs:
+            problems.append(f"{where}: no argument {arg} of component {component}")
+    # (e) the parameter check (preflight, submit, schedule) refuses a value out of its range,
+    # and the preflight task is given the parameter.
+    ranged = "at_least" in f.metadata or f.metadata.get("choices")
+    preflight = spec["root"]["dag"]["tasks"]["preflight"]["inputs"]["parameters"]
+    given = set(preflight) | set(preflight["parameters"]["runtimeValue"]["constant"])
+    if ranged and name not in given and (cls.__name__, f.name) not in PREFLIGHT_SKIPPED:
+        problems.append(f"{where}: the preflight task is not given {name} (adg_pipeline.py)")
+    if "at_least" in f.metadata:
+        low = f.metadata["at_least"]
+        if not any(p.startswith(f"{name}=") for p in parameters.check({name: low - 1})):
+            problems.append(f"{where}: the parameter check lets {name}={low - 1} through")
+    choices = f.metadata.get("choices")
+    if choices and not any(p.startswith(f"{name}=") for p in parameters.check({name: "no-such"})):
+        problems.append(f"{where}: the parameter check lets {name}='no-such' through")
+    return problems
+
+
+def _full_spec() -> dict:
+    from google.protobuf import json_format
+
+    from adg_kfp.pipelines.adg_pipeline import adg_pipeline
+
+    return json_format.MessageToDict(adg_pipeline.pipeline_spec)
+
+
+def test_every_setting_reaches_every_place():
+    """A setting lives in one place: each field of a stage dataclass in adg.config (its default
+    and help) reaches (a) its stage command's flag, (b) an `adg run` flag, (c) the full
+    pipeline's parameter `<stage>_<field>` with its description, (d) the argument of each
+    component that takes it and (e) the parameter check, where the field has a range
+    (`at_least`, `choices`). The signatures stay written by hand (the Kubeflow UI and the
+    compiled YAML show them; kfp needs literal ones), so this test names every place a field has
+    not reached. `NOT_PIPELINE_SETTINGS`, `RUN_SKIPPED`, `RUN_SKIPPED_FIELDS` and
+    `PREFLIGHT_SKIPPED` are the deliberate exceptions."""
+    parser, spec = build_parser(), _full_spec()
+    problems = [
+        problem
+        for cls, (prefix, _commands) in STAGES.items()
+        for f in settings(cls) + [f for f in fields(cls) if f.default is MISSING]
+        for problem in missing_places(cls, prefix, f, parser, spec)
+    ]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_exceptions_are_the_fields_without_a_parameter():
+    """Each field marked `param=""` is listed, with its reason, in NOT_PIPELINE_SETTINGS, and
+    `adg run` skips exactly the RUN_SKIPPED stages."""
+    from adg.cli.kfp import RUN_SKIPPED_STAGES
+
+    marked = {
+        (cls.__name__, f.name)
+        for cls in STAGES
+        for f in fields(cls)
+        if f.metadata.get("param") == ""
+    }
+    assert marked == NOT_PIPELINE_SETTINGS
+    assert set(RUN_SKIPPED_STAGES) == RUN_SKIPPED
+
+
+def test_a_throwaway_field_is_named_in_every_place_it_misses(monkeypatch):
+    """A field added to ClusterConfig alone: `adg run` gets its flag (generated from the field),
+    and the test names every other place, which are written by hand."""
+    from dataclasses import make_dataclass
+
+    throwaway = make_dataclass(
+        "ClusterConfig",
+        [("throwaway", int, config.setting(3, "a throwaway setting", at_least=1))],
+        bases=(config.ClusterConfig,),
+    )
+    monkeypatch.setitem(config.STAGE_CONFIGS, "cluster", throwaway)
+    monkeypatch.setitem(STAGES, throwaway, STAGES[config.ClusterConfig])
+    f = fields(throwaway)[-1]
+    problems = missing_places(throwaway, "cluster", f, build_parser(), _full_spec())
+    assert problems == [
+        "ClusterConfig.throwaway: no flag of `adg cluster` (adg.cli: add_flags)",
+        "ClusterConfig.throwaway: no parameter cluster_throwaway of the full pipeline "
+        "(adg_pipeline.py)",
+        "ClusterConfig.throwaway: no argument throwaway of component cluster",
+        "ClusterConfig.throwaway: the preflight task is not given cluster_throwaway "
+        "(adg_pipeline.py)",
+        "ClusterConfig.throwaway: the parameter check lets cluster_throwaway=0 through",
+    ]
+    # The generated `adg run` flag reaches the pipeline's arguments with no other edit.
+    assert "--cluster-throwaway" in _subcommand(build_parser(), "run")._option_string_actions

@@ -80,6 +80,8 @@ def test_local_run_end_to_end(tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "run"
     args = ["run", "--input", str(pool), "--model", str(tiny_model_dir), "--output-dir", str(out)]
     args += ["--budget", "3", "--cluster-count", "2", "--num-samples", "3", "--max-new-tokens", "8"]
+    # Flags generated from adg.config's fields (no LocalRunOptions field of their own).
+    args += ["--cluster-pca-dims", "2", "--cluster-seed", "7"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "selected 3 of 10 records" in printed and str(out / "top.json") in printed
@@ -97,6 +99,8 @@ def test_local_run_end_to_end(tmp_path, tiny_model_dir, capsys):
     log = (out / "logs" / "kfp-local.log").read_text()
     assert "Got executor_input" in log and "Streamed logs" in log
     assert "cluster: 2 bins" in (out / "logs" / "cluster.log").read_text()
+    # The cluster task got the generated flags' values (its executor input, in kfp.local's log).
+    assert '"pca_dims": 2,' in log and '"seed": 7' in log
     # Integer settings stay integers through kfp.local (its protobuf Struct), grouped by stage.
     md = (out / "report.md").read_text()
     assert "| generate | num\\_samples | 3 |" in md and "| cluster | count | 2 |" in md

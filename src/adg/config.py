@@ -3,10 +3,11 @@
 The library takes these dataclasses (or their defaults), the CLI builds its flags from them
 (`adg.cli.flags.add_flags`), and the pipeline's parameters take their defaults from them at compile
 time (`pipelines/adg_pipeline.py` reads e.g. `GenerateConfig.temperature`). A pipeline parameter is
-`<stage>_<field>` unless the field's metadata names it (`param`; empty: the pipeline keeps its own
-default, for the reason given at the field); a CLI flag is `--<field>` with dashes unless the
+`<stage>_<field>` unless the field's metadata names it (`param`; empty: no parameter derived from
+the field, for the reason given at the field); a CLI flag is `--<field>` with dashes unless the
 metadata names it (`flag`). `tests/test_config.py` checks that the CLI, the library and the
-compiled YAML agree.
+compiled YAML agree; `tests/test_settings.py` that every field reaches each place it must
+(docs/architecture.md, "Where a new setting goes").
 
 This module imports only the standard library: the KFP side (components/, pipelines/) imports it
 when compiling, where torch and transformers need not be installed.
@@ -20,7 +21,8 @@ from typing import Any, get_args
 
 def setting(default: Any, help: str, **meta: Any) -> Any:
     """A dataclass field with its default and help text (and optional `choices`, `flag`,
-    `param` metadata)."""
+    `param`, `at_least` metadata: `at_least` is the smallest value the parameter check,
+    adg.parameters, lets through)."""
     return field(default=default, metadata={"help": help, **meta})
 
 
@@ -59,12 +61,12 @@ PROMPT_FORMATS = ("auto", "alpaca", "chat")
 class SamplingConfig:
     """How the K answers per instruction are sampled (the paper's settings)."""
 
-    num_samples: int = setting(5, "K, answers sampled per instruction")
-    temperature: float = setting(1.4, "sampling temperature")
+    num_samples: int = setting(5, "K, answers sampled per instruction", at_least=2)
+    temperature: float = setting(1.4, "sampling temperature", at_least=0)
     top_p: float = setting(0.9, "nucleus sampling threshold")
-    max_new_tokens: int = setting(256, "longest answer, in tokens")
+    max_new_tokens: int = setting(256, "longest answer, in tokens", at_least=1)
     seed: int = setting(0, "sampling seed")
-    batch_size: int = setting(8, "instructions per generation batch")
+    batch_size: int = setting(8, "instructions per generation batch", at_least=1)
     prompt_format: str = setting(
         "auto",
         "prompt template: auto (the model's chat template for a pool with any system prompt or "
@@ -98,7 +100,7 @@ class CheckpointConfig:
         "", "s3:// object (CLI) or prefix (pipeline) mirroring the output; empty = none", param=""
     )
     checkpoint_every: int = setting(
-        64, "records between two checkpoint uploads", param="checkpoint_every"
+        64, "records between two checkpoint uploads", param="checkpoint_every", at_least=1
     )
 
 
@@ -109,10 +111,10 @@ class CheckpointConfig:
 class ClusterConfig:
     """k-means bins over the instruction vectors."""
 
-    count: int = setting(1000, "number of k-means bins (clamped to the pool size)")
+    count: int = setting(1000, "number of k-means bins (clamped to the pool size)", at_least=1)
     seed: int = setting(42, "k-means seed")
     pca_dims: int = setting(
-        0, "k-means on this many principal components (0 = off, the published method)"
+        0, "k-means on this many principal components (0 = off, the published method)", at_least=0
     )
 
 
@@ -152,11 +154,13 @@ class SelectConfig:
 class TrainConfig:
     """One fine-tuning run; the defaults are the published recipe."""
 
-    data: str = setting(MISSING, "top.json or any subset (JSON array or JSONL)")
-    output_dir: str = setting(MISSING, "HF model folder to write")
-    model: str = setting("", "base model (default: the embedded SmolLM2-135M-Instruct)")
+    # The pipeline trains on its select task's top subset, writes the train task's Model artifact
+    # and trains the run's one `model`: no parameters of their own.
+    data: str = setting(MISSING, "top.json or any subset (JSON array or JSONL)", param="")
+    output_dir: str = setting(MISSING, "HF model folder to write", param="")
+    model: str = setting("", "base model (default: the embedded SmolLM2-135M-Instruct)", param="")
     epochs: float = setting(5.0, "training epochs")
-    max_steps: int = setting(0, "stop after this many optimizer steps (0 = all epochs)")
+    max_steps: int = setting(0, "stop after this many optimizer steps (0 = all epochs)", at_least=0)
     per_device_batch_size: int = setting(
         2, "per-GPU batch size", flag="batch-size", param="train_batch_size"
     )
@@ -172,16 +176,19 @@ class TrainConfig:
         "auto (zero3 on GPU when DeepSpeed is installed, none on CPU), zero3, zero3_offload, "
         "a DeepSpeed JSON path, or empty for none",
     )
-    bf16: bool | None = setting(None, "None: on when training on a GPU that supports it")
-    gradient_checkpointing: bool | None = setting(None, "None: on GPU only")
-    logging_steps: int = setting(1, "optimizer steps between two loss log lines")
-    save_steps: int = setting(500, "optimizer steps between two checkpoints")
+    # Decided by where the train pod runs (None: on GPU), as in the CLI's default: no parameter.
+    bf16: bool | None = setting(None, "None: on when training on a GPU that supports it", param="")
+    gradient_checkpointing: bool | None = setting(None, "None: on GPU only", param="")
+    # Not (yet) pipeline parameters: the pipeline trains with these defaults.
+    logging_steps: int = setting(1, "optimizer steps between two loss log lines", param="")
+    save_steps: int = setting(500, "optimizer steps between two checkpoints", param="")
     # The pipeline's train_checkpoint_dir defaults to the model-cache PVC instead, so a restarted
     # pod finds the checkpoints (they would be lost with the pod's own disk).
     checkpoint_dir: str = setting(
         "", "folder for checkpoints (default: OUTPUT_DIR/checkpoints)", param=""
     )
-    keep_checkpoints: bool = setting(False, "keep the checkpoints after training")
+    # The pipeline keeps none: its checkpoints are on the shared model-cache PVC.
+    keep_checkpoints: bool = setting(False, "keep the checkpoints after training", param="")
     num_gpus: int = setting(1, "GPUs: > 1 runs one torchrun worker per GPU")
     # The pipeline hands train the format its pool was resolved to (curation_route), so no
     # parameter of its own: training sees the prompts generation and scoring saw.
@@ -201,7 +208,7 @@ class EvaluateConfig:
 
     tasks: str = setting("", "comma-separated lm-eval tasks (empty = the published six)")
     num_fewshot: str = setting("", "empty = the published shots; N for all; or task=N,task=N")
-    limit: float = setting(0.0, "examples per task (0 = all; below 1 = a fraction)")
+    limit: float = setting(0.0, "examples per task (0 = all; below 1 = a fraction)", at_least=0)
     backend: str = setting(
         "auto",
         "auto (vLLM when a GPU and vLLM are present), hf or vllm",
@@ -216,13 +223,17 @@ class AnalyseConfig:
 
     endpoint: str = setting("", "OpenAI-compatible URL, e.g. http://vllm:8000/v1 (empty = model)")
     endpoint_model: str = setting("", "model name sent to the endpoint")
-    batch_size: int = setting(8, "instructions per forward pass of the backbone classifier")
-    timeout: float = setting(60.0, "seconds per endpoint request")
-    retries: int = setting(2, "endpoint retries per request")
+    batch_size: int = setting(
+        8, "instructions per forward pass of the backbone classifier", at_least=1
+    )
+    # Not (yet) pipeline parameters: the pipeline's analyse task uses these defaults.
+    timeout: float = setting(60.0, "seconds per endpoint request", param="")
+    retries: int = setting(2, "endpoint retries per request", param="")
     classifier: str = setting(
         "vectors",
         "local classifier: backbone vectors + seed-set regression, or label likelihood",
         choices=("vectors", "likelihood"),
+        param="",
     )
 
 
@@ -291,6 +302,18 @@ def parameter_fields() -> dict[str, tuple[str, str, type]]:
             name = f.metadata.get("param", f"{stage}_{f.name}")
             if name:
                 out[name] = (stage, f.name, f.type)
+    return out
+
+
+def parameter_metadata(key: str) -> dict[str, Any]:
+    """Every pipeline parameter whose field has the metadata `key` (`at_least`, `choices`: the
+    ranges adg.parameters checks) -> that value, in pipeline order."""
+    out = {}
+    for stage, cls in {**STAGE_CONFIGS, "": CheckpointConfig}.items():
+        for f in fields(cls):
+            name = f.metadata.get("param", f"{stage}_{f.name}")
+            if name and key in f.metadata:
+                out[name] = f.metadata[key]
     return out
 
 

@@ -34,26 +34,18 @@ import decimal
 from decimal import Decimal
 from typing import Any
 
-from adg.config import GPU_COUNT_PARAMS, PROMPT_FORMATS, SCORE_METHODS
+from adg.config import GPU_COUNT_PARAMS, SCORE_METHODS, parameter_metadata
 from adg.errors import InputError
 
 NO_CHECKPOINTS = "none"
+# The smallest values and the choices of the stages' settings come from their `at_least` and
+# `choices` in adg.config; generate_num_samples (at least 2) has a check of its own below, with
+# its reason.
+_MINIMUMS = parameter_metadata("at_least")
 # Sizes that must be >= 1 (GPU counts are whole numbers >= 0: `check_gpu_count`).
-AT_LEAST_ONE = (
-    "shard_count",
-    "select_budget",
-    "generate_max_new_tokens",
-    "generate_batch_size",
-    "cluster_count",
-    "checkpoint_every",
-    "analyse_batch_size",
-)
-AT_LEAST_ZERO = ("ingest_limit", "cluster_pca_dims", "train_max_steps", "evaluate_limit")
-CHOICES = {
-    "generate_backend": ("auto", "hf", "vllm"),
-    "generate_prompt_format": PROMPT_FORMATS,
-    "evaluate_backend": ("auto", "hf", "vllm"),
-}
+AT_LEAST_ONE = ("shard_count", "select_budget", *(n for n, low in _MINIMUMS.items() if low == 1))
+AT_LEAST_ZERO = ("ingest_limit", *(n for n, low in _MINIMUMS.items() if low == 0))
+CHOICES = parameter_metadata("choices")
 S3_ONLY = ("ingest_pool_prefix", "ingest_ledger_uri", "export_uri")
 # Each GPU stage's CPU and memory parameter.
 QUANTITY_PARAMS = tuple(
@@ -277,14 +269,9 @@ def check(p: dict[str, Any]) -> list[str]:
     for name in ("generate_gpu_memory_utilization", "generate_top_p"):
         if name in p and not 0 < _number(p[name]) <= 1:
             problems.append(f"{name}={show(p[name])}: must be in (0, 1]")
-    if "generate_temperature" in p and not _number(p["generate_temperature"]) >= 0:
-        shown = show(p["generate_temperature"])
-        problems.append(f"generate_temperature={shown}: must not be negative")
     weights = [p[k] for k in ("score_dispersion_weight", "score_anisotropy_weight") if k in p]
     if weights and (min(map(_number, weights)) < 0 or sum(map(_number, weights)) <= 0):
         problems.append("score_dispersion_weight, score_anisotropy_weight: ≥ 0, not both 0")
-    if "select_strategy" in p and p["select_strategy"] not in ("exact", "reference"):
-        problems.append(f"select_strategy={show(p['select_strategy'])}: one of exact, reference")
     for name, allowed in CHOICES.items():
         if name in p and p[name] not in allowed:
             problems.append(f"{name}={show(p[name])}: one of {', '.join(allowed)}")

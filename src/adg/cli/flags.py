@@ -6,11 +6,9 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, Field, fields
 
-from adg.config import (
-    SamplingConfig,
-)
+from adg.config import STAGE_CONFIGS, SamplingConfig, parameter_fields
 from adg.errors import InputError
 
 
@@ -23,16 +21,32 @@ def add_flags(
         if f.name in skip or (only and f.name not in only) or f.type not in (int, float, str, bool):
             continue
         flag = "--" + f.metadata.get("flag", f.name.replace("_", "-"))
-        kw: dict = {"dest": f.name, "help": f.metadata.get("help")}
-        if f.default is MISSING:
-            kw["required"] = True
-        elif f.type is bool:
-            kw.update(action="store_true", default=f.default)
-        else:
-            kw.update(type=f.type, default=f.default, choices=f.metadata.get("choices"))
-            kw["metavar"] = None if kw["choices"] else flag[2:].replace("-", "_").upper()
-            kw["help"] = f"{kw['help']} (default: %(default)s)"
-        p.add_argument(flag, **kw)
+        p.add_argument(flag, **_flag_options(f, flag, f.name))
+
+
+def _flag_options(f: Field, flag: str, dest: str) -> dict:
+    """add_argument's keywords for the field `f` as `flag`, its value in `args.<dest>`."""
+    kw: dict = {"dest": dest, "help": f.metadata.get("help")}
+    if f.default is MISSING:
+        kw["required"] = True
+    elif f.type is bool:
+        kw.update(action="store_true", default=f.default)
+    else:
+        kw.update(type=f.type, default=f.default, choices=f.metadata.get("choices"))
+        kw["metavar"] = None if kw["choices"] else flag[2:].replace("-", "_").upper()
+        kw["help"] = f"{kw['help']} (default: %(default)s)"
+    return kw
+
+
+def add_parameter_flags(p: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    """One flag per pipeline parameter in `names`, `--<parameter>` with dashes, its value in
+    `args.<parameter>`: default, help and choices from its field in adg.config."""
+    known = parameter_fields()
+    for name in names:
+        stage, field_name, _type = known[name]
+        f = next(f for f in fields(STAGE_CONFIGS[stage]) if f.name == field_name)
+        flag = "--" + name.replace("_", "-")
+        p.add_argument(flag, **_flag_options(f, flag, name))
 
 
 def from_flags(cls: type, a: argparse.Namespace, **overrides):

@@ -11,12 +11,13 @@ import importlib
 from pathlib import Path
 
 from adg import package_data
-from adg.cli.flags import add_flags, model_arg, sampling_config
+from adg.cli.flags import add_flags, add_parameter_flags, model_arg, sampling_config
 from adg.config import (
     GenerateConfig,
     IngestConfig,
     ScoreConfig,
     SelectConfig,
+    parameter_fields,
 )
 from adg.errors import InputError
 
@@ -57,9 +58,52 @@ def add_compile(sub) -> None:
     p.set_defaults(func=cmd_compile)
 
 
+# The stage settings (adg.config) `adg run`'s own flags reach, by pipeline parameter: through
+# LocalRunOptions' named fields, with the flags they had before the rest were generated.
+RUN_OWN_PARAMETERS = (
+    "ingest_format",
+    "ingest_columns",
+    "generate_num_samples",
+    "generate_temperature",
+    "generate_top_p",
+    "generate_max_new_tokens",
+    "generate_seed",
+    "generate_batch_size",
+    "generate_prompt_format",
+    "generate_backend",
+    "generate_tensor_parallel_size",
+    "generate_gpu_memory_utilization",
+    "score_dispersion_weight",
+    "score_anisotropy_weight",
+    "score_all_metrics",
+    "cluster_count",
+    "select_strategy",
+)
+# Stages `adg run` does not run: it has no train_enabled (the pipeline's train task keeps its
+# checkpoints on the cluster's model-cache PVC path), so their settings would do nothing;
+# `adg train` and `adg evaluate` take them.
+RUN_SKIPPED_STAGES = ("train", "evaluate")
+
+
+def run_parameters() -> tuple[str, ...]:
+    """The stage settings `adg run` takes as generated flags, `--<pipeline parameter>`: every
+    field of adg.config with a pipeline parameter, less `RUN_OWN_PARAMETERS` and the skipped
+    stages'."""
+    return tuple(
+        name
+        for name, (stage, _field, _type) in parameter_fields().items()
+        if name not in RUN_OWN_PARAMETERS and stage not in RUN_SKIPPED_STAGES
+    )
+
+
 def cmd_run(a: argparse.Namespace) -> None:
     local = kfp_module("local")
-    opts = local.LocalRunOptions(
+    local.run_local(run_options(a, local.LocalRunOptions))
+
+
+def run_options(a: argparse.Namespace, options: type):
+    """`adg run`'s parsed flags as `options` (adg_kfp.pipelines.local.LocalRunOptions)."""
+    return options(
         input=a.input,
         model=a.model,
         budget=a.budget,
@@ -84,8 +128,8 @@ def cmd_run(a: argparse.Namespace) -> None:
         curation_index=a.curation_index,
         rescore_mismatched=a.rescore_mismatched,
         verbose=a.verbose,
+        pipeline_args={name: getattr(a, name) for name in run_parameters()},
     )
-    local.run_local(opts)
 
 
 def add_run(sub) -> None:
@@ -142,6 +186,7 @@ def add_run(sub) -> None:
         help="show kfp.local's own output (every task's inputs, outputs and log) as it runs; "
         "without it, one line per task, and all of it in <output-dir>/logs/kfp-local.log",
     )
+    add_parameter_flags(p, run_parameters())
     p.set_defaults(func=cmd_run)
 
 
