@@ -125,7 +125,7 @@ step "image user: $USER_IN_IMAGE"
 # The image carries the embedded model (converted at build time): it loads as the image's user in
 # a container with no network and no model cache, as a cluster pod with an empty `model` needs.
 carried=$($ENGINE run --rm --network none "$REF" python -c \
-  "from adg import models; tok, lm = models.load(''); print(models.find_embedded_model(), lm.config.model_type)" \
+  "from adg.io import models; tok, lm = models.load(''); print(models.find_embedded_model(), lm.config.model_type)" \
   2>"$CACHE/embedded.log") || { tail -5 "$CACHE/embedded.log"; die "the image's embedded model does not load offline"; }
 step "embedded model in the image, loaded offline: $carried"
 
