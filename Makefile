@@ -44,8 +44,9 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The edit-test loop (about 3 minutes on 2 idle cores, 1,100 tests): no kfp.local runs, no embedded model, no subprocess runs,
-# none of the few tests that take over ~20 s of CPU alone (markers in pyproject.toml).
+# The edit-test loop (about 3 minutes on 2 idle cores, 1,100 tests): no kfp.local runs, no
+# embedded model, no subprocess runs, none of the few tests that take over ~20 s of CPU alone
+# (markers in pyproject.toml).
 # `make test` (CI) runs everything.
 FAST_MARKERS := not integration and not kfp_local and not subprocess and not slow and not gpu
 test-fast: $(STAMP)
