@@ -356,3 +356,11 @@ def test_retry_refused_by_the_server_is_one_line(kfp_api, capsys):
     assert "backend is 2.16.1" in capsys.readouterr().err
     assert kfp_api.runs["r-failed"]["state"] == "FAILED"
     assert all(not c["path"].endswith(":retry") for c in kfp_api.calls[sent:])
+
+
+@pytest.mark.parametrize("name", ["adg_pipeline.yaml", "adg_select.yaml"])
+def test_a_package_reads_as_pyyaml_pure_python_loader_reads_it(name):
+    import yaml
+
+    path = PACKAGE.parent / name
+    assert remote.load_package(path) == list(yaml.safe_load_all(path.read_text()))
