@@ -126,9 +126,7 @@ from pathlib import Path
 # the standard library's `select`; the repository root takes its place (tests import this module,
 # and then the path is left alone). On the lent GPU adg is not installed: src/ is put on the path,
 # for this process and for the trainer's subprocesses.
-REPO = Path(__file__).resolve().parents[1]
-if __name__ == "__main__":
-    sys.path[0] = str(REPO)
+REPO = Path(__file__).resolve().parents[2]
 try:
     import adg  # noqa: F401
 except ImportError:
