@@ -1,7 +1,7 @@
-"""`python -m bench.gpu`: runs the GPU benchmark's command line."""
+"""`python -m bench.gpu`: the GPU benchmark's command line (bench.gpu.cli.main)."""
 
 import sys
 
-from bench.gpu.generate import main
+from bench.gpu.cli import main
 
 sys.exit(main())
