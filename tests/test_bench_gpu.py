@@ -1,5 +1,6 @@
-"""bench/gpu.py without a GPU: `--dry-run` runs the same code as the GPU run (tiny models of the
-same two families, on CPU), so the script is known to work before a lent GPU's minutes are spent.
+"""bench/gpu (`python -m bench.gpu`) without a GPU: `--dry-run` runs the same code as the GPU
+run (tiny models of the same two families, on CPU), so the benchmark is known to work before a lent
+GPU's minutes are spent.
 
 The fast tier runs `--dry-run --quick` in this process (a few seconds of CPU: one batch size, six
 new tokens, one training step, lm-eval left out); `make test` also runs the whole `--dry-run`,
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 from helpers import REPO, sample_records, write_jsonl
 
-from bench import gpu
+from bench.gpu import cli, device, generate, report, settings
+from bench.gpu.factors import write_factors
 
 SHAPES = ("llama3-8b", "smollm2-135m")
 
@@ -22,7 +24,7 @@ SHAPES = ("llama3-8b", "smollm2-135m")
 def run_dry(tmp_path: Path, *extra: str) -> dict:
     out = tmp_path / "gpu.json"
     args = ["--dry-run", "--output", str(out), "--workdir", str(tmp_path / "work"), *extra]
-    assert gpu.main(args) == 0
+    assert cli.main(args) == 0
     return json.loads(out.read_text())
 
 
@@ -49,7 +51,7 @@ def test_quick_dry_run_measures_every_stage_through_the_library(quick):
     assert quick["dry_run"] and quick["device"]["plan_gpu"] is None
     for shape in SHAPES:
         res = quick["shapes"][shape]
-        fields = gpu.DRY_SHAPES[shape]
+        fields = settings.DRY_SHAPES[shape]
         # the tokenizer covers the model's vocabulary, so every sampled id decodes
         assert (
             res["tokenizer"]["padded_to"] == fields["vocab_size"] > res["tokenizer"]["bpe_tokens"]
@@ -57,7 +59,7 @@ def test_quick_dry_run_measures_every_stage_through_the_library(quick):
         row = res["generate"]["chosen"]
         # K answers per instruction, each forced to the cap
         assert row["sequences"] == row["batch_size"] * 5
-        assert row["new_tokens"] == row["sequences"] * gpu.QUICK_SIZES.max_new_tokens
+        assert row["new_tokens"] == row["sequences"] * settings.QUICK_SIZES.max_new_tokens
         records = [json.loads(line) for line in Path(row["output"]).read_text().splitlines()]
         assert len(records) == row["batch_size"]
         assert all(len(r["generated_answers"]) == 5 for r in records)
@@ -71,7 +73,7 @@ def test_quick_dry_run_measures_every_stage_through_the_library(quick):
         assert e2e["examples_per_s"] > 0 and e2e["paper_examples_per_s_per_gpu"] == 8.10 / 4
     train = quick["shapes"]["smollm2-135m"]["train"]
     assert train["steps"] == 1 and Path(train["output_dir"], "config.json").is_file()
-    assert "vLLM was not measured" in " ".join(gpu.table(quick))
+    assert "vLLM was not measured" in " ".join(report.table(quick))
 
 
 def test_a_short_budget_skips_parts_and_still_writes_the_results(tmp_path):
@@ -89,14 +91,14 @@ def test_sweep_prediction_and_device_names():
         {"batch_size": 8, "peak_bytes": 1000 + 8 * 50, "seconds": 2.0},
         {"batch_size": 32, "peak_bytes": 1000 + 32 * 50, "seconds": 4.0},
     ]
-    assert gpu.memory_slope(done) == (1000, 50)
-    assert gpu.predict(done, 64, weights=900) == {"peak_bytes": 1000 + 64 * 50, "seconds": 8.0}
+    assert generate.memory_slope(done) == (1000, 50)
+    assert generate.predict(done, 64, weights=900) == {"peak_bytes": 1000 + 64 * 50, "seconds": 8.0}
     # one point: linear from the weights
-    assert gpu.predict(done[:1], 16, weights=1000)["peak_bytes"] == 1000 + 16 * 50
-    assert gpu.vendor_key("NVIDIA H200") == "h200"
-    assert gpu.vendor_key("NVIDIA H100 80GB HBM3") == "h100"
-    assert gpu.vendor_key("NVIDIA A100-SXM4-80GB") == "a100"
-    assert gpu.vendor_key("NVIDIA GeForce RTX 4090") is None
+    assert generate.predict(done[:1], 16, weights=1000)["peak_bytes"] == 1000 + 16 * 50
+    assert device.vendor_key("NVIDIA H200") == "h200"
+    assert device.vendor_key("NVIDIA H100 80GB HBM3") == "h100"
+    assert device.vendor_key("NVIDIA A100-SXM4-80GB") == "a100"
+    assert device.vendor_key("NVIDIA GeForce RTX 4090") is None
 
 
 def test_factors_are_written_from_a_gpu_result_only(quick, tmp_path, monkeypatch):
@@ -105,12 +107,12 @@ def test_factors_are_written_from_a_gpu_result_only(quick, tmp_path, monkeypatch
     dry = tmp_path / "dry.json"
     dry.write_text(json.dumps(quick))
     with pytest.raises(SystemExit, match="dry run"):
-        gpu.write_factors(dry, factors)
+        write_factors(dry, factors)
     # The shape of a GPU result, as the writer reads it (test data, not a measurement).
     result = {
         "dry_run": False,
         "date": "2000-01-01 00:00:00 UTC",
-        "command": "python bench/gpu.py --output x.json",
+        "command": "python -m bench.gpu --output x.json",
         "device": {"name": "NVIDIA H200", "plan_gpu": "h200"},
         "shapes": {
             "llama3-8b": {
@@ -121,7 +123,7 @@ def test_factors_are_written_from_a_gpu_result_only(quick, tmp_path, monkeypatch
     }
     path = tmp_path / "gpu.json"
     path.write_text(json.dumps(result))
-    gpu.write_factors(path, factors)
+    write_factors(path, factors)
     entry = json.loads(factors.read_text())["devices"]["h200"]
     assert entry == {
         "forward": 0.5,
@@ -129,7 +131,7 @@ def test_factors_are_written_from_a_gpu_result_only(quick, tmp_path, monkeypatch
         "device": "NVIDIA H200",
         "date": "2000-01-01 00:00:00 UTC",
         "shape": "llama3-8b",
-        "command": "python bench/gpu.py --output x.json",
+        "command": "python -m bench.gpu --output x.json",
     }
     # adg plan takes them, and says where they come from
     from adg.planning.plan import format_plan, make_plan
@@ -161,5 +163,5 @@ def test_full_dry_run_with_lm_eval(tmp_path):
     assert {"adg_tiny_mc/acc", "adg_tiny_gen/exact_match,first-number"} <= set(metrics)
     for shape in SHAPES:
         sweep = results["shapes"][shape]["generate"]["sweep"]
-        assert [r["batch_size"] for r in sweep] == list(gpu.DRY_SIZES.batches[shape])
+        assert [r["batch_size"] for r in sweep] == list(settings.DRY_SIZES.batches[shape])
     assert REPO.joinpath("data", "gpu_factors.json").is_file()

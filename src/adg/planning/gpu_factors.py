@@ -1,7 +1,7 @@
 """Measured GPU efficiency factors for `adg plan`: the share of a card's peak each phase reaches.
 
 `adg plan` turns FLOPs into seconds as FLOPs / (peak · efficiency). Its GPU factors are assumed
-until a run of `bench/gpu.py` on a real card measures them; measured ones live in the package
+until a run of `bench.gpu` on a real card measures them; measured ones live in the package
 data file `data/gpu_factors.json`, one entry per `adg plan --gpu` name, each with the device, date,
 shape and command that measured it, so `adg plan` can say where its numbers come from. A GPU
 without an entry keeps the assumed factors (`adg.planning.plan.EFFICIENCY["gpu"]`).

@@ -16,7 +16,7 @@ to the deepest hidden layer read, no head, for embed and score), per stage:
 `peak` is the accelerator's dense bf16 matmul peak (or, for `cpu`, an fp32 matmul measured here);
 `efficiency` is the fraction of it a phase reaches. The CPU factors were measured by bench/ on the
 2-core reference machine (docs/benchmarks.md); a GPU's factors are assumptions until a run of
-bench/gpu.py on that card measures them (`adg.planning.gpu_factors`), and `plan` says which is
+bench.gpu on that card measures them (`adg.planning.gpu_factors`), and `plan` says which is
 which.
 
 For a GPU type it also lists what each GPU stage's pod asks Kubernetes for (the pipeline's
@@ -49,7 +49,7 @@ EFFICIENCY = {
         "source": "measured by bench/pipeline.py (2-core CPU)",
     },
     # Not measured: typical published vLLM/HF figures for small batches of short sequences. A card
-    # that bench/gpu.py has measured takes its own factors from adg.planning.gpu_factors instead.
+    # that bench.gpu has measured takes its own factors from adg.planning.gpu_factors instead.
     "gpu": {"forward": 0.35, "decode": 0.05, "source": "assumed, not measured"},
 }
 CPU_PEAK_FALLBACK = 100e9

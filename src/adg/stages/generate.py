@@ -122,7 +122,7 @@ class HFSampler:
     """Batched sampling with `transformers.generate` (left padding, K return sequences).
 
     `loaded` is a (tokenizer, model) pair already in memory, used instead of loading `model_spec`
-    (bench/gpu.py builds models from a config with random weights). `generate_options` are extra
+    (bench.gpu builds models from a config with random weights). `generate_options` are extra
     keyword arguments for `generate`, none by default; the benchmark forces every answer to the
     cap (`min_new_tokens`) and compares KV-cache implementations through them.
     """
