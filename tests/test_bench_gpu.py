@@ -145,8 +145,8 @@ def test_factors_are_written_from_a_gpu_result_only(quick, tmp_path, monkeypatch
     plan = make_plan(str(pool), str(model), gpu="h200")
     a = plan["assumptions"]
     assert (a["efficiency_forward"], a["efficiency_decode"]) == (0.5, 0.05)
-    assert "measured by bench/gpu.py on NVIDIA H200, 2000-01-01" in a["efficiency_source"]
-    assert "measured by bench/gpu.py" in "\n".join(format_plan(plan))
+    assert "measured by `python -m bench.gpu` on NVIDIA H200, 2000-01-01" in a["efficiency_source"]
+    assert "measured by `python -m bench.gpu`" in "\n".join(format_plan(plan))
     # another card keeps the assumed factors
     assert (
         "assumed"

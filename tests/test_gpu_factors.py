@@ -34,7 +34,7 @@ def test_the_shipped_file_reads_and_holds_only_measured_entries():
 
 
 def filled(tmp_path, entries: dict) -> Path:
-    """The shipped file with `entries` added, as bench/gpu.py --write-factors adds them."""
+    """The shipped file with `entries` added, as `python -m bench.gpu --write-factors` adds them."""
     data = json.loads(gpu_factors.factors_path().read_text(encoding="utf-8"))
     data["devices"].update(entries)
     path = tmp_path / "gpu_factors.json"
@@ -79,7 +79,7 @@ def test_lookup_names_the_run(tmp_path, monkeypatch):
     found = gpu_factors.lookup("h100")
     assert (found["forward"], found["decode"]) == (0.4, 0.06)
     assert found["source"] == (
-        "measured by bench/gpu.py on NVIDIA H100 80GB HBM3, 2000-01-01, llama3-8b shape: "
+        "measured by `python -m bench.gpu` on NVIDIA H100 80GB HBM3, 2000-01-01, llama3-8b shape: "
         "python -m bench.gpu"
     )
     assert gpu_factors.lookup("a100") is None

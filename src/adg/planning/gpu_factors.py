@@ -67,7 +67,7 @@ def lookup(gpu: str, path: str | os.PathLike | None = None) -> dict[str, Any] | 
     if entry is None:
         return None
     source = (
-        f"measured by bench/gpu.py on {entry['device']}, {entry['date']}, "
+        f"measured by `python -m bench.gpu` on {entry['device']}, {entry['date']}, "
         f"{entry['shape']} shape: {entry['command']}"
     )
     return {"forward": float(entry["forward"]), "decode": float(entry["decode"]), "source": source}
