@@ -1,6 +1,7 @@
 """Helpers the tests share (plain functions, imported as `from helpers import ...`): the in-repo
-sample's records, JSONL writing, tiny random models and a tokenizer built in the test (no
-download), and the embedded model or a skip. Fixtures live in conftest.py.
+sample's records, JSONL writing, the sample rewritten into each pool shape, tiny random models and
+a tokenizer built in the test (no download), and the embedded model or a skip. Fixtures live in
+conftest.py.
 
 The tokenizer is a byte-level BPE trained in well under a second on the in-repo sample pool, so it
 encodes any text; the models are random-weight Llama- and Qwen-style decoders of a few layers.
@@ -208,3 +209,79 @@ def selected_run(out: Path, records: list[dict], budget: int, run_parameters=Non
     return select_file(
         out / "scored.jsonl", out / "clusters.npy", budget, out, run_parameters=run_parameters
     )
+
+
+# --- pools in each shape --------------------------------------------------------------------------
+# Real Alpaca-GPT4 records from the in-repository sample, rewritten into each shape the way those
+# datasets lay them out (Dolly's original `context` / `response`, TRL's `prompt` / `completion`,
+# ShareGPT's `conversations`, OpenAI's `messages`): the pools of test_shapes, test_tables,
+# test_handback and test_reading.
+
+REAL = sample_records(12)
+SYSTEM = "You are a careful assistant. Answer in plain English."
+
+
+def request(r: dict) -> str:
+    """The user's turn of a record: its instruction, then its input after a blank line."""
+    return r["instruction"] + (f"\n\n{r['input']}" if r.get("input") else "")
+
+
+def as_alpaca(r):
+    return {"instruction": r["instruction"], "input": r.get("input", ""), "output": r["output"]}
+
+
+def as_dolly(r):
+    return {
+        "instruction": r["instruction"],
+        "context": r.get("input", ""),
+        "response": r["output"],
+        "category": "closed_qa" if r.get("input") else "open_qa",
+    }
+
+
+def as_prompt_completion(r):
+    return {"prompt": request(r), "completion": r["output"]}
+
+
+def as_messages(r, earlier=None, system=SYSTEM):
+    turns = [{"role": "system", "content": system}] if system else []
+    if earlier is not None:
+        turns += [
+            {"role": "user", "content": request(earlier)},
+            {"role": "assistant", "content": earlier["output"]},
+        ]
+    turns += [
+        {"role": "user", "content": request(r)},
+        {"role": "assistant", "content": r["output"]},
+    ]
+    return {"messages": turns}
+
+
+def as_sharegpt(r, earlier=None, system=SYSTEM):
+    names = {"system": "system", "user": "human", "assistant": "gpt"}
+    turns = as_messages(r, earlier, system)["messages"]
+    return {"conversations": [{"from": names[t["role"]], "value": t["content"]} for t in turns]}
+
+
+SHAPES = {
+    "alpaca": as_alpaca,
+    "dolly": as_dolly,
+    "prompt-completion": as_prompt_completion,
+    "sharegpt": lambda r: as_sharegpt(r, earlier=REAL[0]),
+    "messages": lambda r: as_messages(r, earlier=REAL[0]),
+}
+
+
+def write_pool(tmp_path, shape: str, container: str, rows: list[dict]):
+    if container == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = tmp_path / f"{shape}.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), path)
+        return path
+    return write_jsonl(tmp_path / f"{shape}.jsonl", rows)
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in open(path, encoding="utf-8")]
