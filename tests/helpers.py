@@ -1,7 +1,7 @@
 """Helpers the tests share (plain functions, imported as `from helpers import ...`): the in-repo
 sample's records, JSONL writing, the sample rewritten into each pool shape, tiny random models and
-a tokenizer built in the test (no download), and the embedded model or a skip. Fixtures live in
-conftest.py.
+a tokenizer built in the test (no download), the embedded model or a skip, and an HTTP server on
+loopback for the stand-ins. Fixtures live in conftest.py.
 
 The tokenizer is a byte-level BPE trained in well under a second on the in-repo sample pool, so it
 encodes any text; the models are random-weight Llama- and Qwen-style decoders of a few layers.
@@ -9,6 +9,7 @@ encodes any text; the models are random-weight Llama- and Qwen-style decoders of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -187,6 +188,25 @@ def embedded_model_or_skip():
             pytest.fail("embedded model missing in CI: `make test` should have prepared it")
         pytest.skip("embedded model not prepared; run `make setup`")
     return path
+
+
+@contextlib.contextmanager
+def loopback_server(handler):
+    """An HTTP server on 127.0.0.1 and a free port serving `handler` (a BaseHTTPRequestHandler
+    class), one thread per request, while the block runs: the stand-ins the tests talk to over
+    real HTTP (a throttling S3 proxy, KFP's healthz, the KFP API). Yields its base URL."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
 
 
 def selected_run(out: Path, records: list[dict], budget: int, run_parameters=None) -> dict:
