@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -305,3 +306,52 @@ def write_pool(tmp_path, shape: str, container: str, rows: list[dict]):
 
 def read_jsonl(path):
     return [json.loads(line) for line in open(path, encoding="utf-8")]
+
+
+# --- resumable stages (test_resume, test_checkpoint) ----------------------------------------------
+
+N_RECORDS = 24  # the pool of the resume and checkpoint tests (the `pool` fixture)
+
+
+def generate_cmd(pool: Path, out: Path, model: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "adg.cli",
+        "generate",
+        "--input",
+        str(pool),
+        "--output",
+        str(out),
+        "--model",
+        str(model),
+        "--backend",
+        "hf",
+        "--num-samples",
+        "2",
+        "--max-new-tokens",
+        "12",
+        "--batch-size",
+        "1",
+        *extra,
+    ]
+
+
+def by_id(path: Path) -> dict:
+    return {json.dumps(r["id"]): r for r in map(json.loads, path.read_text().splitlines())}
+
+
+# --- bad stage inputs (test_stage_inputs, test_select, test_embed) --------------------------------
+
+
+def one_line_error(err: str, *fragments: str) -> None:
+    """`err` is one line and holds each fragment (a stage's user error: file, line, field)."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def generated(i: int, **fields) -> dict:
+    """A record as generate writes it: an instruction and two generated answers."""
+    return {"id": i, "instruction": f"Task {i}", "generated_answers": ["a b", "c d"], **fields}

@@ -1,15 +1,14 @@
-"""Score and embed stages on files: fields, resume, the original ADG file format, errors."""
+"""The score stage (adg.stages.score) on files: fields, resume, the original ADG file format,
+errors. The embed stage is in test_embed.py, select in test_select.py."""
 
 import json
 import shutil
 
-import numpy as np
 import pytest
 from helpers import sample_records, write_jsonl
 
 from adg.cli import main
 from adg.io import fingerprint
-from adg.stages.embed import embed_file
 from adg.stages.score import score_file
 
 
@@ -77,26 +76,3 @@ def test_missing_answers_is_a_clear_error(tmp_path, capsys):
     code = main(["score", "--input", str(src), "--output", str(tmp_path / "s.jsonl")])
     err = capsys.readouterr().err
     assert code == 2 and "generated_answers" in err and "id 1" in err
-
-
-def test_embed_file_unit_norm_rows(tmp_path, tiny_model_dir):
-    src = write_jsonl(tmp_path / "pool.jsonl", sample_records(9))
-    out = tmp_path / "embeddings.npy"
-    assert embed_file(src, out, model=str(tiny_model_dir), chunk_records=4) == (9, 32)
-    emb = np.load(out)
-    assert emb.dtype == np.float32 and emb.shape == (9, 32)
-    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
-
-
-def test_select_warns_and_fails_on_collapse(tmp_path, capsys):
-    recs = [{"id": i, "instruction": "x", "score": 0.25} for i in range(8)]
-    src = write_jsonl(tmp_path / "scored.jsonl", recs)
-    np.save(tmp_path / "c.npy", np.zeros(8, dtype=np.int32))
-    args = ["select", "--input", str(src), "--clusters", str(tmp_path / "c.npy"), "--budget", "2"]
-    assert main([*args, "--output-dir", str(tmp_path / "a")]) == 0
-    captured = capsys.readouterr()
-    assert "score collapse" in captured.err and "zero spread" in captured.out
-    report = json.loads((tmp_path / "a" / "selection_report.json").read_text())
-    assert report["score_collapse"]
-    assert main([*args, "--output-dir", str(tmp_path / "b"), "--fail-on-collapse"]) == 2
-    assert "score collapse" in capsys.readouterr().err
