@@ -1,5 +1,6 @@
-"""The score stage (adg.stages.score) on files: fields, resume, the original ADG file format,
-errors. The embed stage is in test_embed.py, select in test_select.py."""
+"""The score stage (adg.stages.score) on files: fields, resume, the original ADG file format, the
+baseline methods (IFD, Superfiltering, the seeded random score), errors. The embed stage is in
+test_embed.py, select in test_select.py."""
 
 import json
 import shutil
@@ -9,6 +10,7 @@ from helpers import sample_records, write_jsonl
 
 from adg.cli import main
 from adg.io import fingerprint
+from adg.method.ifd import UNUSABLE_SCORE
 from adg.stages.score import score_file
 
 
@@ -76,3 +78,34 @@ def test_missing_answers_is_a_clear_error(tmp_path, capsys):
     code = main(["score", "--input", str(src), "--output", str(tmp_path / "s.jsonl")])
     err = capsys.readouterr().err
     assert code == 2 and "generated_answers" in err and "id 1" in err
+
+
+@pytest.mark.parametrize("method", ["ifd", "superfiltering"])
+def test_score_file_ifd_methods(tmp_path, tiny_model_dir, method):
+    recs = [*sample_records(4), {"id": 99, "instruction": "Say nothing.", "output": ""}]
+    src = write_jsonl(tmp_path / "pool.jsonl", recs)
+    out = tmp_path / "scored.jsonl"
+    m = str(tiny_model_dir)
+    score_file(src, out, method=method, model=m, proxy_model=m)
+    rows = read(out)
+    assert [r["id"] for r in rows] == [0, 1, 2, 3, 99]
+    for r in rows[:4]:
+        assert r["ifd"] > 0 and r["loss_conditioned"] > 0 and r["loss_direct"] > 0
+        assert r["score"] == (r["ifd"] if r["ifd"] < 1 else UNUSABLE_SCORE)
+    assert rows[4]["ifd"] is None and rows[4]["score"] == UNUSABLE_SCORE
+
+
+def test_random_method_is_seeded_per_id(tmp_path):
+    src = write_jsonl(tmp_path / "pool.jsonl", sample_records(20))
+    a, b, c = (tmp_path / f"{x}.jsonl" for x in "abc")
+    score_file(src, a, method="random", seed=1)
+    score_file(src, b, method="random", seed=1)
+    score_file(src, c, method="random", seed=2)
+    sa, sc = [r["score"] for r in read(a)], [r["score"] for r in read(c)]
+    assert read(a) == read(b) and sa != sc
+    assert all(0 <= x < 1 for x in sa) and len(set(sa)) == 20
+
+
+def test_unknown_method(tmp_path):
+    with pytest.raises(ValueError, match="unknown scoring method"):
+        score_file(tmp_path / "x", tmp_path / "y", method="loss")
