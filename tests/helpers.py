@@ -210,6 +210,22 @@ def loopback_server(handler):
         server.server_close()
 
 
+def failed_local_run(root: Path, **pipeline_args) -> set[str]:
+    """The full pipeline under kfp.local (SubprocessRunner, pipeline root `root`) with
+    `pipeline_args`, for a run that must fail (RuntimeError): the names of the tasks that ran."""
+    from kfp import local
+
+    from adg_kfp.pipelines.adg_pipeline import PIPELINE_NAME, adg_pipeline
+
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True
+    )
+    with pytest.raises(RuntimeError):
+        adg_pipeline(**pipeline_args)
+    (run,) = root.glob(f"{PIPELINE_NAME}-*")
+    return {p.name for p in run.iterdir()}
+
+
 def selected_run(out: Path, records: list[dict], budget: int, run_parameters=None) -> dict:
     """`adg select` on `records` with seeded random D and I (score 0.6 D + 0.4 I), two sampled
     answers each and four bins, into `out`: the selection report; report.html / report.md there."""
