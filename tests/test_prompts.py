@@ -8,7 +8,7 @@ import json
 import shutil
 
 import pytest
-from helpers import sample_records, write_jsonl
+from helpers import failed_local_run, sample_records, write_jsonl
 
 from adg.cli import main
 from adg.errors import InputError
@@ -122,26 +122,19 @@ def test_adg_run_refuses_a_chat_pool_for_a_model_without_a_template(templateless
 def test_the_pipeline_refuses_it_right_after_ingest(templateless, tmp_path, capfd):
     """Through the pipeline (the path of a cluster run): curation_route fails, on CPU, after
     preflight and ingest; no shard, generate, embed or score task starts."""
-    from kfp import local
-
-    from adg_kfp.pipelines.adg_pipeline import PIPELINE_NAME, adg_pipeline
-
     pool = plain(6)
     pool[3] = {**pool[3], "system": SYSTEM}
     src = write_jsonl(tmp_path / "pool.jsonl", pool)
-    root = tmp_path / "root"
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True
+    ran = failed_local_run(
+        tmp_path / "root",
+        ingest_input=str(src),
+        model=str(templateless),
+        select_budget=2,
+        cluster_count=2,
     )
-    with pytest.raises(RuntimeError):
-        adg_pipeline(
-            ingest_input=str(src), model=str(templateless), select_budget=2, cluster_count=2
-        )
     out = capfd.readouterr()
     assert "preflight: record 3: a conversation with a system prompt needs the model's chat" in (
         out.out + out.err
     )
-    (run,) = root.glob(f"{PIPELINE_NAME}-*")
-    ran = {p.name for p in run.iterdir()}
     assert {"preflight", "ingest"} <= ran
     assert not ran & {"shard", "generate", "embed", "score", "cluster", "select"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import loopback_server
 
 from adg.cli import main
 from adg_kfp.pipelines import remote
@@ -165,8 +166,7 @@ def test_backend_version_check(tag, ok):
 def healthz_server():
     """A loopback HTTP server answering KFP's healthz like an API server of a given tag."""
     import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     state = {"tag": "2.5.0", "paths": []}
 
@@ -182,14 +182,8 @@ def healthz_server():
         def log_message(self, *args):
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_server(Handler) as url:
+        yield url, state
 
 
 def test_server_version_is_read_through_kfp_client(healthz_server):
@@ -259,12 +253,8 @@ def kfp_api():
     from kfp_api_stub import KfpApiStub
 
     stub = KfpApiStub()
-    server = stub.serve()
-    try:
+    with loopback_server(stub.handler()) as stub.url:
         yield stub
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_the_stand_in_refuses_what_the_api_refuses(kfp_api):

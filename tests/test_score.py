@@ -1,15 +1,16 @@
-"""Score and embed stages on files: fields, resume, the original ADG file format, errors."""
+"""The score stage (adg.stages.score) on files: fields, resume, the original ADG file format, the
+baseline methods (IFD, Superfiltering, the seeded random score), errors. The embed stage is in
+test_embed.py, select in test_select.py."""
 
 import json
 import shutil
 
-import numpy as np
 import pytest
 from helpers import sample_records, write_jsonl
 
 from adg.cli import main
 from adg.io import fingerprint
-from adg.stages.embed import embed_file
+from adg.method.ifd import UNUSABLE_SCORE
 from adg.stages.score import score_file
 
 
@@ -79,24 +80,32 @@ def test_missing_answers_is_a_clear_error(tmp_path, capsys):
     assert code == 2 and "generated_answers" in err and "id 1" in err
 
 
-def test_embed_file_unit_norm_rows(tmp_path, tiny_model_dir):
-    src = write_jsonl(tmp_path / "pool.jsonl", sample_records(9))
-    out = tmp_path / "embeddings.npy"
-    assert embed_file(src, out, model=str(tiny_model_dir), chunk_records=4) == (9, 32)
-    emb = np.load(out)
-    assert emb.dtype == np.float32 and emb.shape == (9, 32)
-    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+@pytest.mark.parametrize("method", ["ifd", "superfiltering"])
+def test_score_file_ifd_methods(tmp_path, tiny_model_dir, method):
+    recs = [*sample_records(4), {"id": 99, "instruction": "Say nothing.", "output": ""}]
+    src = write_jsonl(tmp_path / "pool.jsonl", recs)
+    out = tmp_path / "scored.jsonl"
+    m = str(tiny_model_dir)
+    score_file(src, out, method=method, model=m, proxy_model=m)
+    rows = read(out)
+    assert [r["id"] for r in rows] == [0, 1, 2, 3, 99]
+    for r in rows[:4]:
+        assert r["ifd"] > 0 and r["loss_conditioned"] > 0 and r["loss_direct"] > 0
+        assert r["score"] == (r["ifd"] if r["ifd"] < 1 else UNUSABLE_SCORE)
+    assert rows[4]["ifd"] is None and rows[4]["score"] == UNUSABLE_SCORE
 
 
-def test_select_warns_and_fails_on_collapse(tmp_path, capsys):
-    recs = [{"id": i, "instruction": "x", "score": 0.25} for i in range(8)]
-    src = write_jsonl(tmp_path / "scored.jsonl", recs)
-    np.save(tmp_path / "c.npy", np.zeros(8, dtype=np.int32))
-    args = ["select", "--input", str(src), "--clusters", str(tmp_path / "c.npy"), "--budget", "2"]
-    assert main([*args, "--output-dir", str(tmp_path / "a")]) == 0
-    captured = capsys.readouterr()
-    assert "score collapse" in captured.err and "zero spread" in captured.out
-    report = json.loads((tmp_path / "a" / "selection_report.json").read_text())
-    assert report["score_collapse"]
-    assert main([*args, "--output-dir", str(tmp_path / "b"), "--fail-on-collapse"]) == 2
-    assert "score collapse" in capsys.readouterr().err
+def test_random_method_is_seeded_per_id(tmp_path):
+    src = write_jsonl(tmp_path / "pool.jsonl", sample_records(20))
+    a, b, c = (tmp_path / f"{x}.jsonl" for x in "abc")
+    score_file(src, a, method="random", seed=1)
+    score_file(src, b, method="random", seed=1)
+    score_file(src, c, method="random", seed=2)
+    sa, sc = [r["score"] for r in read(a)], [r["score"] for r in read(c)]
+    assert read(a) == read(b) and sa != sc
+    assert all(0 <= x < 1 for x in sa) and len(set(sa)) == 20
+
+
+def test_unknown_method(tmp_path):
+    with pytest.raises(ValueError, match="unknown scoring method"):
+        score_file(tmp_path / "x", tmp_path / "y", method="loss")

@@ -1,81 +1,37 @@
-"""Pools as users have them: every shape in its own file and as Parquet, detection, --format and
---columns, rejects with file and line (Parquet: row), .zst, Parquet shards and `datasets` folders,
-the conversation rule, and the round trip back to the pool's own shape.
+"""Pools as users have them (adg.io.shapes): every shape in its own file and as Parquet, detection,
+--format and --columns, rejects with file and line (Parquet: row), the conversation rule, and the
+compiled pipeline's wiring of the shape. Parquet shards and `datasets` folders are in
+test_tables.py, zstd in test_reading.py, the round trip back to the pool's own shape in
+test_handback.py.
 
 The fixtures are real Alpaca-GPT4 records from the in-repository sample, rewritten into each
-shape the way those datasets lay them out (Dolly's original `context` / `response`, TRL's
-`prompt` / `completion`, ShareGPT's `conversations`, OpenAI's `messages`)."""
+shape the way those datasets lay them out (helpers.py: Dolly's original `context` / `response`,
+TRL's `prompt` / `completion`, ShareGPT's `conversations`, OpenAI's `messages`)."""
 
 from __future__ import annotations
 
 import json
-import random
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from helpers import sample_records, write_jsonl
+from helpers import (
+    REAL,
+    SHAPES,
+    SYSTEM,
+    as_alpaca,
+    as_dolly,
+    as_messages,
+    as_sharegpt,
+    read_jsonl,
+    request,
+    write_jsonl,
+    write_pool,
+)
 
 from adg.cli import main
 from adg.errors import InputError
 from adg.io import reading, shapes
 from adg.method.prompts import build_prompt, chat_prompt
 from adg.stages import ingest
-from adg.stages.export import SCORE_COLUMNS, write_selected
-
-REAL = sample_records(12)
-SYSTEM = "You are a careful assistant. Answer in plain English."
-
-
-def request(r: dict) -> str:
-    """The user's turn of a record: its instruction, then its input after a blank line."""
-    return r["instruction"] + (f"\n\n{r['input']}" if r.get("input") else "")
-
-
-def as_alpaca(r):
-    return {"instruction": r["instruction"], "input": r.get("input", ""), "output": r["output"]}
-
-
-def as_dolly(r):
-    return {
-        "instruction": r["instruction"],
-        "context": r.get("input", ""),
-        "response": r["output"],
-        "category": "closed_qa" if r.get("input") else "open_qa",
-    }
-
-
-def as_prompt_completion(r):
-    return {"prompt": request(r), "completion": r["output"]}
-
-
-def as_messages(r, earlier=None, system=SYSTEM):
-    turns = [{"role": "system", "content": system}] if system else []
-    if earlier is not None:
-        turns += [
-            {"role": "user", "content": request(earlier)},
-            {"role": "assistant", "content": earlier["output"]},
-        ]
-    turns += [
-        {"role": "user", "content": request(r)},
-        {"role": "assistant", "content": r["output"]},
-    ]
-    return {"messages": turns}
-
-
-def as_sharegpt(r, earlier=None, system=SYSTEM):
-    names = {"system": "system", "user": "human", "assistant": "gpt"}
-    turns = as_messages(r, earlier, system)["messages"]
-    return {"conversations": [{"from": names[t["role"]], "value": t["content"]} for t in turns]}
-
-
-SHAPES = {
-    "alpaca": as_alpaca,
-    "dolly": as_dolly,
-    "prompt-completion": as_prompt_completion,
-    "sharegpt": lambda r: as_sharegpt(r, earlier=REAL[0]),
-    "messages": lambda r: as_messages(r, earlier=REAL[0]),
-}
 
 
 def expected(shape: str, r: dict) -> dict:
@@ -92,18 +48,6 @@ def expected(shape: str, r: dict) -> dict:
             {"role": "assistant", "content": earlier["output"]},
         ]
     return out
-
-
-def write_pool(tmp_path, shape: str, container: str, rows: list[dict]):
-    if container == "parquet":
-        path = tmp_path / f"{shape}.parquet"
-        pq.write_table(pa.Table.from_pylist(rows), path)
-        return path
-    return write_jsonl(tmp_path / f"{shape}.jsonl", rows)
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in open(path, encoding="utf-8")]
 
 
 # --- every shape, in its own file and as Parquet ------------------------------------------------
@@ -377,167 +321,7 @@ def test_the_report_shows_the_conversation(tmp_path):
     assert REAL[0]["instruction"][:50] in page
 
 
-# --- containers ---------------------------------------------------------------------------------
-
-
-def test_zstd_jsonl_and_a_truncated_one(tmp_path):
-    # Words of the real records in a seeded random order: text zstd cannot fold into a few
-    # bytes, so a file cut in half still holds whole blocks (pyarrow decodes 64 KiB at a time).
-    words = " ".join(r["output"] for r in REAL).split()
-    rng = random.Random(0)
-    rows = [
-        {"id": n, **as_messages({"instruction": " ".join(rng.sample(words, 40)), "output": x})}
-        for n, x in enumerate(" ".join(rng.sample(words, 80)) for _ in range(1500))
-    ]
-    src = tmp_path / "chat.jsonl.zst"
-    with pa.output_stream(str(src), compression="zstd") as fh:
-        fh.write("".join(json.dumps(r) + "\n" for r in rows).encode())
-    assert len(reading.read_pool(src).records) == len(rows)
-    whole = src.read_bytes()
-    cut = tmp_path / "cut.jsonl.zst"
-    cut.write_bytes(whole[: len(whole) // 2])
-    result = reading.read_pool(cut)
-    # The lines before the damage are kept; the damage is one reject.
-    assert [r["id"] for r in result.records] == list(range(len(result.records)))
-    assert 0 < len(result.records) < len(rows) and result.read == len(result.records) + 1
-    assert "corrupt compressed data after line" in result.rejects[-1].reason
-
-
-def test_a_folder_of_parquet_shards(tmp_path, capsys):
-    shards = tmp_path / "data"
-    shards.mkdir()
-    rows = [as_alpaca(r) for r in REAL]
-    for i in range(2):
-        part = pa.Table.from_pylist(rows[i * 6 : (i + 1) * 6])
-        pq.write_table(part, shards / f"train-0000{i}-of-00002.parquet")
-    out = tmp_path / "o.jsonl"
-    assert main(["ingest", str(shards), "--output", str(out)]) == 0
-    ids = [r["id"] for r in read_jsonl(out)]
-    assert ids[:2] == ["train-00000-of-00002.parquet#0", "train-00000-of-00002.parquet#1"]
-    assert len(ids) == 12 and "train-00001-of-00002.parquet: alpaca shape, 6" in (
-        capsys.readouterr().out
-    )
-
-
-def test_a_datasets_folder(tmp_path, capsys):
-    datasets = pytest.importorskip("datasets")
-    rows = [{**as_messages(r, REAL[0]), "source": "alpaca-gpt4"} for r in REAL[1:]]
-    folder = tmp_path / "saved"
-    datasets.Dataset.from_list(rows).save_to_disk(str(folder), num_shards=2)
-    out, orig = tmp_path / "o.jsonl", tmp_path / "orig"
-    assert main(["ingest", str(folder), "--output", str(out), "--originals", str(orig)]) == 0
-    assert "messages shape, 11 accepted, 0 rejected" in capsys.readouterr().out
-    assert [r["instruction"] for r in read_jsonl(out)] == [request(r) for r in REAL[1:]]
-    assert pq.read_table(orig).to_pylist() == rows
-    # A DatasetDict with one split is that split; with two, the user picks one.
-    split = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)})
-    split.save_to_disk(str(tmp_path / "dd"))
-    assert len(reading.read_pool(tmp_path / "dd").records) == 11
-    datasets.DatasetDict({"train": split["train"], "test": split["train"]}).save_to_disk(
-        str(tmp_path / "dd2")
-    )
-    assert main(["ingest", str(tmp_path / "dd2"), "--output", str(out)]) == 2
-    assert "give one split's folder, e.g." in capsys.readouterr().err
-
-
-def test_a_file_that_is_not_parquet_is_one_line(tmp_path, capsys):
-    src = tmp_path / "pool.parquet"
-    src.write_text('{"instruction": "x"}\n')
-    assert main(["ingest", str(src), "--output", str(tmp_path / "o.jsonl")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and f"{src}: not a readable parquet file" in err
-
-
-# --- handed back as they were -------------------------------------------------------------------
-
-
-def _select_some(pool_path, out_path, picks):
-    """A top.json: some pool records, best first, with ADG's score fields."""
-    pool = read_jsonl(pool_path)
-    top = [
-        {**pool[i], "dispersion": 0.5, "anisotropy": 0.25, "score": 1.0 - n / 10}
-        for n, i in enumerate(picks)
-    ]
-    out_path.write_text(json.dumps(top))
-    return top
-
-
-@pytest.mark.parametrize("shape", ["dolly", "sharegpt", "messages"])
-def test_round_trip_jsonl(tmp_path, shape):
-    rows = [{**SHAPES[shape](r), "meta": {"n": n, "tags": ["a"]}} for n, r in enumerate(REAL)]
-    src = write_jsonl(tmp_path / f"{shape}.jsonl", rows)
-    pool, orig = tmp_path / "pool.jsonl", tmp_path / "originals"
-    assert ingest.ingest(src, pool, None, originals=orig).originals == "jsonl"
-    top = _select_some(pool, tmp_path / "top.json", [7, 2, 9])
-    out = tmp_path / "selected.jsonl"
-    assert write_selected(tmp_path / "top.json", pool, orig, out) == 3
-    back = read_jsonl(out)
-    for got, i, t in zip(back, [7, 2, 9], top, strict=True):
-        assert {k: v for k, v in got.items() if k not in SCORE_COLUMNS.values()} == rows[i]
-        assert list(got)[: len(rows[i])] == list(rows[i])  # same keys, same order
-        assert got["adg_score"] == t["score"] and got["adg_dispersion"] == 0.5
-
-
-def test_round_trip_parquet_keeps_the_schema(tmp_path):
-    rows = [{**as_messages(r, REAL[0]), "id": 100 + n, "rating": n / 2} for n, r in enumerate(REAL)]
-    schema = pa.Table.from_pylist(rows).schema.with_metadata({b"huggingface": b'{"info": 1}'})
-    table = pa.Table.from_pylist(rows, schema=schema).cast(
-        schema.set(schema.get_field_index("id"), pa.field("id", pa.int32()))
-    )
-    src = tmp_path / "chat.parquet"
-    pq.write_table(table, src)
-    pool, orig = tmp_path / "pool.jsonl", tmp_path / "originals"
-    ingest.ingest(src, pool, None, originals=orig)
-    _select_some(pool, tmp_path / "top.json", [11, 0, 5])
-    out = tmp_path / "selected.parquet"
-    write_selected(tmp_path / "top.json", pool, orig, out)
-    back = pq.read_table(out)
-    source = pq.read_schema(src)
-    extra = [back.schema.field(c) for c in SCORE_COLUMNS.values()]
-    assert back.schema.remove_metadata() == pa.schema([*source.remove_metadata(), *extra])
-    assert back.schema.metadata == source.metadata and all(f.type == pa.float64() for f in extra)
-    want = [table.slice(i, 1).to_pylist()[0] for i in (11, 0, 5)]
-    assert back.drop_columns(list(SCORE_COLUMNS.values())).to_pylist() == want
-
-
-# --- through the pipeline (kfp.local) -----------------------------------------------------------
-
-TINY_RUN = ["--cluster-count", "2", "--num-samples", "2", "--max-new-tokens", "4"]
-
-
-def chat_pool(n: int) -> list[dict]:
-    """A messages pool as chat SFT sets have it: some conversations with a system prompt, some
-    with earlier turns, some single-turn, each with a field of the pool's own."""
-    real = sample_records(2 * n)
-    pool = []
-    for i in range(n):
-        earlier = real[n + i] if i % 3 else None
-        system = SYSTEM if i % 2 == 0 else None
-        pool.append({**as_messages(real[i], earlier, system), "source": f"alpaca-gpt4/{i}"})
-    return pool
-
-
-@pytest.mark.kfp_local
-def test_adg_run_on_a_chat_pool_hands_back_messages(tmp_path, tiny_model_dir):
-    pool = chat_pool(12)
-    src = write_jsonl(tmp_path / "chat.jsonl", pool)
-    out = tmp_path / "run"
-    args = ["run", "--input", str(src), "--model", str(tiny_model_dir), "--budget", "3"]
-    args += ["--output-dir", str(out)]  # the default prompt format: auto, resolved to chat
-    assert main([*args, *TINY_RUN]) == 0
-    top = json.loads((out / "top.json").read_text())
-    assert len(top) == 3 and all("history" in r and "generated_answers" in r for r in top)
-    back = read_jsonl(out / "selected.jsonl")
-    assert not (out / "selected.parquet").exists()
-    for got, t in zip(back, top, strict=True):
-        original = {k: v for k, v in got.items() if k not in SCORE_COLUMNS.values()}
-        assert original == pool[t["id"]]  # the conversation exactly as it was read
-        assert got["adg_score"] == t["score"]
-    groups = [json.loads((out / f"{g}.json").read_text()) for g in ("top", "middle", "bottom")]
-    scored = [r for g in groups for r in g]
-    assert any(r["history"] for r in scored) and any(r["system"] for r in scored)
-    page = (out / "report.html").read_text(encoding="utf-8")
-    assert "user (the turn scored)" in page
+# --- in the compiled pipeline ---------------------------------------------------------------------
 
 
 def test_the_pipeline_wires_the_shape_and_the_baselines_prompt():
@@ -571,54 +355,3 @@ def test_the_pipeline_wires_the_shape_and_the_baselines_prompt():
     (export,) = named("export")  # inside a condition: ingest's outputs come in as channels
     originals = export["inputs"]["artifacts"]["originals"]["componentInputArtifact"]
     assert originals == "pipelinechannel--ingest-originals"
-
-
-@pytest.mark.kfp_local
-def test_a_parquet_pool_in_object_storage_through_the_pipeline(tmp_path, tiny_model_dir, bucket):
-    from adg.io import storage
-
-    rows = [{"id": 1000 + n, **as_dolly(r)} for n, r in enumerate(sample_records(12))]
-    table = pa.Table.from_pylist(rows)
-    table = table.cast(table.schema.set(0, pa.field("id", pa.int32()))).replace_schema_metadata(
-        {b"huggingface": b'{"info": {"features": {}}}'}
-    )
-    local = tmp_path / "train-00000-of-00001.parquet"
-    pq.write_table(table, local)
-    uri = f"s3://{bucket}/pools/dolly/train-00000-of-00001.parquet"
-    storage.upload(local, uri)
-    out, export = tmp_path / "run", f"s3://{bucket}/exports/dolly"
-    args = ["run", "--input", uri, "--model", str(tiny_model_dir), "--budget", "3"]
-    args += ["--export-uri", export, "--output-dir", str(out)]
-    assert main([*args, *TINY_RUN]) == 0
-    selected = pq.read_table(out / "selected.parquet")
-    extra = [pa.field(c, pa.float64()) for c in SCORE_COLUMNS.values()]
-    assert selected.schema == pa.schema([*table.schema, *extra], metadata=table.schema.metadata)
-    top = json.loads((out / "top.json").read_text())
-    assert selected.column("id").to_pylist() == [r["id"] for r in top]
-    assert (
-        storage.read_bytes(f"{export}/selected.parquet") == (out / "selected.parquet").read_bytes()
-    )
-    manifest = storage.read_json(f"{export}/manifest.json")
-    assert set(manifest["files"]) >= {"top.json", "selected.parquet"}
-
-
-def test_a_damaged_row_group_keeps_the_rows_before_it(tmp_path):
-    rows = [as_alpaca(r) for r in sample_records(200)]
-    src = tmp_path / "pool.parquet"
-    pq.write_table(pa.Table.from_pylist(rows), src, row_group_size=50)
-    page = pq.ParquetFile(src).metadata.row_group(3).column(2).data_page_offset
-    data = bytearray(src.read_bytes())
-    data[page : page + 16] = b"\xff" * 16  # the last row group's page header
-    src.write_bytes(bytes(data))
-    result = reading.read_pool(src)
-    assert len(result.records) == 150 and result.read == 151
-    (reject,) = result.rejects
-    assert reject.line == 150 and reject.unit == "row"
-    assert "damaged data after row 149" in reject.reason and "\n" not in reject.reason
-
-
-def test_nulls_in_an_alpaca_parquet_are_missing_fields(tmp_path):
-    rows = [as_alpaca(r) for r in REAL[:3]]
-    rows[1]["input"] = None
-    result = reading.read_pool(write_pool(tmp_path, "alpaca", "parquet", rows))
-    assert not result.rejects and "input" not in result.records[1]

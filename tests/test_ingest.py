@@ -8,7 +8,7 @@ import re
 import pytest
 
 from adg.cli import main
-from adg.io import jsonl, reading, records
+from adg.io import reading, records
 from adg.stages import ingest
 
 BAD_POOL = "\n".join(
@@ -48,37 +48,6 @@ def test_ingest_rejects_every_bad_record(tmp_path):
     assert all(r["file"] == str(src) for r in rejects)
 
 
-def test_json_array_keeps_line_numbers(tmp_path):
-    src = tmp_path / "pool.json"
-    src.write_text(
-        '[\n  {"instruction": "a", "output": "x"},\n  {"instruction": ""},\n'
-        '  {"instruction": "c"}\n]\n'
-    )
-    result = reading.read_pool(src)
-    assert [r["id"] for r in result.records] == [0, 2]
-    assert result.rejects[0].line == 3
-
-
-def test_gzip_and_original_adg_format(tmp_path):
-    src = tmp_path / "pool.jsonl.gz"
-    with gzip.open(src, "wt", encoding="utf-8") as fh:
-        fh.write(json.dumps({"instruction": "a", "generated_answers": ["x", "y"]}) + "\n")
-    assert reading.read_records(src)[0] == {
-        "id": 0,
-        "instruction": "a",
-        "generated_answers": ["x", "y"],
-    }
-
-
-def test_truncated_array_keeps_what_came_before(tmp_path):
-    src = tmp_path / "pool.json"
-    src.write_text('[{"instruction": "a"},\n {"instruction": ')
-    result = reading.read_pool(src)
-    assert [r["instruction"] for r in result.records] == ["a"]
-    assert [(r.line, r.raw) for r in result.rejects] == [(2, '{"instruction":')]
-    assert "malformed JSON: Expecting value (line 2, column 18)" in result.rejects[0].reason
-
-
 @pytest.mark.parametrize(
     ("content", "message"),
     [(None, "no such file"), ("", "the pool is empty"), ("[]", "no valid records")],
@@ -103,14 +72,6 @@ def test_cli_summary_line(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert "ingest: 3 accepted + 6 rejected = 9 read (1 ids assigned)" in out
-
-
-def test_partial_jsonl_tail_is_cut(tmp_path):
-    f = tmp_path / "g.jsonl"
-    f.write_text('{"id": 1}\n{"id": 2}\n{"id": 3, "gen')
-    assert [r["id"] for r in reading.iter_jsonl_tolerant(f)] == [1, 2]
-    jsonl.truncate_partial_line(f)
-    assert f.read_text() == '{"id": 1}\n{"id": 2}\n'
 
 
 # --- issue 14: inputs that used to lose good records -------------------------------------------

@@ -1,17 +1,12 @@
-"""Baseline selectors: IFD / Superfiltering on hand-checkable cases, and the seeded random score."""
-
-import json
+"""Instruction-Following Difficulty (adg.method.ifd), the IFD and Superfiltering baselines, on
+hand-checkable cases. The score stage's baseline methods (ifd, superfiltering, random) are in
+test_score.py."""
 
 import pytest
 import torch
-from helpers import build_model, build_tokenizer, sample_records, write_jsonl
+from helpers import build_model, build_tokenizer, sample_records
 
-from adg.method.ifd import UNUSABLE_SCORE, IFDScorer
-from adg.stages.score import score_file
-
-
-def read(path):
-    return [json.loads(line) for line in open(path, encoding="utf-8")]
+from adg.method.ifd import IFDScorer
 
 
 def test_ifd_equals_ratio_of_plain_losses(tiny):
@@ -82,34 +77,3 @@ def test_memorised_output_has_low_ifd():
     assert after[0]["ifd"] < 0.1 < before[0]["ifd"]
     assert after[0]["score"] == after[0]["ifd"]  # usable: IFD < 1
     assert after[1]["ifd"] > 0.5  # the unseen record's answer is not given away by its prompt
-
-
-@pytest.mark.parametrize("method", ["ifd", "superfiltering"])
-def test_score_file_ifd_methods(tmp_path, tiny_model_dir, method):
-    recs = [*sample_records(4), {"id": 99, "instruction": "Say nothing.", "output": ""}]
-    src = write_jsonl(tmp_path / "pool.jsonl", recs)
-    out = tmp_path / "scored.jsonl"
-    m = str(tiny_model_dir)
-    score_file(src, out, method=method, model=m, proxy_model=m)
-    rows = read(out)
-    assert [r["id"] for r in rows] == [0, 1, 2, 3, 99]
-    for r in rows[:4]:
-        assert r["ifd"] > 0 and r["loss_conditioned"] > 0 and r["loss_direct"] > 0
-        assert r["score"] == (r["ifd"] if r["ifd"] < 1 else UNUSABLE_SCORE)
-    assert rows[4]["ifd"] is None and rows[4]["score"] == UNUSABLE_SCORE
-
-
-def test_random_method_is_seeded_per_id(tmp_path):
-    src = write_jsonl(tmp_path / "pool.jsonl", sample_records(20))
-    a, b, c = (tmp_path / f"{x}.jsonl" for x in "abc")
-    score_file(src, a, method="random", seed=1)
-    score_file(src, b, method="random", seed=1)
-    score_file(src, c, method="random", seed=2)
-    sa, sc = [r["score"] for r in read(a)], [r["score"] for r in read(c)]
-    assert read(a) == read(b) and sa != sc
-    assert all(0 <= x < 1 for x in sa) and len(set(sa)) == 20
-
-
-def test_unknown_method(tmp_path):
-    with pytest.raises(ValueError, match="unknown scoring method"):
-        score_file(tmp_path / "x", tmp_path / "y", method="loss")
