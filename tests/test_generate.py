@@ -57,7 +57,7 @@ def test_generates_k_answers_reproducibly(tmp_path, pool_file, tiny_model_dir):
 
 
 def test_a_sampler_in_memory_gives_the_stage_s_answers(tmp_path, pool_file, tiny_model_dir):
-    # bench/gpu.py hands generate_file a sampler over a model already in memory; the answers are
+    # bench.gpu hands generate_file a sampler over a model already in memory; the answers are
     # those of the stage loading the same model, and extra generate options reach `generate`.
     from adg.io import models
     from adg.stages.generate import HFSampler

@@ -19,7 +19,7 @@ answers with `RequestOutput` objects. Checked:
 
 Without vLLM these tests are skipped (`pytest.importorskip`, the CI skip policy's designated
 exception with the `gpu` marker); `record_seed`'s own tests run everywhere. The `gpu` test at
-the end samples the embedded model with a real vLLM engine; bench/gpu.py calls `full_vllm_run`.
+the end samples the embedded model with a real vLLM engine; bench.gpu calls `full_vllm_run`.
 """
 
 from __future__ import annotations
@@ -266,7 +266,7 @@ def test_k_answers_per_record_in_the_engines_order(engine, tiny_model_dir):
 
 def full_vllm_run(model: str, records: list[dict] | None = None) -> dict:
     """Sample the model with a real vLLM engine (a CUDA GPU): twice the same batch, then each
-    record alone; returns what was checked. Used by the `gpu` test below and by bench/gpu.py."""
+    record alone; returns what was checked. Used by the `gpu` test below and by bench.gpu."""
     import time
 
     records = records or records_with_ids([1, "1", 2, 3, 4, 5])
