@@ -1,6 +1,6 @@
-"""Task-type analysis: the backbone classifier (tiny model for the mechanics, the embedded model
-for real labels), the OpenAI-compatible endpoint path against a local HTTP server, and the
-composition of pool versus selected subset."""
+"""Task-type analysis: the classifiers of adg.method.task_classifiers (the backbone's, on a tiny
+model for the mechanics and the embedded model for real labels; the OpenAI-compatible endpoint
+against a local HTTP server) and the analyse stage's composition of pool versus selected subset."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ import pytest
 from helpers import embedded_model_or_skip, sample_records, selected_run, write_jsonl
 
 from adg.cli import main
-from adg.stages import analyse as analysis
+from adg.method import task_classifiers
+from adg.method.task_types import TRUSTED_ACCURACY
+from adg.stages import analyse
 
 OBVIOUS = [
     ("Translate 'good morning' into French.", "Translation"),
@@ -30,41 +32,41 @@ OBVIOUS = [
 
 
 def test_parse_category():
-    assert analysis.parse_category("Math") == "Math"
-    assert analysis.parse_category("Category: discrete decision.") == "Discrete_Decision"
-    assert analysis.parse_category("instruction-following, or maybe Writing") == (
+    assert task_classifiers.parse_category("Math") == "Math"
+    assert task_classifiers.parse_category("Category: discrete decision.") == "Discrete_Decision"
+    assert task_classifiers.parse_category("instruction-following, or maybe Writing") == (
         "Instruction_Following"
     )
-    assert analysis.parse_category("no idea") is None
+    assert task_classifiers.parse_category("no idea") is None
 
 
 def test_composition_shares_and_shift():
-    comp = analysis.composition(["Math", "Math", "Writing", "Others"], ["Math", "Math"], "x")
+    comp = analyse.composition(["Math", "Math", "Writing", "Others"], ["Math", "Math"], "x")
     assert comp["pool"]["counts"]["Math"] == 2 and comp["pool"]["shares"]["Writing"] == 0.25
     assert comp["selected"]["shares"]["Math"] == 1.0
     assert comp["shift"]["Math"] == pytest.approx(0.5)
     assert sum(comp["pool"]["shares"].values()) == pytest.approx(1.0)
-    assert analysis.composition(["Coding"], None)["shift"] is None
+    assert analyse.composition(["Coding"], None)["shift"] is None
 
 
 def test_model_classifier_batches_equal_single_passes(tiny):
     """Left padding and position ids make a batched pass score like one prompt at a time."""
     tokenizer, model = tiny
-    clf = analysis.ModelClassifier(tokenizer=tokenizer, lm=model, batch_size=4)
-    prompts = [analysis.classifier_prompt(r["instruction"]) for r in sample_records(5)]
+    clf = task_classifiers.ModelClassifier(tokenizer=tokenizer, lm=model, batch_size=4)
+    prompts = [task_classifiers.classifier_prompt(r["instruction"]) for r in sample_records(5)]
     batched = clf._scores(prompts)
     single = np.concatenate([clf._scores([p]) for p in prompts])
-    assert batched.shape == (5, len(analysis.CATEGORIES))
+    assert batched.shape == (5, len(task_classifiers.CATEGORIES))
     np.testing.assert_allclose(batched, single, atol=1e-4)
     labels = clf.classify(sample_records(5))
     assert labels == clf.classify(sample_records(5))  # deterministic
-    assert set(labels) <= set(analysis.CATEGORIES)
+    assert set(labels) <= set(task_classifiers.CATEGORIES)
 
 
 @pytest.mark.integration
 def test_embedded_model_labels_obvious_instructions(capsys):
     path = embedded_model_or_skip()
-    clf = analysis.ModelClassifier(str(path), batch_size=8)
+    clf = task_classifiers.ModelClassifier(str(path), batch_size=8)
     records = [{"id": n, "instruction": text} for n, (text, _) in enumerate(OBVIOUS)]
     labels = clf.classify(records)
     with capsys.disabled():
@@ -85,8 +87,8 @@ def _closed_port() -> int:
 
 def test_endpoint_refusing_connections_fails_clearly(tmp_path, capsys):
     url = f"http://127.0.0.1:{_closed_port()}/v1"
-    clf = analysis.EndpointClassifier(url, "m", timeout=5)
-    with pytest.raises(analysis.AnalysisError, match="cannot connect"):
+    clf = task_classifiers.EndpointClassifier(url, "m", timeout=5)
+    with pytest.raises(task_classifiers.AnalysisError, match="cannot connect"):
         clf.classify([{"id": 1, "instruction": "What is 2 + 2?"}])
     pool = write_jsonl(tmp_path / "pool.jsonl", sample_records(2))
     args = ["analyse", "--input", str(pool), "--output", str(tmp_path / "l.jsonl")]
@@ -95,8 +97,8 @@ def test_endpoint_refusing_connections_fails_clearly(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("adg analyse: error: endpoint http://127.0.0.1:")
     assert "/v1/chat/completions: cannot connect" in err and "Traceback" not in err
-    with pytest.raises(analysis.AnalysisError, match="http:// or https://"):
-        analysis.EndpointClassifier("127.0.0.1:8000")
+    with pytest.raises(task_classifiers.AnalysisError, match="http:// or https://"):
+        task_classifiers.EndpointClassifier("127.0.0.1:8000")
 
 
 class _ChatHandler(BaseHTTPRequestHandler):
@@ -196,7 +198,7 @@ def chat_server():
 
 
 def test_endpoint_path_with_local_server(chat_server, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(analysis.API_KEY_ENV, "secret-key")
+    monkeypatch.setenv(task_classifiers.API_KEY_ENV, "secret-key")
     records = [
         {"id": "a", "instruction": "Translate 'cat' into German."},
         {"id": "b", "instruction": "What is 12 + 30?"},
@@ -219,7 +221,7 @@ def test_endpoint_path_with_local_server(chat_server, tmp_path, monkeypatch, cap
         {"id": "c", "category": "Writing"},
         {"id": "d", "category": "Others"},
     ]
-    comp = json.loads(analysis.composition_path(out).read_text())
+    comp = json.loads(analyse.composition_path(out).read_text())
     assert comp["selected"]["counts"]["Math"] == 1 and comp["selected"]["count"] == 2
     assert comp["shift"]["Writing"] == pytest.approx(0.25)
     assert "/v1/chat/completions" in comp["classifier"]
@@ -244,13 +246,15 @@ def test_endpoint_path_with_local_server(chat_server, tmp_path, monkeypatch, cap
 
 
 def test_endpoint_http_error_is_clear(chat_server):
-    clf = analysis.EndpointClassifier(chat_server, "broken", timeout=5, retries=0)
-    with pytest.raises(analysis.AnalysisError, match=r"HTTP 500 .*model crashed"):
+    clf = task_classifiers.EndpointClassifier(chat_server, "broken", timeout=5, retries=0)
+    with pytest.raises(task_classifiers.AnalysisError, match=r"HTTP 500 .*model crashed"):
         clf.classify([{"id": 1, "instruction": "x"}])
 
 
 def test_endpoint_retries_transient_errors(chat_server):
-    clf = analysis.EndpointClassifier(chat_server, "flaky", timeout=5, batch_size=1, retries=2)
+    clf = task_classifiers.EndpointClassifier(
+        chat_server, "flaky", timeout=5, batch_size=1, retries=2
+    )
     assert clf.classify([{"id": 1, "instruction": "Translate 'dog' into Italian."}]) == [
         "Translation"
     ]
@@ -258,28 +262,28 @@ def test_endpoint_retries_transient_errors(chat_server):
 
 
 def test_endpoint_timeout_is_clear(chat_server):
-    clf = analysis.EndpointClassifier(chat_server, "slow", timeout=0.5, retries=0)
-    with pytest.raises(analysis.AnalysisError, match=r"no answer in 0.5s"):
+    clf = task_classifiers.EndpointClassifier(chat_server, "slow", timeout=0.5, retries=0)
+    with pytest.raises(task_classifiers.AnalysisError, match=r"no answer in 0.5s"):
         clf.classify([{"id": 1, "instruction": "What is 1 + 1?"}])
 
 
 def test_endpoint_sends_batches_concurrently_and_asks_the_listed_model(chat_server):
     records = [{"id": n, "instruction": f"What is {n} + {n}?"} for n in range(12)]
-    clf = analysis.EndpointClassifier(chat_server, "batched", timeout=10, batch_size=4)
+    clf = task_classifiers.EndpointClassifier(chat_server, "batched", timeout=10, batch_size=4)
     assert clf.classify(records) == ["Math"] * 12
     assert 2 <= _ChatHandler.in_flight[1] <= 4
-    clf = analysis.EndpointClassifier(chat_server, "", timeout=10)
+    clf = task_classifiers.EndpointClassifier(chat_server, "", timeout=10)
     assert clf.classify(records[:1]) == ["Math"]
     assert _ChatHandler.seen[-1]["model"] == "listed" and "(listed)" in clf.description
 
 
 def test_endpoint_garbage_answers_fail_clearly(chat_server, tmp_path, capsys):
-    clf = analysis.EndpointClassifier(chat_server, "garbage", timeout=5, retries=0)
-    with pytest.raises(analysis.AnalysisError, match="malformed answer"):
+    clf = task_classifiers.EndpointClassifier(chat_server, "garbage", timeout=5, retries=0)
+    with pytest.raises(task_classifiers.AnalysisError, match="malformed answer"):
         clf.classify([{"id": 1, "instruction": "x"}])
     records = [{"id": n, "instruction": f"Tell me about thing {n}."} for n in range(40)]
-    clf = analysis.EndpointClassifier(chat_server, "chatty", timeout=5, batch_size=8)
-    with pytest.raises(analysis.AnalysisError, match=r"16 of 16 answers name no category"):
+    clf = task_classifiers.EndpointClassifier(chat_server, "chatty", timeout=5, batch_size=8)
+    with pytest.raises(task_classifiers.AnalysisError, match=r"16 of 16 answers name no category"):
         clf.classify(records)
     assert len(_ChatHandler.seen) == 1 + 16  # stopped early, not after all 40
     pool = write_jsonl(tmp_path / "pool.jsonl", records)
@@ -295,12 +299,12 @@ def test_composition_says_which_classifier_and_how_accurate(tmp_path):
     from adg.reporting.report import analysis_markdown, analysis_section
 
     measured = {"n": 199, "accuracy": 0.62, "majority_accuracy": 0.30}
-    comp = analysis.composition(["Math", "Coding"], None, "vectors: X", measured)
+    comp = analyse.composition(["Math", "Coding"], None, "vectors: X", measured)
     assert comp["classifier_benchmark"] == measured and comp["indicative_only"]
     for text in (analysis_section(comp), analysis_markdown(comp)):
         assert "vectors: X" in text and "62%" in text and "indicative only" in text
-    good = dict(measured, accuracy=analysis.TRUSTED_ACCURACY)
-    comp = analysis.composition(["Math"], None, "vectors: X", good)
+    good = dict(measured, accuracy=TRUSTED_ACCURACY)
+    comp = analyse.composition(["Math"], None, "vectors: X", good)
     assert not comp["indicative_only"] and "indicative only" not in analysis_section(comp)
-    comp = analysis.composition(["Math"], None, "endpoint http://x/v1", None)
+    comp = analyse.composition(["Math"], None, "endpoint http://x/v1", None)
     assert comp["indicative_only"] and "not measured" in analysis_markdown(comp)

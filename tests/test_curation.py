@@ -1,4 +1,5 @@
-"""The curation index: dedup, consistency, entries and versions in a local folder and in S3 (moto).
+"""The curation index (adg.io.curation_index) and the curation stage (adg.stages.curation): dedup,
+consistency, entries and versions in a local folder and in S3 (moto).
 
 Scored batches here are real pool records with synthetic scores and random unit-norm embeddings:
 what is under test is the index's bookkeeping and the selection over all of it; the model stages
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from helpers import sample_records, write_jsonl
 
-from adg.io import storage
+from adg.io import curation_index, storage
 from adg.method.clustering import kmeans_bins, kmeans_bins_parts
 from adg.stages import curation
 
@@ -85,7 +86,7 @@ def test_two_runs_score_only_new_records_and_select_over_all(tmp_path, where, re
     assert set(diff["added"]) == {r["id"] for r in top} - set(top1)
     assert set(diff["dropped"]) == set(top1) - {r["id"] for r in top}
     # Manifests name every file with its sha256, in the index itself.
-    idx = curation.Index(index)
+    idx = curation_index.Index(index)
     for kind, name in (("entries", "000002"), ("versions", v2["id"])):
         manifest = idx.read_json(kind, name, "manifest.json")
         for file, meta in manifest["files"].items():
@@ -103,9 +104,9 @@ def test_selection_is_over_the_whole_index(tmp_path):
     records = sample_records(20)
     curate(tmp_path, index, "one", records[:10])
     curate(tmp_path, index, "two", records[10:])
-    idx = curation.Index(index)
-    entries, _ = curation.active_entries(idx)
-    arrays = curation.load_arrays(idx, entries, tmp_path)
+    idx = curation_index.Index(index)
+    entries, _ = curation_index.active_entries(idx)
+    arrays = curation_index.load_arrays(idx, entries, tmp_path)
     assert len(arrays.score) == 20 and isinstance(arrays.embeddings[0], np.memmap)
     assert arrays.embeddings[0].dtype == np.float16
     sel, _bins = curation.select_arrays(arrays, 5, cluster_count=1)
@@ -121,7 +122,7 @@ def test_mismatched_entries_are_refused_or_rescored(tmp_path, where, request):
     curate(tmp_path, index, "one", records[:8], settings=OTHER)
     with pytest.raises(curation.CurationMismatch, match=r"model='tiny-b'.*--rescore-mismatched"):
         curate(tmp_path, index, "two", records[8:])
-    assert len(curation.Index(index).manifests("entries")) == 1  # nothing written
+    assert len(curation_index.Index(index).manifests("entries")) == 1  # nothing written
     plan, planned = curate(tmp_path, index, "three", records[8:], rescore=True)
     assert plan.supersedes == ["000001"] and plan.rescored == 8 and plan.records == 12
     assert all("score" not in r and "generated_answers" not in r for r in planned)
@@ -214,11 +215,11 @@ def race(*jobs):
     return results
 
 
-def index_keys(idx: curation.Index, tmp_path) -> set[tuple[int, int]]:
+def index_keys(idx: curation_index.Index, tmp_path) -> set[tuple[int, int]]:
     """(id hash, content hash) of every record the index counts (each once)."""
-    entries, _ = curation.active_entries(idx)
+    entries, _ = curation_index.active_entries(idx)
     with tempfile.TemporaryDirectory(dir=tmp_path) as work:
-        arrays = curation.load_arrays(idx, entries, Path(work))
+        arrays = curation_index.load_arrays(idx, entries, Path(work))
         keys = []
         for pos, entry in enumerate(arrays.entries):
             with np.load(idx.fetch(Path(work), "entries", entry["id"], "arrays.npz")) as a:
@@ -271,7 +272,7 @@ def test_two_runs_racing_on_one_index_land_as_two_entries_and_count_records_once
         lambda: run("a"), lambda: run("b")
     )
     assert plan_a.records == plan_b.records == 30  # the shared 20 were planned by both
-    idx = curation.Index(index)
+    idx = curation_index.Index(index)
     assert sorted([entry_a, entry_b]) == ["000001", "000002"]
     assert sorted([version_a["id"], version_b["id"]]) == ["000001", "000002"]
     # Each entry is one run's batch, whole: its files are the ones its manifest lists.
@@ -282,7 +283,7 @@ def test_two_runs_racing_on_one_index_land_as_two_entries_and_count_records_once
             with idx.local("entries", entry_id, file) as path:
                 assert storage.sha256_file(path) == meta["sha256"]
     # Every record of both pools is in the index, once; the shared ones are the first entry's.
-    assert index_keys(idx, tmp_path) == {curation.record_keys(r) for r in records}
+    assert index_keys(idx, tmp_path) == {curation_index.record_keys(r) for r in records}
     final = curation.select_version(index, 8, tmp_path / "final", cluster_count=3)
     assert (final["records"], final["duplicates"], final["entries"]) == (
         40,
@@ -309,13 +310,27 @@ def test_an_id_claimed_by_a_run_still_writing_is_skipped(tmp_path, where, reques
     index = str(tmp_path / "index")
     if where == "s3":
         index = f"s3://{request.getfixturevalue('serial_bucket')}/curation"
-    idx = curation.Index(index)
+    idx = curation_index.Index(index)
     assert idx.create_json({"run_id": "slow"}, "entries", "000001", "claim.json")
     assert not idx.create_json({"run_id": "late"}, "entries", "000001", "claim.json")
     assert idx.read_json("entries", "000001", "claim.json") == {"run_id": "slow"}
     curate(tmp_path, index, "one", sample_records(6))
     assert [m["id"] for m in idx.manifests("entries")] == ["000002"]
     assert idx.ids("entries") == [1, 2]
+
+
+def test_a_manifest_is_created_never_replaced(tmp_path):
+    """Publishing into an id whose manifest exists (a lost claim, a bug) refuses with one line
+    and leaves the first manifest as it was."""
+    idx = curation_index.Index(str(tmp_path / "index"))
+    data = tmp_path / "data.txt"
+    data.write_text("x\n")
+    curation_index.publish(idx, "entries", {"id": "000001"}, {"data.txt": data})
+    first = idx.read_json("entries", "000001", "manifest.json")
+    assert first["files"]["data.txt"] == {"sha256": storage.sha256_file(data), "bytes": 2}
+    with pytest.raises(storage.StorageError, match=r"000001/manifest.json: already exists"):
+        curation_index.publish(idx, "entries", {"id": "000001", "run_id": "b"}, {"data.txt": data})
+    assert idx.read_json("entries", "000001", "manifest.json") == first
 
 
 def test_many_ledger_writers_at_once_all_land(serial_bucket):
@@ -335,13 +350,14 @@ def test_many_ledger_writers_at_once_all_land(serial_bucket):
 
 KILL_HALF_WAY = """
 import os, signal, sys
+from adg.io.curation_index import Index
 from adg.stages import curation
 
-put = curation.Index.put
+put = Index.put
 def put_then_die(self, local, *parts):
     put(self, local, *parts)
     os.kill(os.getpid(), signal.SIGKILL)  # the pod killed after its first file
-curation.Index.put = put_then_die
+Index.put = put_then_die
 index, scored, emb, settings = sys.argv[1:5]
 import json
 curation.add_entry(index, scored, emb, json.loads(settings), "run-7")
@@ -360,7 +376,7 @@ def test_a_retried_add_reuses_the_entry_its_killed_attempt_left(tmp_path, where,
     index = str(tmp_path / "index")
     if where == "s3":
         index = f"s3://{request.getfixturevalue('serial_bucket')}/curation"
-    idx = curation.Index(index)
+    idx = curation_index.Index(index)
     scored, emb = scored_batch(tmp_path, "b", sample_records(5), seed=3)
     args = [sys.executable, "-c", KILL_HALF_WAY, index, str(scored), str(emb), json.dumps(SETTINGS)]
     killed = subprocess.run(args, env=os.environ.copy(), capture_output=True, timeout=300)

@@ -223,7 +223,7 @@ def test_the_same_conversation_in_two_shapes_is_one_canonical_record():
     )
     assert sg == oa
     assert shapes.canonical_content(sg) == shapes.canonical_content(oa)
-    from adg.stages.curation import record_keys
+    from adg.io.curation_index import record_keys
 
     assert record_keys({"id": 1, **sg}) == record_keys({"id": 1, **oa})
     # A single-turn record hashes as before conversations existed (indexes stay valid).

@@ -10,8 +10,8 @@ import json
 import pytest
 from helpers import REPO, embedded_model_or_skip
 
+from adg.method import task_classifiers as analysis
 from adg.method import task_types
-from adg.stages import analyse as analysis
 
 EVAL_SAMPLE = REPO / "data" / "task_types_eval.jsonl"
 

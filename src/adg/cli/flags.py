@@ -1,6 +1,6 @@
 """The pieces every command's parser shares: a config dataclass's fields as flags (`add_flags`,
-`from_flags`: adg.config is the one source of each default and help text), `--model`,
-`--restart`, and `KEY=VALUE` arguments.
+and back, `flag_values` and `from_flags`: adg.config is the one source of each default and help
+text), `--model`, `--restart`, and `--param KEY=VALUE` arguments.
 """
 
 from __future__ import annotations
@@ -49,10 +49,15 @@ def add_parameter_flags(p: argparse.ArgumentParser, names: tuple[str, ...]) -> N
         p.add_argument(flag, **_flag_options(f, flag, name))
 
 
+def flag_values(cls: type, a: argparse.Namespace) -> dict:
+    """The parsed values of the flags `add_flags(p, cls)` made, by field name: a stage function's
+    keyword arguments where they are named as the fields."""
+    return {f.name: getattr(a, f.name) for f in fields(cls) if hasattr(a, f.name)}
+
+
 def from_flags(cls: type, a: argparse.Namespace, **overrides):
     """An instance of the config dataclass `cls` from the parsed flags `add_flags` made."""
-    values = {f.name: getattr(a, f.name) for f in fields(cls) if hasattr(a, f.name)}
-    return cls(**{**values, **overrides})
+    return cls(**{**flag_values(cls, a), **overrides})
 
 
 def model_arg(p: argparse.ArgumentParser) -> None:
@@ -75,6 +80,11 @@ def restart_arg(p: argparse.ArgumentParser) -> None:
 
 def sampling_config(a: argparse.Namespace) -> SamplingConfig:
     return from_flags(SamplingConfig, a)
+
+
+def param_arg(p: argparse.ArgumentParser, help: str) -> None:
+    """A repeatable `--param KEY=VALUE` (`key_value` splits one)."""
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
 def key_value(pair: str) -> tuple[str, str]:

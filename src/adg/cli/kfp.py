@@ -11,7 +11,7 @@ import importlib
 from pathlib import Path
 
 from adg import package_data
-from adg.cli.flags import add_flags, add_parameter_flags, model_arg, sampling_config
+from adg.cli.flags import add_flags, add_parameter_flags, model_arg, param_arg, sampling_config
 from adg.config import (
     GenerateConfig,
     IngestConfig,
@@ -202,16 +202,19 @@ def _remote_call(fn, *args, **kwargs):
         ) from None
 
 
+def _server_options(a: argparse.Namespace) -> dict:
+    """The KFP server to talk to and whether to check its version: every remote command's."""
+    return {"host": a.host, "namespace": a.namespace, "check_version": not a.skip_version_check}
+
+
 def _kfp_options(a: argparse.Namespace) -> dict:
     """The keyword arguments `submit` and `schedule` share (`_kfp_args`, `_run_options`)."""
     return {
-        "host": a.host,
-        "namespace": a.namespace,
+        **_server_options(a),
         "experiment": a.experiment,
         "package": a.package,
         "service_account": a.service_account,
         "pipeline_root": a.pipeline_root,
-        "check_version": not a.skip_version_check,
         "pipeline": a.pipeline,
     }
 
@@ -257,13 +260,7 @@ def add_schedule(sub) -> None:
 
 
 def cmd_retry(a: argparse.Namespace) -> None:
-    _remote_call(
-        kfp_module("remote").retry,
-        a.run_id,
-        host=a.host,
-        namespace=a.namespace,
-        check_version=not a.skip_version_check,
-    )
+    _remote_call(kfp_module("remote").retry, a.run_id, **_server_options(a))
     print(f"retrying run {a.run_id.strip()}: its failed tasks run again, the others are kept")
 
 
@@ -274,13 +271,8 @@ def add_retry(sub) -> None:
         "run again, the succeeded ones are kept)",
     )
     p.add_argument("run_id", metavar="RUN_ID", help="the run's id (`adg submit` prints it)")
-    p.add_argument("--host", default=None, help="KFP API endpoint (default: $KFP_HOST)")
-    p.add_argument("--namespace", default=None, help="Kubeflow namespace (default: $KFP_NAMESPACE)")
-    p.add_argument(
-        "--skip-version-check",
-        action="store_true",
-        help="send even to a backend older than the minimum (docs/kubernetes.md)",
-    )
+    _server_args(p)
+    _version_check_arg(p)
     p.set_defaults(func=cmd_retry)
 
 
@@ -300,6 +292,16 @@ def _run_options(p: argparse.ArgumentParser, cache_default: str) -> None:
         help="s3:// prefix for this run's artifacts (default: the namespace's kfp-launcher "
         "ConfigMap, else the server's default)",
     )
+    _version_check_arg(p)
+
+
+def _server_args(p: argparse.ArgumentParser) -> None:
+    """The KFP server: `--host` and `--namespace` (`_server_options` reads them)."""
+    p.add_argument("--host", default=None, help="KFP API endpoint (default: $KFP_HOST)")
+    p.add_argument("--namespace", default=None, help="Kubeflow namespace (default: $KFP_NAMESPACE)")
+
+
+def _version_check_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--skip-version-check",
         action="store_true",
@@ -318,8 +320,7 @@ def _pipeline_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _kfp_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default=None, help="KFP API endpoint (default: $KFP_HOST)")
-    p.add_argument("--namespace", default=None, help="Kubeflow namespace (default: $KFP_NAMESPACE)")
+    _server_args(p)
     p.add_argument("--experiment", default="adg")
     p.add_argument(
         "--service-account",
@@ -333,10 +334,6 @@ def _kfp_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="compiled pipeline YAML (default: compile --pipeline now)",
     )
-    p.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="pipeline argument, e.g. select_budget=10000 (repeatable; JSON for dict/list ones)",
+    param_arg(
+        p, "pipeline argument, e.g. select_budget=10000 (repeatable; JSON for dict/list ones)"
     )

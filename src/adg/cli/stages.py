@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from adg.cli.flags import add_flags, model_arg, restart_arg, sampling_config
+from adg.cli.flags import add_flags, flag_values, model_arg, restart_arg, sampling_config
 from adg.config import (
     SCORE_METHODS,
     AnalyseConfig,
@@ -94,11 +94,10 @@ def cmd_generate(a: argparse.Namespace) -> None:
         limit=a.limit,
         shard_index=a.shard_index,
         shard_count=a.shard_count,
-        checkpoint_uri=a.checkpoint_uri,
-        checkpoint_every=a.checkpoint_every,
         tensor_parallel_size=a.tensor_parallel_size,
         gpu_memory_utilization=a.gpu_memory_utilization,
         restart=a.restart,
+        **flag_values(CheckpointConfig, a),
     )
     print(summary.line())
 
@@ -136,7 +135,7 @@ def add_embed(sub) -> None:
 def cmd_cluster(a: argparse.Namespace) -> None:
     from adg.stages.cluster import cluster_file
 
-    used = cluster_file(a.embeddings, a.output, count=a.count, seed=a.seed, pca_dims=a.pca_dims)
+    used = cluster_file(a.embeddings, a.output, **flag_values(ClusterConfig, a))
     print(f"cluster: {used} bins -> {a.output}")
 
 
@@ -161,10 +160,9 @@ def cmd_score(a: argparse.Namespace) -> None:
         method=a.method,
         proxy_model=a.proxy_model,
         seed=a.seed,
-        checkpoint_uri=a.checkpoint_uri,
-        checkpoint_every=a.checkpoint_every,
         prompt_format=a.prompt_format,
         restart=a.restart,
+        **flag_values(CheckpointConfig, a),
     )
     print(summary.line())
 
@@ -200,10 +198,9 @@ def cmd_select(a: argparse.Namespace) -> None:
         a.clusters,
         a.budget,
         a.output_dir,
-        strategy=a.strategy,
-        fail_on_collapse=a.fail_on_collapse,
         run_parameters=params,
         rejects_path=a.rejects,
+        **flag_values(SelectConfig, a),
     )
     print("\n".join(summary_lines(report, a.output_dir)))
     print(f"report: {Path(a.output_dir) / 'report.html'}")
@@ -285,13 +282,8 @@ def cmd_analyse(a: argparse.Namespace) -> None:
         a.output,
         selected_path=a.selected,
         model=a.model,
-        endpoint=a.endpoint,
-        endpoint_model=a.endpoint_model,
-        batch_size=a.batch_size,
-        timeout=a.timeout,
         composition_output=composition_path(a.output),
-        classifier=a.classifier,
-        retries=a.retries,
+        **flag_values(AnalyseConfig, a),
     )
     print("\n".join(composition_lines(comp)))
     print(f"labels -> {a.output}; composition -> {composition_path(a.output)}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from adg.cli.flags import add_flags, key_value, model_arg
+from adg.cli.flags import add_flags, key_value, model_arg, param_arg
 from adg.config import (
     SamplingConfig,
 )
@@ -39,13 +39,10 @@ def add_plan(sub) -> None:
     add_flags(p, SamplingConfig, only=("num_samples", "max_new_tokens"))
     p.add_argument("--sample", type=int, default=512, help="records tokenized to estimate")
     p.add_argument("--budget", type=int, default=0, help="for the subsets' size (default 20%%)")
-    p.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a GPU pod parameter of the run (e.g. train_memory=48Gi, score_gpu_count=2): the "
-        "pods are checked against the --gpu type's nodes with it",
+    param_arg(
+        p,
+        "a GPU pod parameter of the run (e.g. train_memory=48Gi, score_gpu_count=2): the pods are "
+        "checked against the --gpu type's nodes with it",
     )
     p.set_defaults(func=cmd_plan)
 

@@ -5,7 +5,8 @@ index's entries) is only ever continued under the settings it was started with. 
 of a run is one flat dict of the settings that change results: the stage's own settings, the
 model's identity (`adg.io.models.model_identity`: the spec plus a digest of its config and weights
 index) and the code's result-format version (`RESULT_FORMAT`, raised whenever a stage's output
-for the same settings would change). It is kept beside the output as `<output>.fingerprint.json`.
+for the same settings would change), with the stage's name (`stage_settings` builds it for
+generate, score and embed). It is kept beside the output as `<output>.fingerprint.json`.
 
 Per record, `record_hash` is a hash of the input fields the result depends on: the record's
 canonical content (`adg.io.shapes.canonical_content`, the one definition of "the same record"), plus
@@ -65,6 +66,12 @@ def settings(model: str | os.PathLike | None = None, **values: Any) -> dict[str,
     for key, value in sorted(values.items()):
         out[key] = comparable(value)
     return out
+
+
+def stage_settings(stage: str, model: str | os.PathLike | None, **values: Any) -> dict[str, Any]:
+    """The fingerprint of a stage's resumable output: `settings` plus what every such output
+    carries, the stage's name and the code's result format (`RESULT_FORMAT`)."""
+    return settings(model, stage=stage, result_format=RESULT_FORMAT, **values)
 
 
 def _show(value: Any) -> str:

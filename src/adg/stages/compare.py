@@ -182,7 +182,8 @@ def read_labels(path: str | os.PathLike) -> dict[tuple[str, Any], str]:
 
 def with_task_mix(comparison: dict[str, Any], labels_path: str | os.PathLike) -> dict[str, Any]:
     """The comparison plus each selected subset's task-type shares (and the pool's)."""
-    from adg.stages.analyse import CATEGORIES, composition
+    from adg.method.task_classifiers import CATEGORIES
+    from adg.stages.analyse import composition
 
     labels = read_labels(labels_path)
     pool = list(labels.values())

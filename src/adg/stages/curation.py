@@ -1,25 +1,8 @@
-"""Continuous curation: an append-only index of scored batches, and the best subset of all of it.
+"""The curation stage: plan a batch against a curation index, add it as an entry, select a version.
 
-A curation index is a local folder or an s3:// prefix. Every curated batch becomes one *entry*,
-written once and never changed:
-
-    entries/<NNNNNN>/scored.jsonl     the scored records, with their K generated answers
-    entries/<NNNNNN>/embeddings.npy   float16 [n, H] unit-norm instruction vectors, same order
-    entries/<NNNNNN>/arrays.npz       float64 score / dispersion / anisotropy [n], and uint64
-                                      id_hash / content_hash [n] (dedup keys), same order
-    entries/<NNNNNN>/claim.json       written first: reserves the id for one writer
-    entries/<NNNNNN>/manifest.json    written last: the model id and scoring settings, record
-                                      count, sha256 of each file, the run that wrote it, and
-                                      the entries it supersedes (re-scored ones)
-
-Every selection over the index becomes one *version*:
-
-    versions/<NNNNNN>/top.json, middle.json, bottom.json   the curated subsets
-    versions/<NNNNNN>/selection_report.json                counts, score stats, the diff
-    versions/<NNNNNN>/diff.json                            top ids added / dropped vs the previous
-    versions/<NNNNNN>/report.md, report.html               the history of all versions
-    versions/<NNNNNN>/claim.json                           written first (as for entries)
-    versions/<NNNNNN>/manifest.json                        written last: entries covered, sha256
+The index (a local folder or an s3:// prefix of append-only entries and versions) and the
+protocol that writes it, claims and manifests, are adg.io.curation_index; this module is what a
+curation run does with it.
 
 A run first *plans* (`plan_batch`): pool records already in the index (same id, or the same
 canonical content: instruction + input + output, and a conversation's system prompt and earlier
@@ -30,30 +13,14 @@ records through this run again; the new entry then supersedes them. After scorin
 writes the batch, and `select_version` re-clusters every active entry's embeddings and selects the
 budget over all indexed records. Selection holds only arrays in memory (embeddings memory-mapped,
 scores and hashes as numpy arrays); record text is streamed once to pick the selected rows.
-
-Runs may overlap on one index (a manual run during a scheduled one, two schedules). Every new
-entry or version id is taken with a conditional create of its `claim.json` (S3 `If-None-Match: *`,
-locally a hard link, which never replaces a file); a writer that finds the id taken tries the
-next one, so two runs land as two entries (two versions), never in one folder. Two runs that
-planned before either wrote may both have scored the same record: a record counts once, in the
-first entry (by id) that holds it, wherever the index is read (selection, planning), so nothing
-is ranked twice and nothing is lost.
-One module of about 700 lines on purpose: the index's layout and write protocol (claims,
-manifests, supersession) is what planning, adding and selecting all read and write, and one
-place keeps the protocol's invariants together; the math it calls lives in adg.method.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import shutil
 import tempfile
-import time
-import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,24 +28,28 @@ from typing import Any
 import numpy as np
 
 from adg.errors import InputError
-from adg.io import fingerprint, models, storage
+from adg.io import fingerprint, models
+from adg.io.curation_index import (
+    VERSION_FILES,
+    Index,
+    IndexArrays,
+    active_entries,
+    claim,
+    entry_files,
+    gather,
+    known_keys,
+    load_arrays,
+    publish,
+    record_keys,
+    stamp,
+    unfinished_entry,
+)
 from adg.io.jsonl import write_json_array, write_jsonl
 from adg.io.reading import iter_records
 from adg.io.records import PoolError, id_key
-from adg.io.shapes import content_text
 
 log = logging.getLogger(__name__)
 
-ENTRY_FILES = ("scored.jsonl", "embeddings.npy", "arrays.npz")
-VERSION_FILES = (
-    "top.json",
-    "middle.json",
-    "bottom.json",
-    "selection_report.json",
-    "diff.json",
-    "report.md",
-    "report.html",
-)
 GROUPS = ("top", "middle", "bottom")
 # Fields generate and score add; stripped when a superseded entry's records are scored again.
 SCORED_FIELDS = ("generated_answers", "score", "dispersion", "anisotropy")
@@ -88,7 +59,7 @@ class CurationMismatch(InputError):
     """Index entries were scored with another model or other settings than this run's."""
 
 
-# --- identity -----------------------------------------------------------------------------------
+# --- what decides a score, and whether the index agrees with this run ---------------------------
 
 
 def model_id(model: str) -> str:
@@ -106,192 +77,9 @@ def scoring_settings(model: str, **settings: Any) -> dict[str, Any]:
     return fingerprint.settings(model_id(model), **settings)
 
 
-def _hash64(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
-
-
-def record_keys(record: dict[str, Any]) -> tuple[int, int]:
-    """(id hash, content hash): 1 and "1" are different ids; content is the record's canonical
-    content (`adg.io.shapes.content_text`: instruction, input, output, and a conversation's system
-    prompt and earlier turns), so one conversation read from two shapes is one record."""
-    id_text = json.dumps(record["id"], ensure_ascii=False)
-    return _hash64(id_text), _hash64(content_text(record))
-
-
-# --- the index's storage (a local folder or an s3:// prefix) ------------------------------------
-
-
-@dataclass
-class Index:
-    root: str
-
-    def uri(self, *parts: str) -> str:
-        if storage.is_s3(self.root):
-            return storage.join(self.root, *parts)
-        return str(Path(self.root, *parts))
-
-    def read_json(self, *parts: str) -> Any:
-        uri = self.uri(*parts)
-        if storage.is_s3(uri):
-            return storage.read_json(uri, default=None)
-        path = Path(uri)
-        if not path.is_file():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise PoolError(f"{path}:{err.lineno}: malformed JSON: {err.msg}") from None
-
-    def put(self, local: str | os.PathLike, *parts: str) -> None:
-        uri = self.uri(*parts)
-        if storage.is_s3(uri):
-            storage.upload(local, uri)
-            return
-        Path(uri).parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{uri}.tmp"  # embeddings and arrays are binary: copied, then renamed into place
-        shutil.copyfile(local, tmp)
-        os.replace(tmp, uri)
-
-    def create_json(self, value: Any, *parts: str) -> bool:
-        """Write a small JSON document only where none exists (S3: `If-None-Match: *`; locally
-        a hard link of a finished temp file, which never replaces a file): False when one does."""
-        uri = self.uri(*parts)
-        if storage.is_s3(uri):
-            try:
-                storage.write_json(uri, value, if_none_match=True)
-            except storage.PreconditionFailed:
-                return False
-            return True
-        path = Path(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        finally:
-            tmp.unlink()
-        return True
-
-    def ids(self, kind: str) -> list[int]:
-        """Every id under `kind` that anything was written to: complete, claimed or interrupted."""
-        if storage.is_s3(self.root):
-            prefix = storage.join(self.root, kind) + "/"
-            _bucket, key = storage.split_uri(prefix)
-            names = {o.key[len(key) :].split("/", 1)[0] for o in storage.list_objects(prefix)}
-        else:
-            folder = Path(self.root, kind)
-            names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
-        return sorted(int(n) for n in names if n.isdigit())
-
-    @contextmanager
-    def local(self, *parts: str):
-        """A local path of one file (downloaded to a temp folder for s3://)."""
-        with storage.local_copy(self.uri(*parts)) as path:
-            yield Path(path)
-
-    def fetch(self, dest: Path, *parts: str) -> Path:
-        """A local path of one file: the file itself locally, else downloaded to `dest`."""
-        uri = self.uri(*parts)
-        if not storage.is_s3(uri):
-            return Path(uri)
-        return storage.download(uri, dest / "/".join(parts))
-
-    def manifests(self, kind: str) -> list[dict[str, Any]]:
-        """The complete entries or versions (those with a manifest), sorted by their id."""
-        if storage.is_s3(self.root):
-            prefix = storage.join(self.root, kind) + "/"
-            names = sorted(
-                {
-                    o.key.rsplit("/", 2)[-2]
-                    for o in storage.list_objects(prefix)
-                    if o.key.endswith("/manifest.json")
-                }
-            )
-        else:
-            folder = Path(self.root, kind)
-            names = sorted(p.parent.name for p in folder.glob("*/manifest.json"))
-        out = []
-        for name in names:
-            manifest = self.read_json(kind, name, "manifest.json")
-            if not isinstance(manifest, dict) or manifest.get("id") != name:
-                raise PoolError(f"{self.uri(kind, name, 'manifest.json')}: not an ADG manifest")
-            out.append(manifest)
-        return out
-
-
-# How many taken ids a writer steps over before it gives up (each a lost race with another run).
-CLAIM_ATTEMPTS = 100
-
-
-def _claim(index: Index, kind: str, run_id: str) -> str:
-    """Reserve a new id under `kind` ("entries", "versions") for this writer: the first id above
-    every one used so far whose `claim.json` this writer creates (a conditional create: of two
-    writers that try one id, exactly one gets it; the other tries the next)."""
-    used = index.ids(kind)
-    candidate = (used[-1] if used else 0) + 1
-    claim = {"run_id": run_id, "writer": uuid.uuid4().hex, "claimed_at": _stamp()}
-    for _ in range(CLAIM_ATTEMPTS):
-        name = f"{candidate:06d}"
-        if index.create_json(claim, kind, name, "claim.json"):
-            return name
-        log.info("curation: %s/%s is taken by another run; trying the next id", kind, name)
-        candidate += 1
-    raise storage.StorageError(
-        f"{index.uri(kind)}: no free id after {CLAIM_ATTEMPTS} attempts (does the store honour "
-        "If-None-Match on PUT?)"
-    )
-
-
-def unfinished_entry(index: Index, run_id: str) -> str | None:
-    """The last entry this run claimed but never finished (a claim.json of this `run_id`, no
-    manifest), for its retry to reuse; None without a run id (a CLI call), or when none."""
-    if not run_id:
-        return None
-    done = {m["id"] for m in index.manifests("entries")}
-    for number in reversed(index.ids("entries")):
-        name = f"{number:06d}"
-        if name in done:
-            continue
-        claim = index.read_json("entries", name, "claim.json") or {}
-        if claim.get("run_id") == run_id:
-            log.info("curation: entry %s was left unfinished by this run; reusing it", name)
-            return name
-    return None
-
-
-def _commit(index: Index, manifest: dict[str, Any], kind: str) -> None:
-    """Write the manifest that makes an entry or version complete; it is created, never replaced."""
-    if not index.create_json(manifest, kind, manifest["id"], "manifest.json"):
-        raise storage.StorageError(
-            f"{index.uri(kind, manifest['id'], 'manifest.json')}: already exists, although this "
-            "run claimed the id; refusing to replace it"
-        )
-
-
-def _stamp() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def _describe(settings: dict[str, Any], other: dict[str, Any]) -> str:
     diff = fingerprint.differences(settings, other)
     return ", ".join(f"{k}={settings.get(k)!r} (this run: {other.get(k)!r})" for k in diff)
-
-
-def active_entries(
-    index: Index, settings: dict[str, Any] | None = None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(entries that rank with `settings`, entries scored otherwise); superseded ones are left
-    out. Without `settings`, all active entries must agree with each other."""
-    entries = index.manifests("entries")
-    superseded = {s for m in entries for s in m.get("supersedes", [])}
-    live = [m for m in entries if m["id"] not in superseded]
-    if settings is None and live:
-        settings = live[-1]["settings"]
-    same = [m for m in live if not fingerprint.differences(m["settings"], settings)]
-    other = [m for m in live if fingerprint.differences(m["settings"], settings)]
-    return same, other
 
 
 def check_consistency(
@@ -347,7 +135,7 @@ def plan_batch(
     index = Index(index_uri)
     other = check_consistency(index_uri, settings, rescore_mismatched)
     same, _ = active_entries(index, settings)
-    known_ids, known_content = _known_keys(index, same)
+    known_ids, known_content = known_keys(index, same)
     seen_ids: set[int] = set()
     seen_content: set[int] = set()
     stats = {"pool": 0, "dup": 0, "rescored": 0}
@@ -386,16 +174,6 @@ def plan_batch(
     return plan
 
 
-def _known_keys(index: Index, entries: list[dict[str, Any]]) -> tuple[set[int], set[int]]:
-    ids: set[int] = set()
-    content: set[int] = set()
-    for entry in entries:
-        with index.local("entries", entry["id"], "arrays.npz") as path, np.load(path) as arrays:
-            ids.update(arrays["id_hash"].tolist())
-            content.update(arrays["content_hash"].tolist())
-    return ids, content
-
-
 # --- writing an entry ---------------------------------------------------------------------------
 
 
@@ -415,146 +193,27 @@ def add_entry(
     writes into it again (`unfinished_entry`), so none is left behind.
     """
     index = Index(index_uri)
-    emb = np.load(embeddings_path, mmap_mode="r")
     with tempfile.TemporaryDirectory(prefix="adg-curation-") as work:
-        arrays = Path(work) / "arrays.npz"
-        n = _write_arrays(scored_path, arrays)
-        if emb.ndim != 2 or len(emb) != n:
-            raise PoolError(
-                f"{embeddings_path}: {emb.shape[0] if emb.ndim else 0} embedding rows for {n} "
-                f"scored records in {scored_path}; both must come from the same batch"
-            )
-        half = Path(work) / "embeddings.npy"
-        out = np.lib.format.open_memmap(half, mode="w+", dtype=np.float16, shape=emb.shape)
-        for start in range(0, n, 65536):
-            out[start : start + 65536] = emb[start : start + 65536]
-        out.flush()
-        del out
-        files = {"scored.jsonl": Path(scored_path), "embeddings.npy": half, "arrays.npz": arrays}
+        files, n, dim = entry_files(scored_path, embeddings_path, Path(work))
         # A retried task (a preempted or killed pod) takes over the entry its earlier attempt
         # claimed and left without a manifest, instead of leaving it beside a new one forever.
-        entry_id = unfinished_entry(index, run_id) or _claim(index, "entries", run_id)
-        listing = {}
-        for name, path in files.items():
-            index.put(path, "entries", entry_id, name)
-            listing[name] = {"sha256": storage.sha256_file(path), "bytes": path.stat().st_size}
+        entry_id = unfinished_entry(index, run_id) or claim(index, "entries", run_id)
         manifest = {
             "id": entry_id,
             "run_id": run_id,
-            "created_at": _stamp(),
+            "created_at": stamp(),
             "settings": settings,
             "records": n,
-            "dim": int(emb.shape[1]),
+            "dim": dim,
             "supersedes": list(supersedes or []),
             "sources": [s.get("uri", s) if isinstance(s, dict) else s for s in sources or []],
-            "files": listing,
         }
-        _commit(index, manifest, "entries")
+        publish(index, "entries", manifest, files)
     log.info("curation: entry %s with %d records -> %s", entry_id, n, index_uri)
     return entry_id
 
 
-def _write_arrays(scored_path: str | os.PathLike, dest: Path) -> int:
-    cols: dict[str, list] = {k: [] for k in ("score", "dispersion", "anisotropy", "id", "content")}
-    for n, r in enumerate(iter_records(scored_path)):
-        if not isinstance(r.get("score"), int | float):
-            raise PoolError(
-                f"{scored_path}: record {n} (id {r.get('id')!r}): field 'score' missing"
-            )
-        i, c = record_keys(r)
-        cols["score"].append(float(r["score"]))
-        cols["dispersion"].append(float(r.get("dispersion", np.nan)))
-        cols["anisotropy"].append(float(r.get("anisotropy", np.nan)))
-        cols["id"].append(i)
-        cols["content"].append(c)
-    with open(dest, "wb") as fh:
-        np.savez(
-            fh,
-            score=np.array(cols["score"], dtype=np.float64),
-            dispersion=np.array(cols["dispersion"], dtype=np.float64),
-            anisotropy=np.array(cols["anisotropy"], dtype=np.float64),
-            id_hash=np.array(cols["id"], dtype=np.uint64),
-            content_hash=np.array(cols["content"], dtype=np.uint64),
-        )
-    return len(cols["score"])
-
-
 # --- selecting over the whole index --------------------------------------------------------------
-
-
-@dataclass
-class IndexArrays:
-    """Everything selection needs, without record text: one row per indexed record."""
-
-    embeddings: list[np.ndarray]  # float16 [n_e, H] per entry (memory-mapped; rows kept only)
-    score: np.ndarray  # float64 [N]
-    dispersion: np.ndarray
-    anisotropy: np.ndarray
-    entry: np.ndarray  # int32 [N]: position of the row's entry in `entries`
-    row: np.ndarray  # int64 [N]: row inside its entry
-    entries: list[dict[str, Any]]
-    duplicates: int = 0  # rows left out: an earlier entry holds the same id or content
-
-
-def first_occurrences(id_hash: np.ndarray, content_hash: np.ndarray) -> np.ndarray:
-    """bool [N]: rows whose id and content no earlier row has (rows in index order).
-
-    Overlapping runs may both score a record (both planned before either wrote); it counts once,
-    in the entry written first. Planning never indexes a record twice by itself.
-    """
-    keep = np.zeros(len(id_hash), dtype=bool)
-    if not len(id_hash):
-        return keep
-    _, first_id = np.unique(id_hash, return_index=True)
-    _, first_content = np.unique(content_hash, return_index=True)
-    keep[np.intersect1d(first_id, first_content)] = True
-    return keep
-
-
-def load_arrays(index: Index, entries: list[dict[str, Any]], work: Path) -> IndexArrays:
-    """Memory-map every entry's embeddings (downloaded into `work` for s3://) and stack the
-    small per-record arrays, each record once (`first_occurrences`)."""
-    embs, parts = [], {k: [] for k in ("score", "dispersion", "anisotropy", "id", "content")}
-    entry_col, row_col = [], []
-    for pos, e in enumerate(entries):
-        emb = np.load(index.fetch(work, "entries", e["id"], "embeddings.npy"), mmap_mode="r")
-        with np.load(index.fetch(work, "entries", e["id"], "arrays.npz")) as arrays:
-            for k in ("score", "dispersion", "anisotropy"):
-                parts[k].append(np.asarray(arrays[k], dtype=np.float64))
-            parts["id"].append(np.asarray(arrays["id_hash"], dtype=np.uint64))
-            parts["content"].append(np.asarray(arrays["content_hash"], dtype=np.uint64))
-        if len(emb) != e["records"] or len(parts["score"][-1]) != e["records"]:
-            raise PoolError(f"{index.uri('entries', e['id'])}: files disagree with the manifest")
-        embs.append(emb)
-        entry_col.append(np.full(e["records"], pos, dtype=np.int32))
-        row_col.append(np.arange(e["records"], dtype=np.int64))
-    cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
-    entry = np.concatenate(entry_col) if entry_col else np.zeros(0, np.int32)
-    row = np.concatenate(row_col) if row_col else np.zeros(0, np.int64)
-    keep = first_occurrences(cat["id"], cat["content"])
-    duplicates = int(len(keep) - keep.sum())
-    if duplicates:
-        log.warning(
-            "curation: %d indexed records are also in an earlier entry (overlapping runs); "
-            "each counts once",
-            duplicates,
-        )
-        # Only an entry that lost rows is copied into memory; the others stay memory-mapped.
-        bounds = np.cumsum([0] + [len(emb) for emb in embs])
-        for pos, emb in enumerate(embs):
-            mine = keep[bounds[pos] : bounds[pos + 1]]
-            if not mine.all():
-                embs[pos] = np.asarray(emb[mine])
-    return IndexArrays(
-        embs,
-        cat["score"][keep],
-        cat["dispersion"][keep],
-        cat["anisotropy"][keep],
-        entry[keep],
-        row[keep],
-        entries,
-        duplicates,
-    )
 
 
 def select_arrays(
@@ -576,23 +235,6 @@ def select_arrays(
     count = cluster_count or auto_bin_count(total)
     bins = kmeans_bins_parts(arrays.embeddings, count=count, seed=seed, pca_dims=pca_dims)
     return select(arrays.score, bins, budget, strategy), bins
-
-
-def _gather(index: Index, arrays: IndexArrays, picks: dict[str, np.ndarray]) -> dict[str, list]:
-    """The selected records, each group in its pick order, streaming each entry's file once."""
-    wanted: dict[tuple[int, int], list[tuple[str, int]]] = {}
-    for name, idx in picks.items():
-        for pos, i in enumerate(idx):
-            wanted.setdefault((int(arrays.entry[i]), int(arrays.row[i])), []).append((name, pos))
-    out: dict[str, list] = {name: [None] * len(idx) for name, idx in picks.items()}
-    for e_pos, entry in enumerate(arrays.entries):
-        if not any(k[0] == e_pos for k in wanted):
-            continue
-        with index.local("entries", entry["id"], "scored.jsonl") as path:
-            for row, record in enumerate(iter_records(path)):
-                for name, pos in wanted.get((e_pos, row), []):
-                    out[name][pos] = record
-    return out
 
 
 def _stats(values: np.ndarray) -> dict[str, float | None]:
@@ -634,8 +276,8 @@ def select_version(
         arrays = load_arrays(index, entries, Path(work))
         sel, bins = select_arrays(arrays, budget, cluster_count, seed, pca_dims, strategy)
         picks = {name: getattr(sel, name) for name in GROUPS}
-        groups = _gather(index, arrays, picks)
-    version_id = _claim(index, "versions", run_id)
+        groups = gather(index, arrays, picks)
+    version_id = claim(index, "versions", run_id)
     for name, records in groups.items():
         write_json_array(out / f"{name}.json", records)
     previous = versions[-1] if versions else None
@@ -672,7 +314,7 @@ def select_version(
     manifest = {
         "id": version_id,
         "run_id": run_id,
-        "created_at": _stamp(),
+        "created_at": stamp(),
         "settings": entries[-1]["settings"],
         "entries": report["entries"],
         "records": report["records"],
@@ -692,15 +334,7 @@ def select_version(
 
     (out / "report.md").write_text(history_markdown(history), encoding="utf-8")
     (out / "report.html").write_text(history_html(history), encoding="utf-8")
-    manifest["files"] = {}
-    for name in VERSION_FILES:
-        path = out / name
-        index.put(path, "versions", version_id, name)
-        manifest["files"][name] = {
-            "sha256": storage.sha256_file(path),
-            "bytes": path.stat().st_size,
-        }
-    _commit(index, manifest, "versions")
+    publish(index, "versions", manifest, {name: out / name for name in VERSION_FILES})
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
     log.info(
         "curation: version %s selects %d of %d indexed records (+%d, -%d vs %s)",

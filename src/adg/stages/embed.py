@@ -24,10 +24,9 @@ from adg.progress import log
 
 def embed_fingerprint(model: str | None, encoder: HiddenStateEncoder | None) -> dict[str, Any]:
     """The settings an embeddings file is made with (`adg.io.fingerprint`)."""
-    return fingerprint.settings(
+    return fingerprint.stage_settings(
+        "embed",
         models.identity(model or "", encoder),
-        stage="embed",
-        result_format=fingerprint.RESULT_FORMAT,
         layers=list(encoder.layers if encoder is not None else LAYERS),
     )
 

@@ -103,8 +103,6 @@ def generation_fingerprint(
 ) -> dict[str, Any]:
     """The settings a generate output is made with (`adg.io.fingerprint`)."""
     values: dict[str, Any] = {
-        "stage": "generate",
-        "result_format": fingerprint.RESULT_FORMAT,
         "backend": backend,
         "num_samples": cfg.num_samples,
         "temperature": cfg.temperature,
@@ -115,7 +113,7 @@ def generation_fingerprint(
     }
     if backend == "hf":  # batch-seeded: a record's answers depend on its batch (module docstring)
         values.update(batch_size=cfg.batch_size, shard_count=shard_count)
-    return fingerprint.settings(model_identity, **values)
+    return fingerprint.stage_settings("generate", model_identity, **values)
 
 
 class HFSampler:

@@ -79,11 +79,7 @@ def score_fingerprint(
     method: str, opts: ScoreOptions, encoder: HiddenStateEncoder | None = None
 ) -> dict[str, Any]:
     """The settings a score output is made with (`adg.io.fingerprint`): only those `method` uses."""
-    values: dict[str, Any] = {
-        "stage": "score",
-        "result_format": fingerprint.RESULT_FORMAT,
-        "method": method,
-    }
+    values: dict[str, Any] = {"method": method}
     model: str | None = None
     if method == "adg":
         model = models.identity(opts.model, encoder)
@@ -98,7 +94,7 @@ def score_fingerprint(
         values["prompt_format"] = opts.prompt_format
     else:
         values["seed"] = opts.seed
-    return fingerprint.settings(model, **values)
+    return fingerprint.stage_settings("score", model, **values)
 
 
 def input_fields(method: str) -> tuple[str, ...]:
