@@ -82,9 +82,9 @@ def write_index(root: Path, n: int, dim: int, entries: int, true_bins: int = 100
 
 def measure(root: str, budget: int, bins: int, pca_dims: int, fit_rows: int) -> dict:
     """Runs in the subprocess: load, bin and select over the index at `root`."""
+    from adg.io import curation_index as curation
     from adg.method.clustering import kmeans_bins_parts
     from adg.method.selection import select
-    from adg.stages import curation
 
     t0 = time.perf_counter()
     index = curation.Index(root)

@@ -44,8 +44,8 @@ import numpy as np
 
 from adg.io import models
 from adg.io.reading import read_records
+from adg.method import task_classifiers as classifiers
 from adg.method.task_types import LABEL_FIELDS, measure, measure_lines, seed_records
-from adg.stages import analyse as analysis
 
 REPO = Path(__file__).resolve().parents[1]
 POOLS = {
@@ -87,12 +87,12 @@ def labelled_records(data: Path | None, eval_file: Path | None, per_label: int) 
     return out
 
 
-class KnnClassifier(analysis.VectorClassifier):
+class KnnClassifier(classifiers.VectorClassifier):
     """The k nearest seed instructions by cosine of the standardised vectors, majority vote."""
 
     name = "vectors-knn"
 
-    def __init__(self, base: analysis.VectorClassifier, k: int = 5):
+    def __init__(self, base: classifiers.VectorClassifier, k: int = 5):
         self.__dict__.update(base.__dict__)  # same encoder, seed vectors and scaler
         self.k = k
         self.scale = self.fit[0]  # the StandardScaler fitted on the seed vectors
@@ -114,17 +114,17 @@ class KnnClassifier(analysis.VectorClassifier):
         return out
 
 
-class RawLikelihood(analysis.ModelClassifier):
+class RawLikelihood(classifiers.ModelClassifier):
     """Label likelihood without the content-free calibration."""
 
     name = "likelihood-raw"
 
     def classify(self, records):
-        self._prior = np.zeros(len(analysis.CATEGORIES), dtype=np.float32)
+        self._prior = np.zeros(len(classifiers.CATEGORIES), dtype=np.float32)
         return super().classify(records)
 
 
-class FewShotLikelihood(analysis.ModelClassifier):
+class FewShotLikelihood(classifiers.ModelClassifier):
     """Calibrated label likelihood after one seed example per category (balanced, fixed order)."""
 
     name = "fewshot"
@@ -135,8 +135,8 @@ class FewShotLikelihood(analysis.ModelClassifier):
         for r in seed_records():
             first.setdefault(r["category"], r["instruction"].strip()[:200])
         shots = "".join(
-            f"Instruction: {first[c]}\nCategory: {analysis.SPOKEN[c]}\n\n"
-            for c in analysis.CATEGORIES
+            f"Instruction: {first[c]}\nCategory: {classifiers.SPOKEN[c]}\n\n"
+            for c in classifiers.CATEGORIES
         )
         self.shots = shots
 
@@ -146,19 +146,19 @@ class FewShotLikelihood(analysis.ModelClassifier):
 
 def build(name: str, tokenizer, lm, encoder, args, built: dict):
     if name in ("vectors", "vectors-knn") and "vectors" not in built:
-        built["vectors"] = analysis.VectorClassifier(encoder=encoder)
+        built["vectors"] = classifiers.VectorClassifier(encoder=encoder)
     if name == "vectors":
         return built["vectors"]
     if name == "vectors-knn":
         return KnnClassifier(built["vectors"])
     if name == "likelihood":
-        return analysis.ModelClassifier(tokenizer=tokenizer, lm=lm, batch_size=args.batch_size)
+        return classifiers.ModelClassifier(tokenizer=tokenizer, lm=lm, batch_size=args.batch_size)
     if name == "likelihood-raw":
         return RawLikelihood(tokenizer=tokenizer, lm=lm, batch_size=args.batch_size)
     if name == "fewshot":
         return FewShotLikelihood(tokenizer, lm, batch_size=max(1, args.batch_size // 2))
     if name == "endpoint":
-        return analysis.EndpointClassifier(args.endpoint, args.endpoint_model, batch_size=8)
+        return classifiers.EndpointClassifier(args.endpoint, args.endpoint_model, batch_size=8)
     raise SystemExit(f"unknown classifier {name!r}")
 
 
@@ -166,7 +166,7 @@ def build(name: str, tokenizer, lm, encoder, args, built: dict):
 LOSO_SOURCES = ("dolly", "cot", "wizardlm")
 
 
-def leave_one_source_out(clf: analysis.VectorClassifier, tests: list[dict]) -> dict:
+def leave_one_source_out(clf: classifiers.VectorClassifier, tests: list[dict]) -> dict:
     """Per held-out source and overall: the vector classifier's measure when fitted on the seed
     records of the other sources only (see the module docstring)."""
     from sklearn.base import clone
@@ -182,18 +182,18 @@ def leave_one_source_out(clf: analysis.VectorClassifier, tests: list[dict]) -> d
         x = np.concatenate([clf.seed_x[held], test_x[own]])
         y = [seed[i]["category"] for i in held] + [tests[i]["category"] for i in own]
         got = list(model.predict(x))
-        res[source] = measure(y, got, analysis.CATEGORIES)
+        res[source] = measure(y, got, classifiers.CATEGORIES)
         truth += y
         predicted += got
-    return {"overall": measure(truth, predicted, analysis.CATEGORIES), **res}
+    return {"overall": measure(truth, predicted, classifiers.CATEGORIES), **res}
 
 
 def write_loso(res: dict, model: str | None, evaluated: str, command: str) -> Path:
     """Store the leave-one-source-out figure as the vectors classifier's benchmark (the one the
     report states), with the in-distribution one kept beside it for comparison."""
-    path = analysis.BENCHMARK_PATH
+    path = classifiers.BENCHMARK_PATH
     table = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    key = f"vectors/{analysis.model_label(model)}"
+    key = f"vectors/{classifiers.model_label(model)}"
     o = res["overall"]
     table[key] = {
         "protocol": "leave-one-source-out",
@@ -218,14 +218,14 @@ def write_loso(res: dict, model: str | None, evaluated: str, command: str) -> Pa
 
 def write_benchmark(results: dict, model: str | None, evaluated: str, command: str) -> Path:
     """Store each local classifier's overall result where `adg analyse` looks it up."""
-    path = analysis.BENCHMARK_PATH
+    path = classifiers.BENCHMARK_PATH
     table = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     for name, res in results.items():
-        if name not in analysis.CLASSIFIERS or name == "endpoint":
+        if name not in classifiers.CLASSIFIERS or name == "endpoint":
             continue
         o = res["overall"]
         sources = [s for s, v in res.items() if isinstance(v, dict) and s != "overall"]
-        table[f"{name}/{analysis.model_label(model)}"] = {
+        table[f"{name}/{classifiers.model_label(model)}"] = {
             "n": o["n"],
             "accuracy": round(o["accuracy"], 4),
             "majority_accuracy": round(o["majority_accuracy"], 4),
@@ -270,7 +270,7 @@ def main() -> None:
     where = a.eval_file or (str(data) if data else "data/task_types_eval.jsonl")
     print(f"{len(records)} labelled records from {where}", file=sys.stderr)
     if a.loso:
-        clf = analysis.VectorClassifier(model=a.model)
+        clf = classifiers.VectorClassifier(model=a.model)
         t0 = time.perf_counter()
         res = leave_one_source_out(clf, records)
         print(f"leave-one-source-out, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
@@ -299,13 +299,15 @@ def main() -> None:
         t0 = time.perf_counter()
         predicted = clf.classify(records)
         took = time.perf_counter() - t0
-        res = {"overall": measure([r["category"] for r in records], predicted, analysis.CATEGORIES)}
+        res = {
+            "overall": measure([r["category"] for r in records], predicted, classifiers.CATEGORIES)
+        }
         for source in sorted({r["source"] for r in records}):
             idx = [i for i, r in enumerate(records) if r["source"] == source]
             res[source] = measure(
                 [records[i]["category"] for i in idx],
                 [predicted[i] for i in idx],
-                analysis.CATEGORIES,
+                classifiers.CATEGORIES,
             )
         per100 = 100 * took / len(records)
         print(f"\n== {clf.description}: setup {setup:.1f} s, {per100:.1f} s per 100 instructions")
