@@ -231,8 +231,9 @@ def package_without_cache(package_path: str | os.PathLike, dest: str | os.PathLi
     for component in [spec["root"], *spec.get("components", {}).values()]:
         for task in component.get("dag", {}).get("tasks", {}).values():
             task["cachingOptions"] = {}
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's, as in load_package
     with open(dest, "w", encoding="utf-8") as fh:
-        yaml.safe_dump_all(docs, fh, sort_keys=False)
+        yaml.dump_all(docs, fh, Dumper=dumper, sort_keys=False)
     return Path(dest)
 
 
@@ -290,28 +291,36 @@ def _client(target: Target):
 
 class _Package:
     """The pipeline package to send: a given YAML, or `pipeline` (full or select) compiled now
-    into a temp folder; with `cache` False, a copy with caching off everywhere."""
+    into a temp folder (`source`, what the parameters are read from); with `cache` False, `send()`
+    is a copy with caching off everywhere, written only when the run is about to be sent, so a bad
+    parameter is refused before the ~700 KB copy is written."""
 
     def __init__(self, package: str | None, cache: bool = True, pipeline: str = "full"):
         self.package = package
         self.cache = cache
         self.pipeline = pipeline
         self.tmp: tempfile.TemporaryDirectory | None = None
+        self.source: Path | None = None
 
-    def __enter__(self) -> Path:
+    def __enter__(self) -> _Package:
         if self.package and not Path(self.package).is_file():
             raise RemoteError(f"{self.package}: no such pipeline package")
         self.tmp = tempfile.TemporaryDirectory(prefix="adg-compile-")
         if self.package:
-            path = Path(self.package)
+            self.source = Path(self.package)
         else:
             from adg_kfp.pipelines.local import compile_pipeline
 
-            path = Path(self.tmp.name) / f"adg_{self.pipeline}.yaml"
-            compile_pipeline(path, self.pipeline)
-        if not self.cache:
-            path = package_without_cache(path, Path(self.tmp.name) / "adg_pipeline.nocache.yaml")
-        return path
+            self.source = Path(self.tmp.name) / f"adg_{self.pipeline}.yaml"
+            compile_pipeline(self.source, self.pipeline)
+        return self
+
+    def send(self) -> Path:
+        """The package as sent: `source`, or its copy with caching off."""
+        assert self.source is not None and self.tmp is not None, "inside `with` only"
+        if self.cache:
+            return self.source
+        return package_without_cache(self.source, Path(self.tmp.name) / "adg_pipeline.nocache.yaml")
 
     def __exit__(self, *exc) -> None:
         if self.tmp is not None:
@@ -334,10 +343,10 @@ def submit(
     """Start one run; returns its id. `cache`: keep the compiled caching (False: none at all);
     `pipeline`: which one to compile when no `package` is given (full or select)."""
     target = resolve_target(host, namespace, service_account)
-    with _Package(package, cache=cache, pipeline=pipeline) as path:
-        arguments = parse_params(params, path)
+    with _Package(package, cache=cache, pipeline=pipeline) as pkg:
+        arguments = parse_params(params, pkg.source)
         request = run_request(
-            path,
+            pkg.send(),
             arguments,
             run_name,
             experiment,
@@ -370,14 +379,14 @@ def schedule(
     computes everything afresh (True keeps the compiled settings)."""
     target = resolve_target(host, namespace, service_account)
     cron_expression(cron)
-    with _Package(package, cache=cache, pipeline=pipeline) as path:
-        arguments = parse_params(params, path)
+    with _Package(package, cache=cache, pipeline=pipeline) as pkg:
+        arguments = parse_params(params, pkg.source)
         client = _client(target)
         if check_version:
             check_backend_version(server_version(client))
         exp = client.create_experiment(experiment, namespace=target.namespace)
         request = recurring_run_request(
-            path,
+            pkg.send(),
             arguments,
             cron,
             name,

@@ -214,6 +214,12 @@ def test_no_cache_package_turns_caching_off_everywhere(tmp_path):
             assert not task.get("cachingOptions", {}).get("enableCache"), task["taskInfo"]
     assert platform["platforms"]["kubernetes"]["deploymentSpec"]  # the platform spec is kept
     assert set(spec["components"]) == set(original["components"])
+    # Read back by PyYAML's pure-Python loader, the copy is the original with only caching off.
+    docs = list(yaml.safe_load_all(PACKAGE.read_text()))
+    for component in [docs[0]["root"], *docs[0]["components"].values()]:
+        for task in component.get("dag", {}).get("tasks", {}).values():
+            task["cachingOptions"] = {}
+    assert [spec, platform] == docs
 
 
 def test_pipeline_root_and_caching_choices_reach_the_request():

@@ -146,7 +146,8 @@ def test_submit_compiles_the_chosen_pipeline_and_turns_caching_off_in_it():
     """`adg submit/schedule --pipeline select` without --package: the selection-only pipeline is
     compiled now; with caching off, the nested graph's tasks are uncached too."""
     for cache in (True, False):
-        with remote._Package(None, cache=cache, pipeline="select") as path:
+        with remote._Package(None, cache=cache, pipeline="select") as pkg:
+            path = pkg.send()
             spec = next(yaml.safe_load_all(path.read_text()))
             assert set(remote.pipeline_parameters(path)) == FIELDS
             tasks = [
