@@ -21,6 +21,15 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE_POOL = REPO / "data" / "alpaca_gpt4_sample_200.jsonl"
 
 
+def yaml_documents(text: str):
+    """The documents of a YAML text, read by libyaml's loader (a compiled pipeline is ~700 KB,
+    which PyYAML's pure-Python loader takes most of a second to read). test_remote checks that both
+    loaders read the committed packages alike."""
+    import yaml
+
+    return yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def sample_records(n: int) -> list[dict]:
     with open(SAMPLE_POOL, encoding="utf-8") as fh:
         return [json.loads(line) for _, line in zip(range(n), fh, strict=False)]

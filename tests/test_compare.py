@@ -9,8 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
-from helpers import sample_records, write_jsonl
+from helpers import sample_records, write_jsonl, yaml_documents
 
 from adg.io.records import PoolError
 from adg.stages.compare import (
@@ -171,7 +170,7 @@ def compiled(tmp_path_factory) -> list[dict]:
 
     path = tmp_path_factory.mktemp("compiled") / "p.yaml"
     compile_pipeline(path)
-    return list(yaml.safe_load_all(path.read_text()))
+    return list(yaml_documents(path.read_text()))
 
 
 def test_compiled_pipeline_fans_out_over_selectors(compiled):

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
+from helpers import yaml_documents
 
 from adg.config import GPU_COUNT_PARAMS
 from adg_kfp.components.images import STAGE_FAMILY, family_image, image_for
@@ -98,7 +98,7 @@ def compiled(tmp_path_factory) -> tuple[str, dict, dict]:
     finally:
         mp.undo()
     text = path.read_text()
-    spec, platform = yaml.safe_load_all(text)
+    spec, platform = yaml_documents(text)
     return text, spec, platform
 
 

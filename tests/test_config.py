@@ -8,7 +8,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 import pytest
-import yaml
+from helpers import yaml_documents
 
 from adg import config
 from adg.cli import build_parser
@@ -34,7 +34,7 @@ def settings(cls):
 
 
 def pipeline_defaults() -> dict:
-    spec = next(yaml.safe_load_all(COMMITTED.read_text()))
+    spec = next(yaml_documents(COMMITTED.read_text()))
     params = spec["root"]["inputDefinitions"]["parameters"]
     return {name: p.get("defaultValue") for name, p in params.items()}
 

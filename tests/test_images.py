@@ -16,7 +16,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-import yaml
+from helpers import yaml_documents
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -292,7 +292,7 @@ def random_score_executors(spec: dict) -> set[str]:
 
 def executor_images(path: Path) -> dict[str, str]:
     """{executor label: image} of every executor but the random baseline's (`cpu_images`)."""
-    spec = next(yaml.safe_load_all(path.read_text()))
+    spec = next(yaml_documents(path.read_text()))
     executors = spec["deploymentSpec"]["executors"]
     randoms = random_score_executors(spec)
     images = {}
@@ -307,7 +307,7 @@ def executor_images(path: Path) -> dict[str, str]:
 
 def cpu_images(path: Path) -> set[str]:
     """The images of the random baseline's scoring tasks."""
-    spec = next(yaml.safe_load_all(path.read_text()))
+    spec = next(yaml_documents(path.read_text()))
     executors = spec["deploymentSpec"]["executors"]
     return {executors[label]["container"]["image"] for label in random_score_executors(spec)}
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import yaml_documents
 
 from adg.cli import main
 from adg.errors import InputError
@@ -216,7 +217,7 @@ def test_tolerations_decode_as_kubernetes_decodes_them(capsys):
 
 def _dict_constant_strings(package: Path) -> set[str]:
     """The root's STRING parameters whose placeholders sit inside a dict or list constant."""
-    spec = next(yaml.safe_load_all(package.read_text()))
+    spec = next(yaml_documents(package.read_text()))
     roots = {
         name
         for name, p in spec["root"]["inputDefinitions"]["parameters"].items()

@@ -3,8 +3,7 @@
 import json
 
 import pytest
-import yaml
-from helpers import REPO, sample_records, write_jsonl
+from helpers import REPO, sample_records, write_jsonl, yaml_documents
 
 from adg.cli import main
 from adg_kfp.components.images import image_for, read_images_env
@@ -16,7 +15,7 @@ STAGES = ("ingest", "generate", "embed", "cluster", "score", "select")
 def compiled(tmp_path_factory):
     out = tmp_path_factory.mktemp("compiled") / "pipeline.yaml"
     assert main(["compile", "--output", str(out)]) == 0
-    return next(yaml.safe_load_all(out.read_text()))
+    return next(yaml_documents(out.read_text()))
 
 
 def test_every_stage_runs_in_its_image(compiled):

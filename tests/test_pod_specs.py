@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import yaml
+from helpers import yaml_documents
 from kfp_driver import Driver, DriverError, parse_quantity
 
 from adg.config import GPU_COUNT_PARAMS, GPU_PODS, MODEL_FREE_METHODS
@@ -79,7 +79,7 @@ TWO_GPUS = {
 
 
 def docs(path: Path) -> list[dict]:
-    return list(yaml.safe_load_all(path.read_text()))
+    return list(yaml_documents(path.read_text()))
 
 
 def render(path: Path, arguments: dict, spec_docs: list[dict] | None = None):

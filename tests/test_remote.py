@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import loopback_server
+from helpers import loopback_server, yaml_documents
 
 from adg.cli import main
 from adg_kfp.pipelines import remote
@@ -283,7 +283,6 @@ def test_the_stand_in_refuses_what_the_api_refuses(kfp_api):
 
 
 def test_submit_sends_requests_the_api_accepts(kfp_api, capsys):
-    import yaml
 
     args = ["submit", "--host", kfp_api.url, "--package", str(PACKAGE), "--run-name", "r1"]
     args += ["--param", "select_budget=5", "--service-account", "adg-pipeline-runner"]
@@ -305,7 +304,7 @@ def test_submit_sends_requests_the_api_accepts(kfp_api, capsys):
         "parameters": {"select_budget": 5},
         "pipeline_root": "s3://bucket/root",
     }
-    spec, platform = yaml.safe_load_all(PACKAGE.read_text())
+    spec, platform = yaml_documents(PACKAGE.read_text())
     assert run["pipeline_spec"] == {"pipeline_spec": spec, "platform_spec": platform}
     (run_id,) = kfp_api.runs
     assert capsys.readouterr().out.endswith(

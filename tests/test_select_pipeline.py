@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
-from helpers import sample_records, write_jsonl
+from helpers import sample_records, write_jsonl, yaml_documents
 
 from adg.cli.kfp import PIPELINE_YAML
 from adg_kfp.pipelines import remote
@@ -32,7 +31,7 @@ FIELDS = {
 
 
 def _docs(path: Path) -> list[dict]:
-    return list(yaml.safe_load_all(path.read_text()))
+    return list(yaml_documents(path.read_text()))
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +147,7 @@ def test_submit_compiles_the_chosen_pipeline_and_turns_caching_off_in_it():
     for cache in (True, False):
         with remote._Package(None, cache=cache, pipeline="select") as pkg:
             path = pkg.send()
-            spec = next(yaml.safe_load_all(path.read_text()))
+            spec = next(yaml_documents(path.read_text()))
             assert set(remote.pipeline_parameters(path)) == FIELDS
             tasks = [
                 t

@@ -25,6 +25,7 @@ from helpers import (
     request,
     write_jsonl,
     write_pool,
+    yaml_documents,
 )
 
 from adg.cli import main
@@ -327,10 +328,9 @@ def test_the_report_shows_the_conversation(tmp_path):
 def test_the_pipeline_wires_the_shape_and_the_baselines_prompt():
     """In the compiled pipeline: ingest takes ingest_format / ingest_columns, every baseline
     scoring task takes generation's prompt format, export hands back from ingest's originals."""
-    import yaml
     from helpers import REPO
 
-    spec = next(yaml.safe_load_all((REPO / "pipelines" / "adg_pipeline.yaml").read_text()))
+    spec = next(yaml_documents((REPO / "pipelines" / "adg_pipeline.yaml").read_text()))
     tasks = [
         task
         for comp in [spec["root"], *spec["components"].values()]
