@@ -208,14 +208,14 @@ def test_no_cache_package_turns_caching_off_everywhere(tmp_path):
 
     path = remote.package_without_cache(PACKAGE, tmp_path / "p.yaml")
     spec, platform = yaml.safe_load_all(path.read_text())
-    original = next(yaml.safe_load_all(PACKAGE.read_text()))
+    original = next(yaml_documents(PACKAGE.read_text()))
     for component in [spec["root"], *spec["components"].values()]:
         for task in component.get("dag", {}).get("tasks", {}).values():
             assert not task.get("cachingOptions", {}).get("enableCache"), task["taskInfo"]
     assert platform["platforms"]["kubernetes"]["deploymentSpec"]  # the platform spec is kept
     assert set(spec["components"]) == set(original["components"])
     # Read back by PyYAML's pure-Python loader, the copy is the original with only caching off.
-    docs = list(yaml.safe_load_all(PACKAGE.read_text()))
+    docs = list(yaml_documents(PACKAGE.read_text()))
     for component in [docs[0]["root"], *docs[0]["components"].values()]:
         for task in component.get("dag", {}).get("tasks", {}).values():
             task["cachingOptions"] = {}
