@@ -29,6 +29,12 @@ from kfp import kubernetes
 from kfp.dsl import PipelineTask
 from kfp.dsl.pipeline_channel import PipelineChannel
 
+from adg_kfp.pipelines.setter_caller import use_cheap_caller_names
+
+# The setters below would otherwise read the source of the whole stack on every call (5-9 s per
+# process of building the graphs); see setter_caller.
+use_cheap_caller_names()
+
 GPU_RESOURCE = "nvidia.com/gpu"
 
 
