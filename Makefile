@@ -44,13 +44,15 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The edit-test loop (about 3 minutes on 2 idle cores, 1,100 tests): no kfp.local runs, no
-# embedded model, no subprocess runs, none of the few tests that take over ~20 s of CPU alone
-# (markers in pyproject.toml).
-# `make test` (CI) runs everything.
+# The edit-test loop, on both cores (pytest-xdist; one torch thread per worker, since two
+# workers' thread pools on two cores fight): no kfp.local runs, no embedded model, no subprocess
+# runs, none of the few tests that take over ~5 s alone (markers in pyproject.toml). About 50 s
+# for 1,100 tests on 2 idle cores (docs/benchmarks.md).
+# `make test` (CI) runs everything, in one process.
 FAST_MARKERS := not integration and not kfp_local and not subprocess and not slow and not gpu
+FAST_WORKERS ?= 2
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(FAST_WORKERS) -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

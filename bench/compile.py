@@ -6,9 +6,12 @@ process and `adg run` have it loaded), then imports the select pipeline, which b
 graphs. `real` puts kfp's own `inspect` back before the graphs are built; `cheap` keeps the
 stand-in that placement installs. The two are alternated, and each's median, fastest and slowest
 are printed with the ratio. `--compile` also times `adg compile --pipeline full` end to end (the
-command a user runs).
+command a user runs). `--load` times reading the committed package in one process (torch loaded,
+as in a test process or `adg run`): PyYAML's pure-Python loader, libyaml's with the collector
+running, and `remote.yaml_documents` (libyaml, collector paused), alternated.
 
     python -m bench.compile --repeat 5 --with-torch
+    python -m bench.compile --repeat 5 --load
 """
 
 from __future__ import annotations
@@ -64,9 +67,30 @@ def compile_seconds() -> float:
         return time.perf_counter() - start
 
 
+def load_times(repeat: int) -> dict[str, list[float]]:
+    import torch  # noqa: F401  (a process as large as a test process)
+    import yaml
+
+    from adg_kfp.pipelines.remote import yaml_documents
+
+    text = (Path(__file__).resolve().parents[1] / "pipelines" / "adg_pipeline.yaml").read_text()
+    readers = {
+        "pure-Python": lambda: list(yaml.safe_load_all(text)),
+        "libyaml": lambda: list(yaml.load_all(text, Loader=yaml.CSafeLoader)),
+        "paused-gc": lambda: yaml_documents(text),
+    }
+    times: dict[str, list[float]] = {name: [] for name in readers}
+    for _ in range(repeat):
+        for name, read in readers.items():
+            start = time.perf_counter()
+            read()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
 def line(name: str, times: list[float]) -> str:
     return (
-        f"{name:<6} median {statistics.median(times):6.2f} s  "
+        f"{name:<11} median {statistics.median(times):6.2f} s  "
         f"fastest {min(times):6.2f} s  slowest {max(times):6.2f} s"
     )
 
@@ -77,7 +101,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="fresh processes per variant")
     parser.add_argument("--with-torch", action="store_true", help="torch loaded first")
     parser.add_argument("--compile", action="store_true", help="also time `adg compile`")
+    parser.add_argument("--load", action="store_true", help="time reading the package instead")
     a = parser.parse_args()
+    if a.load:
+        for name, t in load_times(a.repeat).items():
+            log.info(line(name, t))
+        return
     build_seconds(False, a.with_torch)  # warm the file cache; not counted
     times: dict[str, list[float]] = {"real": [], "cheap": []}
     for _ in range(a.repeat):

@@ -23,6 +23,7 @@ top-level tasks, and True would switch caching on for ingest and the ledger.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -74,17 +75,27 @@ def resolve_target(
     return Target(host, namespace, account)
 
 
-def load_package(package_path: str | os.PathLike) -> list[Any]:
-    """The YAML documents of a compiled pipeline: the pipeline spec, then its platform spec.
-
-    libyaml's loader where PyYAML was built with it: a compiled pipeline is ~700 KB (it carries
-    every component's source), which the pure-Python loader takes most of a second to read.
-    """
+def yaml_documents(text: str) -> list[Any]:
+    """The documents of a YAML text, read by libyaml's loader where PyYAML has it, with the garbage
+    collector paused: a compiled pipeline is ~700 KB (it carries every component's source), which
+    the pure-Python loader takes most of a second to read, and the ~400 K containers built (no
+    cycles among them) set off full collections that cost as much again in a process with torch
+    loaded (bench/compile.py `--load`)."""
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with open(package_path, encoding="utf-8") as fh:
-        return list(yaml.load_all(fh, Loader=loader))
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return list(yaml.load_all(text, Loader=loader))
+    finally:
+        if paused:
+            gc.enable()
+
+
+def load_package(package_path: str | os.PathLike) -> list[Any]:
+    """The YAML documents of a compiled pipeline: the pipeline spec, then its platform spec."""
+    return yaml_documents(Path(package_path).read_text(encoding="utf-8"))
 
 
 def _root_parameters(package_path: str | os.PathLike) -> dict[str, dict[str, Any]]:

@@ -7,6 +7,7 @@ credentials while it runs, and is restored afterwards; nothing patches boto3).
 from __future__ import annotations
 
 import builtins
+import gc
 import os
 import socket
 import sys
@@ -20,6 +21,13 @@ from helpers import N_RECORDS, REPO, sample_records, save_tiny, write_jsonl
 sys.path.insert(0, str(REPO))  # for bench.baselines, the straightforward reference implementations
 # No progress bars in test output (kfp.local's stage subprocesses inherit this too).
 os.environ.setdefault("ADG_PROGRESS", "0")
+
+
+def pytest_collection_finish(session):
+    """Everything imported by now (torch, transformers, kfp, the pipelines: ~250 K objects) is
+    kept out of the collector's full passes: they are long-lived, and each pass over them made
+    every test that builds many objects (a parsed pipeline, a pool) pay for them again."""
+    gc.freeze()
 
 
 @pytest.fixture(autouse=True)

@@ -22,12 +22,12 @@ SAMPLE_POOL = REPO / "data" / "alpaca_gpt4_sample_200.jsonl"
 
 
 def yaml_documents(text: str):
-    """The documents of a YAML text, read by libyaml's loader (a compiled pipeline is ~700 KB,
-    which PyYAML's pure-Python loader takes most of a second to read). test_remote checks that both
-    loaders read the committed packages alike."""
-    import yaml
+    """The documents of a YAML text as an iterator, read as `adg submit` reads a package (libyaml,
+    the collector paused: a compiled pipeline is ~700 KB). test_remote checks that PyYAML's
+    pure-Python loader reads the committed packages alike."""
+    from adg_kfp.pipelines.remote import yaml_documents as read
 
-    return yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return iter(read(text))
 
 
 def sample_records(n: int) -> list[dict]:

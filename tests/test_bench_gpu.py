@@ -2,9 +2,10 @@
 run (tiny models of the same two families, on CPU), so the benchmark is known to work before a lent
 GPU's minutes are spent.
 
-The fast tier runs `--dry-run --quick` in this process (a few seconds of CPU: one batch size, six
-new tokens, one training step, lm-eval left out); `make test` also runs the whole `--dry-run`,
-lm-eval included. The time guard and the factors writer are checked on what those runs write.
+`make test` runs `--dry-run --quick` in this process (about 10 s of CPU: one batch size, six new
+tokens, one training step, lm-eval left out) and the whole `--dry-run`, lm-eval included; the
+fast tier runs the time-guard check (a 3 s budget, so most parts are skipped). The factors writer
+is checked on what the quick run writes.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def quick(tmp_path_factory) -> dict:
     return run_dry(tmp_path_factory.mktemp("gpu-quick"), "--quick")
 
 
+@pytest.mark.slow
 def test_quick_dry_run_measures_every_stage_through_the_library(quick):
     status = {name: p["status"] for name, p in parts(quick).items()}
     not_run = {
@@ -101,6 +103,7 @@ def test_sweep_prediction_and_device_names():
     assert device.vendor_key("NVIDIA GeForce RTX 4090") is None
 
 
+@pytest.mark.slow
 def test_factors_are_written_from_a_gpu_result_only(quick, tmp_path, monkeypatch):
     factors = tmp_path / "gpu_factors.json"
     factors.write_text(json.dumps({"devices": {}}))

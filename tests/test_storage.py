@@ -107,6 +107,7 @@ def test_client_retries_adaptively(s3_server):
     assert config.retries["total_max_attempts"] == 3  # ADG_S3_MAX_ATTEMPTS of the fixture
 
 
+@pytest.mark.slow  # ~9 s of botocore's backoff and rate limiting, waited for real
 def test_a_throttled_request_is_retried_up_to_the_attempts(bucket, monkeypatch):
     # Throttling (503 SlowDown) on the real wire: the client sends the request again until it
     # goes through, and gives up after ADG_S3_MAX_ATTEMPTS (3 here) requests in all.
