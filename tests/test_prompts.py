@@ -13,7 +13,7 @@ from helpers import failed_local_run, sample_records, write_jsonl
 from adg.cli import main
 from adg.errors import InputError
 from adg.io.models import has_chat_template
-from adg.method.prompts import alpaca_prompt, resolve_prompt_format
+from adg.method.prompts import alpaca_prompt, build_prompt, resolve_prompt_format
 from adg.stages.train import encode_all
 
 SYSTEM = "You are terse."
@@ -54,6 +54,13 @@ def test_a_pool_the_format_or_model_cannot_render_is_one_line_naming_the_record(
         resolve_prompt_format("chat", plain(2), lambda: False)
     with pytest.raises(InputError, match="unknown prompt format"):
         resolve_prompt_format("vicuna", plain(2), never)
+
+
+def test_a_prompt_is_never_built_in_the_unresolved_auto_format():
+    # A sampler called directly with the default config (as the vLLM image check once did) is
+    # told what to do, not that "auto" is unknown.
+    with pytest.raises(InputError, match="'auto' is decided for the whole pool"):
+        build_prompt(plain(1)[0], "auto")
 
 
 @pytest.fixture

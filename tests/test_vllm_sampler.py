@@ -185,7 +185,11 @@ def records_with_ids(ids) -> list[dict]:
     return [{**r, "id": i} for r, i in zip(records, ids, strict=True)]
 
 
-CFG = SamplingConfig(num_samples=3, max_new_tokens=6, temperature=1.0, top_p=0.95, seed=11)
+# The samplers are called directly here, so the format is a concrete one: "auto" (the default) is
+# decided for the whole pool by generate_file before any prompt is built.
+CFG = SamplingConfig(
+    num_samples=3, max_new_tokens=6, temperature=1.0, top_p=0.95, seed=11, prompt_format="alpaca"
+)
 
 
 def hf_prompt_ids(model_dir, cfg: SamplingConfig, records: list[dict]) -> list[list[int]]:
@@ -270,7 +274,9 @@ def full_vllm_run(model: str, records: list[dict] | None = None) -> dict:
     import time
 
     records = records or records_with_ids([1, "1", 2, 3, 4, 5])
-    cfg = SamplingConfig(num_samples=4, max_new_tokens=32, temperature=1.0, top_p=0.9, seed=5)
+    cfg = SamplingConfig(
+        num_samples=4, max_new_tokens=32, temperature=1.0, top_p=0.9, seed=5, prompt_format="alpaca"
+    )
     started = time.monotonic()
     sampler = VLLMSampler(model, cfg, gpu_memory_utilization=0.3)
     loaded = time.monotonic() - started

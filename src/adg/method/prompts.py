@@ -85,6 +85,11 @@ def build_prompt(record: dict[str, Any], prompt_format: str, tokenizer=None) -> 
         return alpaca_prompt(record)
     if prompt_format == "chat":
         return chat_prompt(record, tokenizer)
+    if prompt_format == AUTO:  # one format per pool: generate_file and score_file decide it first
+        raise InputError(
+            "prompt format 'auto' is decided for the whole pool before prompts are built "
+            "(resolve_for_file); give a sampler or scorer called directly 'alpaca' or 'chat'"
+        )
     raise InputError(f"unknown prompt format {prompt_format!r}; choose one of {PROMPT_FORMATS}")
 
 
